@@ -1,0 +1,309 @@
+"""The Python API: ``stylize`` on arrays, ``stylize_file`` on files (what ``artem stylize`` calls).
+
+    from artem_cli import Settings, stylize_file
+    stylize_file("photo.jpg", ["starry_night.jpg"], "out.png", Settings(size=512))
+
+The data flow is the module layout: io (files) -> preprocess -> vgg (forward, taps) -> losses ->
+vgg (backward) -> optim -> preprocess -> io.
+"""
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import io, preprocess, weights
+from .backend import array_module, available_memory, to_host
+from .errors import ArtemError
+from .losses import content_loss, gram, style_loss, tv_loss
+from .optim import LBFGS, Adam
+from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16, check_layer_names
+
+DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
+MAX_SIZE = 8192
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything that shapes a stylization; the defaults give a good result without tuning."""
+
+    size: int = 512  # longest side of the output, in pixels
+    iterations: int = 500
+    optimizer: str = "lbfgs"  # or "adam"
+    lr: float = 10.0  # Adam's learning rate, in 0..255 pixel levels per step
+    history: int = 100  # L-BFGS correction pairs
+    content_weight: float = 5.0
+    style_weight: float = 100.0
+    tv_weight: float = 1.0
+    content_layers: tuple = (("relu4_2", 1.0),)  # (layer, weight) pairs
+    style_layers: tuple = DEFAULT_STYLE_LAYERS
+    style_blend: tuple = None  # one weight per style image; None: equal shares
+    style_scale: float = 1.0  # style images are resized to size * style_scale (longest side)
+    init: str = "content"  # "content", "random", or an image file
+    original_colors: bool = False  # keep the content's colours (luminance transfer after)
+    pooling: str = "max"  # or "avg"
+    seed: int = 0
+
+    def validate(self, n_styles):
+        if not 16 <= self.size <= MAX_SIZE:
+            raise ArtemError(f"size must be between 16 and {MAX_SIZE} pixels, not {self.size}")
+        if self.iterations < 1:
+            raise ArtemError(f"iterations must be at least 1, not {self.iterations}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ArtemError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
+        if not (math.isfinite(self.style_scale) and 0 < self.style_scale <= 4):
+            raise ArtemError(f"style-scale must be in (0, 4], not {self.style_scale}")
+        for label, layers in (("content", self.content_layers), ("style", self.style_layers)):
+            if not layers:
+                raise ArtemError(f"at least one {label} layer is needed")
+            check_layer_names([name for name, _ in layers])
+            if any(not (math.isfinite(w) and w >= 0) for _, w in layers):
+                raise ArtemError(f"{label} layer weights must be finite numbers >= 0")
+        if self.style_blend is not None:
+            if len(self.style_blend) != n_styles:
+                raise ArtemError(f"style-blend has {len(self.style_blend)} weights for {n_styles} style images")
+            if any(not (math.isfinite(w) and w >= 0) for w in self.style_blend) or sum(self.style_blend) <= 0:
+                raise ArtemError("style-blend weights must be >= 0 and not all zero")
+        if self.pooling not in ("max", "avg"):
+            raise ArtemError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
+
+    def blend(self, n_styles):
+        shares = self.style_blend or (1.0,) * n_styles
+        return [w / sum(shares) for w in shares]
+
+
+@dataclasses.dataclass
+class Result:
+    image: np.ndarray  # RGB (3, H, W) float32 in 0..1, on the host
+    iterations: int
+    evaluations: int
+    seconds: float
+    stop_reason: str
+    interrupted: bool
+    initial_losses: dict  # total, content, style, tv at the start
+    losses: dict  # the same of the final image as saved in 8 bits
+    history: list  # total loss after each iteration
+
+
+class Objective:
+    """Weighted content + style + TV loss of an image in VGG space, and its gradient.
+
+    The losses are those of the image as it will be saved: pixels are clipped to the valid range
+    first (an unclipped optimum differs badly from its saved file: style loss 0.2M in the buffer,
+    3.4M once clipped, on coffee + Starry Night at 256 px), and a quadratic penalty of
+    ``RANGE_WEIGHT`` pulls pixels that wander outside back to the boundary, where the loss's own
+    gradient reaches them again.
+    """
+
+    RANGE_WEIGHT = 1e4
+
+    def __init__(self, net, settings, content_targets, style_targets, low, high):
+        self.net, self.settings = net, settings
+        self.content_targets, self.style_targets = content_targets, style_targets
+        self.low, self.high = low, high  # per-channel bounds of the valid image in VGG space
+        self.taps = sorted(set(content_targets) | set(style_targets), key=LAYER_NAMES.index)
+        self.parts = {}
+        self.initial = None  # the terms at the first point evaluated (the optimizer's start)
+
+    def __call__(self, x):
+        xp = array_module(x)
+        clipped = xp.clip(x, self.low, self.high)
+        outside = x - clipped
+        value, grad = self.loss(clipped)
+        if self.initial is None:
+            self.initial = {"total": value, **self.parts}
+        grad *= outside == 0
+        grad += outside * (2 * self.RANGE_WEIGHT / x.size)
+        return value + self.RANGE_WEIGHT * float(xp.vdot(outside, outside)) / x.size, grad
+
+    def loss(self, x):
+        """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
+        s = self.settings
+        features = self.net.forward(x, self.taps)
+        grads, content, style = {}, 0.0, 0.0
+
+        def add(layer, g):
+            grads[layer] = g if layer not in grads else grads[layer] + g
+
+        for layer, (weight, target) in self.content_targets.items():
+            value, g = content_loss(features[layer], target)
+            content += weight * value
+            add(layer, g * (s.content_weight * weight))
+        for layer, (weight, target) in self.style_targets.items():
+            value, g = style_loss(features[layer], target)
+            style += weight * value
+            add(layer, g * (s.style_weight * weight))
+        image_grad = self.net.backward(grads)
+        tv, tv_grad = tv_loss(x)
+        image_grad += s.tv_weight * tv_grad
+        self.parts = {"content": s.content_weight * content, "style": s.style_weight * style, "tv": s.tv_weight * tv}
+        return sum(self.parts.values()), image_grad
+
+
+def estimate_memory(shape, settings):
+    """Bytes one run needs at (H, W): activations kept for backward, their gradients, the largest
+    convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x history images)."""
+    taps = [name for name, _ in settings.content_layers + settings.style_layers]
+    deepest = max(LAYER_NAMES.index(t) for t in taps)
+    h, w = shape
+    activations, largest = 0, 0
+    for name in LAYER_NAMES[: deepest + 1]:
+        if name.startswith("pool"):
+            h, w = h // 2, w // 2
+        elif name.startswith("conv"):
+            cin, cout = next((i, o) for n, i, o in CONV_LAYERS if n == name)
+            activations += 2 * cout * h * w * 4  # conv output and ReLU output
+            largest = max(largest, (3 * cin + 3 * cout) * (h + 2) * (w + 2) * 4)
+    image = 3 * shape[0] * shape[1] * 4
+    optimizer = (2 * settings.history + 4) * image if settings.optimizer == "lbfgs" else 6 * image
+    return int(1.5 * activations + 2 * largest + optimizer + 200e6)  # weights and their prepared forms
+
+
+def _check_memory(shape, settings):
+    need, have = estimate_memory(shape, settings), available_memory()
+    if have is not None and need > have:
+        raise ArtemError(
+            f"a {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB of memory but "
+            f"{have / 2**30:.1f} GiB are free; use a smaller --size (or --history for L-BFGS)"
+        )
+
+
+def _style_shape(style, size, scale):
+    return preprocess.scaled_shape(style.shape, max(16, round(size * scale)))
+
+
+def _check_depth(shape, settings, what):
+    """Each 2x2 pooling halves the image: the deepest layer needs 2^pools pixels on each side."""
+    taps = [name for name, _ in settings.content_layers + settings.style_layers]
+    deepest = max(taps, key=LAYER_NAMES.index)
+    need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
+    if min(shape) < need:
+        raise ArtemError(
+            f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least "
+            f"{need} px on each side; use a larger --size{' or --style-scale' if what == 'style image' else ''}"
+        )
+
+
+def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None):
+    """Stylize ``content`` (RGB (3, H, W) 0..1) after ``styles`` (a list of such arrays).
+
+    ``init_image`` (RGB array) is used when ``settings.init`` names a file. ``on_iteration(i, value,
+    parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
+    Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far.
+    """
+    settings = settings or Settings()
+    settings.validate(len(styles))
+    if not styles:
+        raise ArtemError("at least one style image is needed")
+    shape = preprocess.scaled_shape(content.shape, settings.size)
+    _check_depth(shape, settings, "content image")
+    for style in styles:
+        _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
+    _check_memory(shape, settings)
+    try:
+        return _run(content, styles, settings, shape, weights_path, init_image, on_iteration)
+    except MemoryError:
+        raise ArtemError(f"out of memory at {shape[1]}x{shape[0]}; use a smaller --size") from None
+
+
+def _run(content, styles, settings, shape, weights_path, init_image, on_iteration):
+    xp = np  # the array module, chosen here once for the whole run
+    net = VGG16(weights.load(weights.locate(weights_path), xp), pooling=settings.pooling)
+    content_rgb = xp.asarray(preprocess.resize(content, shape))
+    content_x = preprocess.to_vgg(content_rgb)
+
+    content_layers = dict(settings.content_layers)
+    style_layers = dict(settings.style_layers)
+    content_features = net.forward(content_x, list(content_layers))
+    content_targets = {k: (w, content_features[k]) for k, w in content_layers.items()}
+    style_targets = {k: (w, 0.0) for k, w in style_layers.items()}
+    for share, style in zip(settings.blend(len(styles)), styles):
+        style_x = preprocess.to_vgg(xp.asarray(preprocess.resize(style, _style_shape(style, settings.size, settings.style_scale))))
+        features = net.forward(style_x, list(style_layers))
+        style_targets = {k: (w, t + share * gram(features[k])) for k, (w, t) in style_targets.items()}
+    low = preprocess.to_vgg(xp.zeros((3, 1, 1), dtype=xp.float32))
+    objective = Objective(net, settings, content_targets, style_targets, low, low + 255)
+
+    rng = np.random.default_rng(settings.seed)
+    if settings.init == "content":
+        x0 = content_x.copy()
+    elif settings.init == "random":
+        x0 = xp.asarray(rng.standard_normal(content_x.shape, dtype=np.float32) * 16)
+    else:
+        if init_image is None:
+            raise ArtemError("init names a file, but no init image was given")
+        x0 = preprocess.to_vgg(xp.asarray(preprocess.resize(init_image, shape)))
+
+    def finish(x):
+        rgb = xp.clip(preprocess.from_vgg(x), 0, 1)
+        return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
+
+    if settings.optimizer == "lbfgs":
+        optimizer = LBFGS(objective, x0, history=settings.history)
+    else:
+        optimizer = Adam(objective, x0, lr=settings.lr)
+
+    start, history, interrupted, x = time.perf_counter(), [], False, x0
+    try:
+        for i, (x, value) in enumerate(optimizer.run(settings.iterations), start=1):
+            history.append(value)
+            if on_iteration is not None:
+                current = x
+                on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - start
+    image = to_host(finish(x)).astype(np.float32)
+    saved = io.quantize(image)
+    total, _ = objective.loss(preprocess.to_vgg(xp.asarray(saved)))
+    return Result(
+        image=image,
+        iterations=len(history),
+        evaluations=optimizer.evaluations,
+        seconds=seconds,
+        stop_reason="interrupted" if interrupted else optimizer.stop_reason,
+        interrupted=interrupted,
+        initial_losses=objective.initial,
+        losses={"total": total, **objective.parts},
+        history=history,
+    )
+
+
+def snapshot_path(output, iteration):
+    output = Path(output)
+    return output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
+
+
+def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
+                 save_every=0, on_iteration=None):
+    """Read the images, stylize, write ``output`` (alpha of the content kept), snapshots every
+    ``save_every`` iterations. Checks everything it can before the long work starts."""
+    settings = settings or Settings()
+    settings.validate(len(style_paths))
+    io.check_writable(output, overwrite)
+    content, alpha = io.read_image(content_path, "content image")
+    styles = [io.read_image(p, "style image")[0] for p in style_paths]
+    init_image = None
+    if settings.init not in ("content", "random"):
+        init_image = io.read_image(settings.init, "init image")[0]
+    weights.locate(weights_path)  # fail before reading is wasted
+
+    shape = preprocess.scaled_shape(content.shape, settings.size)
+    out_alpha = None if alpha is None else preprocess.resize(alpha, shape)
+
+    def each(i, value, parts, image):
+        if save_every and i % save_every == 0:
+            io.write_image(snapshot_path(output, i), image(), out_alpha, overwrite=True)
+        if on_iteration is not None:
+            on_iteration(i, value, parts, image)
+
+    result = stylize(content, styles, settings, weights_path=weights_path, init_image=init_image, on_iteration=each)
+    io.write_image(output, result.image, out_alpha, overwrite=overwrite)
+    return result

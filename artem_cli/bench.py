@@ -1,0 +1,102 @@
+"""The benchmark suite behind ``artem benchmark``: measured, never asserted.
+
+``network_pass``: seconds for one VGG16 forward to relu5_1 plus the backward to the image (what every
+optimizer iteration costs), for our NumPy network and, when PyTorch is installed, for the same
+network with the same weights in PyTorch on the CPU, measured in the same run. ``conv_layers``: each
+convolution's forward time and MAC rate at the given size.
+"""
+import platform
+import time
+
+import numpy as np
+
+from . import weights
+from .backend import array_module
+from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
+
+TAP = "relu5_1"
+
+
+def _best_of(fn, repeats):
+    fn()  # warm-up: first-touch pages, thread pools, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), float(np.median(times))
+
+
+def machine():
+    import os
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "numpy": np.__version__}
+
+
+def numpy_pass(net, image, repeats):
+    xp = array_module(image)
+
+    def once():
+        out = net.forward(image, [TAP])
+        net.backward({TAP: xp.ones_like(out[TAP])})
+
+    return _best_of(once, repeats)
+
+
+def torch_pass(w, shape, repeats, threads):
+    """The same pass in PyTorch (CPU), or None when PyTorch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    layers = []
+    for name in LAYER_NAMES[: LAYER_NAMES.index(TAP) + 1]:
+        if name.startswith("conv"):
+            weight = torch.from_numpy(np.ascontiguousarray(w[f"{name}.weight"]))
+            conv = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+            conv.weight.data, conv.bias.data = weight, torch.from_numpy(w[f"{name}.bias"])
+            layers.append(conv)
+        elif name.startswith("relu"):
+            layers.append(torch.nn.ReLU())
+        else:
+            layers.append(torch.nn.MaxPool2d(2))
+    net = torch.nn.Sequential(*layers)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    image = torch.randn(1, 3, *shape, requires_grad=True)
+
+    def once():
+        image.grad = None
+        net(image).sum().backward()
+
+    return {"version": torch.__version__, "threads": threads, "seconds": _best_of(once, repeats)}
+
+
+def network_pass(shape, repeats=5, with_torch=True, weights_path=None):
+    w = weights.load(weights.locate(weights_path))
+    net = VGG16(w)
+    image = np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50
+    ours = numpy_pass(net, image, repeats)
+    result = {"shape": list(shape), "tap": TAP, "numpy_seconds": ours}
+    if with_torch:
+        import os
+
+        result["torch"] = torch_pass(w, shape, repeats, threads=os.cpu_count())
+    return result
+
+
+def conv_layers(shape, repeats=3, weights_path=None):
+    w = weights.load(weights.locate(weights_path))
+    net = VGG16(w)
+    rng = np.random.default_rng(0)
+    rows, (h, width) = [], shape
+    for name, cin, cout in CONV_LAYERS:
+        if name.endswith("_1") and name != "conv1_1":
+            h, width = h // 2, width // 2
+        layer = net.layer(name)
+        x = rng.standard_normal((cin, h, width), dtype=np.float32)
+        best, _ = _best_of(lambda: layer.forward(x), repeats)
+        macs = 9 * cin * cout * h * width
+        rows.append({"layer": name, "input": [cin, h, width], "seconds": best, "gmac_per_s": macs / best / 1e9})
+    return rows

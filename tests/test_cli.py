@@ -1,0 +1,143 @@
+"""The command line: options reach the API, and every bad input is one `Error:` line, never a traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from artem_cli import api
+from artem_cli.cli import main
+from conftest import EXAMPLES, REPO
+
+CONTENT = str(EXAMPLES / "chelsea.png")
+STYLE = str(EXAMPLES / "ihc.png")
+FAST = ["--size", "48", "--iterations", "3", "-q"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_stylize_writes_the_output_and_a_json_summary(tmp_path, weights_path):
+    out = tmp_path / "out.jpg"
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--json", "--style-layers", "relu1_1:2,relu3_1",
+            "--content-layers", "relu2_2", "--tv-weight", "0.5", "--optimizer", "adam", "--lr", "5", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["iterations"] == 3 and summary["settings"]["optimizer"] == "adam"
+    assert summary["settings"]["style_layers"] == [["relu1_1", 2.0], ["relu3_1", 1.0]]
+    assert summary["final_losses"]["total"] < summary["initial_losses"]["total"]
+    assert Image.open(out).format == "JPEG" and Image.open(out).size == (48, 32)
+
+
+def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
+    content = tmp_path / "cat.png"
+    content.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    r = run("stylize", content, STYLE, "--size", "48", "--iterations", "4", "--print-every", "2", "--save-every", "2")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cat_stylized.png").is_file() and (tmp_path / "cat_stylized_00002.png").is_file()
+    assert "iteration 2: loss" in r.stderr and "iteration 4: loss" in r.stderr
+    assert "4/4" in r.stderr  # the progress bar
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.png", STYLE], "content image 'missing.png' does not exist"),
+        ([CONTENT, str(REPO / "pyproject.toml")], "is not an image file"),
+        ([CONTENT, str(EXAMPLES)], "is a folder"),
+        ([CONTENT, STYLE, "--size", "0"], "size must be between"),
+        ([CONTENT, STYLE, "--size", "1000000"], "size must be between"),
+        ([CONTENT, STYLE, "--iterations", "-5"], "iterations must be at least 1"),
+        ([CONTENT, STYLE, "--style-weight", "-1"], "style-weight must be"),
+        ([CONTENT, STYLE, "--style-layers", "relu1_1,relu9_1"], "unknown layer name relu9_1"),
+        ([CONTENT, STYLE, "--style-blend", "0.5,0.5"], "style-blend has 2 weights for 1 style images"),
+        ([CONTENT, STYLE, "--init", "nowhere.png"], "init image 'nowhere.png' does not exist"),
+        ([CONTENT, STYLE, "-o", "/nonexistent-dir/out.png"], "output folder '/nonexistent-dir' does not exist"),
+        ([CONTENT, STYLE, "-o", "out.gifx"], "cannot tell the output format"),
+        ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
+        ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
+    ],
+)
+def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weights_path):
+    monkeypatch.chdir(tmp_path)
+    if "-o" not in args:
+        args = [*args, "-o", "out.png"]
+    r = run("stylize", *FAST, *args)
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [f"Error: {r.stderr.strip()[7:]}"]
+    assert message in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not list(tmp_path.iterdir())  # no output, not even a partial one
+
+
+@pytest.mark.parametrize(
+    "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"]]
+)
+def test_usage_errors_exit_2(args):
+    r = run("stylize", CONTENT, STYLE, *args)
+    assert r.exit_code == 2 and "Error" in r.output
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, weights_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"earlier result")
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST)
+    assert r.exit_code == 1 and "--overwrite" in r.stderr
+    assert out.read_bytes() == b"earlier result"
+    assert run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--overwrite").exit_code == 0
+    assert Image.open(out).size == (48, 32)
+
+
+def test_corrupt_weights_are_one_error_line(tmp_path):
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    r = run("stylize", CONTENT, STYLE, "--weights", bad, "-o", tmp_path / "o.png", *FAST)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: weights file") and len(r.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_saves_the_current_image(tmp_path, monkeypatch, weights_path):
+    calls = {"n": 0}
+    real = api.Objective.__call__
+
+    def interrupted_on_fifth(self, x):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    monkeypatch.setattr(api.Objective, "__call__", interrupted_on_fifth)
+    out = tmp_path / "o.png"
+    r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100", "-q")
+    assert r.exit_code == 130 and "Interrupted: saved" in r.stderr
+    assert Image.open(out).size == (48, 32)
+
+
+def test_weights_commands(tmp_path, weights_path):
+    r = run("weights", "info")
+    assert r.exit_code == 0 and "reference_imagenet_vgg16: True" in r.output and "sha256:" in r.output
+    r = run("weights", "fetch")
+    assert r.exit_code == 0 and "already present and verified" in r.output
+    garbage = tmp_path / "x.onnx"
+    garbage.write_text("nonsense")
+    r = run("weights", "convert", garbage, "--to", tmp_path / "o.npz")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ") and "ONNX" in r.stderr
+    r = run("weights", "info", "--weights", garbage)
+    assert r.exit_code == 1 and "not a readable artem weights file" in r.stderr
+
+
+def test_benchmark_reports_a_measured_pass(weights_path):
+    r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--layers")
+    assert r.exit_code == 0, r.output
+    assert "artem (NumPy)" in r.output and "conv5_3" in r.output and "GMAC/s" in r.output
+    r = run("benchmark", "--size", "0")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
+
+
+def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", "nope.jpg", "nope2.jpg"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == "Error: content image 'nope.jpg' does not exist\n"

@@ -1,0 +1,167 @@
+"""Reading every kind of image a user may bring, and writing without ever losing a file."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artem_cli import io
+from artem_cli.errors import ArtemError
+from conftest import EXAMPLES
+
+
+def save(tmp_path, name, img, **kw):
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+def gradient_rgb(h=6, w=8):
+    a = np.zeros((h, w, 3), np.uint8)
+    a[..., 0] = np.arange(w) * 30
+    a[..., 1] = np.arange(h)[:, None] * 40
+    a[..., 2] = 200
+    return a
+
+
+def test_rgb_png_reads_as_float_chw(tmp_path):
+    a = gradient_rgb()
+    rgb, alpha = io.read_image(save(tmp_path, "a.png", Image.fromarray(a)))
+    assert rgb.dtype == np.float32 and rgb.shape == (3, 6, 8) and alpha is None
+    np.testing.assert_allclose(rgb, a.transpose(2, 0, 1) / 255, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "LA", "RGBA", "I;16", "1"])
+def test_modes_become_rgb(tmp_path, mode):
+    base = Image.fromarray(gradient_rgb())
+    if mode == "I;16":
+        img = Image.fromarray((np.arange(48).reshape(6, 8) * 1365).astype(np.uint16))
+    else:
+        img = base.convert(mode)
+    name = "x.tif" if mode == "CMYK" else "x.png"
+    rgb, alpha = io.read_image(save(tmp_path, name, img))
+    assert rgb.shape == (3, 6, 8) and rgb.dtype == np.float32
+    assert 0 <= rgb.min() and rgb.max() <= 1
+    assert (alpha is not None) == (mode in ("LA", "RGBA"))
+    if mode == "I;16":  # 16-bit values keep their full range and precision
+        np.testing.assert_allclose(rgb[0].ravel(), np.arange(48) * 1365 / 65535, atol=1e-6)
+
+
+def test_palette_transparency_and_alpha_values(tmp_path):
+    a = np.dstack([gradient_rgb(), np.full((6, 8), 128, np.uint8)])
+    rgb, alpha = io.read_image(save(tmp_path, "a.png", Image.fromarray(a, "RGBA")))
+    np.testing.assert_allclose(alpha, 128 / 255)
+    p = Image.fromarray(gradient_rgb()).convert("P")
+    p.info["transparency"] = 0
+    _, alpha = io.read_image(save(tmp_path, "p.png", p, transparency=0))
+    assert alpha is not None
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(gradient_rgb(6, 8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when displayed
+    rgb, _ = io.read_image(save(tmp_path, "r.jpg", img, exif=exif.tobytes(), quality=100))
+    assert rgb.shape == (3, 8, 6)
+
+
+def test_animated_gif_gives_first_frame(tmp_path):
+    frames = [Image.new("RGB", (5, 4), c) for c in ("red", "blue")]
+    path = tmp_path / "a.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    rgb, _ = io.read_image(path)
+    assert rgb.shape == (3, 4, 5) and rgb[0].mean() > 0.9 and rgb[2].mean() < 0.1
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.mkdir(), p)[1], "is a folder"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
+        (lambda p: (p.write_text("hello, I am text"), p)[1], "not an image"),
+        (lambda p: (p.write_bytes((EXAMPLES / "coffee.png").read_bytes()[:5000]), p)[1], "damaged or truncated"),
+    ],
+    ids=["missing", "folder", "empty", "text", "truncated"],
+)
+def test_bad_files_are_one_clear_error(tmp_path, make, message):
+    path = make(tmp_path / "bad.png")
+    with pytest.raises(ArtemError, match=message):
+        io.read_image(path, "content image")
+
+
+def test_truncated_jpeg_is_an_error(tmp_path):
+    good = save(tmp_path, "g.jpg", Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(ArtemError, match="damaged or truncated"):
+        io.read_image(bad)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "MAX_PIXELS", 100)
+    path = save(tmp_path, "big.png", Image.new("RGB", (20, 20)))
+    with pytest.raises(ArtemError, match="too large"):
+        io.read_image(path)
+
+
+def test_write_round_trip_with_alpha(tmp_path):
+    rgb = np.random.default_rng(0).random((3, 5, 7)).astype(np.float32)
+    alpha = np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7)
+    path = tmp_path / "o.png"
+    io.write_image(path, rgb, alpha)
+    back, back_alpha = io.read_image(path)
+    np.testing.assert_allclose(back, io.quantize(rgb), atol=1e-7)
+    np.testing.assert_allclose(back_alpha, np.rint(alpha * 255) / 255, atol=1e-7)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".artem-")]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".tif", ".webp", ".bmp"])
+def test_formats_from_suffix(tmp_path, suffix):
+    path = tmp_path / f"o{suffix}"
+    io.write_image(path, np.full((3, 4, 4), 0.5, np.float32))
+    assert Image.open(path).format == io.WRITE_FORMATS[suffix]
+
+
+def test_existing_output_is_never_replaced_without_overwrite(tmp_path):
+    path = tmp_path / "o.png"
+    path.write_bytes(b"precious")
+    with pytest.raises(ArtemError, match="already exists"):
+        io.write_image(path, np.zeros((3, 2, 2), np.float32))
+    assert path.read_bytes() == b"precious"
+    io.write_image(path, np.zeros((3, 2, 2), np.float32), overwrite=True)
+    assert Image.open(path).size == (2, 2)
+
+
+def test_bad_outputs(tmp_path, monkeypatch):
+    with pytest.raises(ArtemError, match="output format"):
+        io.check_writable(tmp_path / "o.xyz")
+    with pytest.raises(ArtemError, match="does not exist"):
+        io.check_writable(tmp_path / "nope" / "o.png")
+    with pytest.raises(ArtemError, match="is a folder"):
+        io.check_writable(tmp_path)
+    # permission bits do not stop root (CI runs as root), so the folder is made unwritable for os.access
+    monkeypatch.setattr(io.os, "access", lambda path, mode: False)
+    with pytest.raises(ArtemError, match="not writable"):
+        io.check_writable(tmp_path / "o.png")
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "o.png"
+    path.write_bytes(b"old")
+
+    def explode(f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(ArtemError, match="No space left"):
+        io.atomic_write(path, explode)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def test_unicode_paths(tmp_path):
+    path = tmp_path / "café ☕.png"
+    io.write_image(path, np.full((3, 3, 3), 0.25, np.float32))
+    rgb, _ = io.read_image(path)
+    assert rgb.shape == (3, 3, 3)

@@ -1,0 +1,120 @@
+"""Layers against direct-loop references, and the network's input gradient against finite differences."""
+import numpy as np
+import pytest
+
+from artem_cli import layers
+from artem_cli.vgg import CONV_LAYERS, VGG16
+
+
+def conv_reference(x, w, b):
+    """Direct loops over output channels and taps (float64)."""
+    c, h, wd = x.shape
+    xp = np.zeros((c, h + 2, wd + 2))
+    xp[:, 1:-1, 1:-1] = x
+    out = np.zeros((w.shape[0], h, wd))
+    for o in range(w.shape[0]):
+        for ci in range(c):
+            for dy in range(3):
+                for dx in range(3):
+                    out[o] += w[o, ci, dy, dx] * xp[ci, dy : dy + h, dx : dx + wd]
+        out[o] += b[o]
+    return out
+
+
+FORMULATIONS = {  # (in, out) channels: formulations of forward and backward
+    (3, 64): ("im2col", "taps"),
+    (20, 4): ("taps", "im2col"),
+    (40, 24): ("rows", "rows"),
+    (256, 257): ("winograd", "winograd"),
+    (260, 20): ("winograd", "rows"),
+}
+
+
+@pytest.mark.parametrize("in_ch,out_ch", list(FORMULATIONS))
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 5), (8, 8), (9, 12)])
+def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w):
+    rng = np.random.default_rng(in_ch * 100 + h * 10 + w)
+    x = rng.standard_normal((in_ch, h, w))
+    wt = rng.standard_normal((out_ch, in_ch, 3, 3))
+    b = rng.standard_normal(out_ch)
+    conv = layers.Conv3x3(wt.astype(np.float32), b.astype(np.float32))
+    assert (conv._forward_weights[0], conv._backward_weights[0]) == FORMULATIONS[in_ch, out_ch]
+    y = conv.forward(x.astype(np.float32))
+    ref = conv_reference(x, wt, b)
+    assert y.dtype == np.float32 and y.shape == (out_ch, h, w)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    # backward is the adjoint: <conv(x) - b, g> == <x, backward(g)>
+    g = rng.standard_normal((out_ch, h, w))
+    conv64 = layers.Conv3x3(wt, b)
+    lhs = np.vdot(conv64.forward(x) - b[:, None, None], g)
+    rhs = np.vdot(x, conv64.backward(g))
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_relu_and_pooling_match_references():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 7, 9))
+    relu = layers.ReLU()
+    np.testing.assert_array_equal(relu.forward(x.copy()), np.where(x > 0, x, 0))
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(relu.backward(g.copy()), np.where(x > 0, g, 0))
+
+    mx, av = layers.MaxPool2(), layers.AvgPool2()
+    ym, ya = mx.forward(x), av.forward(x)
+    assert ym.shape == ya.shape == (3, 3, 4)
+    for c in range(3):
+        for i in range(3):
+            for j in range(4):
+                win = x[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+                assert ym[c, i, j] == win.max()
+                assert ya[c, i, j] == pytest.approx(win.mean())
+    go = rng.standard_normal(ym.shape)
+    gm, ga = mx.backward(go), av.backward(go)
+    assert gm.shape == ga.shape == x.shape
+    assert np.all(gm[:, 6, :] == 0) and np.all(gm[:, :, 8] == 0)  # dropped odd row and column
+    for c in range(3):
+        for i in range(3):
+            for j in range(4):
+                win = x[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+                expect = np.zeros((2, 2))
+                expect[np.unravel_index(win.argmax(), (2, 2))] = go[c, i, j]
+                np.testing.assert_array_equal(gm[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], expect)
+                np.testing.assert_allclose(ga[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], go[c, i, j] / 4)
+
+
+def random_weights(rng, dtype):
+    weights = {}
+    for name, cin, cout in CONV_LAYERS:
+        weights[f"{name}.weight"] = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2 / (9 * cin))).astype(dtype)
+        weights[f"{name}.bias"] = (rng.standard_normal(cout) * 0.1).astype(dtype)
+    return weights
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_network_input_gradient_matches_finite_differences(pooling):
+    rng = np.random.default_rng(2)
+    net = VGG16(random_weights(rng, np.float64), pooling=pooling)
+    image = rng.standard_normal((3, 18, 17)) * 50
+    taps = ["relu1_1", "conv2_1", "relu3_1", "pool3", "relu4_1", "relu5_1"]
+    probes = {}
+    out = net.forward(image, taps)
+    for t in taps:
+        probes[t] = rng.standard_normal(out[t].shape)
+
+    def loss(img):
+        o = net.forward(img, taps)
+        return sum(float(np.vdot(o[t], probes[t])) for t in taps)
+
+    loss(image)
+    grad = net.backward({t: p.copy() for t, p in probes.items()})
+    direction = rng.standard_normal(image.shape)
+    eps = 1e-4
+    numeric = (loss(image + eps * direction) - loss(image - eps * direction)) / (2 * eps)
+    analytic = float(np.vdot(grad, direction))
+    assert abs(numeric - analytic) < 1e-4 * abs(analytic)
+    # and pixel by pixel on a few coordinates
+    for idx in [(0, 0, 0), (1, 9, 8), (2, 17, 16), (0, 5, 13)]:
+        e = np.zeros_like(image)
+        e[idx] = 1
+        num = (loss(image + eps * e) - loss(image - eps * e)) / (2 * eps)
+        assert num == pytest.approx(grad[idx], rel=1e-4, abs=1e-6 * np.abs(grad).max())

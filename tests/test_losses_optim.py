@@ -1,0 +1,109 @@
+"""Loss gradients against finite differences; L-BFGS and Adam on functions with known minima."""
+import numpy as np
+import pytest
+
+from artem_cli.errors import ArtemError
+from artem_cli.losses import content_loss, gram, style_loss, tv_loss
+from artem_cli.optim import LBFGS, Adam
+
+
+def check_gradient(fun, x, rng, eps=1e-6):
+    value, grad = fun(x)
+    for _ in range(5):
+        d = rng.standard_normal(x.shape)
+        numeric = (fun(x + eps * d)[0] - fun(x - eps * d)[0]) / (2 * eps)
+        assert numeric == pytest.approx(float(np.vdot(grad, d)), rel=1e-6, abs=1e-9)
+
+
+def test_content_loss_gradient():
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((4, 5, 6))
+    check_gradient(lambda f: content_loss(f, target), rng.standard_normal((4, 5, 6)), rng)
+    assert content_loss(target, target)[0] == 0
+
+
+def test_style_loss_gradient_and_gram():
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((4, 5, 6))
+    g = gram(f)
+    np.testing.assert_allclose(g, np.einsum("ahw,bhw->ab", f, f) / f.size)
+    target = gram(rng.standard_normal((4, 7, 3)))
+    check_gradient(lambda x: style_loss(x, target), f, rng)
+    assert style_loss(f, g)[0] == pytest.approx(0, abs=1e-20)
+
+
+def test_tv_loss_gradient_and_value():
+    rng = np.random.default_rng(2)
+    check_gradient(tv_loss, rng.standard_normal((3, 6, 7)), rng)
+    assert tv_loss(np.ones((3, 4, 4)))[0] == 0
+    ramp = np.broadcast_to(np.arange(4.0), (1, 4, 4))  # 12 horizontal steps of 1
+    assert tv_loss(ramp)[0] == pytest.approx(12 / 16)
+
+
+def test_losses_do_not_grow_with_image_size():
+    """Same content at twice the resolution gives about the same style and content values."""
+    rng = np.random.default_rng(3)
+    small = rng.random((8, 16, 16))
+    big = small.repeat(2, axis=1).repeat(2, axis=2)
+    a = gram(rng.random((8, 5, 5)))
+    assert style_loss(big, a)[0] == pytest.approx(style_loss(small, a)[0], rel=1e-12)
+    assert content_loss(big, big * 0)[0] == pytest.approx(content_loss(small, small * 0)[0], rel=1e-12)
+
+
+def quadratic(x):
+    scales = np.arange(1.0, x.size + 1).reshape(x.shape)
+    r = x - 3.0
+    return float((scales * r * r).sum()), 2 * scales * r
+
+
+def rosenbrock(x):
+    a, b = x[0], x[1]
+    value = (1 - a) ** 2 + 100 * (b - a * a) ** 2
+    grad = np.array([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)])
+    return float(value), grad
+
+
+def run(optimizer, n):
+    x = None
+    for x, _ in optimizer.run(n):
+        pass
+    return x
+
+
+def test_lbfgs_minimizes_quadratic_and_rosenbrock():
+    opt = LBFGS(quadratic, np.zeros((2, 5)))
+    np.testing.assert_allclose(run(opt, 100), 3.0, atol=1e-6)
+    assert opt.stop_reason in ("the gradient vanished", "the loss stopped changing")
+    opt = LBFGS(rosenbrock, np.array([-1.2, 1.0]))
+    np.testing.assert_allclose(run(opt, 200), [1.0, 1.0], atol=1e-5)
+
+
+def test_lbfgs_never_increases_the_loss():
+    values = [v for _, v in LBFGS(rosenbrock, np.array([-1.2, 1.0]), history=3).run(100)]
+    assert all(b <= a for a, b in zip(values, values[1:]))
+
+
+def test_adam_minimizes_quadratic_and_rosenbrock():
+    np.testing.assert_allclose(run(Adam(quadratic, np.zeros(4), lr=0.1), 2000), 3.0, atol=1e-3)
+    np.testing.assert_allclose(run(Adam(rosenbrock, np.array([-1.2, 1.0]), lr=0.02), 20000), [1.0, 1.0], atol=1e-2)
+
+
+def test_non_finite_loss_is_a_clear_error():
+    def bad(x):
+        return float("nan"), x
+
+    with pytest.raises(ArtemError, match="NaN"):
+        run(LBFGS(bad, np.ones(3)), 5)
+    with pytest.raises(ArtemError, match="NaN"):
+        run(Adam(bad, np.ones(3), lr=1.0), 5)
+    with pytest.raises(ArtemError, match="learning rate"):
+        Adam(quadratic, np.ones(3), lr=-1)
+
+
+def test_lbfgs_line_search_backs_off_from_infinite_values():
+    def cliff(x):  # infinite beyond x > 1; minimum at 0.9
+        if x[0] > 1:
+            return float("inf"), np.array([np.inf])
+        return float((x[0] - 0.9) ** 2), np.array([2 * (x[0] - 0.9)])
+
+    np.testing.assert_allclose(run(LBFGS(cliff, np.array([-50.0])), 50), [0.9], atol=1e-6)

@@ -1,0 +1,125 @@
+"""Real stylizations with the real weights on small real images."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from artem_cli import Settings, io, preprocess, stylize, stylize_file
+from artem_cli.api import estimate_memory, snapshot_path
+from artem_cli.errors import ArtemError
+from conftest import EXAMPLES
+
+SMALL = dict(size=96, iterations=30)
+
+
+@pytest.fixture(scope="module")
+def images():
+    content, _ = io.read_image(EXAMPLES / "coffee.png")
+    from conftest import SHARED_IMAGES
+
+    style, _ = io.read_image(SHARED_IMAGES / "starry_night.jpg")
+    style2, _ = io.read_image(SHARED_IMAGES / "the_scream.jpg")
+    return content, style, style2
+
+
+def test_lbfgs_stylization_lowers_the_style_loss_by_a_large_factor(images, weights_path):
+    content, style, _ = images
+    result = stylize(content, [style], Settings(**SMALL))
+    assert result.image.shape == (3, 64, 96) and result.image.dtype == np.float32
+    assert 0 <= result.image.min() and result.image.max() <= 1
+    # measured on the image as saved in 8 bits
+    assert result.losses["style"] < result.initial_losses["style"] / 10
+    assert result.losses["total"] < result.initial_losses["total"] / 5
+    assert all(b <= a for a, b in zip(result.history, result.history[1:]))  # L-BFGS never goes up
+    assert result.iterations == 30 and result.evaluations >= 30
+
+
+def test_adam_stylization_lowers_the_loss(images, weights_path):
+    content, style, _ = images
+    result = stylize(content, [style], Settings(size=64, iterations=40, optimizer="adam", lr=8))
+    assert result.losses["total"] < result.initial_losses["total"] / 3
+
+
+def test_same_seed_same_bits_and_other_seed_differs(images, weights_path):
+    content, style, _ = images
+    settings = dict(size=48, iterations=5, init="random")
+    a = stylize(content, [style], Settings(seed=7, **settings)).image
+    b = stylize(content, [style], Settings(seed=7, **settings)).image
+    c = stylize(content, [style], Settings(seed=8, **settings)).image
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_options_blend_scale_pooling_colors_and_init(images, weights_path, tmp_path):
+    content, style, style2 = images
+    result = stylize(content, [style, style2], Settings(size=48, iterations=8, style_blend=(0.7, 0.3),
+                                                        style_scale=1.5, pooling="avg", original_colors=True))
+    small = preprocess.resize(content, result.image.shape[1:])
+    yiq = np.tensordot(preprocess._RGB_TO_YIQ, result.image, axes=1)
+    yiq_content = np.tensordot(preprocess._RGB_TO_YIQ, small, axes=1)
+    inside = (result.image > 0.02).all(axis=0) & (result.image < 0.98).all(axis=0)  # unclipped pixels
+    np.testing.assert_allclose(yiq[1:, inside], yiq_content[1:, inside], atol=2e-3)
+    start = np.full_like(content, 0.5)
+    from_grey = stylize(content, [style], Settings(size=48, iterations=1, init="file"), init_image=start)
+    assert from_grey.initial_losses["content"] > result.initial_losses["content"]
+
+
+def test_interrupt_returns_the_image_reached(images, weights_path):
+    content, style, _ = images
+
+    def stop_at_3(i, value, parts, image):
+        if i == 3:
+            raise KeyboardInterrupt
+
+    result = stylize(content, [style], Settings(size=48, iterations=50), on_iteration=stop_at_3)
+    assert result.interrupted and result.iterations == 3 and result.stop_reason == "interrupted"
+    assert result.losses["total"] < result.initial_losses["total"]
+
+
+def test_stylize_file_keeps_alpha_and_saves_snapshots(tmp_path, painting, weights_path):
+    rgba = Image.open(EXAMPLES / "chelsea.png").convert("RGBA").resize((90, 60))
+    a = np.array(rgba)
+    a[:, :30, 3] = 0
+    content = tmp_path / "cat.png"
+    Image.fromarray(a).save(content)
+    out = tmp_path / "out.png"
+    result = stylize_file(content, [painting], out, Settings(size=60, iterations=4), save_every=2)
+    saved = Image.open(out)
+    assert saved.mode == "RGBA" and saved.size == (60, 40)
+    alpha = np.array(saved)[..., 3]
+    assert alpha[:, :15].max() < 20 and alpha[:, 25:].min() > 235
+    assert snapshot_path(out, 2).is_file() and snapshot_path(out, 4).is_file()
+    assert result.iterations == 4
+
+
+def test_bad_settings_fail_before_any_work(images, weights_path):
+    content, style, _ = images
+    bad = [
+        (dict(size=0), "size"),
+        (dict(size=10**6), "size"),
+        (dict(iterations=0), "iterations"),
+        (dict(style_weight=-1), "style-weight"),
+        (dict(tv_weight=float("nan")), "tv-weight"),
+        (dict(style_layers=(("relu9_9", 1.0),)), "unknown layer"),
+        (dict(content_layers=()), "content layer"),
+        (dict(style_blend=(1.0, 2.0)), "style-blend"),
+        (dict(optimizer="sgd"), "optimizer"),
+        (dict(lr=0), "learning rate"),
+        (dict(style_scale=100), "style-scale"),
+        (dict(init="file"), "init"),
+        (dict(size=20), "too small for relu5_1"),
+        (dict(size=64, style_scale=0.1), "style image .* too small"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ArtemError, match=message):
+            stylize(content, [style], Settings(**options))
+
+
+def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypatch):
+    content, style, _ = images
+    need = estimate_memory((5461, 8192), Settings(size=8192))
+    assert need > 100 * 2**30  # 100 L-BFGS pairs of an 8192 px image alone are 107 GB
+    from artem_cli import api
+
+    monkeypatch.setattr(api, "available_memory", lambda: 2 * 2**30)
+    with pytest.raises(ArtemError, match="GiB of memory"):
+        stylize(content, [style], Settings(size=4096))

