@@ -4,8 +4,14 @@ Every stage takes its array module from the arrays it is given, so the module is
 the image is first turned into an array, and the whole hot path stays on that device.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+# NumPy's element-wise operations use one core; OpenBLAS's GEMMs use them all. Element-wise work on
+# large arrays is split by channel over this many threads (NumPy releases the GIL inside its loops).
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_pool = None
 
 
 def array_module(a):
@@ -15,6 +21,20 @@ def array_module(a):
 
         return cupy
     return np
+
+
+def split_channels(xp, channels, work):
+    """Run ``work(slice)`` over slices covering ``range(channels)``: on NumPy, one slice per thread
+    (sequential phases only, so the threads never meet OpenBLAS's); elsewhere, one call."""
+    global _pool
+    if xp is not np or THREADS < 2 or channels < 2:
+        work(slice(0, channels))
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="artem")
+    n = min(THREADS, channels)
+    bounds = [channels * i // n for i in range(n + 1)]
+    list(_pool.map(work, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
 
 
 def to_host(a):

@@ -17,7 +17,7 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
-from .backend import array_module
+from .backend import array_module, split_channels
 
 WINOGRAD_MIN_CHANNELS = 256
 TAPS_MAX_OUTPUTS = 16
@@ -70,18 +70,27 @@ def _conv_rows(x, wt):
     c, h, w = x.shape
     n = h * w
     xh = _scratch.get("rows_in", (3, c, h + 2, w), x.dtype, xp)  # [dx, c, padded row, column]
-    xh[:, :, 0] = 0
-    xh[:, :, -1] = 0
-    xh[0, :, 1:-1, 0] = 0
-    xh[2, :, 1:-1, -1] = 0
-    xh[0, :, 1:-1, 1:] = x[:, :, :-1]
-    xh[1, :, 1:-1, :] = x
-    xh[2, :, 1:-1, :-1] = x[:, :, 1:]
+
+    def fill(ch):
+        xh[:, ch, 0] = 0
+        xh[:, ch, -1] = 0
+        xh[0, ch, 1:-1, 0] = 0
+        xh[2, ch, 1:-1, -1] = 0
+        xh[0, ch, 1:-1, 1:] = x[ch, :, :-1]
+        xh[1, ch, 1:-1, :] = x[ch]
+        xh[2, ch, 1:-1, :-1] = x[ch, :, 1:]
+
+    split_channels(xp, c, fill)
     y = _scratch.get("rows_out", (wt.shape[0], (h + 2) * w), x.dtype, xp)
     xp.matmul(wt, xh.reshape(3 * c, -1), out=y)
     y = y.reshape(3, -1, (h + 2) * w)
-    out = y[0, :, :n] + y[1, :, w : w + n]
-    out += y[2, :, 2 * w : 2 * w + n]
+    out = xp.empty((y.shape[1], n), dtype=x.dtype)
+
+    def add_rows(ch):
+        xp.add(y[0, ch, :n], y[1, ch, w : w + n], out=out[ch])
+        out[ch] += y[2, ch, 2 * w : 2 * w + n]
+
+    split_channels(xp, y.shape[1], add_rows)
     return out.reshape(-1, h, w)
 
 
@@ -121,40 +130,46 @@ def _conv_winograd(x, u):
     c, h, w = x.shape
     th, tw = (h + 1) // 2, (w + 1) // 2
     xpad = _scratch.get("winograd_pad", (c, 2 * th + 2, 2 * tw + 2), x.dtype, xp)
-    xpad[:, 0] = 0
-    xpad[:, h + 1 :] = 0
-    xpad[:, 1 : h + 1, 0] = 0
-    xpad[:, 1 : h + 1, w + 1 :] = 0
-    xpad[:, 1 : h + 1, 1 : w + 1] = x
-    # input transform B^T d B, rows then columns, written straight into the GEMM operand
-    r = [xpad[:, k : k + 2 * th : 2, :] for k in range(4)]
-    t = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]]
     v = _scratch.get("winograd_in", (16, c, th, tw), x.dtype, xp)
-    for a in range(4):
-        col = [t[a][:, :, k : k + 2 * tw : 2] for k in range(4)]
-        xp.subtract(col[0], col[2], out=v[4 * a])
-        xp.add(col[1], col[2], out=v[4 * a + 1])
-        xp.subtract(col[2], col[1], out=v[4 * a + 2])
-        xp.subtract(col[1], col[3], out=v[4 * a + 3])
+
+    def transform_input(ch):  # B^T d B, rows then columns, written straight into the GEMM operand
+        xpad[ch, 0] = 0
+        xpad[ch, h + 1 :] = 0
+        xpad[ch, 1 : h + 1, 0] = 0
+        xpad[ch, 1 : h + 1, w + 1 :] = 0
+        xpad[ch, 1 : h + 1, 1 : w + 1] = x[ch]
+        r = [xpad[ch, k : k + 2 * th : 2, :] for k in range(4)]
+        t = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]]
+        for a in range(4):
+            col = [t[a][:, :, k : k + 2 * tw : 2] for k in range(4)]
+            xp.subtract(col[0], col[2], out=v[4 * a, ch])
+            xp.add(col[1], col[2], out=v[4 * a + 1, ch])
+            xp.subtract(col[2], col[1], out=v[4 * a + 2, ch])
+            xp.subtract(col[1], col[3], out=v[4 * a + 3, ch])
+
+    split_channels(xp, c, transform_input)
     m = _scratch.get("winograd_out", (16, u.shape[1], th * tw), x.dtype, xp)
     xp.matmul(u, v.reshape(16, c, th * tw), out=m)
     m = m.reshape(16, -1, th, tw)
-    # output transform A^T m A, columns then rows, into the interleaved output
-    s = []
-    for a in range(4):
-        s0 = m[4 * a] + m[4 * a + 1]
-        s0 += m[4 * a + 2]
-        s1 = m[4 * a + 1] - m[4 * a + 2]
-        s1 -= m[4 * a + 3]
-        s.append((s0, s1))
     y = xp.empty((m.shape[1], 2 * th, 2 * tw), dtype=x.dtype)
-    for b in range(2):
-        even = y[:, 0::2, b::2]
-        xp.add(s[0][b], s[1][b], out=even)
-        even += s[2][b]
-        odd = y[:, 1::2, b::2]
-        xp.subtract(s[1][b], s[2][b], out=odd)
-        odd -= s[3][b]
+
+    def transform_output(ch):  # A^T m A, columns then rows, into the interleaved output
+        s = []
+        for a in range(4):
+            s0 = m[4 * a, ch] + m[4 * a + 1, ch]
+            s0 += m[4 * a + 2, ch]
+            s1 = m[4 * a + 1, ch] - m[4 * a + 2, ch]
+            s1 -= m[4 * a + 3, ch]
+            s.append((s0, s1))
+        for b in range(2):
+            even = y[ch, 0::2, b::2]
+            xp.add(s[0][b], s[1][b], out=even)
+            even += s[2][b]
+            odd = y[ch, 1::2, b::2]
+            xp.subtract(s[1][b], s[2][b], out=odd)
+            odd -= s[3][b]
+
+    split_channels(xp, m.shape[1], transform_output)
     return y[:, :h, :w]
 
 
@@ -189,12 +204,18 @@ class ReLU:
 
     def forward(self, x):
         xp = array_module(x)
-        self._out = xp.maximum(x, 0, out=x)
-        return self._out
+        split_channels(xp, x.shape[0], lambda ch: xp.maximum(x[ch], 0, out=x[ch]))
+        self._out = x
+        return x
 
     def backward(self, grad):
         """In place on ``grad``, like every ``backward`` here that can be."""
-        grad *= self._out > 0
+        xp = array_module(grad)
+
+        def mask(ch):
+            grad[ch] *= self._out[ch] > 0
+
+        split_channels(xp, grad.shape[0], mask)
         return grad
 
 
@@ -214,9 +235,16 @@ class MaxPool2:
         c, h, w = x.shape
         self._shape = x.shape
         self._corners = [x[:, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2] for dy in (0, 1) for dx in (0, 1)]
-        a, b, cc, d = self._corners
-        self._out = xp.maximum(xp.maximum(a, b), xp.maximum(cc, d))
-        return self._out
+        out = self._out = xp.empty(self._corners[0].shape, dtype=x.dtype)
+
+        def pool(ch):
+            a, b, cc, d = (corner[ch] for corner in self._corners)
+            xp.maximum(a, b, out=out[ch])
+            xp.maximum(out[ch], cc, out=out[ch])
+            xp.maximum(out[ch], d, out=out[ch])
+
+        split_channels(xp, c, pool)
+        return out
 
     def backward(self, grad):
         xp = array_module(grad)
@@ -224,16 +252,20 @@ class MaxPool2:
         out = self._grad_in
         if out is None or out.shape != self._shape or out.dtype != grad.dtype or array_module(out) is not xp:
             out = self._grad_in = xp.zeros(self._shape, dtype=grad.dtype)
-        out[:, 2 * (h // 2) :] = 0
-        out[:, :, 2 * (w // 2) :] = 0
-        taken = None
-        for k, corner in enumerate(self._corners):
-            hit = corner == self._out
-            if taken is not None:
-                hit &= ~taken
-            dy, dx = divmod(k, 2)
-            xp.multiply(grad, hit, out=out[:, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2])
-            taken = hit if taken is None else taken | hit
+
+        def route(ch):
+            out[ch, 2 * (h // 2) :] = 0
+            out[ch, :, 2 * (w // 2) :] = 0
+            taken = None
+            for k, corner in enumerate(self._corners):
+                hit = corner[ch] == self._out[ch]
+                if taken is not None:
+                    hit &= ~taken
+                dy, dx = divmod(k, 2)
+                xp.multiply(grad[ch], hit, out=out[ch, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2])
+                taken = hit if taken is None else taken | hit
+
+        split_channels(xp, c, route)
         return out
 
 
