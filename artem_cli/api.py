@@ -18,7 +18,7 @@ from .backend import array_module, available_memory, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .optim import LBFGS, Adam
-from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16, check_layer_names
+from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, VGG16, check_layer_names
 
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
 MAX_SIZE = 8192
@@ -43,6 +43,8 @@ class Settings:
     init: str = "content"  # "content", "random", or an image file
     original_colors: bool = False  # keep the content's colours (luminance transfer after)
     pooling: str = "max"  # or "avg"
+    mode: str = "fp32"  # or "bwn" (binary weights) or "xnor" (binary weights and inputs)
+    calibrate: bool = True  # binarized modes: give each layer's term the weight it has in fp32
     seed: int = 0
 
     def validate(self, n_styles):
@@ -73,6 +75,8 @@ class Settings:
                 raise ArtemError("style-blend weights must be >= 0 and not all zero")
         if self.pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
+        if self.mode not in MODES:
+            raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
@@ -213,23 +217,63 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
         raise ArtemError(f"out of memory at {shape[1]}x{shape[0]}; use a smaller --size") from None
 
 
+def _targets(net, settings, content_rgb, styles):
+    """{layer: content features} and {layer: blended style Gram} of ``net``."""
+    xp = array_module(content_rgb)
+    content = net.forward(preprocess.to_vgg(content_rgb), [name for name, _ in settings.content_layers])
+    style_layers = [name for name, _ in settings.style_layers]
+    grams = {name: 0.0 for name in style_layers}
+    for share, style in zip(settings.blend(len(styles)), styles):
+        shape = _style_shape(style, settings.size, settings.style_scale)
+        features = net.forward(preprocess.to_vgg(xp.asarray(preprocess.resize(style, shape))), style_layers)
+        grams = {name: grams[name] + share * gram(features[name]) for name in style_layers}
+    return content, grams
+
+
+def _mean_square(a):
+    return float((a * a).mean())
+
+
+def _objective(net, settings, content_rgb, styles, reference=None):
+    """The objective of ``settings`` for content (already at the output's size) and style images.
+
+    With a ``reference`` network (the fp32 one, for binarized modes), each layer's weight is scaled so
+    that its term weighs what it weighs in the reference: by the ratio of the mean squares of the
+    targets (features for content, Grams for style) in the reference and in ``net``. A binarized
+    network's feature scales differ per layer by orders of magnitude, so without this the same loss
+    weights would hand one layer the whole objective.
+    """
+    xp = array_module(content_rgb)
+    content, grams = _targets(net, settings, content_rgb, styles)
+    content_weights, style_weights = dict(settings.content_layers), dict(settings.style_layers)
+    if reference is not None:
+        ref_content, ref_grams = _targets(reference, settings, content_rgb, styles)
+        for name in content_weights:
+            content_weights[name] *= _mean_square(ref_content[name]) / max(_mean_square(content[name]), 1e-30)
+        for name in style_weights:
+            style_weights[name] *= _mean_square(ref_grams[name]) / max(_mean_square(grams[name]), 1e-30)
+    low = preprocess.to_vgg(xp.zeros((3, 1, 1), dtype=xp.float32))
+    return Objective(
+        net,
+        settings,
+        {name: (content_weights[name], content[name]) for name in content_weights},
+        {name: (style_weights[name], grams[name]) for name in style_weights},
+        low,
+        low + 255,
+    )
+
+
 def _run(content, styles, settings, shape, weights_path, init_image, on_iteration):
     xp = np  # the array module, chosen here once for the whole run
-    net = VGG16(weights.load(weights.locate(weights_path), xp), pooling=settings.pooling)
+    vgg_weights = weights.load(weights.locate(weights_path), xp)
+    net = VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode)
     content_rgb = xp.asarray(preprocess.resize(content, shape))
     content_x = preprocess.to_vgg(content_rgb)
-
-    content_layers = dict(settings.content_layers)
-    style_layers = dict(settings.style_layers)
-    content_features = net.forward(content_x, list(content_layers))
-    content_targets = {k: (w, content_features[k]) for k, w in content_layers.items()}
-    style_targets = {k: (w, 0.0) for k, w in style_layers.items()}
-    for share, style in zip(settings.blend(len(styles)), styles):
-        style_x = preprocess.to_vgg(xp.asarray(preprocess.resize(style, _style_shape(style, settings.size, settings.style_scale))))
-        features = net.forward(style_x, list(style_layers))
-        style_targets = {k: (w, t + share * gram(features[k])) for k, (w, t) in style_targets.items()}
-    low = preprocess.to_vgg(xp.zeros((3, 1, 1), dtype=xp.float32))
-    objective = Objective(net, settings, content_targets, style_targets, low, low + 255)
+    reference = None
+    if settings.mode != "fp32" and settings.calibrate:
+        reference = VGG16(vgg_weights, pooling=settings.pooling)
+    objective = _objective(net, settings, content_rgb, styles, reference)
+    del reference
 
     rng = np.random.default_rng(settings.seed)
     if settings.init == "content":
@@ -274,6 +318,20 @@ def _run(content, styles, settings, shape, weights_path, init_image, on_iteratio
         losses={"total": total, **objective.parts},
         history=history,
     )
+
+
+def score(image, content, styles, settings=None, *, weights_path=None):
+    """The full-precision network's losses of ``image`` (RGB (3, H, W) 0..1, e.g. a saved result)
+    against ``content`` and ``styles``, with the layers and weights of ``settings`` (whatever its
+    mode): the common yardstick for results of every mode."""
+    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(image.shape[1:]))
+    settings.validate(len(styles))
+    shape = image.shape[1:]
+    _check_depth(shape, settings, "image")
+    net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
+    objective = _objective(net, settings, preprocess.resize(content, shape), styles)
+    total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
+    return {"total": total, **objective.parts}
 
 
 def snapshot_path(output, iteration):

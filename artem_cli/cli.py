@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
-from . import api, bench, weights
+from . import api, bench, io, quality, weights
 from .errors import ArtemError
+from .vgg import MODES
 
 
 class LayerList(click.ParamType):
@@ -76,6 +77,11 @@ D = api.Settings()
 @click.option("--init", default=D.init, show_default=True, help="content, random, or an image file.")
 @click.option("--original-colors", is_flag=True, help="Keep the content's colours.")
 @click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
+              help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
+                   "random: random weights of each layer's scale (a baseline).")
+@click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
+              help="Binarized modes: scale each layer's loss weight to its share in the fp32 network.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
@@ -123,6 +129,73 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
     if result.interrupted:
         click.echo(f"Interrupted: saved the image reached so far to {output}", err=True)
         sys.exit(130)
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--content", type=click.Path(path_type=Path), required=True, help="The content image.")
+@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="A style image (repeat for several).")
+@click.option("--style-blend", type=NumberList(), default=None)
+@click.option("--style-scale", type=float, default=D.style_scale, show_default=True)
+@click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True)
+@click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True)
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def score(image, content, styles, weights_path, as_json, **options):
+    """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs."""
+    try:
+        rgb, _ = io.read_image(image, "image")
+        content_rgb, _ = io.read_image(content, "content image")
+        style_rgbs = [io.read_image(p, "style image")[0] for p in styles]
+        losses = api.score(rgb, content_rgb, style_rgbs, api.Settings(**options), weights_path=weights_path)
+    except ArtemError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(losses))
+    else:
+        click.echo(" ".join(f"{k} {v:.6g}" for k, v in losses.items()))
+
+
+@main.command()
+@click.option("--content", "contents", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="A content image (repeat for several).")
+@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="A style image (repeat for several).")
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Folder for the results.")
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--iterations", type=int, default=100, show_default=True)
+@click.option("--modes", type=str, default=",".join(MODES), show_default=True)
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
+    """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
+
+    Writes the results, grid.png (a row per pair: content, style, then each mode), quality.md
+    (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
+    modes = tuple(m.strip() for m in modes.split(","))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        _fail(f"unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"cannot create '{out_dir}' ({e.strerror})")
+
+    def show(row):
+        click.echo(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style {row['style_loss']:.4g} "
+                   f"content {row['content_loss']:.4g} ({row['seconds']:.1f} s)")
+
+    try:
+        rows = quality.compare(contents, styles, out_dir, size, iterations, modes, weights_path, progress=show)
+        quality.grid(rows, contents, styles, out_dir / "grid.png")
+        report = quality.table(rows)
+        fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"], weights_path=weights_path)
+    except ArtemError as e:
+        _fail(e)
+    io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
+    io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))
+    click.echo(report)
+    click.echo(quality.fidelity_table(fidelity))
 
 
 @main.group("weights")

@@ -17,7 +17,10 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
-from .backend import array_module, split_channels
+import numpy as np
+
+from . import binarize
+from .backend import array_module, split_channels, to_host
 
 WINOGRAD_MIN_CHANNELS = 256
 TAPS_MAX_OUTPUTS = 16
@@ -197,6 +200,76 @@ class Conv3x3:
 
     def backward(self, grad):
         return conv3x3(grad, self._backward_weights)
+
+
+def binary_weights(weight):
+    """BWN (binary-weight network): α·sign(W), α the mean |W| of each output filter."""
+    return binarize.filter_scales(weight)[:, None, None, None] * binarize.sign(weight)
+
+
+def _box3(a):
+    """Zero-padded 3x3 box sum of a (H, W)."""
+    xp = array_module(a)
+    h, w = a.shape
+    padded = xp.zeros((h + 2, w + 2), dtype=a.dtype)
+    padded[1:-1, 1:-1] = a
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+
+
+class XnorConv3x3:
+    """XNOR-Net convolution: binary weights α·sign(W) and binary inputs; the ±1 dot products are
+    XNOR + popcount (``cpu_binary``), exactly equal to the float convolution of the signed operands.
+
+    Post-ReLU inputs are all >= 0, so they are binarized around a per-channel centre μ, the channel
+    mean of this input: x ≈ μ + K·sign(x − μ), with XNOR-Net's scale map K = box3x3(A) / 9 and
+    A = the mean over channels of |x − μ| at each pixel. Then
+
+        y = α · (K · P + M) + b,   P = sign(W) ⊛ sign(x − μ),   M = sign(W) ⊛ μ  (in-image taps only).
+
+    Backward treats μ and K as constants and passes the gradient of sign(u), u = x − μ, with the
+    straight-through estimator 1{|u| <= A} / A: the identity on the range that is binarized.
+    """
+
+    def __init__(self, weight, bias):
+        from . import cpu_binary  # numba compiles on first use: only binary runs pay for it
+
+        self._kernels = cpu_binary
+        weight = to_host(weight).astype(np.float32)
+        self.channels = weight.shape[1]
+        self.alpha = binarize.filter_scales(weight)
+        self.signs = binarize.sign(weight)
+        self.bias = to_host(bias).astype(np.float32)
+        self._filters = cpu_binary.filters_for_kernel(binarize.pack_filters(weight))
+        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, np.zeros_like(self.bias))
+
+    def _centre_term(self, mu, h, w):
+        o = self.signs.shape[0]
+        tap_sums = np.einsum("oct,c->ot", self.signs.reshape(o, self.channels, 9), mu)
+        out = np.zeros((o, h, w), dtype=np.float32)
+        for t in range(9):
+            dy, dx = divmod(t, 3)
+            out[:, max(0, 1 - dy) : min(h, h + 1 - dy), max(0, 1 - dx) : min(w, w + 1 - dx)] += tap_sums[:, t, None, None]
+        return out
+
+    def forward(self, x):
+        x = x.astype(np.float32, copy=False)
+        c, h, w = x.shape
+        mu = x.mean(axis=(1, 2))
+        u = x - mu[:, None, None]
+        a = np.abs(u).mean(axis=0)
+        k = _box3(a) / 9
+        p = self._kernels.xnor_conv(self._kernels.pack_pixels(x, mu), self._filters, c)
+        y = k * p
+        y += self._centre_term(mu, h, w)
+        y *= self.alpha[:, None, None]
+        y += self.bias[:, None, None]
+        self._u, self._a, self._k = u, a, k
+        return y
+
+    def backward(self, grad):
+        ds = self._transposed.backward(grad * self._k)
+        inverse = np.where(self._a > 0, 1 / np.maximum(self._a, 1e-30), 0).astype(ds.dtype)
+        return ds * (np.abs(self._u) <= self._a) * inverse
 
 
 class ReLU:

@@ -4,8 +4,13 @@ Layer names follow the peers: conv1_1, relu1_1, ..., pool1, ..., relu5_3, pool5.
 only up to the deepest layer asked for and returns the outputs of the named ("tapped") layers;
 ``backward`` takes the loss gradients at those taps and returns the gradient at the input image.
 """
+import zlib
+
+import numpy as np
+
+from .backend import array_module
 from .errors import ArtemError
-from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU
+from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU, XnorConv3x3, binary_weights
 
 # (block, convolutions in block, output channels)
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -38,6 +43,30 @@ LAYER_NAMES = _layer_names()
 BGR_MEAN = (103.939, 116.779, 123.68)
 
 
+MODES = ("fp32", "bwn", "xnor", "random")
+
+
+def _random_like(a, name):
+    """Gaussian values with the mean and spread of ``a``, the same for every run (seeded by name)."""
+    xp = array_module(a)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    mean, std = float(a.mean()), float(a.std())
+    return xp.asarray(rng.standard_normal(a.shape) * std + mean, dtype=a.dtype)
+
+
+def _conv(weight, bias, name, mode):
+    """The convolution of each mode. conv1_1 (3 input channels) stays full precision in the binarized
+    modes, as in XNOR-Net. ``random`` is the yardstick a binarized network must beat: VGG16 with
+    Gaussian weights of each layer's own scale (known to give passable textures)."""
+    if mode == "random":
+        return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"))
+    if mode == "fp32" or name == "conv1_1":
+        return Conv3x3(weight, bias)
+    if mode == "bwn":
+        return Conv3x3(binary_weights(weight), bias)
+    return XnorConv3x3(weight, bias)
+
+
 def check_layer_names(names):
     unknown = [n for n in names if n not in LAYER_NAMES]
     if unknown:
@@ -49,14 +78,19 @@ def check_layer_names(names):
 class VGG16:
     """The 13 convolutions with ReLU and 2x2 pooling, on the array module and dtype of ``weights``.
 
-    ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays.
+    ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays. ``mode``:
+    ``fp32`` (the network as trained), ``bwn`` (binary weights α·sign(W)), ``xnor`` (binary
+    weights and binary inputs, XNOR + popcount; NumPy arrays only), or ``random`` (random weights
+    of each layer's scale, the baseline).
     """
 
-    def __init__(self, weights, pooling="max"):
+    def __init__(self, weights, pooling="max", mode="fp32"):
         if pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {pooling!r}")
-        self.pooling = pooling
-        convs = {name: Conv3x3(weights[f"{name}.weight"], weights[f"{name}.bias"]) for name, _, _ in CONV_LAYERS}
+        if mode not in MODES:
+            raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.pooling, self.mode = pooling, mode
+        convs = {name: _conv(weights[f"{name}.weight"], weights[f"{name}.bias"], name, mode) for name, _, _ in CONV_LAYERS}
         pool = MaxPool2 if pooling == "max" else AvgPool2
         self._layers = []
         for name in LAYER_NAMES:

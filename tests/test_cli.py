@@ -141,3 +141,33 @@ def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr == "Error: content image 'nope.jpg' does not exist\n"
+
+
+def test_mode_option_and_its_errors(tmp_path, weights_path):
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "x.png", *FAST, "--mode", "xnor", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["settings"]["mode"] == "xnor"
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "y.png", *FAST, "--mode", "ternary")
+    assert r.exit_code == 2 and "ternary" in r.output
+
+
+def test_score_command(tmp_path, weights_path):
+    r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json")
+    assert r.exit_code == 0, r.output
+    losses = json.loads(r.stdout)
+    assert losses["content"] == pytest.approx(0, abs=1e-3) and losses["style"] > 0
+    r = run("score", "missing.png", "--content", CONTENT, "--style", STYLE)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: image 'missing.png' does not exist")
+
+
+def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2",
+            "--modes", "fp32,bwn,xnor,random", "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "grid.png").size == (160 * 6, 160)
+    quality_md = (tmp_path / "quality.md").read_text()
+    assert "| chelsea | ihc | xnor |" in quality_md and "| random |" in quality_md
+    assert "relu5_1" in (tmp_path / "fidelity.md").read_text()
+    assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
+    assert r.exit_code == 1 and "unknown mode fp16" in r.stderr

@@ -123,3 +123,49 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
     monkeypatch.setattr(api, "available_memory", lambda: 2 * 2**30)
     with pytest.raises(ArtemError, match="GiB of memory"):
         stylize(content, [style], Settings(size=4096))
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor", "random"])
+def test_every_mode_lowers_its_own_loss(images, weights_path, mode):
+    content, style, _ = images
+    result = stylize(content, [style], Settings(size=64, iterations=12, mode=mode))
+    assert result.losses["total"] < result.initial_losses["total"] / 2
+    assert np.isfinite(result.image).all()
+
+
+def test_score_is_the_fp32_loss_of_the_saved_image(images, weights_path):
+    from artem_cli.api import score
+
+    content, style, _ = images
+    result = stylize(content, [style], Settings(size=64, iterations=5))
+    assert score(io.quantize(result.image), content, [style], Settings(size=64)) == pytest.approx(result.losses, rel=1e-4)
+    # the content itself has no content loss
+    small = preprocess.resize(content, result.image.shape[1:])
+    assert score(small, content, [style], Settings(size=64))["content"] == pytest.approx(0, abs=1e-6)
+
+
+def test_calibration_gives_binarized_layers_their_fp32_shares(images, weights_path):
+    from artem_cli import api, weights
+    from artem_cli.vgg import VGG16
+
+    content, style, _ = images
+    settings = Settings(size=64, mode="bwn")
+    w = weights.load(weights_path)
+    rgb = preprocess.resize(content, (43, 64))
+    fp32 = api._objective(VGG16(w), settings, rgb, [style])
+    plain = api._objective(VGG16(w, mode="bwn"), settings, rgb, [style])
+    calibrated = api._objective(VGG16(w, mode="bwn"), settings, rgb, [style], reference=VGG16(w))
+    for objective in (fp32, plain, calibrated):
+        objective.loss(preprocess.to_vgg(rgb))
+
+    def shares(objective):  # each style layer's part of the style loss at the content image
+        parts = {}
+        for layer, (weight, target) in objective.style_targets.items():
+            features = objective.net.forward(preprocess.to_vgg(rgb), [layer])[layer]
+            parts[layer] = weight * api.style_loss(features, target)[0]
+        total = sum(parts.values())
+        return np.array([v / total for v in parts.values()])
+
+    error_plain = np.abs(shares(plain) - shares(fp32)).max()
+    error_calibrated = np.abs(shares(calibrated) - shares(fp32)).max()
+    assert error_calibrated < error_plain / 2
