@@ -170,7 +170,7 @@ def score(image, content, styles, weights_path, as_json, **options):
 def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
-    Writes the results, grid.png (a row per pair: content, style, then each mode), quality.md
+    Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
     modes = tuple(m.strip() for m in modes.split(","))
     unknown = [m for m in modes if m not in MODES]
@@ -187,7 +187,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
 
     try:
         rows = quality.compare(contents, styles, out_dir, size, iterations, modes, weights_path, progress=show)
-        quality.grid(rows, contents, styles, out_dir / "grid.png")
+        quality.grid(rows, contents, out_dir / "grid.png")
         report = quality.table(rows)
         fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"], weights_path=weights_path)
     except ArtemError as e:

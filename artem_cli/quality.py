@@ -39,16 +39,17 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, we
     return rows
 
 
-def grid(rows, contents, styles, path, cell=160):
-    """One row per (content, style) pair: the content, the style, then the result of each mode."""
+def grid(rows, contents, path, cell=160):
+    """One row per (content, style) pair: the content, then the result of each mode (the style
+    images stay out, so that the grid can be shared where the paintings may not be copied)."""
     out_dir = Path(path).parent
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     results = {(r["content_image"], r["style_image"], r["mode"]): out_dir / r["file"] for r in rows}
     pairs = list(dict.fromkeys((c, s) for c, s, _ in results))
-    sources = {Path(p).stem: p for p in [*contents, *styles]}
-    canvas = Image.new("RGB", (cell * (2 + len(modes)), cell * len(pairs)), "white")
+    sources = {Path(p).stem: p for p in contents}
+    canvas = Image.new("RGB", (cell * (1 + len(modes)), cell * len(pairs)), "white")
     for i, (c, s) in enumerate(pairs):
-        for j, f in enumerate([sources[c], sources[s], *(results[c, s, m] for m in modes)]):
+        for j, f in enumerate([sources[c], *(results[c, s, m] for m in modes)]):
             img = Image.open(f).convert("RGB")
             img.thumbnail((cell, cell))
             canvas.paste(img, (j * cell + (cell - img.width) // 2, i * cell + (cell - img.height) // 2))
