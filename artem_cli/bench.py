@@ -1,9 +1,9 @@
 """The benchmark suite behind ``artem benchmark``: measured, never asserted.
 
 ``network_pass``: seconds for one VGG16 forward to relu5_1 plus the backward to the image (what every
-optimizer iteration costs), for our NumPy network and, when PyTorch is installed, for the same
-network with the same weights in PyTorch on the CPU, measured in the same run. ``conv_layers``: each
-convolution's forward time and MAC rate at the given size.
+optimizer iteration costs), for our network in each mode and, when PyTorch is installed, for the
+fp32 network with the same weights in PyTorch on the CPU, measured in the same run. ``conv_layers``:
+each convolution's forward time and MAC rate at the given size, fp32 against XNOR.
 """
 import platform
 import time
@@ -73,12 +73,12 @@ def torch_pass(w, shape, repeats, threads):
     return {"version": torch.__version__, "threads": threads, "seconds": _best_of(once, repeats)}
 
 
-def network_pass(shape, repeats=5, with_torch=True, weights_path=None):
+def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None):
+    """Seconds (best, median) of one pass for each mode, and PyTorch's fp32 pass, in one run."""
     w = weights.load(weights.locate(weights_path))
-    net = VGG16(w)
     image = np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50
-    ours = numpy_pass(net, image, repeats)
-    result = {"shape": list(shape), "tap": TAP, "numpy_seconds": ours}
+    result = {"shape": list(shape), "tap": TAP,
+              "seconds": {mode: numpy_pass(VGG16(w, mode=mode), image, repeats) for mode in modes}}
     if with_torch:
         import os
 
@@ -86,17 +86,35 @@ def network_pass(shape, repeats=5, with_torch=True, weights_path=None):
     return result
 
 
-def conv_layers(shape, repeats=3, weights_path=None):
-    w = weights.load(weights.locate(weights_path))
-    net = VGG16(w)
-    rng = np.random.default_rng(0)
-    rows, (h, width) = [], shape
-    for name, cin, cout in CONV_LAYERS:
+def _layer_inputs(shape, rng):
+    """(name, layer input (C, H, W) of post-ReLU-like values) for every convolution at ``shape``."""
+    h, width = shape
+    for name, cin, _ in CONV_LAYERS:
         if name.endswith("_1") and name != "conv1_1":
             h, width = h // 2, width // 2
-        layer = net.layer(name)
-        x = rng.standard_normal((cin, h, width), dtype=np.float32)
-        best, _ = _best_of(lambda: layer.forward(x), repeats)
-        macs = 9 * cin * cout * h * width
-        rows.append({"layer": name, "input": [cin, h, width], "seconds": best, "gmac_per_s": macs / best / 1e9})
+        yield name, np.maximum(rng.standard_normal((cin, h, width), dtype=np.float32), 0)
+
+
+def conv_layers(shape, repeats=3, weights_path=None):
+    """Each convolution's forward time at ``shape``: fp32, and the XNOR layers (packing plus the
+    XNOR-popcount convolution, and the whole layer with its scaling) in binary MACs per second."""
+    from . import cpu_binary
+    from .layers import XnorConv3x3
+
+    w = weights.load(weights.locate(weights_path))
+    fp32 = VGG16(w)
+    rows = []
+    for name, x in _layer_inputs(shape, np.random.default_rng(0)):
+        cin, h, width = x.shape
+        macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
+        best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats)
+        row = {"layer": name, "input": [cin, h, width], "fp32_seconds": best, "fp32_gmac_per_s": macs / best / 1e9}
+        if name != "conv1_1":
+            xnor = XnorConv3x3(w[f"{name}.weight"], w[f"{name}.bias"])
+            zero = np.zeros(cin, np.float32)
+            kernel, _ = _best_of(lambda: cpu_binary.xnor_conv(cpu_binary.pack_pixels(x, zero), xnor._filters, cin), repeats)
+            whole, _ = _best_of(lambda: xnor.forward(x), repeats)
+            row.update(xnor_kernel_seconds=kernel, xnor_kernel_gmac_per_s=macs / kernel / 1e9,
+                       xnor_layer_seconds=whole, xnor_layer_gmac_per_s=macs / whole / 1e9)
+        rows.append(row)
     return rows

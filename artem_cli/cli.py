@@ -7,7 +7,7 @@ import click
 
 from . import api, bench, io, quality, weights
 from .errors import ArtemError
-from .vgg import MODES
+from .vgg import MODES, check_layer_names
 
 
 class LayerList(click.ParamType):
@@ -198,6 +198,51 @@ def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
     click.echo(quality.fidelity_table(fidelity))
 
 
+class ChannelList(click.ParamType):
+    """``0-15`` or ``0,3,7`` (or a mix) -> (0, 1, ...)."""
+
+    name = "channels"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        channels = []
+        try:
+            for item in value.split(","):
+                first, _, last = item.partition("-")
+                channels += range(int(first), int(last or first) + 1)
+        except ValueError:
+            self.fail(f"{value!r}: give channels as 0-15 or 0,3,7", param, ctx)
+        if not channels or min(channels) < 0 or len(channels) > 256:
+            self.fail(f"{value!r}: between 1 and 256 channels, none negative", param, ctx)
+        return tuple(channels)
+
+
+@main.command()
+@click.option("--layer", default="relu3_1", show_default=True, help="The layer whose channels to show.")
+@click.option("--channels", type=ChannelList(), default="0-15", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="fp32", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Grid PNG. [default: visualize_LAYER_MODE.png]")
+@click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 10000), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
+    """Render the images that most excite CHANNELS of LAYER, one grid PNG per run."""
+    output = output or Path(f"visualize_{layer}_{mode}.png")
+    try:
+        check_layer_names([layer])
+        io.check_writable(output, overwrite)
+        images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,
+                                   progress=lambda ch: click.echo(f"channel {ch} done", err=True))
+        io.write_image(output, quality.tile(images), overwrite=overwrite)
+    except ArtemError as e:
+        _fail(e)
+    click.echo(f"wrote {output}")
+
+
 @main.group("weights")
 def weights_group():
     """Obtain, convert and inspect the VGG16 weights."""
@@ -246,18 +291,23 @@ def weights_info(weights_path):
 @click.option("--size", type=int, default=512, show_default=True, help="Longest side of the test image.")
 @click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--modes", type=str, default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
-              help="Also time PyTorch (CPU) on the same pass, when it is installed.")
-@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution's forward pass.")
+              help="Also time PyTorch (CPU) on the same fp32 pass, when it is installed.")
+@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def benchmark(size, aspect, repeats, with_torch, per_layer, weights_path, as_json):
-    """Time a VGG16 forward+backward pass (and PyTorch's, side by side)."""
+def benchmark(size, aspect, repeats, modes, with_torch, per_layer, weights_path, as_json):
+    """Time a VGG16 forward+backward pass (and PyTorch's, side by side) and, with --layers, each
+    convolution in fp32 and as XNOR + popcount."""
+    modes = tuple(m.strip() for m in modes.split(","))
+    if any(m not in MODES for m in modes):
+        _fail(f"modes must be among {', '.join(MODES)}")
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
     try:
-        report = {"machine": bench.machine(), "pass": bench.network_pass(shape, repeats, with_torch, weights_path)}
+        report = {"machine": bench.machine(), "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path)}
         if per_layer:
             report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
     except ArtemError as e:
@@ -266,15 +316,28 @@ def benchmark(size, aspect, repeats, with_torch, per_layer, weights_path, as_jso
         click.echo(json.dumps(report, indent=1))
         return
     p = report["pass"]
-    best, median = p["numpy_seconds"]
     click.echo(f"machine: {report['machine']}")
-    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}:")
-    click.echo(f"  artem (NumPy)      best {best:.3f} s   median {median:.3f} s")
-    if p.get("torch"):
-        tb, tm = p["torch"]["seconds"]
-        click.echo(f"  PyTorch {p['torch']['version']} ({p['torch']['threads']} threads)  best {tb:.3f} s   median {tm:.3f} s")
-        click.echo(f"  artem / PyTorch    best {best / tb:.2f}   median {median / tm:.2f}")
+    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, seconds:")
+    torch_result = p.get("torch")
+    for mode, (best, median) in p["seconds"].items():
+        line = f"  artem {mode:6s}  best {best:.3f}  median {median:.3f}"
+        if mode != "fp32" and "fp32" in p["seconds"]:
+            line += f"   / artem fp32: {best / p['seconds']['fp32'][0]:.2f}"
+        click.echo(line)
+    if torch_result:
+        tb, tm = torch_result["seconds"]
+        click.echo(f"  PyTorch {torch_result['version']} ({torch_result['threads']} threads) fp32  best {tb:.3f}  median {tm:.3f}")
+        if "fp32" in p["seconds"]:
+            best, median = p["seconds"]["fp32"]
+            click.echo(f"  artem fp32 / PyTorch: best {best / tb:.2f}  median {median / tm:.2f}")
     elif with_torch:
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
-    for row in report.get("layers", []):
-        click.echo(f"  {row['layer']:8s} {str(tuple(row['input'])):18s} {row['seconds'] * 1e3:8.1f} ms {row['gmac_per_s']:6.1f} GMAC/s")
+    if "layers" in report:
+        click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")
+        click.echo(f"  {'layer':8s} {'input':18s} {'fp32':>8s} {'xnor kernel':>12s} {'xnor layer':>11s} {'kernel/fp32':>12s}")
+        for row in report["layers"]:
+            line = f"  {row['layer']:8s} {str(tuple(row['input'])):18s} {row['fp32_gmac_per_s']:8.1f}"
+            if "xnor_kernel_gmac_per_s" in row:
+                line += (f" {row['xnor_kernel_gmac_per_s']:12.1f} {row['xnor_layer_gmac_per_s']:11.1f}"
+                         f" {row['xnor_kernel_gmac_per_s'] / row['fp32_gmac_per_s']:11.1f}x")
+            click.echo(line)

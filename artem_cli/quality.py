@@ -8,6 +8,7 @@ from PIL import Image
 
 from . import io, preprocess, weights
 from .api import DEFAULT_STYLE_LAYERS, Settings, score, stylize
+from .errors import ArtemError
 from .losses import gram
 from .vgg import MODES, VGG16
 
@@ -99,3 +100,57 @@ def fidelity_table(values):
     lines = ["| mode | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     lines += [f"| {mode} | " + " | ".join(f"{v:.3f}" for v in row.values()) + " |" for mode, row in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weight=0.05, seed=0, weights_path=None,
+              progress=None):
+    """Images that maximally activate ``channels`` of ``layer``: gradient ascent on the mean
+    activation (before the ReLU, for a ReLU layer) from small noise, with Adam and a little TV
+    smoothing, pixels kept in range. The seed used this to see what binarization does to the
+    features. Returns RGB float32 (3, H, W) each."""
+    from .backend import array_module
+    from .losses import tv_loss
+    from .optim import Adam
+
+    net = VGG16(weights.load(weights.locate(weights_path)), mode=mode)
+    if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
+        layer = "conv" + layer[4:]
+    low = preprocess.to_vgg(np.zeros((3, 1, 1), dtype=np.float32))
+    high = low + 255
+    rng = np.random.default_rng(seed)
+    images = []
+    for ch in channels:
+
+        def activation(x):
+            out = net.forward(x, [layer])[layer]
+            if not 0 <= ch < out.shape[0]:
+                raise ArtemError(f"{layer} has {out.shape[0]} channels; channel {ch} does not exist")
+            grad = np.zeros_like(out)
+            grad[ch] = -1.0 / out[ch].size
+            tv, tv_grad = tv_loss(x)
+            return -float(out[ch].mean()) + tv_weight * tv, net.backward({layer: grad}) + tv_weight * tv_grad
+
+        def clipped(x):  # the loss of the image as it can be shown; outside pixels are pulled back
+            xp = array_module(x)
+            inside = xp.clip(x, low, high)
+            value, grad = activation(inside)
+            return value, grad * (inside == x) + (x - inside)
+
+        x = preprocess.to_vgg(np.full((3, size, size), 0.5, np.float32)) + rng.standard_normal((3, size, size), dtype=np.float32) * 8
+        for x, _ in Adam(clipped, x, lr=lr).run(steps):
+            pass
+        images.append(np.clip(preprocess.from_vgg(np.clip(x, low, high)), 0, 1))
+        if progress is not None:
+            progress(ch)
+    return images
+
+
+def tile(images, columns=4):
+    """Images (3, H, W) of one size in a grid with 2-pixel white gutters, as RGB (3, H', W')."""
+    rows = -(-len(images) // columns)
+    _, h, w = images[0].shape
+    out = np.ones((3, rows * (h + 2) - 2, min(columns, len(images)) * (w + 2) - 2), np.float32)
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        out[:, r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = img
+    return out

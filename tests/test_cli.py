@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -129,9 +130,10 @@ def test_weights_commands(tmp_path, weights_path):
 
 
 def test_benchmark_reports_a_measured_pass(weights_path):
-    r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--layers")
+    r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--layers", "--modes", "fp32,xnor")
     assert r.exit_code == 0, r.output
-    assert "artem (NumPy)" in r.output and "conv5_3" in r.output and "GMAC/s" in r.output
+    assert "artem fp32" in r.output and "artem xnor" in r.output and "/ artem fp32" in r.output
+    assert "conv5_3" in r.output and "GMAC/s" in r.output and "x\n" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
 
@@ -171,3 +173,24 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
     assert r.exit_code == 1 and "unknown mode fp16" in r.stderr
+
+
+def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):
+    out = tmp_path / "v.png"
+    r = run("visualize", "--layer", "relu2_1", "--channels", "0-1,5", "--size", "32", "--steps", "15", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == (3 * 34 - 2, 32)
+    from artem_cli import io as artem_io
+    from artem_cli import preprocess, weights
+    from artem_cli.vgg import VGG16
+
+    net = VGG16(weights.load(weights_path))
+    rgb, _ = artem_io.read_image(out)
+    grey = net.forward(preprocess.to_vgg(np.full((3, 32, 32), 0.5, np.float32)), ["conv2_1"])["conv2_1"]
+    for tile, channel in enumerate([0, 1, 5]):  # each tile raises its own channel's pre-ReLU activation
+        excited = net.forward(preprocess.to_vgg(rgb[:, :, 34 * tile : 34 * tile + 32]), ["conv2_1"])["conv2_1"]
+        assert excited[channel].mean() > grey[channel].mean() + 20
+    for args, message in [(["--layer", "relu9_9"], "unknown layer"), (["--channels", "600"], "has 128 channels")]:
+        r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")
+        assert r.exit_code == 1 and message in r.stderr
+    assert run("visualize", "--channels", "a-b").exit_code == 2
