@@ -166,8 +166,9 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option("--modes", type=str, default=",".join(MODES), show_default=True)
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="As for stylize.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
+def compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
@@ -186,7 +187,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, weights_path):
                    f"content {row['content_loss']:.4g} ({row['seconds']:.1f} s)")
 
     try:
-        rows = quality.compare(contents, styles, out_dir, size, iterations, modes, weights_path, progress=show)
+        rows = quality.compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path, progress=show)
         quality.grid(rows, contents, out_dir / "grid.png")
         report = quality.table(rows)
         fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"], weights_path=weights_path)

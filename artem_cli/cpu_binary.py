@@ -15,23 +15,30 @@ from .binarize import WORD_BITS, words
 
 @intrinsic
 def _popcount64(typingctx, value):
+    """llvm.ctpop.i64 of a uint64, typed int64 so that sums stay integer (numba would make
+    int64 + uint64 a float64)."""
+
     def codegen(context, builder, signature, args):
         ctpop = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
         return builder.call(ctpop, args)
 
-    return types.uint64(types.uint64), codegen
+    return types.int64(types.uint64), codegen
 
 
 @njit(parallel=True, cache=True)
 def _pack_pixels(x, centre, out):
     c, h, w = x.shape
-    out[:] = 0
     for i in prange(h):
-        for ch in range(c):
-            word, bit = ch // 32, np.uint32(1) << np.uint32(ch % 32)
+        row = np.empty(w, dtype=np.uint32)
+        for word in range(out.shape[2]):
+            row[:] = 0
+            for bit in range(min(32, c - 32 * word)):  # one channel at a time, vectorized along the row
+                ch = 32 * word + bit
+                threshold = centre[ch]
+                for j in range(w):
+                    row[j] |= np.uint32(x[ch, i, j] >= threshold) << np.uint32(bit)
             for j in range(w):
-                if x[ch, i, j] >= centre[ch]:
-                    out[i, j, word] |= bit
+                out[i, j, word] = row[j]
 
 
 def pack_pixels(x, centre):

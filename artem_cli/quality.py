@@ -13,7 +13,8 @@ from .losses import gram
 from .vgg import MODES, VGG16
 
 
-def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, weights_path=None, progress=None):
+def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=True, weights_path=None,
+            progress=None):
     """Stylize every (content, style) pair of image files in every mode; save each result in
     ``out_dir`` and score it with the fp32 network. Returns one row per result."""
     out_dir = Path(out_dir)
@@ -23,7 +24,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, we
         for style_path in styles:
             style, _ = io.read_image(style_path, "style image")
             for mode in modes:
-                settings = Settings(size=size, iterations=iterations, mode=mode)
+                settings = Settings(size=size, iterations=iterations, mode=mode, calibrate=calibrate)
                 start = time.perf_counter()
                 result = stylize(content, [style], settings, weights_path=weights_path)
                 seconds = time.perf_counter() - start
