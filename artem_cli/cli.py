@@ -40,6 +40,21 @@ class NumberList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
 
 
+class ModeList(click.ParamType):
+    """``fp32,bwn`` -> ("fp32", "bwn"), each one of the network's modes."""
+
+    name = "modes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        modes = tuple(m.strip() for m in value.split(","))
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            self.fail(f"unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}", param, ctx)
+        return modes
+
+
 def _fail(message):
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
@@ -165,7 +180,7 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Folder for the results.")
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--iterations", type=int, default=100, show_default=True)
-@click.option("--modes", type=str, default=",".join(MODES), show_default=True)
+@click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True)
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="As for stylize.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 def compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path):
@@ -173,10 +188,6 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, weigh
 
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
-    modes = tuple(m.strip() for m in modes.split(","))
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        _fail(f"unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -292,7 +303,7 @@ def weights_info(weights_path):
 @click.option("--size", type=int, default=512, show_default=True, help="Longest side of the test image.")
 @click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--modes", type=str, default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
+@click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Also time PyTorch (CPU) on the same fp32 pass, when it is installed.")
 @click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR.")
@@ -301,9 +312,6 @@ def weights_info(weights_path):
 def benchmark(size, aspect, repeats, modes, with_torch, per_layer, weights_path, as_json):
     """Time a VGG16 forward+backward pass (and PyTorch's, side by side) and, with --layers, each
     convolution in fp32 and as XNOR + popcount."""
-    modes = tuple(m.strip() for m in modes.split(","))
-    if any(m not in MODES for m in modes):
-        _fail(f"modes must be among {', '.join(MODES)}")
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))

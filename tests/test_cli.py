@@ -172,7 +172,7 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     assert "relu5_1" in (tmp_path / "fidelity.md").read_text()
     assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
-    assert r.exit_code == 1 and "unknown mode fp16" in r.stderr
+    assert r.exit_code == 2 and "unknown mode fp16" in r.output
 
 
 def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):
