@@ -177,7 +177,9 @@ class LBFGS:
 
 
 class Adam:
-    """Adam (Kingma & Ba) with learning rate ``lr`` in the units of x (here 0..255 pixel levels)."""
+    """Adam (Kingma & Ba) with learning rate ``lr`` in the units of x (here 0..255 pixel levels).
+
+    Each yielded value is the loss at the point the step was taken from (Adam needs no other)."""
 
     def __init__(self, fun, x0, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         if not lr > 0:
