@@ -96,7 +96,7 @@ D = api.Settings()
               help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
                    "random: random weights of each layer's scale (a baseline).")
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
-              help="Binarized modes: scale each layer's loss weight to its share in the fp32 network.")
+              help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
@@ -181,7 +181,7 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True)
-@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="As for stylize.")
+@click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True, help="As for stylize.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 def compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.

@@ -13,7 +13,7 @@ from .losses import gram
 from .vgg import MODES, VGG16
 
 
-def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=True, weights_path=None,
+def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
             progress=None):
     """Stylize every (content, style) pair of image files in every mode; save each result in
     ``out_dir`` and score it with the fp32 network. Returns one row per result."""
