@@ -16,7 +16,7 @@ import numpy as np
 from . import io, preprocess, weights
 from .backend import array_module, available_memory, to_host
 from .errors import ArtemError
-from .losses import content_loss, gram, style_loss, tv_loss
+from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, VGG16, check_layer_names
 
@@ -100,14 +100,10 @@ class Result:
 class Objective:
     """Weighted content + style + TV loss of an image in VGG space, and its gradient.
 
-    The losses are those of the image as it will be saved: pixels are clipped to the valid range
-    first (an unclipped optimum differs badly from its saved file: style loss 0.2M in the buffer,
-    3.4M once clipped, on coffee + Starry Night at 256 px), and a quadratic penalty of
-    ``RANGE_WEIGHT`` pulls pixels that wander outside back to the boundary, where the loss's own
-    gradient reaches them again.
+    The losses are those of the image as it will be saved (``losses.within_range``): an unclipped
+    optimum differs badly from its saved file (style loss 0.2M in the buffer, 3.4M once clipped, on
+    coffee + Starry Night at 256 px).
     """
-
-    RANGE_WEIGHT = 1e4
 
     def __init__(self, net, settings, content_targets, style_targets, low, high):
         self.net, self.settings = net, settings
@@ -118,15 +114,7 @@ class Objective:
         self.initial = None  # the terms at the first point evaluated (the optimizer's start)
 
     def __call__(self, x):
-        xp = array_module(x)
-        clipped = xp.clip(x, self.low, self.high)
-        outside = x - clipped
-        value, grad = self.loss(clipped)
-        if self.initial is None:
-            self.initial = {"total": value, **self.parts}
-        grad *= outside == 0
-        grad += outside * (2 * self.RANGE_WEIGHT / x.size)
-        return value + self.RANGE_WEIGHT * float(xp.vdot(outside, outside)) / x.size, grad
+        return within_range(self.loss, x, self.low, self.high)
 
     def loss(self, x):
         """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
@@ -149,6 +137,8 @@ class Objective:
         tv, tv_grad = tv_loss(x)
         image_grad += s.tv_weight * tv_grad
         self.parts = {"content": s.content_weight * content, "style": s.style_weight * style, "tv": s.tv_weight * tv}
+        if self.initial is None:
+            self.initial = {"total": sum(self.parts.values()), **self.parts}
         return sum(self.parts.values()), image_grad
 
 
@@ -253,14 +243,12 @@ def _objective(net, settings, content_rgb, styles, reference=None):
             content_weights[name] *= _mean_square(ref_content[name]) / max(_mean_square(content[name]), 1e-30)
         for name in style_weights:
             style_weights[name] *= _mean_square(ref_grams[name]) / max(_mean_square(grams[name]), 1e-30)
-    low = preprocess.to_vgg(xp.zeros((3, 1, 1), dtype=xp.float32))
     return Objective(
         net,
         settings,
         {name: (content_weights[name], content[name]) for name in content_weights},
         {name: (style_weights[name], grams[name]) for name in style_weights},
-        low,
-        low + 255,
+        *preprocess.valid_range(xp),
     )
 
 

@@ -112,7 +112,7 @@ def conv_layers(shape, repeats=3, weights_path=None):
         if name != "conv1_1":
             xnor = XnorConv3x3(w[f"{name}.weight"], w[f"{name}.bias"])
             zero = np.zeros(cin, np.float32)
-            kernel, _ = _best_of(lambda: cpu_binary.xnor_conv(cpu_binary.pack_pixels(x, zero), xnor._filters, cin), repeats)
+            kernel, _ = _best_of(lambda: cpu_binary.xnor_conv(cpu_binary.pack_pixels(x, zero), xnor.filters, cin), repeats)
             whole, _ = _best_of(lambda: xnor.forward(x), repeats)
             row.update(xnor_kernel_seconds=kernel, xnor_kernel_gmac_per_s=macs / kernel / 1e9,
                        xnor_layer_seconds=whole, xnor_layer_gmac_per_s=macs / whole / 1e9)

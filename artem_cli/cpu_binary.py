@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .binarize import WORD_BITS, words
+from .binarize import words
 
 
 @intrinsic
@@ -53,7 +53,6 @@ def pack_pixels(x, centre):
 def filters_for_kernel(w_packed):
     """(O, 9, words) uint32 filters -> (9, words/2, O) uint64, so the kernel's innermost loop runs
     over output channels with unit stride (vectorized: one vpopcntq covers 8 filters)."""
-    o, taps, n = w_packed.shape
     return np.ascontiguousarray(np.ascontiguousarray(w_packed).view(np.uint64).transpose(1, 2, 0))
 
 
@@ -82,7 +81,7 @@ def _xnor_conv(xw, wt, channels, out):
 def xnor_conv(x_packed, w_kernel, channels):
     """int32 (O, H, W): the 3x3 zero-padded convolution of ±1 filters with ±1 inputs, as
     ``binarize.xnor_conv``; ``x_packed`` from ``pack_pixels``, ``w_kernel`` from ``filters_for_kernel``."""
-    h, w, n = x_packed.shape
+    h, w = x_packed.shape[:2]
     out = np.empty((w_kernel.shape[2], h, w), dtype=np.int32)
     _xnor_conv(np.ascontiguousarray(x_packed).view(np.uint64), w_kernel, channels, out)
     return out

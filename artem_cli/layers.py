@@ -239,7 +239,7 @@ class XnorConv3x3:
         self.alpha = binarize.filter_scales(weight)
         self.signs = binarize.sign(weight)
         self.bias = to_host(bias).astype(np.float32)
-        self._filters = cpu_binary.filters_for_kernel(binarize.pack_filters(weight))
+        self.filters = cpu_binary.filters_for_kernel(binarize.pack_filters(weight))
         self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, np.zeros_like(self.bias))
 
     def _centre_term(self, mu, h, w):
@@ -258,7 +258,7 @@ class XnorConv3x3:
         u = x - mu[:, None, None]
         a = np.abs(u).mean(axis=0)
         k = _box3(a) / 9
-        p = self._kernels.xnor_conv(self._kernels.pack_pixels(x, mu), self._filters, c)
+        p = self._kernels.xnor_conv(self._kernels.pack_pixels(x, mu), self.filters, c)
         y = k * p
         y += self._centre_term(mu, h, w)
         y *= self.alpha[:, None, None]

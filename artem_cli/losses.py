@@ -35,6 +35,19 @@ def style_loss(features, target_gram):
     return value, grad.reshape(features.shape)
 
 
+def within_range(loss, x, low, high, weight=1e4):
+    """``loss`` of x clipped to [low, high], plus ``weight`` times the mean squared distance of x
+    from that range: the loss of the image as it can be saved, while the penalty pulls pixels that
+    wander outside back to the boundary, where the loss's own gradient reaches them again."""
+    xp = array_module(x)
+    clipped = xp.clip(x, low, high)
+    outside = x - clipped
+    value, grad = loss(clipped)
+    grad *= outside == 0
+    grad += outside * (2 * weight / x.size)
+    return value + weight * float(xp.vdot(outside, outside)) / x.size, grad
+
+
 def tv_loss(image):
     """Mean squared difference of vertically and horizontally neighbouring pixels, and its gradient."""
     xp = array_module(image)

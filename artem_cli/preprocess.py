@@ -23,6 +23,12 @@ def from_vgg(x):
     return ((x + mean) / 255)[::-1]
 
 
+def valid_range(xp=np):
+    """(low, high), (3, 1, 1) each: the bounds of a 0..1 RGB image in VGG space."""
+    low = to_vgg(xp.zeros((3, 1, 1), dtype=xp.float32))
+    return low, low + 255
+
+
 def scaled_shape(shape, longest):
     """(H, W) with the longest side ``longest`` and the aspect ratio of ``shape`` (at least 1 px)."""
     h, w = shape[-2:]

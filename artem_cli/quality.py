@@ -109,15 +109,13 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     activation (before the ReLU, for a ReLU layer) from small noise, with Adam and a little TV
     smoothing, pixels kept in range. The seed used this to see what binarization does to the
     features. Returns RGB float32 (3, H, W) each."""
-    from .backend import array_module
-    from .losses import tv_loss
+    from .losses import tv_loss, within_range
     from .optim import Adam
 
     net = VGG16(weights.load(weights.locate(weights_path)), mode=mode)
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
         layer = "conv" + layer[4:]
-    low = preprocess.to_vgg(np.zeros((3, 1, 1), dtype=np.float32))
-    high = low + 255
+    low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
     images = []
     for ch in channels:
@@ -131,14 +129,11 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
             tv, tv_grad = tv_loss(x)
             return -float(out[ch].mean()) + tv_weight * tv, net.backward({layer: grad}) + tv_weight * tv_grad
 
-        def clipped(x):  # the loss of the image as it can be shown; outside pixels are pulled back
-            xp = array_module(x)
-            inside = xp.clip(x, low, high)
-            value, grad = activation(inside)
-            return value, grad * (inside == x) + (x - inside)
+        def shown(x):  # the loss of the image as it can be shown
+            return within_range(activation, x, low, high)
 
         x = preprocess.to_vgg(np.full((3, size, size), 0.5, np.float32)) + rng.standard_normal((3, size, size), dtype=np.float32) * 8
-        for x, _ in Adam(clipped, x, lr=lr).run(steps):
+        for x, _ in Adam(shown, x, lr=lr).run(steps):
             pass
         images.append(np.clip(preprocess.from_vgg(np.clip(x, low, high)), 0, 1))
         if progress is not None:

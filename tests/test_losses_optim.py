@@ -107,3 +107,21 @@ def test_lbfgs_line_search_backs_off_from_infinite_values():
         return float((x[0] - 0.9) ** 2), np.array([2 * (x[0] - 0.9)])
 
     np.testing.assert_allclose(run(LBFGS(cliff, np.array([-50.0])), 50), [0.9], atol=1e-6)
+
+
+def test_within_range_scores_the_clipped_image_and_pulls_outside_pixels_back():
+    from artem_cli.losses import within_range
+
+    rng = np.random.default_rng(4)
+    target = rng.random((3, 4, 5))
+    x = rng.random((3, 4, 5)) * 1.6 - 0.3  # some pixels below 0 and above 1
+
+    def loss(y):
+        return content_loss(y, target)
+
+    value, grad = within_range(loss, x.copy(), 0.0, 1.0)
+    clipped = np.clip(x, 0, 1)
+    outside = x - clipped
+    assert value == pytest.approx(content_loss(clipped, target)[0] + 1e4 * (outside**2).sum() / x.size)
+    check_gradient(lambda y: within_range(loss, y.copy(), 0.0, 1.0), x, rng, eps=1e-7)
+    assert np.all(grad[outside > 0] > 0) and np.all(grad[outside < 0] < 0)  # descent moves them back in
