@@ -97,7 +97,8 @@ def _layer_inputs(shape, rng):
 
 def conv_layers(shape, repeats=3, weights_path=None):
     """Each convolution's forward time at ``shape``: fp32, and the XNOR layers (packing plus the
-    XNOR-popcount convolution, and the whole layer with its scaling) in binary MACs per second."""
+    XNOR-popcount convolution with its per-filter scale and bias, and the whole layer with its
+    centre, scale map and centre term) in binary MACs per second."""
     from . import cpu_binary
     from .layers import XnorConv3x3
 
@@ -111,8 +112,14 @@ def conv_layers(shape, repeats=3, weights_path=None):
         row = {"layer": name, "input": [cin, h, width], "fp32_seconds": best, "fp32_gmac_per_s": macs / best / 1e9}
         if name != "conv1_1":
             xnor = XnorConv3x3(w[f"{name}.weight"], w[f"{name}.bias"])
-            zero = np.zeros(cin, np.float32)
-            kernel, _ = _best_of(lambda: cpu_binary.xnor_conv(cpu_binary.pack_pixels(x, zero), xnor.filters, cin), repeats)
+            zero, ones, sums = np.zeros(cin, np.float32), np.ones((h, width), np.float32), np.zeros((len(xnor.alpha), 9))
+
+            def kernel_only():
+                packed = cpu_binary.pack_pixels(x, zero)
+                return cpu_binary.xnor_layer(packed, xnor.filters, cin, ones, xnor.alpha, sums, xnor.bias)
+
+            time.sleep(0.5)  # OpenBLAS's threads spin for a while after the fp32 GEMMs: let them sleep
+            kernel, _ = _best_of(kernel_only, repeats)
             whole, _ = _best_of(lambda: xnor.forward(x), repeats)
             row.update(xnor_kernel_seconds=kernel, xnor_kernel_gmac_per_s=macs / kernel / 1e9,
                        xnor_layer_seconds=whole, xnor_layer_gmac_per_s=macs / whole / 1e9)

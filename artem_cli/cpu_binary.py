@@ -5,9 +5,12 @@ LLVM's ``ctpop`` intrinsic, which LLVM turns into AVX-512 ``vpopcntq`` where the
 does not support ``np.bitwise_count``). Words are read as 64-bit: two little-endian 32-bit words of
 the packing layout are one little-endian 64-bit word with the same bit order.
 """
+from typing import NamedTuple
+
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import carray, njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .binarize import words
@@ -50,38 +53,133 @@ def pack_pixels(x, centre):
     return out
 
 
+PIXELS, FILTERS = 4, 16  # register block of the XNOR kernel: 4 pixels x 16 filters = 8 zmm of counts
+_BLOCK = PIXELS * FILTERS
+CHUNK = 64  # pixels of a row whose counts are staged before they are written out
+
+
+class KernelFilters(NamedTuple):
+    """Packed filters as the kernel reads them."""
+
+    words: np.ndarray  # uint64 (9 * words64, O padded to FILTERS): word n of every filter, filters contiguous
+    tap_counts: np.ndarray  # int64 (O, 9): set bits of each filter tap, to correct for zero-padded taps
+
+
 def filters_for_kernel(w_packed):
-    """(O, 9, words) uint32 filters -> (9, words/2, O) uint64, so the kernel's innermost loop runs
-    over output channels with unit stride (vectorized: one vpopcntq covers 8 filters)."""
-    return np.ascontiguousarray(np.ascontiguousarray(w_packed).view(np.uint64).transpose(1, 2, 0))
+    """(O, 9, words) uint32 filters from ``binarize.pack_filters`` -> ``KernelFilters``."""
+    w64 = np.ascontiguousarray(w_packed).view(np.uint64)
+    o, _, k = w64.shape
+    words = np.zeros((9 * k, -(-o // FILTERS) * FILTERS), dtype=np.uint64)
+    words[:, :o] = w64.reshape(o, 9 * k).T
+    return KernelFilters(words, np.bitwise_count(w64).sum(axis=2).astype(np.int64))
+
+
+@intrinsic
+def _stack_int64(typingctx, count):
+    """A pointer to ``count`` (a literal) int64 on the stack: with constant indices LLVM keeps them
+    in registers, which a heap array never is."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    n = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        block = cgutils.alloca_once(builder, ir.ArrayType(ir.IntType(64), n))
+        return builder.bitcast(block, ir.IntType(64).as_pointer())
+
+    return types.CPointer(types.int64)(count), codegen
+
+
+@njit(cache=True)
+def _border_value(count, i, j, h, w, o, channels, tap_counts, tap_sums):
+    """(P, M) of a border pixel from its mismatch count over all 9 taps, zero words standing in for
+    the out-of-image taps: those taps are dropped from P (the float network adds 0 there) and M."""
+    valid = 0
+    centre = np.float32(0)
+    for t in range(9):
+        y, x = i + t // 3 - 1, j + t % 3 - 1
+        if y >= 0 and y < h and x >= 0 and x < w:
+            valid += 1
+            centre += tap_sums[o, t]
+        else:
+            count -= tap_counts[o, t]
+    return channels * valid - 2 * count, centre
 
 
 @njit(parallel=True, cache=True)
-def _xnor_conv(xw, wt, channels, out):
+def _xnor_conv(xw, words, tap_counts, channels, scale, alpha, tap_sums, bias, out):
+    """out[o, i, j] = alpha[o] (scale[i, j] P[o, i, j] + M[o, i, j]) + bias[o], P the ±1 convolution
+    (channels - 2 * mismatches per in-image tap), M the sum of tap_sums[o, t] over in-image taps.
+
+    Each row gathers its pixels' 3x3 neighbourhoods (zero words outside the image) into ``patch``;
+    a block of PIXELS pixels x FILTERS filters then keeps its counts in registers over all taps and
+    words, with the filters along the vector lanes (one vpopcntq covers 8 filters)."""
     h, w, k_words = xw.shape
-    o_count = wt.shape[2]
+    n_words, o_padded = words.shape
+    o_count = out.shape[0]
+    full = channels * 9
     for i in prange(h):
-        mismatches = np.empty(o_count, dtype=np.int64)
+        patch = np.zeros((-(-w // PIXELS) * PIXELS, n_words), dtype=np.uint64)
         for j in range(w):
-            mismatches[:] = 0
-            valid = 0
             for t in range(9):
                 y, x = i + t // 3 - 1, j + t % 3 - 1
-                if y < 0 or y >= h or x < 0 or x >= w:
-                    continue  # a padded tap contributes 0 in the float network: skip it
-                valid += 1
-                for k in range(k_words):
-                    v = xw[y, x, k]
-                    for o in range(o_count):
-                        mismatches[o] += _popcount64(wt[t, k, o] ^ v)
-            for o in range(o_count):
-                out[o, i, j] = channels * valid - 2 * mismatches[o]
+                if y >= 0 and y < h and x >= 0 and x < w:
+                    for k in range(k_words):
+                        patch[j, t * k_words + k] = xw[y, x, k]
+        counts = carray(_stack_int64(_BLOCK), (PIXELS, FILTERS))
+        staged = np.empty((FILTERS, CHUNK), dtype=np.int32)
+        edge_row = i == 0 or i == h - 1
+        for c0 in range(0, w, CHUNK):
+            c_len = min(CHUNK, w - c0)
+            for o0 in range(0, o_padded, FILTERS):
+                for j0 in range(c0, c0 + c_len, PIXELS):
+                    for p in range(PIXELS):
+                        for f in range(FILTERS):
+                            counts[p, f] = 0
+                    x0, x1, x2, x3 = patch[j0], patch[j0 + 1], patch[j0 + 2], patch[j0 + 3]
+                    for n in range(n_words):
+                        v0, v1, v2, v3 = x0[n], x1[n], x2[n], x3[n]
+                        filters = words[n, o0 : o0 + FILTERS]
+                        for f in range(FILTERS):
+                            wv = filters[f]
+                            counts[0, f] += _popcount64(v0 ^ wv)
+                            counts[1, f] += _popcount64(v1 ^ wv)
+                            counts[2, f] += _popcount64(v2 ^ wv)
+                            counts[3, f] += _popcount64(v3 ^ wv)
+                    for p in range(PIXELS):
+                        for f in range(FILTERS):
+                            staged[f, j0 - c0 + p] = counts[p, f]
+                for f in range(min(FILTERS, o_count - o0)):
+                    o = o0 + f
+                    a, b, m_full = alpha[o], bias[o], np.float32(0)
+                    for t in range(9):
+                        m_full += tap_sums[o, t]
+                    row, k_row, counted = out[o, i, c0 : c0 + c_len], scale[i, c0 : c0 + c_len], staged[f]
+                    for jj in range(c_len):
+                        row[jj] = a * (k_row[jj] * np.float32(full - 2 * counted[jj]) + m_full) + b
+                    for jj in range(c_len):
+                        j = c0 + jj
+                        if edge_row or j == 0 or j == w - 1:
+                            p_value, m_value = _border_value(counted[jj], i, j, h, w, o, channels, tap_counts, tap_sums)
+                            row[jj] = a * (k_row[jj] * np.float32(p_value) + m_value) + b
 
 
-def xnor_conv(x_packed, w_kernel, channels):
-    """int32 (O, H, W): the 3x3 zero-padded convolution of ±1 filters with ±1 inputs, as
-    ``binarize.xnor_conv``; ``x_packed`` from ``pack_pixels``, ``w_kernel`` from ``filters_for_kernel``."""
+def xnor_layer(x_packed, filters, channels, scale, alpha, tap_sums, bias):
+    """float32 (O, H, W): alpha (scale P + M) + bias in one pass, P the ±1 convolution of
+    ``xnor_conv`` and M the sum of ``tap_sums`` (O, 9) over each pixel's in-image taps (the
+    convolution of the filters' signs with a per-channel constant); ``scale`` is (H, W)."""
     h, w = x_packed.shape[:2]
-    out = np.empty((w_kernel.shape[2], h, w), dtype=np.int32)
-    _xnor_conv(np.ascontiguousarray(x_packed).view(np.uint64), w_kernel, channels, out)
+    out = np.empty((filters.tap_counts.shape[0], h, w), dtype=np.float32)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    _xnor_conv(np.ascontiguousarray(x_packed).view(np.uint64), filters.words, filters.tap_counts, channels,
+               f32(scale), f32(alpha), f32(tap_sums), f32(bias), out)
     return out
+
+
+def xnor_conv(x_packed, filters, channels):
+    """int32 (O, H, W): the 3x3 zero-padded convolution of ±1 filters with ±1 inputs, as
+    ``binarize.xnor_conv``; ``x_packed`` from ``pack_pixels``, ``filters`` from ``filters_for_kernel``.
+    The kernel's float output is exact here: integers below 2^24 and unit scales."""
+    h, w = x_packed.shape[:2]
+    o = filters.tap_counts.shape[0]
+    y = xnor_layer(x_packed, filters, channels, np.ones((h, w)), np.ones(o), np.zeros((o, 9)), np.zeros(o))
+    return y.astype(np.int32)

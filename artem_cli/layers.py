@@ -242,15 +242,6 @@ class XnorConv3x3:
         self.filters = cpu_binary.filters_for_kernel(binarize.pack_filters(weight))
         self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, np.zeros_like(self.bias))
 
-    def _centre_term(self, mu, h, w):
-        o = self.signs.shape[0]
-        tap_sums = np.einsum("oct,c->ot", self.signs.reshape(o, self.channels, 9), mu)
-        out = np.zeros((o, h, w), dtype=np.float32)
-        for t in range(9):
-            dy, dx = divmod(t, 3)
-            out[:, max(0, 1 - dy) : min(h, h + 1 - dy), max(0, 1 - dx) : min(w, w + 1 - dx)] += tap_sums[:, t, None, None]
-        return out
-
     def forward(self, x):
         x = x.astype(np.float32, copy=False)
         c, h, w = x.shape
@@ -258,11 +249,8 @@ class XnorConv3x3:
         u = x - mu[:, None, None]
         a = np.abs(u).mean(axis=0)
         k = _box3(a) / 9
-        p = self._kernels.xnor_conv(self._kernels.pack_pixels(x, mu), self.filters, c)
-        y = k * p
-        y += self._centre_term(mu, h, w)
-        y *= self.alpha[:, None, None]
-        y += self.bias[:, None, None]
+        tap_sums = np.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), mu)  # M = Σ taps of these
+        y = self._kernels.xnor_layer(self._kernels.pack_pixels(x, mu), self.filters, c, k, self.alpha, tap_sums, self.bias)
         self._u, self._a, self._k = u, a, k
         return y
 

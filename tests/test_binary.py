@@ -75,6 +75,29 @@ def test_xnor_conv_on_every_vgg_channel_count_at_a_real_size():
         np.testing.assert_array_equal(compiled, np.rint(float_conv).astype(np.int32))
 
 
+@pytest.mark.parametrize("channels,outs,h,w", [(100, 21, 3, 70), (64, 16, 1, 130), (512, 35, 5, 4)])
+def test_fused_xnor_layer_equals_its_parts(channels, outs, h, w):
+    """``xnor_layer`` = alpha (scale P + M) + bias with P the twin's ±1 convolution and M the sum of
+    tap_sums over in-image taps, on rows longer than the kernel's chunk and ragged pixel/filter blocks."""
+    rng = np.random.default_rng(channels + outs + w)
+    x = rng.standard_normal((channels, h, w)).astype(np.float32)
+    wt = rng.standard_normal((outs, channels, 3, 3)).astype(np.float32)
+    scale, alpha = rng.random((h, w)).astype(np.float32), rng.random(outs).astype(np.float32)
+    tap_sums, bias = rng.standard_normal((outs, 9)).astype(np.float32), rng.standard_normal(outs).astype(np.float32)
+    y = cpu_binary.xnor_layer(cpu_binary.pack_pixels(x, np.zeros(channels, np.float32)),
+                              cpu_binary.filters_for_kernel(binarize.pack_filters(wt)), channels, scale, alpha, tap_sums, bias)
+    p = binarize.xnor_conv(binarize.pack_pixels(x), binarize.pack_filters(wt), channels).astype(np.float64)
+    m = np.zeros((outs, h, w))
+    for i in range(h):
+        for j in range(w):
+            for t in range(9):
+                if 0 <= i + t // 3 - 1 < h and 0 <= j + t % 3 - 1 < w:
+                    m[:, i, j] += tap_sums[:, t]
+    expected = alpha[:, None, None] * (scale * p + m) + bias[:, None, None]
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
+
+
 def direct_conv(x, w):
     """float64 zero-padded 3x3 cross-correlation by loops over taps (x (C,H,W), w (O,C,3,3))."""
     c, h, wd = x.shape
