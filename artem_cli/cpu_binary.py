@@ -119,12 +119,12 @@ def _xnor_conv(xw, words, tap_counts, channels, scale, alpha, tap_sums, bias, ou
     full = channels * 9
     for i in prange(h):
         patch = np.zeros((-(-w // PIXELS) * PIXELS, n_words), dtype=np.uint64)
-        for j in range(w):
-            for t in range(9):
-                y, x = i + t // 3 - 1, j + t % 3 - 1
-                if y >= 0 and y < h and x >= 0 and x < w:
+        for t in range(9):
+            y, dx = i + t // 3 - 1, t % 3 - 1
+            if y >= 0 and y < h:
+                for j in range(max(0, -dx), min(w, w - dx)):
                     for k in range(k_words):
-                        patch[j, t * k_words + k] = xw[y, x, k]
+                        patch[j, t * k_words + k] = xw[y, j + dx, k]
         counts = carray(_stack_int64(_BLOCK), (PIXELS, FILTERS))
         staged = np.empty((FILTERS, CHUNK), dtype=np.int32)
         edge_row = i == 0 or i == h - 1
@@ -156,9 +156,11 @@ def _xnor_conv(xw, words, tap_counts, channels, scale, alpha, tap_sums, bias, ou
                     row, k_row, counted = out[o, i, c0 : c0 + c_len], scale[i, c0 : c0 + c_len], staged[f]
                     for jj in range(c_len):
                         row[jj] = a * (k_row[jj] * np.float32(full - 2 * counted[jj]) + m_full) + b
-                    for jj in range(c_len):
-                        j = c0 + jj
-                        if edge_row or j == 0 or j == w - 1:
+                    # border pixels: every one of an edge row, else the row's first and last
+                    step = 1 if edge_row else max(1, w - 1)
+                    for j in range(0, w, step):
+                        if j >= c0 and j < c0 + c_len:
+                            jj = j - c0
                             p_value, m_value = _border_value(counted[jj], i, j, h, w, o, channels, tap_counts, tap_sums)
                             row[jj] = a * (k_row[jj] * np.float32(p_value) + m_value) + b
 
