@@ -53,7 +53,7 @@ def pack_pixels(x, centre):
     return out
 
 
-PIXELS, FILTERS = 4, 16  # register block of the XNOR kernel: 4 pixels x 16 filters = 8 zmm of counts
+PIXELS, FILTERS = 4, 16  # register block of the XNOR kernel (8 zmm of counts); its body is written out for 4 pixels
 _BLOCK = PIXELS * FILTERS
 CHUNK = 64  # pixels of a row whose counts are staged before they are written out
 
