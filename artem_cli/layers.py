@@ -244,7 +244,7 @@ class XnorConv3x3:
 
     def forward(self, x):
         x = x.astype(np.float32, copy=False)
-        c, h, w = x.shape
+        c = x.shape[0]
         mu = x.mean(axis=(1, 2))
         u = x - mu[:, None, None]
         a = np.abs(u).mean(axis=0)
