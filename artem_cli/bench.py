@@ -5,6 +5,7 @@ optimizer iteration costs), for our network in each mode and, when PyTorch is in
 fp32 network with the same weights in PyTorch on the CPU, measured in the same run. ``conv_layers``:
 each convolution's forward time and MAC rate at the given size, fp32 against XNOR.
 """
+import os
 import platform
 import time
 
@@ -28,9 +29,13 @@ def _best_of(fn, repeats):
 
 
 def machine():
-    import os
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "numpy": np.__version__}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER"),
+    }
 
 
 def numpy_pass(net, image, repeats):
@@ -80,8 +85,6 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     result = {"shape": list(shape), "tap": TAP,
               "seconds": {mode: numpy_pass(VGG16(w, mode=mode), image, repeats) for mode in modes}}
     if with_torch:
-        import os
-
         result["torch"] = torch_pass(w, shape, repeats, threads=os.cpu_count())
     return result
 

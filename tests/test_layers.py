@@ -24,9 +24,9 @@ def conv_reference(x, w, b):
 FORMULATIONS = {  # (in, out) channels: formulations of forward and backward
     (3, 64): ("im2col", "taps"),
     (20, 4): ("taps", "im2col"),
-    (40, 24): ("rows", "rows"),
+    (17, 24): ("winograd", "winograd"),
     (256, 257): ("winograd", "winograd"),
-    (260, 20): ("winograd", "rows"),
+    (260, 20): ("winograd", "winograd"),
 }
 
 
@@ -49,6 +49,25 @@ def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w):
     lhs = np.vdot(conv64.forward(x) - b[:, None, None], g)
     rhs = np.vdot(x, conv64.backward(g))
     assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("c,o,h,w", [(1, 1, 1, 1), (3, 2, 2, 3), (5, 4, 7, 5), (64, 3, 9, 12), (17, 33, 8, 8)])
+def test_winograd_kernels_match_their_numpy_twins(c, o, h, w):
+    from artem_cli import cpu_winograd
+
+    rng = np.random.default_rng(c + 10 * h + 100 * w)
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    x = rng.standard_normal((c, h, w)).astype(np.float32)
+    v, v_twin = np.full((2, 16, c, th, tw), np.nan, dtype=np.float32)
+    cpu_winograd.winograd_input(x, v)
+    layers.winograd_input(x, v_twin)
+    np.testing.assert_array_equal(v, v_twin)  # the same additions in the same order
+    m = rng.standard_normal((16, o, th, tw)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    y, y_twin = np.full((2, o, h, w), np.nan, dtype=np.float32)
+    cpu_winograd.winograd_output(m, bias, y)
+    layers.winograd_output(m, bias, y_twin)
+    np.testing.assert_allclose(y, y_twin, rtol=1e-6, atol=1e-6 * np.abs(y_twin).max())
 
 
 def test_relu_and_pooling_match_references():
