@@ -1,0 +1,89 @@
+"""The network on CuPy arrays (an NVIDIA GPU) against the same network on NumPy arrays.
+
+Every stage takes its array module from its input, so the float network, the losses and the
+optimizers run on the GPU unchanged. These tests hold that up where a GPU is (`pytest tests/test_gpu.py`
+on the device machine) and are skipped where CuPy or a CUDA device is missing, as on CI.
+
+The NumPy side uses the NumPy twins of the numba Winograd kernels (``test_layers`` holds the kernels to
+the twins; the GPU machine has no numba).
+"""
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from artem_cli import io, layers, preprocess, weights
+from artem_cli.api import Settings, _objective
+from artem_cli.optim import LBFGS, Adam
+from artem_cli.vgg import VGG16
+
+cp = pytest.importorskip("cupy")
+try:
+    _devices = cp.cuda.runtime.getDeviceCount()
+except cp.cuda.runtime.CUDARuntimeError:
+    _devices = 0
+if not _devices:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _numpy_twins(monkeypatch):
+    twins = types.ModuleType("artem_cli.cpu_winograd")
+    twins.winograd_input, twins.winograd_output = layers.winograd_input, layers.winograd_output
+    monkeypatch.setitem(sys.modules, "artem_cli.cpu_winograd", twins)
+
+
+def relative_error(gpu, cpu):
+    gpu, cpu = cp.asnumpy(gpu), np.asarray(cpu)
+    return float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
+
+
+@pytest.mark.parametrize("in_ch,out_ch,h,w", [(3, 64, 37, 53), (64, 64, 37, 53), (128, 3, 20, 21),
+                                              (256, 257, 19, 23), (512, 512, 9, 11), (128, 128, 1, 1)])
+def test_convolution_on_gpu_equals_numpy(in_ch, out_ch, h, w):
+    rng = np.random.default_rng(in_ch + out_ch + h)
+    weight = rng.standard_normal((out_ch, in_ch, 3, 3), dtype=np.float32)
+    bias = rng.standard_normal(out_ch, dtype=np.float32)
+    x = rng.standard_normal((in_ch, h, w), dtype=np.float32)
+    grad = rng.standard_normal((out_ch, h, w), dtype=np.float32)
+    cpu, gpu = layers.Conv3x3(weight, bias), layers.Conv3x3(cp.asarray(weight), cp.asarray(bias))
+    y = gpu.forward(cp.asarray(x))
+    assert isinstance(y, cp.ndarray) and y.shape == (out_ch, h, w)
+    assert relative_error(y, cpu.forward(x)) < 1e-5
+    assert relative_error(gpu.backward(cp.asarray(grad)), cpu.backward(grad)) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def images():
+    from conftest import EXAMPLES
+
+    return io.read_image(EXAMPLES / "chelsea.png")[0], io.read_image(EXAMPLES / "ihc.png")[0]
+
+
+def _objective_on(xp, mode, images, weights_path, size):
+    content, style = images
+    settings = Settings(size=size, mode=mode)
+    net = VGG16(weights.load(weights_path, xp), mode=mode)
+    content_rgb = xp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, size)))
+    return _objective(net, settings, content_rgb, [style]), preprocess.to_vgg(content_rgb)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bwn", "random"])
+def test_loss_and_gradient_on_gpu_equal_numpy(mode, images, weights_path):
+    cpu_objective, x = _objective_on(np, mode, images, weights_path, 128)
+    gpu_objective, x_gpu = _objective_on(cp, mode, images, weights_path, 128)
+    value, grad = cpu_objective(x)
+    value_gpu, grad_gpu = gpu_objective(x_gpu)
+    assert isinstance(grad_gpu, cp.ndarray)
+    assert value_gpu == pytest.approx(value, rel=1e-4)
+    assert relative_error(grad_gpu, grad) < 1e-4
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
+    objective, x0 = _objective_on(cp, "fp32", images, weights_path, 256)
+    run = LBFGS(objective, x0.copy()) if optimizer == "lbfgs" else Adam(objective, x0.copy(), lr=2.0)
+    for x, value in run.run(30):
+        assert isinstance(x, cp.ndarray)
+    assert value < 0.5 * objective.initial["total"]
