@@ -9,7 +9,7 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 
 * ``winograd``: Winograd F(2x2, 3x3): an input transform, 16 batched (O, C) x (C, tiles) GEMMs with
   2.25x fewer multiplies than the direct convolution, an output transform with the bias; on NumPy
-  arrays the transforms are numba kernels (``cpu_winograd``), one pass over memory each. Every VGG16
+  arrays the transforms are numba kernels (``cpu_float``), one pass over memory each. Every VGG16
   layer but conv1_1 uses it (1.3-1.9x faster than the best plain GEMM formulation at 512 px);
 * ``taps``: for few outputs (O <= 16): a (9O, C) GEMM on the image itself, then nine shifted sums;
 * ``im2col``: for few inputs (C <= 16): the full (9C, H·W) copy and one (O, 9C) GEMM.
@@ -96,7 +96,7 @@ def _conv_taps(x, wt):
 def winograd_input(x, v):
     """v[4a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 4x4 tile of x[c] at row 2i - 1, column
     2j - 1: rows then columns, written straight into the GEMM operand v (16, C, ceil(H/2), ceil(W/2)).
-    The NumPy twin of ``cpu_winograd.winograd_input`` (and the path for CuPy)."""
+    The NumPy twin of ``cpu_float.winograd_input`` (and the path for CuPy)."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
@@ -122,7 +122,7 @@ def winograd_input(x, v):
 
 def winograd_output(m, bias, y):
     """y[o, 2i + a, 2j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (16, O, th, tw), columns
-    then rows, clipped to y (O, H, W). The NumPy twin of ``cpu_winograd.winograd_output``."""
+    then rows, clipped to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output``."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
@@ -157,7 +157,7 @@ def _conv_winograd(x, u, bias):
     th, tw = (h + 1) // 2, (w + 1) // 2
     to_tiles, from_tiles = winograd_input, winograd_output
     if xp is np:  # numba compiles them on first use (cached on disk)
-        from .cpu_winograd import winograd_input as to_tiles, winograd_output as from_tiles
+        from .cpu_float import winograd_input as to_tiles, winograd_output as from_tiles
 
         x = np.ascontiguousarray(x)
     v = _scratch.get("winograd_in", (16, c, th, tw), x.dtype, xp)
@@ -276,53 +276,59 @@ class ReLU:
         return grad
 
 
+def max_pool(x, out, which):
+    """out[c, i, j] = the maximum of x[c, 2i:2i+2, 2j:2j+2], which[c, i, j] = the index (2dy + dx) of
+    its first occurrence in row-major order. The NumPy twin of ``cpu_float.max_pool``."""
+    xp = array_module(x)
+    ho, wo = out.shape[1:]
+    corners = xp.stack([x[:, dy : 2 * ho : 2, dx : 2 * wo : 2] for dy in (0, 1) for dx in (0, 1)])
+    out[...] = corners.max(axis=0)
+    which[...] = corners.argmax(axis=0)
+
+
+def max_pool_backward(grad, which, out):
+    """out (C, H, W): grad[c, i, j] at the maximum ``which`` names in each window, 0 elsewhere.
+    The NumPy twin of ``cpu_float.max_pool_backward``."""
+    ho, wo = grad.shape[1:]
+    out[...] = 0
+    for k in range(4):
+        dy, dx = divmod(k, 2)
+        out[:, dy : 2 * ho : 2, dx : 2 * wo : 2] = grad * (which == k)
+
+
 class MaxPool2:
     """2x2 max pooling, stride 2; odd trailing rows and columns are dropped (floor), as in the peers.
 
     The gradient goes to the first maximum of each window in row-major order (a valid subgradient
-    where values tie, as they do in windows of ReLU zeros). The input-gradient buffer is kept and
-    reused from one backward pass to the next (fresh pages for it cost more than the arithmetic).
+    where values tie, as they do in windows of ReLU zeros). On NumPy arrays both directions are numba
+    kernels (``cpu_float``); the input-gradient buffer is kept and reused from one backward pass to
+    the next (fresh pages for it cost more than the arithmetic).
     """
 
     def __init__(self):
         self._grad_in = None
 
+    def _kernels(self, xp):
+        if xp is np:
+            from .cpu_float import max_pool as forward, max_pool_backward as backward
+
+            return forward, backward
+        return max_pool, max_pool_backward
+
     def forward(self, x):
         xp = array_module(x)
-        c, h, w = x.shape
-        self._shape = x.shape
-        self._corners = [x[:, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2] for dy in (0, 1) for dx in (0, 1)]
-        out = self._out = xp.empty(self._corners[0].shape, dtype=x.dtype)
-
-        def pool(ch):
-            a, b, cc, d = (corner[ch] for corner in self._corners)
-            xp.maximum(a, b, out=out[ch])
-            xp.maximum(out[ch], cc, out=out[ch])
-            xp.maximum(out[ch], d, out=out[ch])
-
-        split_channels(xp, c, pool)
+        c, h, w = self._shape = x.shape
+        out = xp.empty((c, h // 2, w // 2), dtype=x.dtype)
+        self._which = xp.empty(out.shape, dtype=np.uint8)
+        self._kernels(xp)[0](x if xp is not np else np.ascontiguousarray(x), out, self._which)
         return out
 
     def backward(self, grad):
         xp = array_module(grad)
-        c, h, w = self._shape
         out = self._grad_in
         if out is None or out.shape != self._shape or out.dtype != grad.dtype or array_module(out) is not xp:
-            out = self._grad_in = xp.zeros(self._shape, dtype=grad.dtype)
-
-        def route(ch):
-            out[ch, 2 * (h // 2) :] = 0
-            out[ch, :, 2 * (w // 2) :] = 0
-            taken = None
-            for k, corner in enumerate(self._corners):
-                hit = corner[ch] == self._out[ch]
-                if taken is not None:
-                    hit &= ~taken
-                dy, dx = divmod(k, 2)
-                xp.multiply(grad[ch], hit, out=out[ch, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2])
-                taken = hit if taken is None else taken | hit
-
-        split_channels(xp, c, route)
+            out = self._grad_in = xp.empty(self._shape, dtype=grad.dtype)
+        self._kernels(xp)[1](grad if xp is not np else np.ascontiguousarray(grad), self._which, out)
         return out
 
 

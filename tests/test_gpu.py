@@ -4,7 +4,7 @@ Every stage takes its array module from its input, so the float network, the los
 optimizers run on the GPU unchanged. These tests hold that up where a GPU is (`pytest tests/test_gpu.py`
 on the device machine) and are skipped where CuPy or a CUDA device is missing, as on CI.
 
-The NumPy side uses the NumPy twins of the numba Winograd kernels (``test_layers`` holds the kernels to
+The NumPy side uses the NumPy twins of the numba kernels of ``cpu_float`` (``test_layers`` holds the kernels to
 the twins; the GPU machine has no numba).
 """
 import sys
@@ -29,9 +29,10 @@ if not _devices:
 
 @pytest.fixture(autouse=True)
 def _numpy_twins(monkeypatch):
-    twins = types.ModuleType("artem_cli.cpu_winograd")
-    twins.winograd_input, twins.winograd_output = layers.winograd_input, layers.winograd_output
-    monkeypatch.setitem(sys.modules, "artem_cli.cpu_winograd", twins)
+    twins = types.ModuleType("artem_cli.cpu_float")
+    for name in ("winograd_input", "winograd_output", "max_pool", "max_pool_backward"):
+        setattr(twins, name, getattr(layers, name))
+    monkeypatch.setitem(sys.modules, "artem_cli.cpu_float", twins)
 
 
 def relative_error(gpu, cpu):

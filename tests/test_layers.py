@@ -53,19 +53,19 @@ def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w):
 
 @pytest.mark.parametrize("c,o,h,w", [(1, 1, 1, 1), (3, 2, 2, 3), (5, 4, 7, 5), (64, 3, 9, 12), (17, 33, 8, 8)])
 def test_winograd_kernels_match_their_numpy_twins(c, o, h, w):
-    from artem_cli import cpu_winograd
+    from artem_cli import cpu_float
 
     rng = np.random.default_rng(c + 10 * h + 100 * w)
     th, tw = (h + 1) // 2, (w + 1) // 2
     x = rng.standard_normal((c, h, w)).astype(np.float32)
     v, v_twin = np.full((2, 16, c, th, tw), np.nan, dtype=np.float32)
-    cpu_winograd.winograd_input(x, v)
+    cpu_float.winograd_input(x, v)
     layers.winograd_input(x, v_twin)
     np.testing.assert_array_equal(v, v_twin)  # the same additions in the same order
     m = rng.standard_normal((16, o, th, tw)).astype(np.float32)
     bias = rng.standard_normal(o).astype(np.float32)
     y, y_twin = np.full((2, o, h, w), np.nan, dtype=np.float32)
-    cpu_winograd.winograd_output(m, bias, y)
+    cpu_float.winograd_output(m, bias, y)
     layers.winograd_output(m, bias, y_twin)
     np.testing.assert_allclose(y, y_twin, rtol=1e-6, atol=1e-6 * np.abs(y_twin).max())
 
@@ -99,6 +99,26 @@ def test_relu_and_pooling_match_references():
                 expect[np.unravel_index(win.argmax(), (2, 2))] = go[c, i, j]
                 np.testing.assert_array_equal(gm[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], expect)
                 np.testing.assert_allclose(ga[c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], go[c, i, j] / 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2), (3, 7, 9), (64, 10, 13), (5, 1, 5)])
+def test_max_pool_kernels_equal_their_numpy_twins(shape):
+    from artem_cli import cpu_float
+
+    rng = np.random.default_rng(sum(shape))
+    x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)  # ReLU output: windows of tied zeros
+    out_shape = (shape[0], shape[1] // 2, shape[2] // 2)
+    out, out_twin = np.full((2, *out_shape), np.nan, dtype=np.float32)
+    which, which_twin = np.full((2, *out_shape), 9, dtype=np.uint8)
+    cpu_float.max_pool(x, out, which)
+    layers.max_pool(x, out_twin, which_twin)
+    np.testing.assert_array_equal(out, out_twin)
+    np.testing.assert_array_equal(which, which_twin)
+    grad = rng.standard_normal(out_shape, dtype=np.float32)
+    back, back_twin = np.full((2, *shape), np.nan, dtype=np.float32)
+    cpu_float.max_pool_backward(grad, which, back)
+    layers.max_pool_backward(grad, which_twin, back_twin)
+    np.testing.assert_array_equal(back, back_twin)
 
 
 def random_weights(rng, dtype):

@@ -1,9 +1,9 @@
-"""Compiled CPU kernels for the float convolution (numba): the two transforms of Winograd F(2x2, 3x3).
+"""Compiled CPU kernels for the float network (numba): the two transforms of Winograd F(2x2, 3x3)
+around the convolution's GEMMs (which stay OpenBLAS's), and 2x2 max pooling.
 
-The 16 GEMMs between them stay OpenBLAS's. These kernels replace the NumPy element-wise passes of
-their twins in ``layers`` (``winograd_input`` and ``winograd_output``, which the tests hold them to):
-one read and one write of each element instead of a dozen passes, each row's arithmetic in L1.
-Each parallel job is one (channel, tile row).
+Each replaces NumPy element-wise passes by one read and one write of each element; each has a NumPy
+twin of the same name in ``layers`` (also the path for CuPy) that the tests hold it to. Each parallel
+job is one (channel, row).
 """
 import numpy as np
 from numba import njit, prange
@@ -58,3 +58,41 @@ def winograd_output(m, bias, y):
                 y[ch, r, 2 * j + 1] = s[a, 1, j] - s[a, 2, j] - s[a, 3, j] + bias[ch]
             if w % 2:
                 y[ch, r, w - 1] = s[a, 0, tw - 1] + s[a, 1, tw - 1] + s[a, 2, tw - 1] + bias[ch]
+
+
+@njit(parallel=True, cache=True)
+def max_pool(x, out, which):
+    """out[c, i, j] = the maximum of x[c, 2i:2i+2, 2j:2j+2], which[c, i, j] = the index (2dy + dx) of
+    its first occurrence in row-major order."""
+    c, ho, wo = out.shape
+    for job in prange(c * ho):
+        ch, i = job // ho, job % ho
+        for j in range(wo):
+            best, k = x[ch, 2 * i, 2 * j], 0
+            for q in range(1, 4):
+                value = x[ch, 2 * i + q // 2, 2 * j + q % 2]
+                if value > best:
+                    best, k = value, q
+            out[ch, i, j] = best
+            which[ch, i, j] = k
+
+
+@njit(parallel=True, cache=True)
+def max_pool_backward(grad, which, out):
+    """out (C, H, W): grad[c, i, j] at the maximum ``which`` names in each window, 0 elsewhere
+    (the odd trailing row and column of out included)."""
+    c, h, w = out.shape
+    ho, wo = grad.shape[1], grad.shape[2]
+    for job in prange(c * h):
+        ch, r = job // h, job % h
+        i, dy = r // 2, r % 2
+        if i >= ho:
+            out[ch, r] = 0
+            continue
+        for j in range(wo):
+            k = which[ch, i, j] - 2 * dy
+            g = grad[ch, i, j]
+            out[ch, r, 2 * j] = g if k == 0 else 0
+            out[ch, r, 2 * j + 1] = g if k == 1 else 0
+        if w % 2:
+            out[ch, r, w - 1] = 0
