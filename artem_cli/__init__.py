@@ -3,13 +3,22 @@
 The Python API: ``Settings``, ``stylize`` (arrays) and ``stylize_file`` (files), ``ArtemError``.
 """
 import os
+import sys
+import warnings
 
 # Two thread pools take turns on the cores: OpenBLAS's (the GEMMs) and numba's (the Winograd
-# transforms, the binary kernels). By default each spins for about 0.1 s after its work and takes the
-# cores from the other: the fp32 pass at 512 px ran 1.18 s with the defaults, 0.84 s with these two.
-# Both are read when the libraries load, so they are set before anything here imports NumPy or numba
-# (a program that imported NumPy first keeps OpenBLAS's default); a value set by the user wins.
-# numba's "workqueue" pool must not be entered from two Python threads at once.
+# transforms, pooling, the binary kernels). By default each spins for about 0.1 s after its work and
+# takes the cores from the other (measured at 512 px: 1.18 s against 0.84 s a pass, F(2x2, 3x3);
+# 0.82 s against 0.64 s, F(4x4, 3x3)). Both are read when the libraries load, so they are set before
+# anything here imports NumPy or numba; a value set by the user wins. numba's "workqueue" pool must not
+# be entered from two Python threads at once.
+if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+    warnings.warn(
+        "NumPy was imported before artem_cli: OpenBLAS's threads keep spinning after each GEMM and "
+        "artem runs about 1.3x slower; import artem_cli first or set OPENBLAS_THREAD_TIMEOUT=4",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # spin 2^4 cycles, then sleep
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # numba's own pool, no OpenMP spin-wait
 

@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import artem_cli  # noqa: F401  (first: it sets OpenBLAS's and numba's thread settings before NumPy loads)
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
