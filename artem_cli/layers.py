@@ -100,39 +100,31 @@ def _conv_taps(x, wt):
     return out
 
 
-def _combine(matrix, parts):
-    """[sum of matrix[a][k] * parts[k] over k, for each row a]: a small transform applied to arrays."""
-    return [sum(coefficient * part for coefficient, part in zip(row, parts) if coefficient) for row in matrix]
-
-
 def winograd_input(x, v):
     """v[6a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 6x6 tile of x[c] at row 4i - 1, column
-    4j - 1: rows then columns, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)).
-    The NumPy twin of ``cpu_float.winograd_input`` (and the path for CuPy)."""
+    4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): all tiles as one strided view and
+    two batched matrix products. The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
     xpad = xp.zeros((c, 4 * th + 2, 4 * tw + 2), dtype=x.dtype)
     xpad[:, 1 : h + 1, 1 : w + 1] = x
-    rows = _combine(_WINOGRAD_BT, [xpad[:, k : k + 4 * th : 4] for k in range(6)])
-    for a, row in enumerate(rows):
-        columns = _combine(_WINOGRAD_BT, [row[:, :, k : k + 4 * tw : 4] for k in range(6)])
-        for b, tile in enumerate(columns):
-            v[6 * a + b] = tile
+    sc, sh, sw = xpad.strides
+    tiles = xp.lib.stride_tricks.as_strided(xpad, (c, th, tw, 6, 6), (sc, 4 * sh, 4 * sw, sh, sw))
+    bt = xp.asarray(_WINOGRAD_BT, dtype=x.dtype)
+    v[...] = (bt @ tiles @ bt.T).reshape(c, th, tw, 36).transpose(3, 0, 1, 2)
 
 
 def winograd_output(m, bias, y):
-    """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), rows then
-    columns, clipped to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output``."""
+    """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), clipped
+    to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
-    full = xp.empty((o, 4 * th, 4 * tw), dtype=m.dtype)
-    rows = _combine(_WINOGRAD_AT, [m[6 * k : 6 * k + 6] for k in range(6)])
-    for a, row in enumerate(rows):
-        for b, tile in enumerate(_combine(_WINOGRAD_AT, list(row))):
-            full[:, a::4, b::4] = tile
-    xp.add(full[:, :h, :w], bias[:, None, None], out=y)
+    at = xp.asarray(_WINOGRAD_AT, dtype=m.dtype)
+    tiles = at @ m.reshape(6, 6, o, th, tw).transpose(2, 3, 4, 0, 1) @ at.T  # (O, th, tw, 4, 4)
+    full = tiles.transpose(0, 1, 3, 2, 4).reshape(o, 4 * th, 4 * tw)
+    y[...] = full[:, :h, :w] + bias[:, None, None]
 
 
 def _conv_winograd(x, u, bias):
