@@ -155,7 +155,7 @@ def estimate_memory(shape, settings):
         elif name.startswith("conv"):
             cin, cout = next((i, o) for n, i, o in CONV_LAYERS if n == name)
             activations += 2 * cout * h * w * 4  # conv output and ReLU output
-            largest = max(largest, 5 * (cin + cout) * (h + 2) * (w + 2) * 4)  # Winograd tiles in and out
+            largest = max(largest, 3 * (cin + cout) * (h + 4) * (w + 4) * 4)  # Winograd tiles (2.25 C, 2.25 O), output
     image = 3 * shape[0] * shape[1] * 4
     optimizer = (2 * settings.history + 4) * image if settings.optimizer == "lbfgs" else 6 * image
     return int(1.5 * activations + 2 * largest + optimizer + 300e6)  # weights and their prepared forms
