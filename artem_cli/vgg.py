@@ -125,7 +125,10 @@ class VGG16:
         grad = None
         for name, layer in reversed(self._layers[: self._depth]):
             if name in tap_grads:
-                grad = tap_grads[name] if grad is None else grad + tap_grads[name]
+                if grad is None:
+                    grad = tap_grads[name]
+                else:  # in place: the gradient flowing down is a buffer of the layers' or a consumed tap's
+                    grad += tap_grads[name]
             if grad is not None:
                 grad = layer.backward(grad)
         return grad
