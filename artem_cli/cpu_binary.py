@@ -29,27 +29,35 @@ def _popcount64(typingctx, value):
 
 
 @njit(parallel=True, cache=True)
-def _pack_pixels(x, centre, out):
+def _pack_pixels(x, centre, out, spread):
     c, h, w = x.shape
     for i in prange(h):
         row = np.empty(w, dtype=np.uint32)
+        total = np.zeros(w, dtype=np.float32)
         for word in range(out.shape[2]):
             row[:] = 0
             for bit in range(min(32, c - 32 * word)):  # one channel at a time, vectorized along the row
                 ch = 32 * word + bit
                 threshold = centre[ch]
                 for j in range(w):
-                    row[j] |= np.uint32(x[ch, i, j] >= threshold) << np.uint32(bit)
+                    value = x[ch, i, j]
+                    row[j] |= np.uint32(value >= threshold) << np.uint32(bit)
+                    total[j] += abs(value - threshold)
             for j in range(w):
                 out[i, j, word] = row[j]
+        for j in range(w):
+            spread[i, j] = total[j] / c
 
 
-def pack_pixels(x, centre):
+def pack_pixels(x, centre, spread=None):
     """Signs of x - centre[:, None, None] for x (C, H, W) float32: uint32 (H, W, words(C)), the
-    layout of ``binarize.pack_pixels``."""
+    layout of ``binarize.pack_pixels``. In the same pass, ``spread`` (H, W) float32, when given, gets
+    the mean over channels of |x - centre| (XNOR-Net's A)."""
     c, h, w = x.shape
     out = np.empty((h, w, words(c)), dtype=np.uint32)
-    _pack_pixels(np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(centre, dtype=np.float32), out)
+    if spread is None:
+        spread = np.empty((h, w), dtype=np.float32)
+    _pack_pixels(np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(centre, dtype=np.float32), out, spread)
     return out
 
 

@@ -221,18 +221,18 @@ class XnorConv3x3:
         x = x.astype(np.float32, copy=False)
         c = x.shape[0]
         mu = x.mean(axis=(1, 2))
-        u = x - mu[:, None, None]
-        a = np.abs(u).mean(axis=0)
+        a = np.empty(x.shape[1:], dtype=np.float32)
+        packed = self._kernels.pack_pixels(x, mu, a)  # and A = mean over channels of |x - μ|
         k = _box3(a) / 9
         tap_sums = np.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), mu)  # M = Σ taps of these
-        y = self._kernels.xnor_layer(self._kernels.pack_pixels(x, mu), self.filters, c, k, self.alpha, tap_sums, self.bias)
-        self._u, self._a, self._k = u, a, k
+        y = self._kernels.xnor_layer(packed, self.filters, c, k, self.alpha, tap_sums, self.bias)
+        self._x, self._mu, self._a, self._k = x, mu, a, k  # x: the previous layer's output, left unchanged
         return y
 
     def backward(self, grad):
         ds = self._transposed.backward(grad * self._k)
         inverse = np.where(self._a > 0, 1 / np.maximum(self._a, 1e-30), 0).astype(ds.dtype)
-        return ds * (np.abs(self._u) <= self._a) * inverse
+        return ds * (np.abs(self._x - self._mu[:, None, None]) <= self._a) * inverse
 
 
 class ReLU:

@@ -46,7 +46,9 @@ def test_compiled_packing_equals_its_twin(channels, h, w):
     x = rng.standard_normal((channels, h, w)).astype(np.float32)
     centre = rng.standard_normal(channels).astype(np.float32) * 0.5
     x[:, 0, 0] = centre  # exactly at the centre: +1
-    np.testing.assert_array_equal(cpu_binary.pack_pixels(x, centre), binarize.pack_pixels(x - centre[:, None, None]))
+    spread = np.full(x.shape[1:], np.nan, dtype=np.float32)
+    np.testing.assert_array_equal(cpu_binary.pack_pixels(x, centre, spread), binarize.pack_pixels(x - centre[:, None, None]))
+    np.testing.assert_allclose(spread, np.abs(x - centre[:, None, None]).mean(axis=0), rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels,outs", [(1, 3), (33, 5), (64, 64), (128, 24), (256, 8), (512, 17)])
