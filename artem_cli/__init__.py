@@ -10,8 +10,9 @@ import warnings
 # transforms, pooling, the binary kernels). By default each spins for about 0.1 s after its work and
 # takes the cores from the other (measured at 512 px: 1.18 s against 0.84 s a pass, F(2x2, 3x3);
 # 0.82 s against 0.64 s, F(4x4, 3x3)). Both are read when the libraries load, so they are set before
-# anything here imports NumPy or numba; a value set by the user wins. numba's "workqueue" pool must not
-# be entered from two Python threads at once.
+# anything here imports NumPy or numba; a value set by the user wins. numba's "workqueue" pool aborts
+# the process if two Python threads enter it at once, so artem's kernels queue behind one lock
+# (``backend.one_at_a_time``); other parallel numba code in the same process must not run beside them.
 if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
     warnings.warn(
         "NumPy was imported before artem_cli: OpenBLAS's threads keep spinning after each GEMM and "

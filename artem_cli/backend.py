@@ -3,7 +3,9 @@
 Every stage takes its array module from the arrays it is given, so the module is chosen once, where
 the image is first turned into an array, and the whole hot path stays on that device.
 """
+import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,6 +37,22 @@ def split_channels(xp, channels, work):
     n = min(THREADS, channels)
     bounds = [channels * i // n for i in range(n + 1)]
     list(_pool.map(work, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+
+
+_compiled_kernels = threading.Lock()
+
+
+def one_at_a_time(kernel):
+    """``kernel`` (a numba ``parallel=True`` function) behind one process-wide lock. numba's workqueue
+    pool (see ``artem_cli/__init__.py``) aborts the whole process when two Python threads enter it at
+    once; each kernel uses every core anyway, so queueing them costs nothing."""
+
+    @functools.wraps(kernel)
+    def serialized(*args):
+        with _compiled_kernels:
+            return kernel(*args)
+
+    return serialized
 
 
 def to_host(a):

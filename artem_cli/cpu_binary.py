@@ -13,6 +13,7 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .backend import one_at_a_time
 from .binarize import words
 
 
@@ -28,6 +29,7 @@ def _popcount64(typingctx, value):
     return types.int64(types.uint64), codegen
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def _pack_pixels(x, centre, out, spread):
     c, h, w = x.shape
@@ -113,6 +115,7 @@ def _border_value(count, i, j, h, w, o, channels, tap_counts, tap_sums):
     return channels * valid - 2 * count, centre
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def _xnor_conv(xw, words, tap_counts, channels, scale, alpha, tap_sums, bias, out):
     """out[o, i, j] = alpha[o] (scale[i, j] P[o, i, j] + M[o, i, j]) + bias[o], P the ±1 convolution

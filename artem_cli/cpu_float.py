@@ -8,11 +8,14 @@ job is one (channel, row).
 import numpy as np
 from numba import njit, prange
 
+from .backend import one_at_a_time
+
 
 # The transforms' coefficients, typed float32 so that float32 data is not promoted to float64.
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def winograd_input(x, v):
     """v[6a + b, c, i, j] = (B^T d B)[a, b] for the 6x6 tile d of x[c] (zero-padded) whose top left
@@ -48,6 +51,7 @@ def winograd_input(x, v):
                 v[6 * a + 5, ch, i, j] = _4 * e1 - _5 * e3 + e5
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def winograd_output(m, bias, y):
     """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile (i, j) of m (36, O, th, tw),
@@ -82,6 +86,7 @@ def winograd_output(m, bias, y):
                         y[ch, r, q + 2] = e1 + e2 + _4 * (e3 + e4) + bias[ch]
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def max_pool(x, out, which):
     """out[c, i, j] = the maximum of x[c, 2i:2i+2, 2j:2j+2], which[c, i, j] = the index (2dy + dx) of
@@ -99,6 +104,7 @@ def max_pool(x, out, which):
             which[ch, i, j] = k
 
 
+@one_at_a_time
 @njit(parallel=True, cache=True)
 def max_pool_backward(grad, which, out):
     """out (C, H, W): grad[c, i, j] at the maximum ``which`` names in each window, 0 elsewhere

@@ -157,3 +157,23 @@ def test_network_input_gradient_matches_finite_differences(pooling):
         e[idx] = 1
         num = (loss(image + eps * e) - loss(image - eps * e)) / (2 * eps)
         assert num == pytest.approx(grad[idx], rel=1e-4, abs=1e-6 * np.abs(grad).max())
+
+
+def test_compiled_kernels_can_be_called_from_two_threads_at_once():
+    """numba's workqueue pool aborts the process on concurrent entry; the kernels queue instead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    weight, bias = rng.standard_normal((32, 24, 3, 3), dtype=np.float32), rng.standard_normal(32, dtype=np.float32)
+    x = np.maximum(rng.standard_normal((24, 40, 50), dtype=np.float32), 0)
+
+    def run(_):
+        net = [layers.Conv3x3(weight, bias), layers.XnorConv3x3(weight, bias), layers.MaxPool2()]
+        return [[layer.forward(x) for layer in net] for _ in range(20)]
+
+    expected = run(None)[0]
+    with ThreadPoolExecutor(2) as pool:
+        for results in pool.map(run, [0, 1]):
+            for got in results:
+                for a, b in zip(got, expected):
+                    np.testing.assert_array_equal(a, b)
