@@ -102,29 +102,31 @@ def _conv_taps(x, wt):
 
 def winograd_input(x, v):
     """v[6a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 6x6 tile of x[c] at row 4i - 1, column
-    4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): all tiles as one strided view and
-    two batched matrix products. The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
+    4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): the tiles gathered as (36, tiles)
+    and transformed by one (36, 36) x (36, tiles) product with kron(B^T, B^T).
+    The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
     xpad = xp.zeros((c, 4 * th + 2, 4 * tw + 2), dtype=x.dtype)
     xpad[:, 1 : h + 1, 1 : w + 1] = x
     sc, sh, sw = xpad.strides
-    tiles = xp.lib.stride_tricks.as_strided(xpad, (c, th, tw, 6, 6), (sc, 4 * sh, 4 * sw, sh, sw))
+    tiles = xp.lib.stride_tricks.as_strided(xpad, (6, 6, c, th, tw), (sh, sw, sc, 4 * sh, 4 * sw))
     bt = xp.asarray(_WINOGRAD_BT, dtype=x.dtype)
-    v[...] = (bt @ tiles @ bt.T).reshape(c, th, tw, 36).transpose(3, 0, 1, 2)
+    xp.matmul(xp.kron(bt, bt), tiles.reshape(36, -1), out=v.reshape(36, -1))
 
 
 def winograd_output(m, bias, y):
-    """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), clipped
-    to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
+    """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), by one
+    (16, 36) x (36, tiles) product with kron(A^T, A^T), clipped to y (O, H, W).
+    The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
     at = xp.asarray(_WINOGRAD_AT, dtype=m.dtype)
-    tiles = at @ m.reshape(6, 6, o, th, tw).transpose(2, 3, 4, 0, 1) @ at.T  # (O, th, tw, 4, 4)
-    full = tiles.transpose(0, 1, 3, 2, 4).reshape(o, 4 * th, 4 * tw)
-    y[...] = full[:, :h, :w] + bias[:, None, None]
+    tiles = (xp.kron(at, at) @ m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
+    full = tiles.transpose(2, 3, 0, 4, 1).reshape(o, 4 * th, 4 * tw)
+    xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 
 
 def _conv_winograd(x, u, bias):
