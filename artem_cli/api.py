@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io, preprocess, weights
-from .backend import array_module, available_memory, to_host
+from .backend import DEVICES, array_module, array_module_for, available_memory, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
@@ -47,6 +47,7 @@ class Settings:
     calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (measured
     # worse by the fp32 score on 3 pairs at 256 px; see BENCHMARKS.md)
     seed: int = 0
+    device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (fp32, bwn, random)
 
     def validate(self, n_styles):
         if not 16 <= self.size <= MAX_SIZE:
@@ -78,6 +79,10 @@ class Settings:
             raise ArtemError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
         if self.mode not in MODES:
             raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.device not in DEVICES:
+            raise ArtemError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.device == "cuda" and self.mode == "xnor":
+            raise ArtemError("--mode xnor runs on the CPU only (its XNOR-popcount kernels are CPU code); use --device cpu")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
@@ -161,12 +166,13 @@ def estimate_memory(shape, settings):
     return int(1.5 * activations + 2 * largest + optimizer + 300e6)  # weights and their prepared forms
 
 
-def _check_memory(shape, settings):
-    need, have = estimate_memory(shape, settings), available_memory()
+def _check_memory(shape, settings, xp):
+    need, have = estimate_memory(shape, settings), available_memory(xp)
     if have is not None and need > have:
+        where = "" if xp is np else " on the GPU"
         raise ArtemError(
             f"a {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB of memory but "
-            f"{have / 2**30:.1f} GiB are free; use a smaller --size (or --history for L-BFGS)"
+            f"{have / 2**30:.1f} GiB are free{where}; use a smaller --size (or --history for L-BFGS)"
         )
 
 
@@ -201,11 +207,13 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     _check_depth(shape, settings, "content image")
     for style in styles:
         _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
-    _check_memory(shape, settings)
+    xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
+    _check_memory(shape, settings, xp)
     try:
-        return _run(content, styles, settings, shape, weights_path, init_image, on_iteration)
-    except MemoryError:
-        raise ArtemError(f"out of memory at {shape[1]}x{shape[0]}; use a smaller --size") from None
+        return _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration)
+    except MemoryError:  # CuPy's OutOfMemoryError is one too
+        where = "" if xp is np else " on the GPU"
+        raise ArtemError(f"out of memory{where} at {shape[1]}x{shape[0]}; use a smaller --size") from None
 
 
 def _targets(net, settings, content_rgb, styles):
@@ -252,8 +260,7 @@ def _objective(net, settings, content_rgb, styles, reference=None):
     )
 
 
-def _run(content, styles, settings, shape, weights_path, init_image, on_iteration):
-    xp = np  # the array module, chosen here once for the whole run
+def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration):
     vgg_weights = weights.load(weights.locate(weights_path), xp)
     net = VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode)
     content_rgb = xp.asarray(preprocess.resize(content, shape))

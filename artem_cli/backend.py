@@ -10,10 +10,35 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .errors import ArtemError
+
 # NumPy's element-wise operations use one core; OpenBLAS's GEMMs use them all. Element-wise work on
 # large arrays is split by channel over this many threads (NumPy releases the GIL inside its loops).
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _pool = None
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def array_module_for(device):
+    """``numpy`` for "cpu"; ``cupy`` for "cuda" (an NVIDIA GPU), or an ``ArtemError`` saying what is
+    missing."""
+    if device == "cpu":
+        return np
+    if device != "cuda":
+        raise ArtemError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    try:
+        import cupy
+    except ImportError:
+        raise ArtemError("--device cuda needs CuPy: pip install 'artem[cuda]' (CUDA 13; cupy-cuda12x for CUDA 12)") from None
+    try:
+        devices = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        devices = 0
+    if not devices:
+        raise ArtemError("--device cuda: CuPy finds no CUDA device (no GPU, or no driver)")
+    return cupy
 
 
 def array_module(a):
@@ -60,8 +85,12 @@ def to_host(a):
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
-def available_memory():
-    """Bytes of host memory available now (MemAvailable), or None where that cannot be read."""
+def available_memory(xp=np):
+    """Bytes of memory available now where ``xp`` keeps its arrays: the host's MemAvailable, or the
+    GPU's free memory plus what CuPy's pool holds unused; None where that cannot be read."""
+    if xp is not np:
+        free, _ = xp.cuda.runtime.memGetInfo()
+        return free + xp.get_default_memory_pool().free_bytes()
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from . import api, bench, io, quality, weights
+from .backend import DEVICES
 from .errors import ArtemError
 from .vgg import MODES, check_layer_names
 
@@ -98,6 +99,8 @@ D = api.Settings()
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
               help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
+              help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'); not with --mode xnor.")
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")

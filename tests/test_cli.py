@@ -153,6 +153,18 @@ def test_mode_option_and_its_errors(tmp_path, weights_path):
     assert r.exit_code == 2 and "ternary" in r.output
 
 
+def test_device_option_and_its_errors(tmp_path, weights_path, monkeypatch):
+    out = tmp_path / "g.png"
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "cuda", "--mode", "xnor")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --mode xnor runs on the CPU only")
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "cuda")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy: pip install 'artem[cuda]'")
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "tpu")
+    assert r.exit_code == 2 and "tpu" in r.output
+    assert not out.exists()
+
+
 def test_score_command(tmp_path, weights_path):
     r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json")
     assert r.exit_code == 0, r.output

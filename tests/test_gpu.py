@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from artem_cli import io, layers, preprocess, weights
-from artem_cli.api import Settings, _objective
+from artem_cli.api import Settings, _objective, stylize_file
+from artem_cli.errors import ArtemError
 from artem_cli.optim import LBFGS, Adam
 from artem_cli.vgg import VGG16
 
@@ -98,3 +99,28 @@ def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
     for x, value in run.run(30):
         assert isinstance(x, cp.ndarray)
     assert value < 0.5 * objective.initial["total"]
+
+
+def test_stylize_file_on_the_gpu_lowers_the_loss(tmp_path, weights_path):
+    from conftest import EXAMPLES
+
+    out = tmp_path / "gpu.png"
+    result = stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], out,
+                          Settings(size=128, iterations=30, device="cuda"), weights_path=weights_path)
+    assert out.is_file() and isinstance(result.image, np.ndarray)
+    assert result.losses["total"] < 0.2 * result.initial_losses["total"]
+
+
+def test_gpu_out_of_memory_is_one_clear_error(tmp_path, weights_path):
+    from conftest import EXAMPLES
+
+    pool = cp.get_default_memory_pool()
+    pool.free_all_blocks()
+    pool.set_limit(size=64 * 2**20)  # 64 MiB: the weights alone need more
+    try:
+        with pytest.raises(ArtemError, match="out of memory on the GPU"):
+            stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], tmp_path / "oom.png",
+                         Settings(size=256, iterations=5, device="cuda"), weights_path=weights_path)
+    finally:
+        pool.set_limit(size=0)
+    assert not (tmp_path / "oom.png").exists()

@@ -120,7 +120,7 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
     assert need > 100 * 2**30  # 100 L-BFGS pairs of an 8192 px image alone are 107 GB
     from artem_cli import api
 
-    monkeypatch.setattr(api, "available_memory", lambda: 2 * 2**30)
+    monkeypatch.setattr(api, "available_memory", lambda xp: 2 * 2**30)
     with pytest.raises(ArtemError, match="GiB of memory"):
         stylize(content, [style], Settings(size=4096))
 
