@@ -101,14 +101,20 @@ def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
     assert value < 0.5 * objective.initial["total"]
 
 
-def test_stylize_file_on_the_gpu_lowers_the_loss(tmp_path, weights_path):
+@pytest.mark.parametrize("options,factor", [
+    ({}, 0.2),
+    ({"mode": "bwn", "init": "random", "optimizer": "adam", "lr": 5.0, "original_colors": True}, 0.5),
+])
+def test_stylize_file_on_the_gpu_lowers_the_loss(options, factor, tmp_path, weights_path):
     from conftest import EXAMPLES
 
     out = tmp_path / "gpu.png"
     result = stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], out,
-                          Settings(size=128, iterations=30, device="cuda"), weights_path=weights_path)
+                          Settings(size=128, iterations=30, device="cuda", **options), weights_path=weights_path,
+                          save_every=10)
     assert out.is_file() and isinstance(result.image, np.ndarray)
-    assert result.losses["total"] < 0.2 * result.initial_losses["total"]
+    assert sorted(p.name for p in tmp_path.glob("gpu_*.png")) == ["gpu_00010.png", "gpu_00020.png", "gpu_00030.png"]
+    assert result.losses["total"] < factor * result.initial_losses["total"]
 
 
 def test_gpu_out_of_memory_is_one_clear_error(tmp_path, weights_path):
