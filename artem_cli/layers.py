@@ -12,7 +12,8 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
   arrays the transforms are numba kernels (``cpu_float``), one pass over memory each. Every VGG16
   layer but conv1_1 uses it (measured at 512 px: 1.1-1.4x faster than F(2x2, 3x3), which was
   1.3-1.9x faster than the best plain GEMM formulation). Its float32 error is about 1e-5 of the
-  output's largest value (F(2x2, 3x3): 5e-7), far below what the optimization resolves;
+  output's largest value (F(2x2, 3x3): 5e-7); through the network that only decides a few ReLU
+  and max-pool near-ties the other way (BENCHMARKS.md §1);
 * ``taps``: for few outputs (O <= 16): a (9O, C) GEMM on the image itself, then nine shifted sums;
 * ``im2col``: for few inputs (C <= 16): the full (9C, H·W) copy and one (O, 9C) GEMM.
 
