@@ -1,9 +1,10 @@
 """The benchmark suite behind ``artem benchmark``: measured, never asserted.
 
 ``network_pass``: seconds for one VGG16 forward to relu5_1 plus the backward to the image (what every
-optimizer iteration costs), for our network in each mode and, when PyTorch is installed, for the
-fp32 network with the same weights in PyTorch on the CPU, measured in the same run. ``conv_layers``:
-each convolution's forward time and MAC rate at the given size, fp32 against XNOR.
+optimizer iteration costs), for our network in each mode and, as the baseline measured in the same
+run, on the CPU the fp32 network with the same weights in PyTorch (when installed), on a GPU the
+rate of a large cuBLAS SGEMM. ``conv_layers``: each convolution's forward time and MAC rate at the
+given size, fp32 against XNOR (CPU).
 """
 import os
 import platform
@@ -12,24 +13,34 @@ import time
 import numpy as np
 
 from . import weights
-from .backend import array_module
+from .backend import array_module, array_module_for
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
 
 
-def _best_of(fn, repeats):
-    fn()  # warm-up: first-touch pages, thread pools, caches
-    times = []
-    for _ in range(repeats):
+def _best_of(fn, repeats, xp=np):
+    """(best, median) seconds of ``fn`` after a warm-up; on a GPU, until its work is done."""
+
+    def timed():
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
+        if xp is not np:
+            xp.cuda.Device().synchronize()
+        return time.perf_counter() - start
+
+    timed()  # warm-up: first-touch pages, thread pools, caches, compiled kernels
+    times = [timed() for _ in range(repeats)]
     return min(times), float(np.median(times))
 
 
-def machine():
+def machine(device="cpu"):
+    gpu = {}
+    if device == "cuda":
+        xp = array_module_for(device)
+        gpu = {"gpu": xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode(), "cupy": xp.__version__}
     return {
+        **gpu,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "numpy": np.__version__,
@@ -38,14 +49,35 @@ def machine():
     }
 
 
-def numpy_pass(net, image, repeats):
+def artem_pass(net, image, repeats):
     xp = array_module(image)
 
     def once():
         out = net.forward(image, [TAP])
         net.backward({TAP: xp.ones_like(out[TAP])})
 
-    return _best_of(once, repeats)
+    return _best_of(once, repeats, xp)
+
+
+def pass_macs(shape):
+    """Multiply-accumulates of the pass as direct convolutions: forward to TAP, and as many again
+    for the input gradient (conv1_1's, to the 3-channel image, is small but counted alike)."""
+    h, w = shape
+    macs = 0
+    for name in LAYER_NAMES[: LAYER_NAMES.index(TAP) + 1]:
+        if name.startswith("pool"):
+            h, w = h // 2, w // 2
+        elif name.startswith("conv"):
+            cin, cout = next((i, o) for n, i, o in CONV_LAYERS if n == name)
+            macs += 9 * cin * cout * h * w
+    return 2 * macs
+
+
+def sgemm_rate(xp, n=4096, repeats=5):
+    """Multiply-accumulates per second of an (n, n) x (n, n) float32 product on ``xp``'s device."""
+    a = xp.ones((n, n), dtype=np.float32)
+    best, _ = _best_of(lambda: a @ a, repeats, xp)
+    return n**3 / best
 
 
 def torch_pass(w, shape, repeats, threads):
@@ -78,13 +110,17 @@ def torch_pass(w, shape, repeats, threads):
     return {"version": torch.__version__, "threads": threads, "seconds": _best_of(once, repeats)}
 
 
-def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None):
-    """Seconds (best, median) of one pass for each mode, and PyTorch's fp32 pass, in one run."""
-    w = weights.load(weights.locate(weights_path))
-    image = np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50
-    result = {"shape": list(shape), "tap": TAP,
-              "seconds": {mode: numpy_pass(VGG16(w, mode=mode), image, repeats) for mode in modes}}
-    if with_torch:
+def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu"):
+    """Seconds (best, median) of one pass for each mode on ``device``, and the baseline of the same
+    run: PyTorch's fp32 pass on the CPU, or cuBLAS's SGEMM rate on a GPU."""
+    xp = array_module_for(device)
+    w = weights.load(weights.locate(weights_path), xp)
+    image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
+    result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
+              "seconds": {mode: artem_pass(VGG16(w, mode=mode), image, repeats) for mode in modes}}
+    if device == "cuda":
+        result["sgemm_mac_per_s"] = sgemm_rate(xp)
+    elif with_torch:
         result["torch"] = torch_pass(w, shape, repeats, threads=os.cpu_count())
     return result
 

@@ -309,17 +309,22 @@ def weights_info(weights_path):
 @click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Also time PyTorch (CPU) on the same fp32 pass, when it is installed.")
-@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR.")
+@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR (CPU).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="cuda: time the pass on an NVIDIA GPU, against cuBLAS's SGEMM rate in the same run.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def benchmark(size, aspect, repeats, modes, with_torch, per_layer, weights_path, as_json):
-    """Time a VGG16 forward+backward pass (and PyTorch's, side by side) and, with --layers, each
-    convolution in fp32 and as XNOR + popcount."""
+def benchmark(size, aspect, repeats, modes, with_torch, per_layer, device, weights_path, as_json):
+    """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
+    GPU) and, with --layers, each convolution in fp32 and as XNOR + popcount."""
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
+    if device == "cuda" and (per_layer or "xnor" in modes):
+        _fail("--layers and --modes xnor time the CPU's XNOR kernels; use --device cpu")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
     try:
-        report = {"machine": bench.machine(), "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path)}
+        report = {"machine": bench.machine(device),
+                  "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device)}
         if per_layer:
             report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
     except ArtemError as e:
@@ -329,20 +334,25 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, weights_path,
         return
     p = report["pass"]
     click.echo(f"machine: {report['machine']}")
-    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, seconds:")
+    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, on {device}, seconds:")
     torch_result = p.get("torch")
     for mode, (best, median) in p["seconds"].items():
-        line = f"  artem {mode:6s}  best {best:.3f}  median {median:.3f}"
+        line = f"  artem {mode:6s}  best {best:.4f}  median {median:.4f}   {p['macs'] / best / 1e12:.2f} T MAC/s"
         if mode != "fp32" and "fp32" in p["seconds"]:
             line += f"   / artem fp32: {best / p['seconds']['fp32'][0]:.2f}"
         click.echo(line)
+    if device == "cuda":
+        sgemm = p["sgemm_mac_per_s"]
+        shares = ", ".join(f"{mode} {p['macs'] / best / sgemm:.2f}" for mode, (best, _) in p["seconds"].items())
+        click.echo(f"  cuBLAS SGEMM 4096^3 in this run: {sgemm / 1e12:.2f} T MAC/s; the pass's rate as direct "
+                   f"convolutions over it: {shares}")
     if torch_result:
         tb, tm = torch_result["seconds"]
         click.echo(f"  PyTorch {torch_result['version']} ({torch_result['threads']} threads) fp32  best {tb:.3f}  median {tm:.3f}")
         if "fp32" in p["seconds"]:
             best, median = p["seconds"]["fp32"]
             click.echo(f"  artem fp32 / PyTorch: best {best / tb:.2f}  median {median / tm:.2f}")
-    elif with_torch:
+    elif with_torch and device == "cpu":
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
     if "layers" in report:
         click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")

@@ -136,6 +136,14 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "x\n" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
+    r = run("benchmark", "--device", "cuda", "--layers")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --layers and --modes xnor time the CPU's XNOR kernels")
+
+
+def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+    r = run("benchmark", "--device", "cuda", "--size", "32", "--repeats", "1")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy")
 
 
 def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):

@@ -130,3 +130,18 @@ def test_gpu_out_of_memory_is_one_clear_error(tmp_path, weights_path):
     finally:
         pool.set_limit(size=0)
     assert not (tmp_path / "oom.png").exists()
+
+
+def test_benchmark_times_the_pass_on_the_gpu(weights_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from artem_cli.cli import main
+
+    r = CliRunner().invoke(main, ["benchmark", "--device", "cuda", "--size", "64", "--repeats", "2",
+                                  "--modes", "fp32,bwn", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["machine"]["gpu"] and report["pass"]["device"] == "cuda"
+    assert set(report["pass"]["seconds"]) == {"fp32", "bwn"} and report["pass"]["sgemm_mac_per_s"] > 1e12
