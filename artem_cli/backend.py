@@ -1,7 +1,9 @@
-"""The array module (numpy or cupy) and host-memory facts.
+"""The array module (numpy, or cupy for ``--device cuda``), free memory, and the lock around the
+compiled CPU kernels.
 
-Every stage takes its array module from the arrays it is given, so the module is chosen once, where
-the image is first turned into an array, and the whole hot path stays on that device.
+Every stage takes its array module from the arrays it is given, so the module is chosen once
+(``array_module_for``, where the image is first turned into an array), and the whole hot path stays
+on that device.
 """
 import functools
 import os
