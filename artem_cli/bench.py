@@ -62,15 +62,13 @@ def artem_pass(net, image, repeats):
 def pass_macs(shape):
     """Multiply-accumulates of the pass as direct convolutions: forward to TAP, and as many again
     for the input gradient (conv1_1's, to the 3-channel image, is small but counted alike)."""
-    h, w = shape
+    deepest = LAYER_NAMES[LAYER_NAMES.index(TAP) - 1]  # the convolution TAP's ReLU follows
     macs = 0
-    for name in LAYER_NAMES[: LAYER_NAMES.index(TAP) + 1]:
-        if name.startswith("pool"):
-            h, w = h // 2, w // 2
-        elif name.startswith("conv"):
-            cin, cout = next((i, o) for n, i, o in CONV_LAYERS if n == name)
-            macs += 9 * cin * cout * h * w
-    return 2 * macs
+    for name, cin, cout, h, w in _conv_shapes(shape):
+        macs += 9 * cin * cout * h * w
+        if name == deepest:
+            return 2 * macs
+    raise ValueError(f"{TAP} follows no convolution")
 
 
 def sgemm_rate(xp, n=4096, repeats=5):
@@ -125,12 +123,18 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     return result
 
 
+def _conv_shapes(shape):
+    """(name, C in, C out, H, W) of every convolution's input at image ``shape``."""
+    h, width = shape
+    for name, cin, cout in CONV_LAYERS:
+        if name.endswith("_1") and name != "conv1_1":  # after each 2x2 pooling
+            h, width = h // 2, width // 2
+        yield name, cin, cout, h, width
+
+
 def _layer_inputs(shape, rng):
     """(name, layer input (C, H, W) of post-ReLU-like values) for every convolution at ``shape``."""
-    h, width = shape
-    for name, cin, _ in CONV_LAYERS:
-        if name.endswith("_1") and name != "conv1_1":
-            h, width = h // 2, width // 2
+    for name, cin, _, h, width in _conv_shapes(shape):
         yield name, np.maximum(rng.standard_normal((cin, h, width), dtype=np.float32), 0)
 
 

@@ -56,6 +56,16 @@ class _Scratch:
 _scratch = _Scratch()
 
 
+def _kernel(xp, name):
+    """The float kernel ``name`` for arrays of ``xp``: numba's (``cpu_float``, compiled on first use and
+    cached on disk) for NumPy, else its NumPy twin of the same name here (the CuPy path)."""
+    if xp is np:
+        from . import cpu_float
+
+        return getattr(cpu_float, name)
+    return globals()[name]
+
+
 def _prepare(weight):
     """Rearrange (O, C, 3, 3) weights for the formulation chosen for C inputs and O outputs."""
     xp = array_module(weight)
@@ -132,22 +142,18 @@ def winograd_output(m, bias, y):
 
 def _conv_winograd(x, u, bias):
     """Winograd F(4x4, 3x3): input transform, 36 (O, C) x (C, tiles) GEMMs, output transform (with
-    the bias). The transforms are numba kernels on NumPy arrays, their twins above elsewhere."""
+    the bias)."""
     xp = array_module(x)
     c, h, w = x.shape
     o = u.shape[1]
     th, tw = (h + 3) // 4, (w + 3) // 4
-    to_tiles, from_tiles = winograd_input, winograd_output
-    if xp is np:  # numba compiles them on first use (cached on disk)
-        from .cpu_float import winograd_input as to_tiles, winograd_output as from_tiles
-
-        x = np.ascontiguousarray(x)
+    x = xp.ascontiguousarray(x)  # the compiled kernels index it as laid out
     v = _scratch.get("winograd_in", (36, c, th, tw), x.dtype, xp)
     m = _scratch.get("winograd_out", (36, o, th, tw), x.dtype, xp)
     y = xp.empty((o, h, w), dtype=x.dtype)
-    to_tiles(x, v)
+    _kernel(xp, "winograd_input")(x, v)
     xp.matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
-    from_tiles(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
+    _kernel(xp, "winograd_output")(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
     return y
 
 
@@ -290,19 +296,12 @@ class MaxPool2:
     def __init__(self):
         self._grad_in = None
 
-    def _kernels(self, xp):
-        if xp is np:
-            from .cpu_float import max_pool as forward, max_pool_backward as backward
-
-            return forward, backward
-        return max_pool, max_pool_backward
-
     def forward(self, x):
         xp = array_module(x)
         c, h, w = self._shape = x.shape
         out = xp.empty((c, h // 2, w // 2), dtype=x.dtype)
         self._which = xp.empty(out.shape, dtype=np.uint8)
-        self._kernels(xp)[0](x if xp is not np else np.ascontiguousarray(x), out, self._which)
+        _kernel(xp, "max_pool")(xp.ascontiguousarray(x), out, self._which)
         return out
 
     def backward(self, grad):
@@ -310,7 +309,7 @@ class MaxPool2:
         out = self._grad_in
         if out is None or out.shape != self._shape or out.dtype != grad.dtype or array_module(out) is not xp:
             out = self._grad_in = xp.empty(self._shape, dtype=grad.dtype)
-        self._kernels(xp)[1](grad if xp is not np else np.ascontiguousarray(grad), self._which, out)
+        _kernel(xp, "max_pool_backward")(xp.ascontiguousarray(grad), self._which, out)
         return out
 
 
