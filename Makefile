@@ -25,6 +25,11 @@ demo: weights
 test: weights
 	$(PYTHON) -m pytest -q
 
+# every CUDA kernel must compile for the A100's and the H100's architectures (CI has nvcc, no GPU)
+kernels:
+	@for src in kernels/*.cu; do for arch in sm_80 sm_90; do \
+		nvcc --ptx -arch=$$arch -o /dev/null $$src || exit 1; done; echo "$$src: sm_80 sm_90"; done
+
 bench: weights
 	$(PYTHON) -m artem_cli benchmark --size 512 --layers
 

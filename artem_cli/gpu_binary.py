@@ -1,0 +1,116 @@
+"""The binarized network's GPU kernels (``kernels/*.cu``) and how they are launched.
+
+One kernel source serves two runtimes (``kernels/prelude.h`` spells the differences): CUDA through
+CuPy on an NVIDIA GPU, and OpenCL through PyOpenCL, which is how the tests run the very same source on
+the CPU (PoCL) where no GPU is, against the NumPy twins in ``binarize.py``. ``BinaryKernels`` wraps a
+runtime with the interface of ``cpu_binary``: same arguments, same layouts, device arrays in and out.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .binarize import words
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+SOURCES = ("pack_pixels", "xnor_conv")  # kernels/NAME.cu defines the kernel NAME
+BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
+
+
+def _source(name):
+    return (KERNELS / f"{name}.cu").read_text(encoding="utf-8")
+
+
+class CudaRuntime:
+    """CuPy: modules compiled by NVRTC on first use (CuPy caches them on disk)."""
+
+    def __init__(self):
+        import cupy
+
+        self.xp = cupy
+        self._functions = {}
+
+    def array(self, a, dtype):
+        return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+
+    def empty(self, shape, dtype):
+        return self.xp.empty(shape, dtype=dtype)
+
+    def launch(self, name, threads, args):
+        if name not in self._functions:
+            module = self.xp.RawModule(code=_source(name), options=(f"-I{KERNELS}",))
+            self._functions[name] = module.get_function(name)
+        self._functions[name]((-(-threads // BLOCK),), (BLOCK,), args)
+
+
+class OpenCLRuntime:
+    """PyOpenCL on the first OpenCL device found (PoCL's CPU device in the tests)."""
+
+    def __init__(self):
+        import pyopencl
+        import pyopencl.array
+
+        self._cl, self._cl_array = pyopencl, pyopencl.array
+        self.context = pyopencl.create_some_context(interactive=False)
+        self.queue = pyopencl.CommandQueue(self.context)
+        self._kernels = {}
+
+    def array(self, a, dtype):
+        if isinstance(a, self._cl_array.Array) and a.dtype == dtype and a.flags.c_contiguous:
+            return a
+        host = a.get() if isinstance(a, self._cl_array.Array) else a
+        return self._cl_array.to_device(self.queue, np.ascontiguousarray(host, dtype=dtype))
+
+    def empty(self, shape, dtype):
+        return self._cl_array.empty(self.queue, shape, dtype)
+
+    def launch(self, name, threads, args):
+        if name not in self._kernels:
+            program = self._cl.Program(self.context, _source(name)).build(options=["-I", str(KERNELS)])
+            self._kernels[name] = self._cl.Kernel(program, name)
+        buffers = [a.data if isinstance(a, self._cl_array.Array) else a for a in args]
+        self._kernels[name](self.queue, (-(-threads // BLOCK) * BLOCK,), (BLOCK,), *buffers)
+
+
+class BinaryKernels:
+    """``cpu_binary``'s functions on a GPU runtime: arrays in may be host or device arrays; arrays out
+    are the runtime's device arrays."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def filters_for_kernel(self, w_packed):
+        """(O, 9, words) uint32 filters from ``binarize.pack_filters``, on the device as they are."""
+        return self.runtime.array(w_packed, np.uint32)
+
+    def pack_pixels(self, x, centre, spread=None):
+        """Signs of x - centre[:, None, None] for x (C, H, W): uint32 (H, W, words(C)) as
+        ``binarize.pack_pixels``; ``spread`` (H, W) float32, when given, gets the mean over channels
+        of |x - centre| (XNOR-Net's A)."""
+        rt = self.runtime
+        c, h, w = x.shape
+        out = rt.empty((h, w, words(c)), np.uint32)
+        if spread is None:
+            spread = rt.empty((h, w), np.float32)
+        rt.launch("pack_pixels", h * w, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
+                                         np.int32(c), np.int32(h * w), np.int32(words(c))))
+        return out
+
+    def xnor_layer(self, x_packed, filters, channels, scale, alpha, tap_sums, bias):
+        """float32 (O, H, W): alpha (scale P + M) + bias, as ``cpu_binary.xnor_layer``; ``filters``
+        from ``filters_for_kernel``."""
+        rt = self.runtime
+        h, w, k = x_packed.shape
+        o = filters.shape[0]
+        out = rt.empty((o, h, w), np.float32)
+        f32 = lambda a: rt.array(a, np.float32)  # noqa: E731
+        rt.launch("xnor_conv", o * h * w, (rt.array(x_packed, np.uint32), filters, f32(scale), f32(alpha),
+                                           f32(tap_sums), f32(bias), out,
+                                           np.int32(channels), np.int32(o), np.int32(h), np.int32(w), np.int32(k)))
+        return out
+
+    def xnor_conv(self, x_packed, filters, channels):
+        """int32 (O, H, W): the ±1 convolution, as ``binarize.xnor_conv`` (unit scales, exact)."""
+        h, w = x_packed.shape[:2]
+        o = filters.shape[0]
+        y = self.xnor_layer(x_packed, filters, channels, np.ones((h, w)), np.ones(o), np.zeros((o, 9)), np.zeros(o))
+        return y.astype(np.int32)

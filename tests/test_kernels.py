@@ -1,0 +1,103 @@
+"""The GPU kernels of ``kernels/`` against their NumPy twins, bit for bit.
+
+The same sources run through OpenCL on the CPU (PoCL, installed with the dev extra), which is how CI
+checks them with no GPU, and through CuPy where a CUDA device is (skipped elsewhere). Every kernel
+must also compile with nvcc for sm_80 and sm_90: CI requires nvcc (ARTEM_REQUIRE_NVCC=1 in .ci/run).
+"""
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from artem_cli import binarize, cpu_binary
+from artem_cli.gpu_binary import KERNELS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
+
+
+def _cuda_runtime():
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount():
+            return CudaRuntime()
+    except Exception:  # no CuPy, or no driver or device
+        pass
+    pytest.skip("no CUDA device")
+
+
+@pytest.fixture(scope="module", params=["opencl", "cuda"])
+def kernels(request):
+    return BinaryKernels(OpenCLRuntime() if request.param == "opencl" else _cuda_runtime())
+
+
+def host(a):
+    return a.get()
+
+
+@pytest.mark.parametrize("channels", [1, 3, 33, 64, 100, 512])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 5), (7, 3), (9, 12)])
+def test_packing_kernel_equals_its_twin(kernels, channels, h, w):
+    rng = np.random.default_rng(channels + h * w)
+    x = rng.standard_normal((channels, h, w)).astype(np.float32)
+    centre = rng.standard_normal(channels).astype(np.float32) * 0.5
+    x[:, 0, 0] = centre  # exactly at the centre: +1
+    spread = kernels.runtime.empty((h, w), np.float32)
+    packed = kernels.pack_pixels(x, centre, spread)
+    np.testing.assert_array_equal(host(packed), binarize.pack_pixels(x - centre[:, None, None]))
+    np.testing.assert_allclose(host(spread), np.abs(x - centre[:, None, None]).mean(axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels,outs", [(1, 3), (33, 5), (64, 64), (128, 24), (256, 8), (512, 17)])
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (4, 4), (5, 9), (13, 6)])
+def test_xnor_kernel_equals_its_twin_exactly(kernels, channels, outs, h, w):
+    rng = np.random.default_rng(channels * outs + h + w)
+    x = rng.standard_normal((channels, h, w)).astype(np.float32)
+    wt = rng.standard_normal((outs, channels, 3, 3)).astype(np.float32)
+    packed = kernels.pack_pixels(x, np.zeros(channels, np.float32))
+    got = kernels.xnor_conv(packed, kernels.filters_for_kernel(binarize.pack_filters(wt)), channels)
+    twin = binarize.xnor_conv(binarize.pack_pixels(x), binarize.pack_filters(wt), channels)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(host(got), twin)
+
+
+@pytest.mark.parametrize("channels,outs,h,w", [(100, 21, 3, 70), (64, 16, 1, 130), (512, 35, 5, 4), (256, 64, 17, 23)])
+def test_fused_xnor_layer_equals_the_cpu_kernel(kernels, channels, outs, h, w):
+    """alpha (scale P + M) + bias, M over in-image taps only: the CPU kernel's values to float32
+    rounding (each compiler may fuse the epilogue's multiply-adds differently)."""
+    rng = np.random.default_rng(channels + outs)
+    x = rng.standard_normal((channels, h, w)).astype(np.float32)
+    wt = rng.standard_normal((outs, channels, 3, 3)).astype(np.float32)
+    scale = rng.random((h, w)).astype(np.float32)
+    alpha = rng.random(outs).astype(np.float32)
+    tap_sums = rng.standard_normal((outs, 9)).astype(np.float32)
+    bias = rng.standard_normal(outs).astype(np.float32)
+    wp = binarize.pack_filters(wt)
+    got = kernels.xnor_layer(kernels.pack_pixels(x, np.zeros(channels, np.float32)), kernels.filters_for_kernel(wp),
+                             channels, scale, alpha, tap_sums, bias)
+    cpu = cpu_binary.xnor_layer(cpu_binary.pack_pixels(x, np.zeros(channels, np.float32)),
+                                cpu_binary.filters_for_kernel(wp), channels, scale, alpha, tap_sums, bias)
+    np.testing.assert_allclose(host(got), cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
+
+
+def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 6, 7)).astype(np.float32)
+    on_device = kernels.runtime.array(x, np.float32)
+    packed = kernels.pack_pixels(on_device, np.zeros(40, np.float32))
+    assert type(packed) is type(on_device)
+    np.testing.assert_array_equal(host(packed), binarize.pack_pixels(x))
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("name", SOURCES)
+def test_kernel_compiles_with_nvcc(name, arch, tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        if os.environ.get("ARTEM_REQUIRE_NVCC"):
+            pytest.fail("nvcc is not on PATH, and ARTEM_REQUIRE_NVCC is set")
+        pytest.skip("nvcc is not on PATH")
+    result = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-o", str(tmp_path / f"{name}.ptx"), str(KERNELS / f"{name}.cu")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f".entry {name}(" in (tmp_path / f"{name}.ptx").read_text()
