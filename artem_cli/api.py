@@ -82,7 +82,7 @@ class Settings:
         if self.device not in DEVICES:
             raise ArtemError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.device == "cuda" and self.mode == "xnor":
-            raise ArtemError("--mode xnor runs on the CPU only (its XNOR-popcount kernels are CPU code); use --device cpu")
+            raise ArtemError("--mode xnor runs on the CPU only for now (its CUDA kernels have not yet run on a GPU); use --device cpu")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles

@@ -5,6 +5,7 @@ CuPy on an NVIDIA GPU, and OpenCL through PyOpenCL, which is how the tests run t
 the CPU (PoCL) where no GPU is, against the NumPy twins in ``binarize.py``. ``BinaryKernels`` wraps a
 runtime with the interface of ``cpu_binary``: same arguments, same layouts, device arrays in and out.
 """
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,9 @@ class BinaryKernels:
         o = filters.shape[0]
         y = self.xnor_layer(x_packed, filters, channels, np.ones((h, w)), np.ones(o), np.zeros((o, 9)), np.zeros(o))
         return y.astype(np.int32)
+
+
+@functools.cache
+def cuda_kernels():
+    """The kernels on the current CUDA device, compiled once per process."""
+    return BinaryKernels(CudaRuntime())

@@ -200,9 +200,22 @@ def _box3(a):
     return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
 
 
+def _binary_kernels(xp):
+    """Bit-packing and the XNOR layer for arrays of ``xp``: numba's (``cpu_binary``, compiled on first
+    use) for NumPy, the CUDA kernels of ``kernels/`` (``gpu_binary``) for CuPy."""
+    if xp is np:
+        from . import cpu_binary
+
+        return cpu_binary
+    from . import gpu_binary
+
+    return gpu_binary.cuda_kernels()
+
+
 class XnorConv3x3:
     """XNOR-Net convolution: binary weights α·sign(W) and binary inputs; the ±1 dot products are
-    XNOR + popcount (``cpu_binary``), exactly equal to the float convolution of the signed operands.
+    XNOR + popcount (``cpu_binary`` or ``gpu_binary``), exactly equal to the float convolution of the
+    signed operands.
 
     Post-ReLU inputs are all >= 0, so they are binarized around a per-channel centre μ, the channel
     mean of this input: x ≈ μ + K·sign(x − μ), with XNOR-Net's scale map K = box3x3(A) / 9 and
@@ -215,33 +228,34 @@ class XnorConv3x3:
     """
 
     def __init__(self, weight, bias):
-        from . import cpu_binary  # numba compiles on first use: only binary runs pay for it
-
-        self._kernels = cpu_binary
-        weight = to_host(weight).astype(np.float32)
-        self.channels = weight.shape[1]
-        self.alpha = binarize.filter_scales(weight)
-        self.signs = binarize.sign(weight)
-        self.bias = to_host(bias).astype(np.float32)
-        self.filters = cpu_binary.filters_for_kernel(binarize.pack_filters(weight))
-        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, np.zeros_like(self.bias))
+        xp = array_module(weight)
+        self._kernels = _binary_kernels(xp)
+        host = to_host(weight).astype(np.float32)
+        self.channels = host.shape[1]
+        self.alpha = xp.asarray(binarize.filter_scales(host))
+        self.signs = xp.asarray(binarize.sign(host))
+        self.bias = xp.asarray(to_host(bias), dtype=xp.float32)
+        self.filters = self._kernels.filters_for_kernel(binarize.pack_filters(host))
+        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias))
 
     def forward(self, x):
-        x = x.astype(np.float32, copy=False)
+        xp = array_module(x)
+        x = x.astype(xp.float32, copy=False)
         c = x.shape[0]
         mu = x.mean(axis=(1, 2))
-        a = np.empty(x.shape[1:], dtype=np.float32)
+        a = xp.empty(x.shape[1:], dtype=xp.float32)
         packed = self._kernels.pack_pixels(x, mu, a)  # and A = mean over channels of |x - μ|
         k = _box3(a) / 9
-        tap_sums = np.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), mu)  # M = Σ taps of these
+        tap_sums = xp.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), mu)  # M = Σ taps of these
         y = self._kernels.xnor_layer(packed, self.filters, c, k, self.alpha, tap_sums, self.bias)
         self._x, self._mu, self._a, self._k = x, mu, a, k  # x: the previous layer's output, left unchanged
         return y
 
     def backward(self, grad):
+        xp = array_module(grad)
         ds = self._transposed.backward(grad * self._k)
-        inverse = np.where(self._a > 0, 1 / np.maximum(self._a, 1e-30), 0).astype(ds.dtype)
-        return ds * (np.abs(self._x - self._mu[:, None, None]) <= self._a) * inverse
+        inverse = xp.where(self._a > 0, 1 / xp.maximum(self._a, 1e-30), 0).astype(ds.dtype)
+        return ds * (xp.abs(self._x - self._mu[:, None, None]) <= self._a) * inverse
 
 
 class ReLU:

@@ -4,8 +4,8 @@ Every stage takes its array module from its input, so the float network, the los
 optimizers run on the GPU unchanged. These tests hold that up where a GPU is (`pytest tests/test_gpu.py`
 on the device machine) and are skipped where CuPy or a CUDA device is missing, as on CI.
 
-The NumPy side uses the NumPy twins of the numba kernels of ``cpu_float`` (``test_layers`` holds the kernels to
-the twins; the GPU machine has no numba).
+The NumPy side uses the NumPy twins of the numba kernels of ``cpu_float`` and ``cpu_binary``
+(``test_layers`` and ``test_binary`` hold the kernels to the twins; the GPU machine has no numba).
 """
 import sys
 import types
@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from artem_cli import io, layers, preprocess, weights
+from artem_cli import binarize, io, layers, preprocess, weights
 from artem_cli.api import Settings, _objective, stylize_file
 from artem_cli.errors import ArtemError
 from artem_cli.optim import LBFGS, Adam
@@ -34,6 +34,27 @@ def _numpy_twins(monkeypatch):
     for name in ("winograd_input", "winograd_output", "max_pool", "max_pool_backward"):
         setattr(twins, name, getattr(layers, name))
     monkeypatch.setitem(sys.modules, "artem_cli.cpu_float", twins)
+    binary = types.ModuleType("artem_cli.cpu_binary")
+    binary.filters_for_kernel = lambda w_packed: w_packed
+    binary.pack_pixels = _pack_pixels_twin
+    binary.xnor_layer = _xnor_layer_twin
+    monkeypatch.setitem(sys.modules, "artem_cli.cpu_binary", binary)
+
+
+def _pack_pixels_twin(x, centre, spread):
+    spread[...] = np.abs(x - centre[:, None, None]).mean(axis=0)
+    return binarize.pack_pixels(x - centre[:, None, None])
+
+
+def _xnor_layer_twin(x_packed, filters, channels, scale, alpha, tap_sums, bias):
+    """alpha (scale P + M) + bias from the twin's P, M summed over each pixel's in-image taps."""
+    h, w = x_packed.shape[:2]
+    inside = np.zeros((9, h, w), dtype=np.float32)
+    for t in range(9):
+        dy, dx = divmod(t, 3)
+        inside[t, max(0, 1 - dy) : min(h, h + 1 - dy), max(0, 1 - dx) : min(w, w + 1 - dx)] = 1
+    p = binarize.xnor_conv(x_packed, filters, channels).astype(np.float32)
+    return alpha[:, None, None] * (scale * p + np.einsum("ot,thw->ohw", tap_sums, inside)) + bias[:, None, None]
 
 
 def relative_error(gpu, cpu):
@@ -81,7 +102,7 @@ def _objective_on(xp, mode, images, weights_path, size):
     return _objective(net, settings, content_rgb, [style]), preprocess.to_vgg(content_rgb)
 
 
-@pytest.mark.parametrize("mode", ["fp32", "bwn", "random"])
+@pytest.mark.parametrize("mode", ["fp32", "bwn", "xnor", "random"])
 def test_loss_and_gradient_on_gpu_equal_numpy(mode, images, weights_path):
     cpu_objective, x = _objective_on(np, mode, images, weights_path, 128)
     gpu_objective, x_gpu = _objective_on(cp, mode, images, weights_path, 128)
