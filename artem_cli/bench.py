@@ -4,7 +4,8 @@
 optimizer iteration costs), for our network in each mode and, as the baseline measured in the same
 run, on the CPU the fp32 network with the same weights in PyTorch (when installed), on a GPU the
 rate of a large cuBLAS SGEMM. ``conv_layers``: each convolution's forward time and MAC rate at the
-given size, fp32 against XNOR (CPU).
+given size, fp32 against XNOR (CPU). ``popcount_ceiling``: what the bare XNOR-popcount loop reaches on
+this CPU, the yardstick of the XNOR kernels' rates.
 """
 import os
 import platform
@@ -168,3 +169,11 @@ def conv_layers(shape, repeats=3, weights_path=None):
                        xnor_layer_seconds=whole, xnor_layer_gmac_per_s=macs / whole / 1e9)
         rows.append(row)
     return rows
+
+
+def popcount_ceiling():
+    """Binary MACs per second of the bare XNOR-popcount block on every thread (``cpu_binary``)."""
+    from . import cpu_binary
+
+    time.sleep(0.5)  # as before the XNOR kernels: OpenBLAS's threads may still spin
+    return cpu_binary.popcount_ceiling()

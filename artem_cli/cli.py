@@ -327,6 +327,7 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, device, weigh
                   "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device)}
         if per_layer:
             report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
+            report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
     except ArtemError as e:
         _fail(e)
     if as_json:
@@ -356,10 +357,15 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, device, weigh
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
     if "layers" in report:
         click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")
-        click.echo(f"  {'layer':8s} {'input':18s} {'fp32':>8s} {'xnor kernel':>12s} {'xnor layer':>11s} {'kernel/fp32':>12s}")
+        ceiling = report["popcount_ceiling_gmac_per_s"]
+        click.echo(f"  {'layer':8s} {'input':18s} {'fp32':>8s} {'xnor kernel':>12s} {'xnor layer':>11s} {'kernel/fp32':>12s}"
+                   f" {'10x fp32/ideal':>15s}")
         for row in report["layers"]:
             line = f"  {row['layer']:8s} {str(tuple(row['input'])):18s} {row['fp32_gmac_per_s']:8.1f}"
             if "xnor_kernel_gmac_per_s" in row:
                 line += (f" {row['xnor_kernel_gmac_per_s']:12.1f} {row['xnor_layer_gmac_per_s']:11.1f}"
-                         f" {row['xnor_kernel_gmac_per_s'] / row['fp32_gmac_per_s']:11.1f}x")
+                         f" {row['xnor_kernel_gmac_per_s'] / row['fp32_gmac_per_s']:11.1f}x"
+                         f" {10 * row['fp32_gmac_per_s'] / ceiling:14.2f}")
             click.echo(line)
+        click.echo(f"  ideal XNOR-popcount loop (registers and L1 only, every thread), same run: {ceiling:.1f} G binary MAC/s;"
+                   " '10x fp32/ideal' is the share of it that 10x the fp32 layer's rate would take")

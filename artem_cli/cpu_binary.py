@@ -196,3 +196,78 @@ def xnor_conv(x_packed, filters, channels):
     o = filters.tap_counts.shape[0]
     y = xnor_layer(x_packed, filters, channels, np.ones((h, w)), np.ones(o), np.zeros((o, 9)), np.zeros(o))
     return y.astype(np.int32)
+
+
+_LANES = 8  # int64 lanes of a 512-bit register
+_PROBE_PIXELS, _PROBE_FILTERS = 16, 8  # the probe's block: 16 <8 x i64> counts in registers
+
+
+@intrinsic
+def _xnor_block_total(typingctx, x, w, offset):
+    """The sum over n, p < 16, f < 8 of popcount(x[n, offset + p] ^ w[f, n]), x and w C-contiguous
+    uint64 (N, >= offset + 16) and (8, N): the XNOR-popcount block with nothing around it, written in
+    LLVM vector IR so that the code is known: per word two vector loads, 8 broadcasts, and 16 XOR,
+    16 popcounts and 16 adds into counts that stay in registers (3 instructions per 512 binary MACs)."""
+    vec = ir.VectorType(ir.IntType(64), _LANES)
+
+    def codegen(context, builder, signature, args):
+        xa = context.make_array(signature.args[0])(context, builder, args[0])
+        wa = context.make_array(signature.args[1])(context, builder, args[1])
+        n_words, row = builder.extract_value(xa.shape, 0), builder.extract_value(xa.shape, 1)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec]), "llvm.ctpop.v8i64")
+        i64 = lambda v: ir.Constant(ir.IntType(64), v)  # noqa: E731
+        groups = _PROBE_PIXELS // _LANES
+        counts = [cgutils.alloca_once_value(builder, ir.Constant(vec, [0] * _LANES)) for _ in range(_PROBE_FILTERS * groups)]
+        with cgutils.for_range(builder, n_words) as loop:
+            start = builder.gep(xa.data, [builder.add(builder.mul(loop.index, row), args[2])])
+            xs = [builder.load(builder.bitcast(builder.gep(start, [i64(_LANES * g)]), vec.as_pointer()), align=8)
+                  for g in range(groups)]
+            for f in range(_PROBE_FILTERS):
+                word = builder.load(builder.gep(wa.data, [builder.add(builder.mul(i64(f), n_words), loop.index)]))
+                splat = builder.insert_element(ir.Constant(vec, ir.Undefined), word, ir.Constant(ir.IntType(32), 0))
+                splat = builder.shuffle_vector(splat, ir.Constant(vec, ir.Undefined),
+                                               ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES))
+                for g in range(groups):
+                    acc = counts[f * groups + g]
+                    builder.store(builder.add(builder.load(acc), builder.call(ctpop, [builder.xor(xs[g], splat)])), acc)
+        total = i64(0)
+        for acc in counts:
+            vector = builder.load(acc)
+            for lane in range(_LANES):
+                total = builder.add(total, builder.extract_element(vector, ir.Constant(ir.IntType(32), lane)))
+        return total
+
+    return types.int64(x, w, offset), codegen
+
+
+@one_at_a_time
+@njit(parallel=True, cache=True)
+def _probe(x, w, repeats, totals):
+    """On each of totals.size threads, ``repeats`` blocks alternating between two offsets (so that no
+    repeat can be hoisted out of the loop); each thread's total popcount into ``totals``."""
+    for t in prange(totals.size):
+        total = 0
+        for r in range(repeats):
+            total += _xnor_block_total(x, w, (r & 1) * _PROBE_PIXELS)
+        totals[t] = total
+
+
+def popcount_ceiling(words=72, repeats=20000):
+    """Binary MACs per second of the bare XNOR-popcount block on every thread at once, on words in
+    L1 (72: conv4/5's words per pixel): the most this CPU's popcount gives a kernel, the yardstick
+    for the layers' rates. Best of 3."""
+    import time
+
+    from numba import get_num_threads
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2**63, (words, 2 * _PROBE_PIXELS), dtype=np.uint64)
+    w = rng.integers(0, 2**63, (_PROBE_FILTERS, words), dtype=np.uint64)
+    totals = np.zeros(get_num_threads(), dtype=np.int64)
+    _probe(x, w, 2, totals)  # compile
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        _probe(x, w, repeats, totals)
+        best = min(best, time.perf_counter() - start)
+    return totals.size * repeats * words * 64 * _PROBE_PIXELS * _PROBE_FILTERS / best

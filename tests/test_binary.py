@@ -158,3 +158,16 @@ def test_bwn_network_gradient_matches_finite_differences():
     d = rng.standard_normal(image.shape)
     numeric = (loss(image + 1e-4 * d) - loss(image - 1e-4 * d)) / 2e-4
     assert numeric == pytest.approx(float(np.vdot(grad, d)), rel=1e-4)
+
+
+def test_popcount_probe_counts_every_binary_mac():
+    """The ceiling probe does the work its rate counts: 16 pixels x 8 filters x all words, each repeat
+    at an alternating offset, on every thread."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2**63, (13, 32), dtype=np.uint64)
+    w = rng.integers(0, 2**63, (8, 13), dtype=np.uint64)
+    totals = np.zeros(2, dtype=np.int64)
+    cpu_binary._probe(x, w, 3, totals)
+    block = [int(np.bitwise_count(x[:, off : off + 16, None] ^ w.T[:, None, :]).sum()) for off in (0, 16)]
+    assert list(totals) == [2 * block[0] + block[1]] * 2
+    assert cpu_binary.popcount_ceiling(words=8, repeats=10) > 0
