@@ -309,7 +309,7 @@ def weights_info(weights_path):
 @click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Also time PyTorch (CPU) on the same fp32 pass, when it is installed.")
-@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR (CPU).")
+@click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR, and the bare XNOR-popcount loop (CPU).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="cuda: time the pass on an NVIDIA GPU, against cuBLAS's SGEMM rate in the same run.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)

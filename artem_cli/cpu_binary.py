@@ -5,11 +5,12 @@ LLVM's ``ctpop`` intrinsic, which LLVM turns into AVX-512 ``vpopcntq`` where the
 does not support ``np.bitwise_count``). Words are read as 64-bit: two little-endian 32-bit words of
 the packing layout are one little-endian 64-bit word with the same bit order.
 """
+import time
 from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, njit, prange, types
+from numba import carray, get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -256,10 +257,6 @@ def popcount_ceiling(words=72, repeats=20000):
     """Binary MACs per second of the bare XNOR-popcount block on every thread at once, on words in
     L1 (72: conv4/5's words per pixel): the most this CPU's popcount gives a kernel, the yardstick
     for the layers' rates. Best of 3."""
-    import time
-
-    from numba import get_num_threads
-
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2**63, (words, 2 * _PROBE_PIXELS), dtype=np.uint64)
     w = rng.integers(0, 2**63, (_PROBE_FILTERS, words), dtype=np.uint64)
