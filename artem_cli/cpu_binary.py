@@ -1,4 +1,5 @@
-"""Compiled CPU kernels for the binarized network (numba): bit-packing and XNOR-popcount convolution.
+"""Compiled CPU kernels for the binarized network (numba): bit-packing and XNOR-popcount convolution,
+and the bare XNOR-popcount loop that ``artem benchmark --layers`` measures them against.
 
 Each kernel has a NumPy twin in ``binarize.py`` that the tests hold it to, bit for bit. Popcount is
 LLVM's ``ctpop`` intrinsic, which LLVM turns into AVX-512 ``vpopcntq`` where the CPU has it (numba

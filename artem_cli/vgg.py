@@ -80,8 +80,8 @@ class VGG16:
 
     ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays. ``mode``:
     ``fp32`` (the network as trained), ``bwn`` (binary weights α·sign(W)), ``xnor`` (binary
-    weights and binary inputs, XNOR + popcount; NumPy arrays only), or ``random`` (random weights
-    of each layer's scale, the baseline).
+    weights and binary inputs, XNOR + popcount; on CuPy arrays through the CUDA kernels, not yet
+    run on a GPU), or ``random`` (random weights of each layer's scale, the baseline).
     """
 
     def __init__(self, weights, pooling="max", mode="fp32"):
