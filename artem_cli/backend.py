@@ -17,7 +17,6 @@ from .errors import ArtemError
 # NumPy's element-wise operations use one core; OpenBLAS's GEMMs use them all. Element-wise work on
 # large arrays is split by channel over this many threads (NumPy releases the GIL inside its loops).
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_pool = None
 
 
 DEVICES = ("cpu", "cuda")
@@ -50,18 +49,28 @@ def array_module(a):
     return np
 
 
+_workers = []  # the one ThreadPoolExecutor, made on first use
+_workers_made = threading.Lock()
+
+
+def _worker_threads():
+    """The process's pool for ``split_channels``: threads that keep no state between tasks, so callers
+    in several threads may share it (each waits only for its own tasks); made once, under a lock."""
+    with _workers_made:
+        if not _workers:
+            _workers.append(ThreadPoolExecutor(THREADS, thread_name_prefix="artem"))
+        return _workers[0]
+
+
 def split_channels(xp, channels, work):
     """Run ``work(slice)`` over slices covering ``range(channels)``: on NumPy, one slice per thread
     (sequential phases only, so the threads never meet OpenBLAS's); elsewhere, one call."""
-    global _pool
     if xp is not np or THREADS < 2 or channels < 2:
         work(slice(0, channels))
         return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="artem")
     n = min(THREADS, channels)
     bounds = [channels * i // n for i in range(n + 1)]
-    list(_pool.map(work, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+    list(_worker_threads().map(work, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
 
 
 _compiled_kernels = threading.Lock()

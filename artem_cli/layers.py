@@ -36,9 +36,11 @@ _WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
 _WINOGRAD_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
 
-class _Scratch:
-    """Reusable buffers for the convolutions' temporaries, shared by all layers (they run one at a
-    time): a fresh 100 MB array costs its page faults on every call, about 15 % of conv1_2's time."""
+class Workspace:
+    """Reusable buffers for convolution temporaries (a fresh 100 MB array costs its page faults on
+    every call, about 15 % of conv1_2's time). A network owns one and shares it among its layers,
+    which run one at a time; two networks never share one, so two runs in two threads cannot
+    overwrite each other's temporaries."""
 
     def __init__(self):
         self._buffers = {}
@@ -52,8 +54,6 @@ class _Scratch:
             buf = self._buffers[key] = xp.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
-
-_scratch = _Scratch()
 
 
 def _kernel(xp, name):
@@ -80,26 +80,26 @@ def _prepare(weight):
     return "winograd", u.reshape(36, out_ch, in_ch)
 
 
-def _conv_im2col(x, wt):
+def _conv_im2col(x, wt, workspace):
     """The classic: all nine shifted copies of the padded input, (9C, H·W), and one GEMM; best
     when C is tiny (conv1_1, C = 3), where the copy is small and the GEMM writes O rows directly."""
     xp = array_module(x)
     c, h, w = x.shape
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
     xpad[:, 1:-1, 1:-1] = x
-    cols = _scratch.get("im2col", (c, 3, 3, h, w), x.dtype, xp)
+    cols = workspace.get("im2col", (c, 3, 3, h, w), x.dtype, xp)
     for dy in range(3):
         for dx in range(3):
             cols[:, dy, dx] = xpad[:, dy : dy + h, dx : dx + w]
     return (wt @ cols.reshape(9 * c, h * w)).reshape(-1, h, w)
 
 
-def _conv_taps(x, wt):
+def _conv_taps(x, wt, workspace):
     """One GEMM giving every tap's contribution at every input pixel, (9O, H·W), then the nine
     shifted sums: cheapest when O is small (the image gradient through conv1_1, O = 3)."""
     xp = array_module(x)
     c, h, w = x.shape
-    y = _scratch.get("taps_out", (wt.shape[0], h * w), x.dtype, xp)
+    y = workspace.get("taps_out", (wt.shape[0], h * w), x.dtype, xp)
     xp.matmul(wt, x.reshape(c, -1), out=y)
     y = y.reshape(3, 3, -1, h, w)
     out = xp.zeros((y.shape[2], h, w), dtype=x.dtype)
@@ -140,7 +140,7 @@ def winograd_output(m, bias, y):
     xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 
 
-def _conv_winograd(x, u, bias):
+def _conv_winograd(x, u, bias, workspace):
     """Winograd F(4x4, 3x3): input transform, 36 (O, C) x (C, tiles) GEMMs, output transform (with
     the bias)."""
     xp = array_module(x)
@@ -148,8 +148,8 @@ def _conv_winograd(x, u, bias):
     o = u.shape[1]
     th, tw = (h + 3) // 4, (w + 3) // 4
     x = xp.ascontiguousarray(x)  # the compiled kernels index it as laid out
-    v = _scratch.get("winograd_in", (36, c, th, tw), x.dtype, xp)
-    m = _scratch.get("winograd_out", (36, o, th, tw), x.dtype, xp)
+    v = workspace.get("winograd_in", (36, c, th, tw), x.dtype, xp)
+    m = workspace.get("winograd_out", (36, o, th, tw), x.dtype, xp)
     y = xp.empty((o, h, w), dtype=x.dtype)
     _kernel(xp, "winograd_input")(x, v)
     xp.matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
@@ -160,30 +160,34 @@ def _conv_winograd(x, u, bias):
 _CONV = {"im2col": _conv_im2col, "taps": _conv_taps}
 
 
-def conv3x3(x, prepared, bias=None):
-    """Cross-correlation of x (C, H, W) with weights prepared by ``_prepare``, plus ``bias`` (O,)."""
+def conv3x3(x, prepared, bias=None, workspace=None):
+    """Cross-correlation of x (C, H, W) with weights prepared by ``_prepare``, plus ``bias`` (O,);
+    temporaries in ``workspace`` (a fresh one when None)."""
     kind, w = prepared
+    workspace = workspace or Workspace()
     if kind == "winograd":
-        return _conv_winograd(x, w, bias)
-    y = _CONV[kind](x, w)
+        return _conv_winograd(x, w, bias, workspace)
+    y = _CONV[kind](x, w, workspace)
     if bias is not None:
         y += bias[:, None, None]
     return y
 
 
 class Conv3x3:
-    """3x3 convolution, stride 1, zero padding 1, with bias."""
+    """3x3 convolution, stride 1, zero padding 1, with bias; temporaries in ``workspace`` (its own
+    when None)."""
 
-    def __init__(self, weight, bias):
+    def __init__(self, weight, bias, workspace=None):
         self.weight, self.bias = weight, bias
+        self.workspace = workspace or Workspace()
         self._forward_weights = _prepare(weight)
         self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
     def forward(self, x):
-        return conv3x3(x, self._forward_weights, self.bias)
+        return conv3x3(x, self._forward_weights, self.bias, self.workspace)
 
     def backward(self, grad):
-        return conv3x3(grad, self._backward_weights)
+        return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
 def binary_weights(weight):
@@ -227,7 +231,7 @@ class XnorConv3x3:
     straight-through estimator 1{|u| <= A} / A: the identity on the range that is binarized.
     """
 
-    def __init__(self, weight, bias):
+    def __init__(self, weight, bias, workspace=None):
         xp = array_module(weight)
         self._kernels = _binary_kernels(xp)
         host = to_host(weight).astype(np.float32)
@@ -236,7 +240,7 @@ class XnorConv3x3:
         self.signs = xp.asarray(binarize.sign(host))
         self.bias = xp.asarray(to_host(bias), dtype=xp.float32)
         self.filters = self._kernels.filters_for_kernel(binarize.pack_filters(host))
-        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias))
+        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias), workspace)
 
     def forward(self, x):
         xp = array_module(x)

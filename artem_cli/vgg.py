@@ -10,7 +10,7 @@ import numpy as np
 
 from .backend import array_module
 from .errors import ArtemError
-from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU, XnorConv3x3, binary_weights
+from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU, Workspace, XnorConv3x3, binary_weights
 
 # (block, convolutions in block, output channels)
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -54,17 +54,17 @@ def _random_like(a, name):
     return xp.asarray(rng.standard_normal(a.shape) * std + mean, dtype=a.dtype)
 
 
-def _conv(weight, bias, name, mode):
+def _conv(weight, bias, name, mode, workspace):
     """The convolution of each mode. conv1_1 (3 input channels) stays full precision in the binarized
     modes, as in XNOR-Net. ``random`` is the yardstick a binarized network must beat: VGG16 with
     Gaussian weights of each layer's own scale (known to give passable textures)."""
     if mode == "random":
-        return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"))
+        return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"), workspace)
     if mode == "fp32" or name == "conv1_1":
-        return Conv3x3(weight, bias)
+        return Conv3x3(weight, bias, workspace)
     if mode == "bwn":
-        return Conv3x3(binary_weights(weight), bias)
-    return XnorConv3x3(weight, bias)
+        return Conv3x3(binary_weights(weight), bias, workspace)
+    return XnorConv3x3(weight, bias, workspace)
 
 
 def check_layer_names(names):
@@ -90,7 +90,9 @@ class VGG16:
         if mode not in MODES:
             raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.pooling, self.mode = pooling, mode
-        convs = {name: _conv(weights[f"{name}.weight"], weights[f"{name}.bias"], name, mode) for name, _, _ in CONV_LAYERS}
+        workspace = Workspace()  # the convolutions' temporaries: this network's own, shared by its layers
+        convs = {name: _conv(weights[f"{name}.weight"], weights[f"{name}.bias"], name, mode, workspace)
+                 for name, _, _ in CONV_LAYERS}
         pool = MaxPool2 if pooling == "max" else AvgPool2
         self._layers = []
         for name in LAYER_NAMES:

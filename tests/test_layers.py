@@ -159,21 +159,44 @@ def test_network_input_gradient_matches_finite_differences(pooling):
         assert num == pytest.approx(grad[idx], rel=1e-4, abs=1e-6 * np.abs(grad).max())
 
 
-def test_compiled_kernels_can_be_called_from_two_threads_at_once():
-    """numba's workqueue pool aborts the process on concurrent entry; the kernels queue instead."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_two_networks_in_two_threads_never_touch_each_others_temporaries():
+    """Two threads, each with its own layers (one network's worth of every formulation: Winograd,
+    im2col, taps, XNOR, max pooling) and its own input, released together by a barrier before each
+    of 30 rounds so that their convolutions overlap, must get exactly what each gets alone. With
+    buffers shared between networks this failed every run (40-60 of 150 results wrong per thread);
+    numba's workqueue pool would abort the process if its kernels were entered from both at once."""
+    import threading
 
     rng = np.random.default_rng(5)
-    weight, bias = rng.standard_normal((32, 24, 3, 3), dtype=np.float32), rng.standard_normal(32, dtype=np.float32)
-    x = np.maximum(rng.standard_normal((24, 40, 50), dtype=np.float32), 0)
+    weight, bias = rng.standard_normal((48, 40, 3, 3), dtype=np.float32), rng.standard_normal(48, dtype=np.float32)
+    small = rng.standard_normal((8, 3, 3, 3), dtype=np.float32)
+    inputs = [np.maximum(rng.standard_normal((40, 64, 80), dtype=np.float32), 0) for _ in range(2)]
 
-    def run(_):
-        net = [layers.Conv3x3(weight, bias), layers.XnorConv3x3(weight, bias), layers.MaxPool2()]
-        return [[layer.forward(x) for layer in net] for _ in range(20)]
+    def network():
+        workspace = layers.Workspace()
+        return [layers.Conv3x3(weight, bias, workspace), layers.XnorConv3x3(weight, bias, workspace),
+                layers.MaxPool2(), layers.Conv3x3(small, bias[:8], workspace)]  # im2col forward, taps backward
 
-    expected = run(None)[0]
-    with ThreadPoolExecutor(2) as pool:
-        for results in pool.map(run, [0, 1]):
-            for got in results:
-                for a, b in zip(got, expected):
-                    np.testing.assert_array_equal(a, b)
+    def run(net, x, k):
+        results = []
+        for layer in net:
+            y = layer.forward(x[:3] if layer is net[-1] else x)
+            results += [y, layer.backward(np.full_like(y, k + 1))]
+        return results
+
+    expected = [run(network(), x, k) for k, x in enumerate(inputs)]
+    barrier = threading.Barrier(2, timeout=60)
+    wrong = [0, 0]
+
+    def worker(k):
+        net = network()
+        for _ in range(30):
+            barrier.wait()
+            wrong[k] += sum(not np.array_equal(a, b) for a, b in zip(run(net, inputs[k], k), expected[k]))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [0, 0]
