@@ -89,6 +89,20 @@ class Settings:
         return [w / sum(shares) for w in shares]
 
 
+class Interruptible:
+    """Whether a signal handler may stop a stylization now by raising ``KeyboardInterrupt``.
+
+    ``now`` is True until the optimizer's loop ends: an interrupt before the first iteration stops
+    the run with nothing made, one during the loop ends it with the image reached so far (as Ctrl-C
+    does). Then ``stylize`` sets it False, for the scoring of the saved image and the writing of the
+    file: a handler should from then on only remember the signal, or the result would be lost on
+    its way to the disk. A handler that raises should set it False itself, so that a second signal
+    does not interrupt the saving of the first one's result."""
+
+    def __init__(self):
+        self.now = True
+
+
 @dataclasses.dataclass
 class Result:
     image: np.ndarray  # RGB (3, H, W) float32 in 0..1, on the host
@@ -192,12 +206,14 @@ def _check_depth(shape, settings, what):
         )
 
 
-def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None):
+def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None,
+            interruptible=None):
     """Stylize ``content`` (RGB (3, H, W) 0..1) after ``styles`` (a list of such arrays).
 
     ``init_image`` (RGB array) is used when ``settings.init`` names a file. ``on_iteration(i, value,
     parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
-    Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far.
+    Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far;
+    ``interruptible`` (an ``Interruptible``) tells a signal handler when an interrupt is welcome.
     """
     settings = settings or Settings()
     settings.validate(len(styles))
@@ -210,7 +226,8 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
     _check_memory(shape, settings, xp)
     try:
-        return _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration)
+        return _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration,
+                    interruptible or Interruptible())
     except MemoryError:  # CuPy's OutOfMemoryError is one too
         where = "" if xp is np else " on the GPU"
         raise ArtemError(f"out of memory{where} at {shape[1]}x{shape[0]}; use a smaller --size") from None
@@ -260,7 +277,7 @@ def _objective(net, settings, content_rgb, styles, reference=None):
     )
 
 
-def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration):
+def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration, interruptible):
     vgg_weights = weights.load(weights.locate(weights_path), xp)
     net = VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode)
     content_rgb = xp.asarray(preprocess.resize(content, shape))
@@ -297,8 +314,10 @@ def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iter
             if on_iteration is not None:
                 current = x
                 on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
+        interruptible.now = False  # inside the try: an interrupt just before this line is caught below
     except KeyboardInterrupt:
         interrupted = True
+    interruptible.now = False
     seconds = time.perf_counter() - start
     image = to_host(finish(x)).astype(np.float32)
     saved = io.quantize(image)
@@ -336,7 +355,7 @@ def snapshot_path(output, iteration):
 
 
 def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
-                 save_every=0, on_iteration=None):
+                 save_every=0, on_iteration=None, interruptible=None):
     """Read the images, stylize, write ``output`` (alpha of the content kept), snapshots every
     ``save_every`` iterations. Checks everything it can before the long work starts."""
     settings = settings or Settings()
@@ -358,6 +377,7 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
         if on_iteration is not None:
             on_iteration(i, value, parts, image)
 
-    result = stylize(content, styles, settings, weights_path=weights_path, init_image=init_image, on_iteration=each)
+    result = stylize(content, styles, settings, weights_path=weights_path, init_image=init_image, on_iteration=each,
+                     interruptible=interruptible)
     io.write_image(output, result.image, out_alpha, overwrite=overwrite)
     return result

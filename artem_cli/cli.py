@@ -1,9 +1,13 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
 import json
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import click
+from PIL import Image
 
 from . import api, bench, io, quality, weights
 from .backend import DEVICES
@@ -61,10 +65,47 @@ def _fail(message):
     sys.exit(1)
 
 
+class StopOnSignals:
+    """SIGINT (Ctrl-C) and SIGTERM while a stylization runs: the first stops it as Ctrl-C does (the
+    image reached so far is saved) while ``interruptible.now`` says that may be done, and is only
+    remembered afterwards, while the result is scored and written; any later one is only remembered.
+    ``received`` is the first signal's number, for the exit status 128 + number. Handlers can only be
+    installed from the main thread; elsewhere signals keep Python's own behaviour."""
+
+    def __init__(self):
+        self.interruptible = api.Interruptible()
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, number, frame):
+        if self.received is None:
+            self.received = number
+        if self.interruptible.now:
+            self.interruptible.now = False
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def exit_status(self):
+        return 128 + (self.received or signal.SIGINT)
+
+    def name(self):
+        return signal.Signals(self.received or signal.SIGINT).name
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="artem")
 def main():
     """artem: paint a photo in the style of a painting (neural style transfer on VGG16)."""
+    # artem refuses images over io.MAX_PIXELS itself; Pillow's warning below its own limit is noise here
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 D = api.Settings()
@@ -126,15 +167,19 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
             line = f"iteration {i}: loss {value:.6g} " + " ".join(f"{k} {v:.4g}" for k, v in parts.items())
             (bar.write if bar is not None else click.echo)(line, file=sys.stderr)
 
-    try:
-        result = api.stylize_file(content, styles, output, settings, overwrite=overwrite, weights_path=weights_path,
-                                  save_every=save_every, on_iteration=each)
-    except ArtemError as e:
+    with StopOnSignals() as stop:
+        try:
+            result = api.stylize_file(content, styles, output, settings, overwrite=overwrite, weights_path=weights_path,
+                                      save_every=save_every, on_iteration=each, interruptible=stop.interruptible)
+        except ArtemError as e:
+            if bar is not None:
+                bar.close()
+            _fail(e)
+        except KeyboardInterrupt:  # before the first iteration: nothing to save
+            click.echo(f"Interrupted before the first iteration ({stop.name()}); nothing was written", err=True)
+            sys.exit(stop.exit_status())
         if bar is not None:
             bar.close()
-        _fail(e)
-    if bar is not None:
-        bar.close()
     if as_json:
         summary = {"output": str(output), "settings": settings.__dict__, "iterations": result.iterations,
                    "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
@@ -145,8 +190,11 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
         click.echo(f"{output}: {result.iterations} iterations in {result.seconds:.1f} s ({result.stop_reason}); "
                    f"loss {result.losses['total']:.4g}", err=True)
     if result.interrupted:
-        click.echo(f"Interrupted: saved the image reached so far to {output}", err=True)
-        sys.exit(130)
+        click.echo(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
+        sys.exit(stop.exit_status())
+    if stop.received is not None:
+        click.echo(f"{stop.name()} arrived after the last iteration; the finished result is saved", err=True)
+        sys.exit(stop.exit_status())
 
 
 @main.command()

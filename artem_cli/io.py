@@ -3,12 +3,14 @@
 ``read_image`` returns float32 RGB (3, H, W) in 0..1 and the alpha channel (H, W) or None, whatever
 the file holds: EXIF orientation is applied; greyscale, palette, CMYK, 16-bit and alpha inputs are
 converted; an animated file gives its first frame. ``write_image`` writes 8-bit files (Pillow
-cannot write 16-bit colour) atomically (temporary file in the target folder, then rename) and never replaces an existing file
-unless told to. Every failure a user can cause is an ``ArtemError`` with one clear line.
+cannot write 16-bit colour) atomically (``atomic_write``) and never replaces an existing file unless
+told to. Every failure a user can cause is an ``ArtemError`` with one clear line. Nothing here
+changes process-wide settings (Pillow's, the warnings filters), so threads may read and write at once.
 """
+import errno
 import os
+import secrets
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ArtemError
 
-# Pillow's decompression-bomb guard: refuse images above this many pixels (about 16k x 16k).
-MAX_PIXELS = 268_000_000
+# Images of more pixels than this (11,585 x 11,585) are refused before they are decoded: decompression
+# bombs, and sizes no stylization could use. Pillow's own guard, a process-wide setting that artem
+# leaves as it is, refuses above 2 x Image.MAX_IMAGE_PIXELS (179 M pixels by default) and warns above
+# 1 x; the command line silences that warning, since this limit covers it.
+MAX_PIXELS = 134_000_000
 
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
 
@@ -52,19 +57,15 @@ def read_image(path, what="image"):
     try:
         if path.stat().st_size == 0:
             raise ArtemError(f"{what} '{path}' is an empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
-            try:
-                with Image.open(path) as img:
-                    img.seek(0)
-                    img.load()
-                    img = ImageOps.exif_transpose(img)
-                    return _to_array(img)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS // 2:,} pixels)") from None
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise Image.DecompressionBombError
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_array(img)
+    except Image.DecompressionBombError:
+        raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
         raise ArtemError(f"{what} '{path}' is not an image file Pillow can read") from None
     except PermissionError:
@@ -96,23 +97,74 @@ def check_writable(path, overwrite=False):
     return fmt
 
 
-def atomic_write(path, write):
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def _open_temporary(folder, suffix):
+    """(fd, name) of a new file in ``folder`` for writing. Where Linux's O_TMPFILE works the file has no
+    name (None) until ``_name_file`` links it: a process killed before that leaves nothing behind.
+    Elsewhere it is a hidden ``.artem-*`` file, removed again on any error the process survives."""
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666), None  # the umask applies
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE here
+                raise
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".artem-", suffix=suffix)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return fd, Path(name)
+
+
+def _name_file(fd, path, suffix):
+    """Link the unnamed file ``fd`` to ``path`` if nothing is there (returns ``path``), else to a new
+    hidden name beside it (returned) for the caller to rename over ``path``."""
+    source = f"/proc/self/fd/{fd}"
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # with dst_dir_fd, os.link is linkat(AT_SYMLINK_FOLLOW), which links the file /proc names
+        try:
+            os.link(source, path.name, dst_dir_fd=folder)
+            return path
+        except FileExistsError:
+            pass
+        while True:
+            name = path.with_name(f".artem-{secrets.token_hex(8)}{suffix}")
+            try:
+                os.link(source, name.name, dst_dir_fd=folder)
+                return name
+            except FileExistsError:
+                continue
+    finally:
+        os.close(folder)
+
+
+def atomic_write(path, write, overwrite=True):
+    """Call ``write(file_object)`` on a new file in ``path``'s folder, flush it to disk, then give it
+    the name ``path`` in one step: ``path`` is always absent, as it was, or complete, whenever the
+    process stops (SIGKILL included) or the disk fills. Without ``overwrite`` an existing ``path``
+    (even one made meanwhile by another process) is an ``ArtemError``, and is left as it is."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".artem-", suffix=path.suffix)
+        fd, name = _open_temporary(folder, path.suffix)
     except OSError as e:
         raise ArtemError(f"cannot write in '{folder}' ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+            if name is None:
+                name = _name_file(f.fileno(), path, path.suffix)
+        if name != path:
+            if overwrite:
+                os.replace(name, path)
+            else:
+                os.link(name, path)  # fails if path exists
+                os.unlink(name)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        if name is not None and name != path:
+            name.unlink(missing_ok=True)
+        if isinstance(e, FileExistsError):
+            raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it") from None
         if isinstance(e, OSError):
             raise ArtemError(f"cannot write '{path}' ({e.strerror or e})") from None
         raise
@@ -134,7 +186,7 @@ def write_image(path, rgb, alpha=None, overwrite=False):
     fmt = check_writable(path, overwrite)
     img = _to_pil(rgb, alpha, fmt)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda f: img.save(f, format=fmt, **options))
+    atomic_write(path, lambda f: img.save(f, format=fmt, **options), overwrite)
 
 
 def quantize(rgb):

