@@ -6,6 +6,7 @@ the CPU (PoCL) where no GPU is, against the NumPy twins in ``binarize.py``. ``Bi
 runtime with the interface of ``cpu_binary``: same arguments, same layouts, device arrays in and out.
 """
 import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,16 @@ def _source(name):
 
 
 class CudaRuntime:
-    """CuPy: modules compiled by NVRTC on first use (CuPy caches them on disk)."""
+    """CuPy: modules compiled by NVRTC on first use (CuPy caches them on disk), once per runtime even
+    when several threads launch at the same time. A compiled function holds no data, so threads
+    may share it."""
 
     def __init__(self):
         import cupy
 
         self.xp = cupy
         self._functions = {}
+        self._compiling = threading.Lock()
 
     def array(self, a, dtype):
         return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
@@ -37,9 +41,10 @@ class CudaRuntime:
         return self.xp.empty(shape, dtype=dtype)
 
     def launch(self, name, threads, args):
-        if name not in self._functions:
-            module = self.xp.RawModule(code=_source(name), options=(f"-I{KERNELS}",))
-            self._functions[name] = module.get_function(name)
+        with self._compiling:
+            if name not in self._functions:
+                module = self.xp.RawModule(code=_source(name), options=(f"-I{KERNELS}",))
+                self._functions[name] = module.get_function(name)
         self._functions[name]((-(-threads // BLOCK),), (BLOCK,), args)
 
 
@@ -117,7 +122,16 @@ class BinaryKernels:
         return y.astype(np.int32)
 
 
+_made = threading.Lock()
+
+
 @functools.cache
-def cuda_kernels():
-    """The kernels on the current CUDA device, compiled once per process."""
+def _cuda_kernels():
     return BinaryKernels(CudaRuntime())
+
+
+def cuda_kernels():
+    """The kernels on the current CUDA device, one set per process (made under a lock, so that two
+    threads asking at once get the same set)."""
+    with _made:
+        return _cuda_kernels()

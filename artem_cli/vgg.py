@@ -82,6 +82,10 @@ class VGG16:
     ``fp32`` (the network as trained), ``bwn`` (binary weights α·sign(W)), ``xnor`` (binary
     weights and binary inputs, XNOR + popcount; on CuPy arrays through the CUDA kernels, not yet
     run on a GPU), or ``random`` (random weights of each layer's scale, the baseline).
+
+    A network serves one caller at a time: its layers keep what ``backward`` needs from the last
+    ``forward``, and its convolutions share one ``layers.Workspace``. Each run builds its own, so runs
+    in several threads share nothing but the (read-only) weight arrays.
     """
 
     def __init__(self, weights, pooling="max", mode="fp32"):
