@@ -143,7 +143,7 @@ def conv_layers(shape, repeats=3, weights_path=None):
     """Each convolution's forward time at ``shape``: fp32, and the XNOR layers (packing plus the
     XNOR-popcount convolution with its per-filter scale and bias, and the whole layer with its
     centre, scale map and centre term) in binary MACs per second."""
-    from . import cpu_binary
+    from . import binarize, cpu_binary
     from .layers import XnorConv3x3
 
     w = weights.load(weights.locate(weights_path))
@@ -155,7 +155,7 @@ def conv_layers(shape, repeats=3, weights_path=None):
         best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats)
         row = {"layer": name, "input": [cin, h, width], "fp32_seconds": best, "fp32_gmac_per_s": macs / best / 1e9}
         if name != "conv1_1":
-            xnor = XnorConv3x3(w[f"{name}.weight"], w[f"{name}.bias"])
+            xnor = XnorConv3x3(binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"]))
             zero, ones, sums = np.zeros(cin, np.float32), np.ones((h, width), np.float32), np.zeros((len(xnor.alpha), 9))
 
             def kernel_only():

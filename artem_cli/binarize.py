@@ -8,6 +8,8 @@ Packing layout (DESIGN.md §5): the bits run along the reduction dimension, the 
 (x >= 0) and a 0 bit means -1. Each pixel (or filter tap) takes a whole number of 64-bit words;
 channels beyond C are 0 bits in both operands, so they never count as mismatches. The dot product of two K-channel sign vectors is K - 2·popcount(a XOR b).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 WORD_BITS = 32
@@ -65,3 +67,27 @@ def xnor_conv(x_packed, w_packed, channels):
         mismatches = np.bitwise_count(src[None] ^ w_packed[:, t, None, None, :]).sum(axis=-1, dtype=np.int32)
         out[:, i0:i1, j0:j1] += channels - 2 * mismatches
     return out
+
+
+class BinaryLayer(NamedTuple):
+    """One binary convolution's parameters: what ``layers.BinaryConv3x3`` (bwn) and
+    ``layers.XnorConv3x3`` (xnor) are built from, and what a trained binary weights file holds."""
+
+    signs: np.ndarray  # packed signs of the weights, uint32 (O, 9, words(C)) as ``pack_filters``: on the host
+    alpha: object  # (O,) float32 scale of each filter, on the network's array module
+    bias: object  # (O,) float32
+    shift: object  # (C,) float32: xnor's binarization centre is each input channel's mean plus this
+
+    def unpacked(self):
+        """The signs as float32 ±1 (O, C, 3, 3), on the host."""
+        o = self.signs.shape[0]
+        c = len(self.shift)
+        return np.ascontiguousarray(unpack(self.signs, c).reshape(o, 9, c).transpose(0, 2, 1).reshape(o, c, 3, 3))
+
+
+def untrained(weight, bias, xp=np):
+    """XNOR-Net's binarization of float weights (O, C, 3, 3) and bias: S = sign(W), α = mean |W| of each
+    filter, centre shift 0; ``alpha``, ``bias`` and ``shift`` on ``xp``."""
+    host = np.asarray(weight.get() if hasattr(weight, "get") else weight, dtype=np.float32)
+    return BinaryLayer(pack_filters(host), xp.asarray(filter_scales(host)),
+                       xp.asarray(bias, dtype=np.float32), xp.zeros(host.shape[1], dtype=np.float32))

@@ -80,9 +80,8 @@ def _prepare(weight):
     return "winograd", u.reshape(36, out_ch, in_ch)
 
 
-def _conv_im2col(x, wt, workspace):
-    """The classic: all nine shifted copies of the padded input, (9C, H·W), and one GEMM; best
-    when C is tiny (conv1_1, C = 3), where the copy is small and the GEMM writes O rows directly."""
+def _im2col(x, workspace):
+    """All nine shifted copies of x (C, H, W) zero-padded by 1, as (9C, H·W) rows [c, dy, dx]."""
     xp = array_module(x)
     c, h, w = x.shape
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
@@ -91,7 +90,23 @@ def _conv_im2col(x, wt, workspace):
     for dy in range(3):
         for dx in range(3):
             cols[:, dy, dx] = xpad[:, dy : dy + h, dx : dx + w]
-    return (wt @ cols.reshape(9 * c, h * w)).reshape(-1, h, w)
+    return cols.reshape(9 * c, h * w)
+
+
+def _conv_im2col(x, wt, workspace):
+    """The classic: all nine shifted copies of the padded input, (9C, H·W), and one GEMM; best
+    when C is tiny (conv1_1, C = 3), where the copy is small and the GEMM writes O rows directly."""
+    h, w = x.shape[1:]
+    return (wt @ _im2col(x, workspace)).reshape(-1, h, w)
+
+
+def weight_grad(x, grad, workspace=None):
+    """dLoss/dW (O, C, 3, 3) of the convolution of x (C, H, W) whose output has the gradient grad
+    (O, H, W): dW[o, c, dy, dx] = Σ over pixels of grad[o, i, j] · x[c, i + dy - 1, j + dx - 1] (zero
+    outside the image), one (O, H·W) x (H·W, 9C) GEMM on the im2col copy of x."""
+    c, h, w = x.shape
+    cols = _im2col(x, workspace or Workspace())
+    return (grad.reshape(len(grad), h * w) @ cols.T).reshape(len(grad), c, 3, 3)
 
 
 def _conv_taps(x, wt, workspace):
@@ -175,7 +190,10 @@ def conv3x3(x, prepared, bias=None, workspace=None):
 
 class Conv3x3:
     """3x3 convolution, stride 1, zero padding 1, with bias; temporaries in ``workspace`` (its own
-    when None)."""
+    when None).
+
+    ``backward(grad, parameters=True)`` also leaves the gradients of the parameters in ``grads``
+    ({"weight": (O, C, 3, 3), "bias": (O,)}); style transfer itself never asks for them."""
 
     def __init__(self, weight, bias, workspace=None):
         self.weight, self.bias = weight, bias
@@ -184,15 +202,35 @@ class Conv3x3:
         self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
     def forward(self, x):
+        self._x = x  # the previous layer's output, which nothing changes afterwards: no copy
         return conv3x3(x, self._forward_weights, self.bias, self.workspace)
 
-    def backward(self, grad):
+    def backward(self, grad, parameters=False):
+        if parameters:
+            self.grads = {"weight": weight_grad(self._x, grad, self.workspace), "bias": grad.sum(axis=(1, 2))}
         return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
-def binary_weights(weight):
-    """BWN (binary-weight network): α·sign(W), α the mean |W| of each output filter."""
-    return binarize.filter_scales(weight)[:, None, None, None] * binarize.sign(weight)
+class BinaryConv3x3(Conv3x3):
+    """XNOR-Net's binary-weight convolution (BWN): weights α·S, S = ±1 per weight and α per filter,
+    from a ``binarize.BinaryLayer``; a float convolution of float inputs, so its gradients are exact.
+
+    Parameter gradients (``backward(grad, parameters=True)``): "signs", dLoss/dS as if S were free
+    (the straight-through estimator hands it to the latent weights whose signs S are), "alpha" and
+    "bias"."""
+
+    def __init__(self, binary, workspace=None):
+        xp = array_module(binary.bias)
+        self.signs = xp.asarray(binary.unpacked())
+        self.alpha = binary.alpha
+        super().__init__(self.alpha[:, None, None, None] * self.signs, binary.bias, workspace)
+
+    def backward(self, grad, parameters=False):
+        if parameters:
+            d = weight_grad(self._x, grad, self.workspace)  # dLoss/d(α S)
+            self.grads = {"signs": self.alpha[:, None, None, None] * d, "alpha": (d * self.signs).sum(axis=(1, 2, 3)),
+                          "bias": grad.sum(axis=(1, 2))}
+        return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
 def _box3(a):
@@ -217,49 +255,63 @@ def _binary_kernels(xp):
 
 
 class XnorConv3x3:
-    """XNOR-Net convolution: binary weights α·sign(W) and binary inputs; the ±1 dot products are
-    XNOR + popcount (``cpu_binary`` or ``gpu_binary``), exactly equal to the float convolution of the
-    signed operands.
+    """XNOR-Net convolution: binary weights α·S (S = ±1) and binary inputs; the ±1 dot products are
+    XNOR + popcount (``cpu_binary`` or ``gpu_binary``) on the packed signs of a ``binarize.BinaryLayer``,
+    exactly equal to the float convolution of the signed operands.
 
-    Post-ReLU inputs are all >= 0, so they are binarized around a per-channel centre μ, the channel
-    mean of this input: x ≈ μ + K·sign(x − μ), with XNOR-Net's scale map K = box3x3(A) / 9 and
-    A = the mean over channels of |x − μ| at each pixel. Then
+    Post-ReLU inputs are all >= 0, so they are binarized around a per-channel centre t = μ + shift,
+    μ the channel mean of this input and ``shift`` a per-channel offset (0 untrained, learned by
+    distillation): x ≈ t + K·sign(x − t), with XNOR-Net's scale map K = box3x3(A) / 9 and A = the
+    mean over channels of |x − t| at each pixel. Then
 
-        y = α · (K · P + M) + b,   P = sign(W) ⊛ sign(x − μ),   M = sign(W) ⊛ μ  (in-image taps only).
+        y = α · (K · P + M) + b,   P = S ⊛ sign(x − t),   M = S ⊛ t  (in-image taps only).
 
-    Backward treats μ and K as constants and passes the gradient of sign(u), u = x − μ, with the
+    Backward treats μ and K as constants and passes the gradient of sign(u), u = x − t, with the
     straight-through estimator 1{|u| <= A} / A: the identity on the range that is binarized.
+    Parameter gradients (``backward(grad, parameters=True)``): "signs" (dLoss/dS as if S were free),
+    "alpha", "bias" and "shift", the same approximations included.
     """
 
-    def __init__(self, weight, bias, workspace=None):
-        xp = array_module(weight)
+    def __init__(self, binary, workspace=None):
+        xp = array_module(binary.bias)
         self._kernels = _binary_kernels(xp)
-        host = to_host(weight).astype(np.float32)
-        self.channels = host.shape[1]
-        self.alpha = xp.asarray(binarize.filter_scales(host))
-        self.signs = xp.asarray(binarize.sign(host))
-        self.bias = xp.asarray(to_host(bias), dtype=xp.float32)
-        self.filters = self._kernels.filters_for_kernel(binarize.pack_filters(host))
-        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias), workspace)
+        self.alpha, self.bias, self.shift = binary.alpha, binary.bias, binary.shift
+        self.signs = xp.asarray(binary.unpacked())
+        self.filters = self._kernels.filters_for_kernel(binary.signs)  # the packed signs, as they are
+        self.workspace = workspace or Workspace()
+        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias),
+                                   self.workspace)
 
     def forward(self, x):
         xp = array_module(x)
         x = x.astype(xp.float32, copy=False)
         c = x.shape[0]
-        mu = x.mean(axis=(1, 2))
+        centre = x.mean(axis=(1, 2)) + self.shift
         a = xp.empty(x.shape[1:], dtype=xp.float32)
-        packed = self._kernels.pack_pixels(x, mu, a)  # and A = mean over channels of |x - μ|
+        packed = self._kernels.pack_pixels(x, centre, a)  # and A = mean over channels of |x - t|
         k = _box3(a) / 9
-        tap_sums = xp.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), mu)  # M = Σ taps of these
+        tap_sums = xp.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), centre)  # M = Σ taps of these
         y = self._kernels.xnor_layer(packed, self.filters, c, k, self.alpha, tap_sums, self.bias)
-        self._x, self._mu, self._a, self._k = x, mu, a, k  # x: the previous layer's output, left unchanged
+        self._x, self._centre, self._a, self._k = x, centre, a, k  # x: the previous layer's output, left unchanged
         return y
 
-    def backward(self, grad):
+    def backward(self, grad, parameters=False):
         xp = array_module(grad)
-        ds = self._transposed.backward(grad * self._k)
+        scaled = grad * self._k
+        ds = self._transposed.backward(scaled)
+        u = self._x - self._centre[:, None, None]
         inverse = xp.where(self._a > 0, 1 / xp.maximum(self._a, 1e-30), 0).astype(ds.dtype)
-        return ds * (xp.abs(self._x - self._mu[:, None, None]) <= self._a) * inverse
+        dx = ds * (xp.abs(u) <= self._a) * inverse
+        if parameters:
+            ones = weight_grad(xp.ones((1, *grad.shape[1:]), grad.dtype), grad, self.workspace)  # (O, 1, 3, 3): Σ grad over in-image taps
+            signs_x = xp.where(u >= 0, xp.float32(1), xp.float32(-1))
+            d = weight_grad(signs_x, scaled, self.workspace) + self._centre[None, :, None, None] * ones  # dLoss/d(α S)
+            alpha_ones = (self.alpha[:, None] * ones.reshape(len(grad), 9))
+            self.grads = {"signs": self.alpha[:, None, None, None] * d, "alpha": (d * self.signs).sum(axis=(1, 2, 3)),
+                          "bias": grad.sum(axis=(1, 2)),
+                          "shift": xp.einsum("oct,ot->c", self.signs.reshape(*self.signs.shape[:2], 9), alpha_ones)
+                          - dx.sum(axis=(1, 2))}
+        return dx
 
 
 class ReLU:

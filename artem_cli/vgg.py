@@ -10,7 +10,8 @@ import numpy as np
 
 from .backend import array_module
 from .errors import ArtemError
-from .layers import AvgPool2, Conv3x3, MaxPool2, ReLU, Workspace, XnorConv3x3, binary_weights
+from . import binarize
+from .layers import AvgPool2, BinaryConv3x3, Conv3x3, MaxPool2, ReLU, Workspace, XnorConv3x3
 
 # (block, convolutions in block, output channels)
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -26,6 +27,7 @@ def _conv_table():
 
 
 CONV_LAYERS = _conv_table()  # ((name, in_channels, out_channels), ...) in network order
+CONV_NAMES = tuple(name for name, _, _ in CONV_LAYERS)
 
 
 def _layer_names():
@@ -54,17 +56,28 @@ def _random_like(a, name):
     return xp.asarray(rng.standard_normal(a.shape) * std + mean, dtype=a.dtype)
 
 
-def _conv(weight, bias, name, mode, workspace):
-    """The convolution of each mode. conv1_1 (3 input channels) stays full precision in the binarized
-    modes, as in XNOR-Net. ``random`` is the yardstick a binarized network must beat: VGG16 with
-    Gaussian weights of each layer's own scale (known to give passable textures)."""
+def untrained_binary(weights, binary_from="conv1_2"):
+    """{name: binarize.BinaryLayer} of XNOR-Net's binarization of the float ``weights``, for every
+    convolution from ``binary_from`` on (conv1_1, with its 3 input channels, stays full precision in
+    the binarized modes, as in XNOR-Net)."""
+    xp = array_module(weights["conv1_1.weight"])
+    first = CONV_NAMES.index(binary_from)
+    return {name: binarize.untrained(weights[f"{name}.weight"], weights[f"{name}.bias"], xp)
+            for name in CONV_NAMES[first:]}
+
+
+def _conv(weights, name, mode, binary, workspace):
+    """The convolution of each mode: ``binary`` layers for the binarized modes (the rest full
+    precision); ``random`` is the yardstick a binarized network must beat: VGG16 with Gaussian weights
+    of each layer's own scale (known to give passable textures)."""
+    weight, bias = weights[f"{name}.weight"], weights[f"{name}.bias"]
     if mode == "random":
         return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"), workspace)
-    if mode == "fp32" or name == "conv1_1":
+    if mode == "fp32" or name not in binary:
         return Conv3x3(weight, bias, workspace)
     if mode == "bwn":
-        return Conv3x3(binary_weights(weight), bias, workspace)
-    return XnorConv3x3(weight, bias, workspace)
+        return BinaryConv3x3(binary[name], workspace)
+    return XnorConv3x3(binary[name], workspace)
 
 
 def check_layer_names(names):
@@ -81,22 +94,25 @@ class VGG16:
     ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays. ``mode``:
     ``fp32`` (the network as trained), ``bwn`` (binary weights α·sign(W)), ``xnor`` (binary
     weights and binary inputs, XNOR + popcount; on CuPy arrays through the CUDA kernels, not yet
-    run on a GPU), or ``random`` (random weights of each layer's scale, the baseline).
+    run on a GPU), or ``random`` (random weights of each layer's scale, the baseline). In the
+    binarized modes ``binary`` ({name: binarize.BinaryLayer}, trained or not) gives the binary
+    convolutions; the others are full precision. By default: ``untrained_binary(weights)``.
 
     A network serves one caller at a time: its layers keep what ``backward`` needs from the last
     ``forward``, and its convolutions share one ``layers.Workspace``. Each run builds its own, so runs
     in several threads share nothing but the (read-only) weight arrays.
     """
 
-    def __init__(self, weights, pooling="max", mode="fp32"):
+    def __init__(self, weights, pooling="max", mode="fp32", binary=None):
         if pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         if mode not in MODES:
             raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.pooling, self.mode = pooling, mode
+        if binary is None and mode in ("bwn", "xnor"):
+            binary = untrained_binary(weights)
         workspace = Workspace()  # the convolutions' temporaries: this network's own, shared by its layers
-        convs = {name: _conv(weights[f"{name}.weight"], weights[f"{name}.bias"], name, mode, workspace)
-                 for name, _, _ in CONV_LAYERS}
+        convs = {name: _conv(weights, name, mode, binary, workspace) for name in CONV_NAMES}
         pool = MaxPool2 if pooling == "max" else AvgPool2
         self._layers = []
         for name in LAYER_NAMES:
@@ -123,8 +139,9 @@ class VGG16:
                 outputs[name] = x.copy() if name.startswith("conv") else x
         return outputs
 
-    def backward(self, tap_grads):
+    def backward(self, tap_grads, parameters=False):
         """Gradient at the input image of the last ``forward``, given {tap: dLoss/d(tap output)}.
+        With ``parameters``, each convolution also leaves its parameters' gradients in its ``grads``.
 
         The arrays of ``tap_grads`` are consumed: layers work on them in place.
         """
@@ -136,5 +153,5 @@ class VGG16:
                 else:  # in place: the gradient flowing down is a buffer of the layers' or a consumed tap's
                     grad += tap_grads[name]
             if grad is not None:
-                grad = layer.backward(grad)
+                grad = layer.backward(grad, parameters) if name.startswith("conv") else layer.backward(grad)
         return grad

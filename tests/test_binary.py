@@ -115,7 +115,7 @@ def test_xnor_layer_forward_and_straight_through_backward_match_hand_computation
     x = np.maximum(rng.standard_normal((c, h, w)), 0).astype(np.float32)  # post-ReLU
     wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
     b = rng.standard_normal(o).astype(np.float32)
-    layer = layers.XnorConv3x3(wt, b)
+    layer = layers.XnorConv3x3(binarize.untrained(wt, b))
     y = layer.forward(x)
 
     x64 = x.astype(np.float64)

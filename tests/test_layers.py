@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from artem_cli import layers
+from artem_cli import binarize, layers
 from artem_cli.vgg import CONV_LAYERS, VGG16
 
 
@@ -174,7 +174,7 @@ def test_two_networks_in_two_threads_never_touch_each_others_temporaries():
 
     def network():
         workspace = layers.Workspace()
-        return [layers.Conv3x3(weight, bias, workspace), layers.XnorConv3x3(weight, bias, workspace),
+        return [layers.Conv3x3(weight, bias, workspace), layers.XnorConv3x3(binarize.untrained(weight, bias), workspace),
                 layers.MaxPool2(), layers.Conv3x3(small, bias[:8], workspace)]  # im2col forward, taps backward
 
     def run(net, x, k):
