@@ -18,7 +18,7 @@ from .backend import DEVICES, array_module, array_module_for, available_memory, 
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
-from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, VGG16, check_layer_names
+from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer_names, untrained_binary
 
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
 MAX_SIZE = 8192
@@ -44,6 +44,10 @@ class Settings:
     original_colors: bool = False  # keep the content's colours (luminance transfer after)
     pooling: str = "max"  # or "avg"
     mode: str = "fp32"  # or "bwn" (binary weights) or "xnor" (binary weights and inputs)
+    binary_weights: str = "untrained"  # bwn, xnor: "trained" (weights/MODE.npz, made by `artem distill`),
+    # "untrained" (XNOR-Net's binarization of the fp32 weights), or a file made by `artem distill`
+    binary_from: str = None  # bwn, xnor: the first binary convolution, the ones before fp32
+    # (default: the trained file's first, or conv1_2 untrained)
     calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (measured
     # worse by the fp32 score on 3 pairs at 256 px; see BENCHMARKS.md)
     seed: int = 0
@@ -81,6 +85,8 @@ class Settings:
             raise ArtemError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.device not in DEVICES:
             raise ArtemError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.binary_from is not None and self.binary_from not in CONV_NAMES[1:]:
+            raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
         if self.device == "cuda" and self.mode == "xnor":
             raise ArtemError("--mode xnor runs on the CPU only for now (its CUDA kernels have not yet run on a GPU); use --device cpu")
 
@@ -250,7 +256,7 @@ def _mean_square(a):
     return float((a * a).mean())
 
 
-def _objective(net, settings, content_rgb, styles, reference=None):
+def build_objective(net, settings, content_rgb, styles, reference=None):
     """The objective of ``settings`` for content (already at the output's size) and style images.
 
     With a ``reference`` network (the fp32 one, for binarized modes), each layer's weight is scaled so
@@ -277,15 +283,56 @@ def _objective(net, settings, content_rgb, styles, reference=None):
     )
 
 
+def network_spec(spec):
+    """A network named as on the command line, ``MODE`` or ``MODE:WEIGHTS`` (WEIGHTS: trained,
+    untrained or a file made by ``artem distill``; bwn and xnor only), as Settings fields."""
+    mode, _, source = spec.partition(":")
+    if mode not in MODES:
+        raise ArtemError(f"unknown mode {mode}" + (f" in {spec!r}" if spec != mode else "") + f"; modes are {', '.join(MODES)}")
+    if source and mode not in ("bwn", "xnor"):
+        raise ArtemError(f"{spec!r}: only bwn and xnor have binary weights to choose")
+    return {"mode": mode, "binary_weights": source or Settings.binary_weights}
+
+
+def network(settings, vgg_weights):
+    """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``."""
+    return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights))
+
+
+def binary_layers(settings, vgg_weights):
+    """The binary convolutions of ``settings.mode`` (bwn, xnor) as ``settings.binary_weights`` and
+    ``settings.binary_from`` ask, or None for the float modes."""
+    if settings.mode not in ("bwn", "xnor"):
+        return None
+    if settings.binary_weights == "untrained":
+        return untrained_binary(vgg_weights, settings.binary_from or "conv1_2")
+    if settings.binary_weights == "trained":
+        path = weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[settings.mode]
+        if not path.is_file():
+            raise ArtemError(f"no trained {settings.mode} network at '{path}' (it comes with artem's source checkout); "
+                             "use --binary-weights untrained, or a file made by 'artem distill'")
+    else:
+        path = Path(settings.binary_weights)
+    layers, meta = weights.load_binary(path, array_module(vgg_weights["conv1_1.weight"]))
+    if meta["mode"] != settings.mode:
+        raise ArtemError(f"'{path}' holds a trained {meta['mode']} network, not {settings.mode}")
+    first = next(iter(layers))
+    if settings.binary_from is not None:
+        if CONV_NAMES.index(settings.binary_from) < CONV_NAMES.index(first):
+            raise ArtemError(f"'{path}' is binary from {first} on; binary-from must be {first} or a later layer")
+        layers = {k: v for k, v in layers.items() if CONV_NAMES.index(k) >= CONV_NAMES.index(settings.binary_from)}
+    return layers
+
+
 def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration, interruptible):
     vgg_weights = weights.load(weights.locate(weights_path), xp)
-    net = VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode)
+    net = network(settings, vgg_weights)
     content_rgb = xp.asarray(preprocess.resize(content, shape))
     content_x = preprocess.to_vgg(content_rgb)
     reference = None
     if settings.mode != "fp32" and settings.calibrate:
         reference = VGG16(vgg_weights, pooling=settings.pooling)
-    objective = _objective(net, settings, content_rgb, styles, reference)
+    objective = build_objective(net, settings, content_rgb, styles, reference)
     del reference
 
     rng = np.random.default_rng(settings.seed)
@@ -344,7 +391,7 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     shape = image.shape[1:]
     _check_depth(shape, settings, "image")
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
-    objective = _objective(net, settings, preprocess.resize(content, shape), styles)
+    objective = build_objective(net, settings, preprocess.resize(content, shape), styles)
     total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
     return {"total": total, **objective.parts}
 

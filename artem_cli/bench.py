@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import weights
+from .api import Settings, network, network_spec
 from .backend import array_module, array_module_for
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
@@ -116,7 +117,7 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
-              "seconds": {mode: artem_pass(VGG16(w, mode=mode), image, repeats) for mode in modes}}
+              "seconds": {spec: artem_pass(network(Settings(**network_spec(spec)), w), image, repeats) for spec in modes}}
     if device == "cuda":
         result["sgemm_mac_per_s"] = sgemm_rate(xp)
     elif with_torch:

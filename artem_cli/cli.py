@@ -46,7 +46,9 @@ class NumberList(click.ParamType):
 
 
 class ModeList(click.ParamType):
-    """``fp32,bwn`` -> ("fp32", "bwn"), each one of the network's modes."""
+    """``fp32,bwn,xnor:untrained`` -> ("fp32", "bwn", "xnor:untrained"): networks as
+    ``api.network_spec`` takes them (a mode, and for bwn and xnor optionally :trained, :untrained or
+    :FILE)."""
 
     name = "modes"
 
@@ -54,9 +56,11 @@ class ModeList(click.ParamType):
         if isinstance(value, tuple):
             return value
         modes = tuple(m.strip() for m in value.split(","))
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            self.fail(f"unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}", param, ctx)
+        for spec in modes:
+            try:
+                api.network_spec(spec)
+            except ArtemError as e:
+                self.fail(str(e), param, ctx)
         return modes
 
 
@@ -137,6 +141,12 @@ D = api.Settings()
 @click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
               help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
                    "random: random weights of each layer's scale (a baseline).")
+@click.option("--binary-weights", default=D.binary_weights, show_default=True,
+              help="bwn, xnor: 'trained' (distilled from fp32, shipped in weights/), 'untrained' (XNOR-Net's "
+                   "binarization of fp32), or a file made by 'artem distill'.")
+@click.option("--binary-from", default=None,
+              help="bwn, xnor: the first binary convolution (the ones before stay fp32). "
+                   "[default: the trained network's, or conv1_2]")
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
               help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network.")
 @click.option("--seed", type=int, default=D.seed, show_default=True)
@@ -417,3 +427,73 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, device, weigh
             click.echo(line)
         click.echo(f"  ideal XNOR-popcount loop (registers and L1 only, every thread), same run: {ceiling:.1f} G binary MAC/s;"
                    " '10x fp32/ideal' is the share of it that 10x the fp32 layer's rate would take")
+
+
+@main.command()
+@click.option("--mode", type=click.Choice(["bwn", "xnor"]), default="bwn", show_default=True,
+              help="The network to train: binary weights (bwn), or binary weights and inputs (xnor).")
+@click.option("--binary-from", default="conv1_2", show_default=True,
+              help="The first binary convolution; those before it stay full precision.")
+@click.option("--steps", type=int, default=1000, show_default=True)
+@click.option("--batch", type=int, default=4, show_default=True, help="Images per step.")
+@click.option("--stylized", type=int, default=1, show_default=True,
+              help="Of each batch, how many are the student's own stylizations (0: photos only).")
+@click.option("--crop", type=int, default=128, show_default=True, help="Training crops' side, in pixels.")
+@click.option("--lr", type=float, default=0.01, show_default=True,
+              help="Adam's learning rate, in units of each parameter's initial size (cosine decay).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
+              help="A folder of more training images (repeat for several).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint file, written every --checkpoint-every steps. [default: OUTPUT.ckpt.npz]")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--resume", is_flag=True, help="Go on from the checkpoint.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="The trained binary weights. [default: distilled_MODE.npz]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resume, output, overwrite, weights_path,
+            quiet, **options):
+    """Train the binarized VGG16 from the fp32 one (distillation) and write its binary weights."""
+    from tqdm import tqdm
+
+    from . import distill as training
+
+    output = output or Path(f"distilled_{mode}.npz")
+    checkpoint = checkpoint or output.with_name(output.name + ".ckpt.npz")
+    settings = training.DistillSettings(mode=mode, binary_from=binary_from, **options)
+    bar = None
+
+    def progress(step, loss):
+        nonlocal bar
+        if bar is None and not quiet:
+            bar = tqdm(total=settings.steps, initial=step - 1, unit="step", dynamic_ncols=True, file=sys.stderr)
+        if bar is not None:
+            bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+            bar.update(1)
+
+    try:
+        settings.validate()
+        if output.exists() and not overwrite:
+            raise ArtemError(f"output '{output}' already exists; pass --overwrite to replace it")
+        if resume and not checkpoint.is_file():
+            raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
+        with StopOnSignals():
+            trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
+                                       weights_path, progress)
+    except ArtemError as e:
+        if bar is not None:
+            bar.close()
+        _fail(e)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo(f"Interrupted: the last checkpoint, {checkpoint}, holds the training so far; go on with --resume",
+                   err=True)
+        sys.exit(130)
+    if bar is not None:
+        bar.close()
+    steps, loss = trainer.history[-1]
+    click.echo(f"{output}: {steps} steps, final loss {loss:.4g}", err=True)

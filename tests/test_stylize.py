@@ -197,9 +197,9 @@ def test_calibration_gives_binarized_layers_their_fp32_shares(images, weights_pa
     settings = Settings(size=64, mode="bwn")
     w = weights.load(weights_path)
     rgb = preprocess.resize(content, (43, 64))
-    fp32 = api._objective(VGG16(w), settings, rgb, [style])
-    plain = api._objective(VGG16(w, mode="bwn"), settings, rgb, [style])
-    calibrated = api._objective(VGG16(w, mode="bwn"), settings, rgb, [style], reference=VGG16(w))
+    fp32 = api.build_objective(VGG16(w), settings, rgb, [style])
+    plain = api.build_objective(VGG16(w, mode="bwn"), settings, rgb, [style])
+    calibrated = api.build_objective(VGG16(w, mode="bwn"), settings, rgb, [style], reference=VGG16(w))
     for objective in (fp32, plain, calibrated):
         objective.loss(preprocess.to_vgg(rgb))
 
