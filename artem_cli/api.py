@@ -53,7 +53,7 @@ class Settings:
     seed: int = 0
     device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (fp32, bwn, random)
 
-    def validate(self, n_styles):
+    def validate(self, n_styles=None):
         if not 16 <= self.size <= MAX_SIZE:
             raise ArtemError(f"size must be between 16 and {MAX_SIZE} pixels, not {self.size}")
         if self.iterations < 1:
@@ -75,7 +75,7 @@ class Settings:
             if any(not (math.isfinite(w) and w >= 0) for _, w in layers):
                 raise ArtemError(f"{label} layer weights must be finite numbers >= 0")
         if self.style_blend is not None:
-            if len(self.style_blend) != n_styles:
+            if n_styles is not None and len(self.style_blend) != n_styles:
                 raise ArtemError(f"style-blend has {len(self.style_blend)} weights for {n_styles} style images")
             if any(not (math.isfinite(w) and w >= 0) for w in self.style_blend) or sum(self.style_blend) <= 0:
                 raise ArtemError("style-blend weights must be >= 0 and not all zero")
@@ -220,78 +220,200 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
     Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far;
     ``interruptible`` (an ``Interruptible``) tells a signal handler when an interrupt is welcome.
+    For many content images after the same styles, a ``Stylizer`` builds the network and the style
+    targets once.
     """
     settings = settings or Settings()
     settings.validate(len(styles))
-    if not styles:
-        raise ArtemError("at least one style image is needed")
-    shape = preprocess.scaled_shape(content.shape, settings.size)
-    _check_depth(shape, settings, "content image")
-    for style in styles:
-        _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
-    xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
-    _check_memory(shape, settings, xp)
-    try:
-        return _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration,
-                    interruptible or Interruptible())
-    except MemoryError:  # CuPy's OutOfMemoryError is one too
-        where = "" if xp is np else " on the GPU"
-        raise ArtemError(f"out of memory{where} at {shape[1]}x{shape[0]}; use a smaller --size") from None
+    _check_memory(_check_content(content, settings), settings, array_module_for(settings.device))  # before any work
+    stylizer = Stylizer(settings, weights_path=weights_path)
+    return stylizer.stylize(content, stylizer.targets(styles), init_image=init_image, on_iteration=on_iteration,
+                            interruptible=interruptible)
 
 
-def _targets(net, settings, content_rgb, styles):
-    """{layer: content features} and {layer: blended style Gram} of ``net``."""
-    xp = array_module(content_rgb)
-    content = net.forward(preprocess.to_vgg(content_rgb), [name for name, _ in settings.content_layers])
+@dataclasses.dataclass
+class Targets:
+    """What content images are painted towards: the blended Gram matrices of a set of style images
+    at each style layer, in the network (``grams``) and, when calibrating, in the fp32 reference."""
+
+    grams: dict
+    reference_grams: dict = None
+
+
+def style_grams(net, settings, styles):
+    """{style layer: the Gram matrix of ``styles`` (host RGB arrays, each resized to the run's style
+    size) in ``net``, blended by ``settings.style_blend``}."""
+    xp = array_module(net.layer("conv1_1").weight)
     style_layers = [name for name, _ in settings.style_layers]
     grams = {name: 0.0 for name in style_layers}
     for share, style in zip(settings.blend(len(styles)), styles):
         shape = _style_shape(style, settings.size, settings.style_scale)
         features = net.forward(preprocess.to_vgg(xp.asarray(preprocess.resize(style, shape))), style_layers)
         grams = {name: grams[name] + share * gram(features[name]) for name in style_layers}
-    return content, grams
+    return grams
+
+
+def _check_content(content, settings):
+    shape = preprocess.scaled_shape(content.shape, settings.size)
+    _check_depth(shape, settings, "content image")
+    return shape
+
+
+class _MemoryErrors:
+    """Out of memory (CuPy's OutOfMemoryError is a MemoryError too) as one clear ArtemError."""
+
+    def __init__(self, xp, shape):
+        self.xp, self.shape = xp, shape
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None and issubclass(kind, MemoryError):
+            where = "" if self.xp is np else " on the GPU"
+            raise ArtemError(f"out of memory{where} at {self.shape[1]}x{self.shape[0]}; use a smaller --size") from None
+
+
+class Stylizer:
+    """The network of ``settings``, built once, and what it paints with: the targets of a set of style
+    images (``targets``, computed once), then any number of content images (``stylize``). What
+    ``artem batch`` runs; ``stylize`` is one Stylizer used once. A Stylizer serves one caller at a
+    time (its network keeps the state of the pass in progress)."""
+
+    def __init__(self, settings=None, *, weights_path=None):
+        self.settings = settings = settings or Settings()
+        settings.validate()
+        self.xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
+        with _MemoryErrors(self.xp, (settings.size, settings.size)):
+            vgg_weights = weights.load(weights.locate(weights_path), self.xp)
+            self.net = network(settings, vgg_weights)
+            self.reference = None
+            if settings.mode != "fp32" and settings.calibrate:
+                self.reference = VGG16(vgg_weights, pooling=settings.pooling)
+
+    def targets(self, styles):
+        """The ``Targets`` of ``styles`` (host RGB arrays (3, H, W) 0..1)."""
+        settings = self.settings
+        if not styles:
+            raise ArtemError("at least one style image is needed")
+        settings.validate(len(styles))
+        for style in styles:
+            _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
+        with _MemoryErrors(self.xp, (settings.size, settings.size)):
+            reference = None if self.reference is None else style_grams(self.reference, settings, styles)
+            return Targets(style_grams(self.net, settings, styles), reference)
+
+    def stylize(self, content, targets, *, init_image=None, iterations=None, on_iteration=None, interruptible=None):
+        """Stylize ``content`` towards ``targets``, as ``artem_cli.stylize`` does. ``init_image`` (RGB),
+        when given, is the starting image whatever ``settings.init`` says; ``iterations`` overrides
+        ``settings.iterations``."""
+        shape = _check_content(content, self.settings)
+        _check_memory(shape, self.settings, self.xp)
+        with _MemoryErrors(self.xp, shape):
+            return self._run(content, targets, shape, init_image, iterations or self.settings.iterations,
+                             on_iteration, interruptible or Interruptible())
+
+    def _run(self, content, targets, shape, init_image, iterations, on_iteration, interruptible):
+        xp, settings = self.xp, self.settings
+        content_rgb = xp.asarray(preprocess.resize(content, shape))
+        content_x = preprocess.to_vgg(content_rgb)
+        objective = build_objective(self.net, settings, content_rgb, targets, self.reference)
+
+        rng = np.random.default_rng(settings.seed)
+        if init_image is not None:
+            x0 = preprocess.to_vgg(xp.asarray(preprocess.resize(init_image, shape)))
+        elif settings.init == "content":
+            x0 = content_x.copy()
+        elif settings.init == "random":
+            x0 = xp.asarray(rng.standard_normal(content_x.shape, dtype=np.float32) * 16)
+        else:
+            raise ArtemError("init names a file, but no init image was given")
+
+        def finish(x):
+            rgb = xp.clip(preprocess.from_vgg(x), 0, 1)
+            return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
+
+        if settings.optimizer == "lbfgs":
+            optimizer = LBFGS(objective, x0, history=settings.history)
+        else:
+            optimizer = Adam(objective, x0, lr=settings.lr)
+
+        start, history, interrupted, x = time.perf_counter(), [], False, x0
+        try:
+            for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
+                history.append(value)
+                if on_iteration is not None:
+                    current = x
+                    on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
+            interruptible.now = False  # inside the try: an interrupt just before this line is caught below
+        except KeyboardInterrupt:
+            interrupted = True
+        interruptible.now = False
+        seconds = time.perf_counter() - start
+        image = to_host(finish(x)).astype(np.float32)
+        saved = io.quantize(image)
+        total, _ = objective.loss(preprocess.to_vgg(xp.asarray(saved)))
+        return Result(
+            image=image,
+            iterations=len(history),
+            evaluations=optimizer.evaluations,
+            seconds=seconds,
+            stop_reason="interrupted" if interrupted else optimizer.stop_reason,
+            interrupted=interrupted,
+            initial_losses=objective.initial,
+            losses={"total": total, **objective.parts},
+            history=history,
+        )
 
 
 def _mean_square(a):
     return float((a * a).mean())
 
 
-def build_objective(net, settings, content_rgb, styles, reference=None):
-    """The objective of ``settings`` for content (already at the output's size) and style images.
+def build_objective(net, settings, content_rgb, targets, reference=None):
+    """The objective of ``settings`` for a content image (already at the output's size) and the style
+    ``targets`` (``Targets``, of the same network).
 
-    With a ``reference`` network (the fp32 one, for binarized modes), each layer's weight is scaled so
-    that its term weighs what it weighs in the reference: by the ratio of the mean squares of the
-    targets (features for content, Grams for style) in the reference and in ``net``. A binarized
-    network's feature scales differ per layer by orders of magnitude, so without this the same loss
-    weights would hand one layer the whole objective.
+    With a ``reference`` network (the fp32 one, for binarized modes; ``targets.reference_grams`` then
+    its Grams), each layer's weight is scaled so that its term weighs what it weighs in the
+    reference: by the ratio of the mean squares of the targets (features for content, Grams for
+    style) in the reference and in ``net``. A binarized network's feature scales differ per layer by
+    orders of magnitude, so without this the same loss weights would hand one layer the whole
+    objective.
     """
     xp = array_module(content_rgb)
-    content, grams = _targets(net, settings, content_rgb, styles)
+    content_layers = [name for name, _ in settings.content_layers]
+    content = net.forward(preprocess.to_vgg(content_rgb), content_layers)
     content_weights, style_weights = dict(settings.content_layers), dict(settings.style_layers)
     if reference is not None:
-        ref_content, ref_grams = _targets(reference, settings, content_rgb, styles)
+        ref_content = reference.forward(preprocess.to_vgg(content_rgb), content_layers)
         for name in content_weights:
             content_weights[name] *= _mean_square(ref_content[name]) / max(_mean_square(content[name]), 1e-30)
         for name in style_weights:
-            style_weights[name] *= _mean_square(ref_grams[name]) / max(_mean_square(grams[name]), 1e-30)
+            style_weights[name] *= (_mean_square(targets.reference_grams[name])
+                                    / max(_mean_square(targets.grams[name]), 1e-30))
     return Objective(
         net,
         settings,
         {name: (content_weights[name], content[name]) for name in content_weights},
-        {name: (style_weights[name], grams[name]) for name in style_weights},
+        {name: (style_weights[name], targets.grams[name]) for name in style_weights},
         *preprocess.valid_range(xp),
     )
 
 
 def network_spec(spec):
-    """A network named as on the command line, ``MODE`` or ``MODE:WEIGHTS`` (WEIGHTS: trained,
-    untrained or a file made by ``artem distill``; bwn and xnor only), as Settings fields."""
-    mode, _, source = spec.partition(":")
+    """A network named as on the command line, ``MODE[:WEIGHTS][@LAYER]`` (bwn and xnor only: WEIGHTS
+    trained, untrained or a file made by ``artem distill``, LAYER the first binary convolution), as
+    Settings fields: ``xnor``, ``bwn:untrained``, ``xnor:untrained@conv3_1``, ``bwn:my.npz``."""
+    spec_mode, _, binary_from = spec.partition("@")
+    mode, _, source = spec_mode.partition(":")
     if mode not in MODES:
         raise ArtemError(f"unknown mode {mode}" + (f" in {spec!r}" if spec != mode else "") + f"; modes are {', '.join(MODES)}")
-    if source and mode not in ("bwn", "xnor"):
+    if (source or binary_from) and mode not in ("bwn", "xnor"):
         raise ArtemError(f"{spec!r}: only bwn and xnor have binary weights to choose")
-    return {"mode": mode, "binary_weights": source or Settings.binary_weights}
+    if binary_from and binary_from not in CONV_NAMES[1:]:
+        raise ArtemError(f"{spec!r}: the first binary layer must be one of {', '.join(CONV_NAMES[1:])}")
+    return {"mode": mode, "binary_weights": source or Settings.binary_weights, "binary_from": binary_from or None}
 
 
 def network(settings, vgg_weights):
@@ -324,64 +446,6 @@ def binary_layers(settings, vgg_weights):
     return layers
 
 
-def _run(xp, content, styles, settings, shape, weights_path, init_image, on_iteration, interruptible):
-    vgg_weights = weights.load(weights.locate(weights_path), xp)
-    net = network(settings, vgg_weights)
-    content_rgb = xp.asarray(preprocess.resize(content, shape))
-    content_x = preprocess.to_vgg(content_rgb)
-    reference = None
-    if settings.mode != "fp32" and settings.calibrate:
-        reference = VGG16(vgg_weights, pooling=settings.pooling)
-    objective = build_objective(net, settings, content_rgb, styles, reference)
-    del reference
-
-    rng = np.random.default_rng(settings.seed)
-    if settings.init == "content":
-        x0 = content_x.copy()
-    elif settings.init == "random":
-        x0 = xp.asarray(rng.standard_normal(content_x.shape, dtype=np.float32) * 16)
-    else:
-        if init_image is None:
-            raise ArtemError("init names a file, but no init image was given")
-        x0 = preprocess.to_vgg(xp.asarray(preprocess.resize(init_image, shape)))
-
-    def finish(x):
-        rgb = xp.clip(preprocess.from_vgg(x), 0, 1)
-        return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
-
-    if settings.optimizer == "lbfgs":
-        optimizer = LBFGS(objective, x0, history=settings.history)
-    else:
-        optimizer = Adam(objective, x0, lr=settings.lr)
-
-    start, history, interrupted, x = time.perf_counter(), [], False, x0
-    try:
-        for i, (x, value) in enumerate(optimizer.run(settings.iterations), start=1):
-            history.append(value)
-            if on_iteration is not None:
-                current = x
-                on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
-        interruptible.now = False  # inside the try: an interrupt just before this line is caught below
-    except KeyboardInterrupt:
-        interrupted = True
-    interruptible.now = False
-    seconds = time.perf_counter() - start
-    image = to_host(finish(x)).astype(np.float32)
-    saved = io.quantize(image)
-    total, _ = objective.loss(preprocess.to_vgg(xp.asarray(saved)))
-    return Result(
-        image=image,
-        iterations=len(history),
-        evaluations=optimizer.evaluations,
-        seconds=seconds,
-        stop_reason="interrupted" if interrupted else optimizer.stop_reason,
-        interrupted=interrupted,
-        initial_losses=objective.initial,
-        losses={"total": total, **objective.parts},
-        history=history,
-    )
-
-
 def score(image, content, styles, settings=None, *, weights_path=None):
     """The full-precision network's losses of ``image`` (RGB (3, H, W) 0..1, e.g. a saved result)
     against ``content`` and ``styles``, with the layers and weights of ``settings`` (whatever its
@@ -391,7 +455,7 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     shape = image.shape[1:]
     _check_depth(shape, settings, "image")
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
-    objective = build_objective(net, settings, preprocess.resize(content, shape), styles)
+    objective = build_objective(net, settings, preprocess.resize(content, shape), Targets(style_grams(net, settings, styles)))
     total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
     return {"total": total, **objective.parts}
 

@@ -114,44 +114,58 @@ def main():
 
 D = api.Settings()
 
+SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
+    click.option("--size", type=int, default=D.size, show_default=True, help="Longest side of the output in pixels."),
+    click.option("--iterations", type=int, default=D.iterations, show_default=True),
+    click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=D.optimizer, show_default=True),
+    click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam's learning rate, in 0..255 pixel levels."),
+    click.option("--history", type=int, default=D.history, show_default=True, help="L-BFGS history length."),
+    click.option("--content-weight", type=float, default=D.content_weight, show_default=True),
+    click.option("--style-weight", type=float, default=D.style_weight, show_default=True),
+    click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True, help="Total-variation (smoothness) weight."),
+    click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True,
+                 help="Comma-separated layers, each with an optional :weight."),
+    click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True,
+                 help="Comma-separated layers, each with an optional :weight."),
+    click.option("--style-blend", type=NumberList(), default=None, help="Weights of the style images, e.g. 0.7,0.3."),
+    click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
+                 help="Style images are resized to SIZE x STYLE_SCALE."),
+    click.option("--init", default=D.init, show_default=True,
+                 help="content, random, or an image file (batch: also previous, the previous image's result)."),
+    click.option("--original-colors", is_flag=True, help="Keep the content's colours."),
+    click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True),
+    click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
+                 help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
+                      "random: random weights of each layer's scale (a baseline)."),
+    click.option("--binary-weights", default=D.binary_weights, show_default=True,
+                 help="bwn, xnor: 'trained' (distilled from fp32, shipped in weights/), 'untrained' (XNOR-Net's "
+                      "binarization of fp32), or a file made by 'artem distill'."),
+    click.option("--binary-from", default=None,
+                 help="bwn, xnor: the first binary convolution (the ones before stay fp32). "
+                      "[default: the trained network's, or conv1_2]"),
+    click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
+                 help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network."),
+    click.option("--seed", type=int, default=D.seed, show_default=True),
+    click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
+                 help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'); not with --mode xnor."),
+]
+
+
+def settings_options(command):
+    """``command`` with an option for every field of ``api.Settings`` (passed on as keywords)."""
+    for option in reversed(SETTINGS_OPTIONS):
+        command = option(command)
+    return command
+
+
+
 
 @main.command()
 @click.argument("content", type=click.Path(path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
-@click.option("--size", type=int, default=D.size, show_default=True, help="Longest side of the output in pixels.")
-@click.option("--iterations", type=int, default=D.iterations, show_default=True)
-@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=D.optimizer, show_default=True)
-@click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam's learning rate, in 0..255 pixel levels.")
-@click.option("--history", type=int, default=D.history, show_default=True, help="L-BFGS history length.")
-@click.option("--content-weight", type=float, default=D.content_weight, show_default=True)
-@click.option("--style-weight", type=float, default=D.style_weight, show_default=True)
-@click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True, help="Total-variation (smoothness) weight.")
-@click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True,
-              help="Comma-separated layers, each with an optional :weight.")
-@click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True,
-              help="Comma-separated layers, each with an optional :weight.")
-@click.option("--style-blend", type=NumberList(), default=None, help="Weights of the style images, e.g. 0.7,0.3.")
-@click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
-              help="Style images are resized to SIZE x STYLE_SCALE.")
-@click.option("--init", default=D.init, show_default=True, help="content, random, or an image file.")
-@click.option("--original-colors", is_flag=True, help="Keep the content's colours.")
-@click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True)
-@click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
-              help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
-                   "random: random weights of each layer's scale (a baseline).")
-@click.option("--binary-weights", default=D.binary_weights, show_default=True,
-              help="bwn, xnor: 'trained' (distilled from fp32, shipped in weights/), 'untrained' (XNOR-Net's "
-                   "binarization of fp32), or a file made by 'artem distill'.")
-@click.option("--binary-from", default=None,
-              help="bwn, xnor: the first binary convolution (the ones before stay fp32). "
-                   "[default: the trained network's, or conv1_2]")
-@click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
-              help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network.")
-@click.option("--seed", type=int, default=D.seed, show_default=True)
-@click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
-              help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'); not with --mode xnor.")
+@settings_options
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -205,6 +219,109 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
     if stop.received is not None:
         click.echo(f"{stop.name()} arrived after the last iteration; the finished result is saved", err=True)
         sys.exit(stop.exit_status())
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True,
+              help="A style image (repeat to blend several, as with stylize).")
+@click.option("--style-dir", type=click.Path(path_type=Path), default=None,
+              help="Paint every image after every style image of this folder instead.")
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Folder for the results and the manifest.")
+@settings_options
+@click.option("--template", default=None,
+              help="Output names, from {stem} (the input's) and {style}. [default: {stem}.png; {stem}_{style}.png with --style-dir]")
+@click.option("--recursive", is_flag=True, help="Also the images in subfolders (their structure is kept).")
+@click.option("--include", multiple=True, help="Only images whose name or relative path matches this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Not the images whose name or relative path matches this glob (repeatable).")
+@click.option("--first-iterations", type=click.IntRange(min=1), default=None,
+              help="With --init previous: the first frame's iterations. [default: --iterations]")
+@click.option("--force", is_flag=True, help="Redo every image, also when the output folder holds a batch of other settings.")
+@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force,
+          weights_path, quiet, as_json, **options):
+    """Paint every image of FOLDER after the --style images (or each image of --style-dir) into
+    OUT_DIR, building the network and the style targets once. Resumable: a rerun skips what is
+    done. --init previous starts each image from the previous result (frames of a video)."""
+    from tqdm import tqdm
+
+    from . import batch as batches
+
+    init_previous = options["init"] == "previous"
+    if init_previous:
+        options["init"] = "content"
+    settings = api.Settings(**options)
+    tty = sys.stderr.isatty() and not quiet
+    bars = {}
+
+    def on_start(job, index, total):
+        if tty:
+            bars.setdefault("images", tqdm(total=total, unit="image", dynamic_ncols=True, file=sys.stderr))
+            bars["images"].n = index
+            bars["images"].set_description_str(str(job.content))
+            bars["images"].refresh()
+            bars["image"] = tqdm(total=settings.iterations, unit="it", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def on_iteration(i, value, parts, image):
+        if "image" in bars:
+            bars["image"].set_postfix_str(f"loss {value:.4g}", refresh=False)
+            bars["image"].update(1)
+
+    def on_done(job, entry):
+        if "image" in bars:
+            bars.pop("image").close()
+        if entry["state"] == "failed":
+            line = f"failed: {job.content}: {entry['error']}"
+        else:
+            line = (f"{job.output}: {entry['iterations']} iterations in {entry['seconds']:.1f} s, "
+                    f"loss {entry['losses']['total']:.4g}")
+        if not quiet or entry["state"] == "failed":
+            (bars["images"].write if "images" in bars else click.echo)(line, file=sys.stderr)
+
+    def close_bars():
+        for bar in bars.values():
+            bar.close()
+
+    with StopOnSignals() as stop:
+        try:
+            if bool(styles) == bool(style_dir):
+                raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
+            if style_dir is not None:
+                style_sets = [(style_dir / p,) for p in batches.list_images(style_dir)]
+                if not style_sets:
+                    raise ArtemError(f"no image files in the style folder '{style_dir}'")
+            else:
+                style_sets = [tuple(styles)]
+            for path in {p for s in style_sets for p in s}:
+                io.read_image(path, "style image")  # a bad style fails the batch now, not image by image
+            summary = batches.run(folder, out_dir, style_sets, settings,
+                                  template=template or ("{stem}_{style}.png" if style_dir else "{stem}.png"),
+                                  recursive=recursive, include=include, exclude=exclude, init_previous=init_previous,
+                                  first_iterations=first_iterations, force=force, weights_path=weights_path,
+                                  on_start=on_start, on_done=on_done, on_iteration=on_iteration,
+                                  interruptible=stop.interruptible)
+        except ArtemError as e:
+            close_bars()
+            _fail(e)
+        except KeyboardInterrupt:
+            summary = None
+        close_bars()
+    if summary is None or summary.interrupted:
+        done = "" if summary is None else f"{len(summary.done)} images done in this run; "
+        click.echo(f"Interrupted ({stop.name()}): {done}the manifest keeps every finished image; run again to go on",
+                   err=True)
+        sys.exit(stop.exit_status())
+    if as_json:
+        click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+                               "seconds": round(summary.seconds, 3), "images": summary.images}, indent=1))
+    click.echo(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
+               f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
+    for key, error in summary.failed.items():
+        click.echo(f"  failed: {key}: {error}", err=True)
+    if summary.failed:
+        sys.exit(1)
 
 
 @main.command()
@@ -294,7 +411,8 @@ class ChannelList(click.ParamType):
 @main.command()
 @click.option("--layer", default="relu3_1", show_default=True, help="The layer whose channels to show.")
 @click.option("--channels", type=ChannelList(), default="0-15", show_default=True)
-@click.option("--mode", type=click.Choice(MODES), default="fp32", show_default=True)
+@click.option("--mode", default="fp32", show_default=True,
+              help="The network: a mode, or MODE:WEIGHTS[@LAYER] as for compare (e.g. xnor:untrained).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Grid PNG. [default: visualize_LAYER_MODE.png]")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
@@ -304,8 +422,9 @@ class ChannelList(click.ParamType):
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
     """Render the images that most excite CHANNELS of LAYER, one grid PNG per run."""
-    output = output or Path(f"visualize_{layer}_{mode}.png")
+    output = output or Path(f"visualize_{layer}_{quality.label(mode)}.png")
     try:
+        api.network_spec(mode)
         check_layer_names([layer])
         io.check_writable(output, overwrite)
         images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,
@@ -350,14 +469,32 @@ def weights_convert(source, destination):
 
 @weights_group.command("info")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-def weights_info(weights_path):
-    """Where the weights are, their checksum and size."""
+@click.option("--binary-weights", default=D.binary_weights, show_default=True,
+              help="Which binary networks --mode bwn and xnor would use: trained, untrained or a file.")
+def weights_info(weights_path, binary_weights):
+    """Where the weights are, their checksum and size, and which binary networks bwn and xnor use."""
     try:
         facts = weights.info(weights.locate(weights_path))
+        for mode in weights.BINARY_FILES:
+            facts[f"{mode} network"] = _binary_network(mode, binary_weights)
     except ArtemError as e:
         _fail(e)
     for key, value in facts.items():
         click.echo(f"{key}: {value}")
+
+
+def _binary_network(mode, source):
+    """One line on the binary network ``--mode MODE --binary-weights SOURCE`` uses."""
+    if source == "untrained":
+        return "untrained: XNOR-Net's binarization of the fp32 weights, binary from conv1_2"
+    path = weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode] if source == "trained" else Path(source)
+    if not path.is_file():
+        return f"none: no file '{path}'"
+    facts = weights.binary_info(path)
+    if facts["mode"] != mode:
+        return f"none: '{path}' holds a {facts['mode']} network"
+    return (f"trained: {facts['path']} ({facts['bytes']:,} bytes), binary from {facts['binary_from']}, "
+            f"made by '{facts['made_by']}' in {facts['seconds']} s")
 
 
 @main.command()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import binarize, io, preprocess, weights
-from .api import DEFAULT_STYLE_LAYERS, Settings, build_objective
+from .api import DEFAULT_STYLE_LAYERS, Settings, Targets, build_objective, style_grams
 from .backend import array_module, array_module_for, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss
@@ -186,14 +186,14 @@ class Student:
                                              self.part(params, name, "bias"), shift)
         return {**out, **self.untrained}
 
-    def gradient(self, net):
-        """dLoss/dθ; the latent weights get the gradient of their signs (straight-through)."""
+    def gradient(self, grads):
+        """dLoss/dθ from {layer: its parameter gradients}; the latent weights get the gradient of
+        their signs (straight-through)."""
         grad = self.xp.zeros_like(self.theta0)
         for name in self.names:
-            g = net.layer(name).grads
             for part, key in (("latent", "signs"), ("alpha", "alpha"), ("bias", "bias"), ("shift", "shift")):
-                if key in g:
-                    self.part(grad, name, part)[...] = g[key]
+                if key in grads[name]:
+                    self.part(grad, name, part)[...] = grads[name][key]
         return grad * self.scale
 
 
@@ -262,7 +262,8 @@ class Trainer:
         s = self.settings
         rng = np.random.default_rng([s.seed, step, 1])
         content, style = self._crop(rng), self._crop(rng)
-        objective = build_objective(self.network(theta), Settings(size=s.crop), content, [to_host(style)])
+        net, settings = self.network(theta), Settings(size=s.crop)
+        objective = build_objective(net, settings, content, Targets(style_grams(net, settings, [to_host(style)])))
         x = preprocess.to_vgg(content)
         for x, _ in LBFGS(objective, x, history=10).run(s.stylize_iterations):
             pass
@@ -279,13 +280,16 @@ class Trainer:
         return [self._crop(rng) for _ in range(s.batch - len(chosen))] + chosen
 
     def loss(self, theta, step):
+        """The mean distillation loss of ``step``'s batch at θ, and its gradient."""
         net = self.network(theta)
         images = self.batch(theta, step)
-        total, grad = 0.0, self.xp.zeros_like(theta)
+        total, sums = 0.0, {}
         for image in images:
             total += distill_loss(net, self.teacher, preprocess.to_vgg(image), self.settings)
-            grad += self.student.gradient(net)
-        return total / len(images), grad / len(images)
+            for name in self.student.names:
+                grads = net.layer(name).grads
+                sums[name] = {k: sums[name][k] + g for k, g in grads.items()} if name in sums else grads
+        return total / len(images), self.student.gradient(sums) / len(images)
 
     def learning_rate(self, step):
         return self.settings.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / self.settings.steps))
@@ -299,10 +303,10 @@ class Trainer:
         adam = Adam(lambda t: self.loss(t, adam.steps + 1), theta, lr=self.learning_rate, state=state)
         for theta, value in adam.run(self.settings.steps - adam.steps):
             self.history.append((adam.steps, value))
-            if progress is not None:
-                progress(adam.steps, value)
             if checkpoint is not None and (adam.steps % checkpoint_every == 0 or adam.steps == self.settings.steps):
                 self.save_checkpoint(checkpoint, theta, adam.state())
+            if progress is not None:
+                progress(adam.steps, value)
         return theta
 
     def save_checkpoint(self, path, theta, state):

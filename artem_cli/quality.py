@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
 from .api import DEFAULT_STYLE_LAYERS, Settings, network, network_spec, score, stylize
@@ -16,8 +16,9 @@ from .vgg import MODES
 def label(spec):
     """A network spec (``api.network_spec``) as a short name for files and tables: a weights file by
     its stem."""
+    spec, _, binary_from = spec.partition("@")
     mode, _, source = spec.partition(":")
-    return f"{mode}-{Path(source).stem}" if source else mode
+    return (f"{mode}-{Path(source).stem}" if source else mode) + (f"@{binary_from}" if binary_from else "")
 
 
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
@@ -50,20 +51,30 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
     return rows
 
 
+LABEL = 20  # pixels of a grid's text lines
+
+
 def grid(rows, contents, path, cell=160):
-    """One row per (content, style) pair: the content, then the result of each mode (the style
-    images stay out, so that the grid can be shared where the paintings may not be copied)."""
+    """One row per (content, style) pair, named above it ("content × style"): the content, then the
+    result of each network, named at the top of its column. The style images stay out, so that the
+    grid can be shared where the paintings may not be copied."""
     out_dir = Path(path).parent
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     results = {(r["content_image"], r["style_image"], r["mode"]): out_dir / r["file"] for r in rows}
     pairs = list(dict.fromkeys((c, s) for c, s, _ in results))
     sources = {Path(p).stem: p for p in contents}
-    canvas = Image.new("RGB", (cell * (1 + len(modes)), cell * len(pairs)), "white")
+    canvas = Image.new("RGB", (cell * (1 + len(modes)), LABEL + len(pairs) * (LABEL + cell)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
+    for j, name in enumerate(["content", *modes]):
+        draw.text((j * cell + cell // 2, LABEL // 2), name, fill="black", font=font, anchor="mm")
     for i, (c, s) in enumerate(pairs):
+        top = LABEL + i * (LABEL + cell)
+        draw.text((4, top + LABEL // 2), f"{c} × {s}", fill="black", font=font, anchor="lm")
         for j, f in enumerate([sources[c], *(results[c, s, m] for m in modes)]):
             img = Image.open(f).convert("RGB")
             img.thumbnail((cell, cell))
-            canvas.paste(img, (j * cell + (cell - img.width) // 2, i * cell + (cell - img.height) // 2))
+            canvas.paste(img, (j * cell + (cell - img.width) // 2, top + LABEL + (cell - img.height) // 2))
     io.atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 

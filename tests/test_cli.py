@@ -186,7 +186,7 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2",
             "--modes", "fp32,bwn,xnor,random", "-o", tmp_path)
     assert r.exit_code == 0, r.output
-    assert Image.open(tmp_path / "grid.png").size == (160 * 5, 160)
+    assert Image.open(tmp_path / "grid.png").size == (160 * 5, 20 + 20 + 160)  # names of columns and rows
     quality_md = (tmp_path / "quality.md").read_text()
     assert "| chelsea | ihc | xnor |" in quality_md and "| random |" in quality_md
     assert "relu5_1" in (tmp_path / "fidelity.md").read_text()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from artem_cli import binarize, io, layers, preprocess, weights
-from artem_cli.api import Settings, build_objective, stylize_file
+from artem_cli.api import Settings, Targets, build_objective, style_grams, stylize_file
 from artem_cli.errors import ArtemError
 from artem_cli.optim import LBFGS, Adam
 from artem_cli.vgg import VGG16
@@ -99,7 +99,7 @@ def _objective_on(xp, mode, images, weights_path, size):
     settings = Settings(size=size, mode=mode)
     net = VGG16(weights.load(weights_path, xp), mode=mode)
     content_rgb = xp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, size)))
-    return build_objective(net, settings, content_rgb, [style]), preprocess.to_vgg(content_rgb)
+    return build_objective(net, settings, content_rgb, Targets(style_grams(net, settings, [style]))), preprocess.to_vgg(content_rgb)
 
 
 @pytest.mark.parametrize("mode", ["fp32", "bwn", "xnor", "random"])

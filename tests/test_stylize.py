@@ -197,9 +197,11 @@ def test_calibration_gives_binarized_layers_their_fp32_shares(images, weights_pa
     settings = Settings(size=64, mode="bwn")
     w = weights.load(weights_path)
     rgb = preprocess.resize(content, (43, 64))
-    fp32 = api.build_objective(VGG16(w), settings, rgb, [style])
-    plain = api.build_objective(VGG16(w, mode="bwn"), settings, rgb, [style])
-    calibrated = api.build_objective(VGG16(w, mode="bwn"), settings, rgb, [style], reference=VGG16(w))
+    fp32_net, bwn_net = VGG16(w), VGG16(w, mode="bwn")
+    fp32 = api.build_objective(fp32_net, settings, rgb, api.Targets(api.style_grams(fp32_net, settings, [style])))
+    bwn_targets = api.Targets(api.style_grams(bwn_net, settings, [style]), api.style_grams(fp32_net, settings, [style]))
+    plain = api.build_objective(bwn_net, settings, rgb, bwn_targets)
+    calibrated = api.build_objective(bwn_net, settings, rgb, bwn_targets, reference=fp32_net)
     for objective in (fp32, plain, calibrated):
         objective.loss(preprocess.to_vgg(rgb))
 

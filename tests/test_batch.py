@@ -1,0 +1,139 @@
+"""`artem batch`: a folder with a bad file, reruns that skip what is done, changed settings, a batch
+killed and resumed, frames started from the previous result."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from artem_cli import batch
+from artem_cli.cli import main
+from conftest import EXAMPLES, REPO
+
+STYLE = str(EXAMPLES / "ihc.png")
+FAST = ["--size", "40", "--iterations", "3", "--style-layers", "relu1_1,relu2_1,relu3_1", "--content-layers", "relu3_2"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """chelsea, coffee, a text file renamed .png, and a non-image file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(EXAMPLES / "chelsea.png", src / "chelsea.png")
+    shutil.copy(EXAMPLES / "coffee.png", src / "coffee.png")
+    (src / "broken.png").write_text("not an image")
+    (src / "notes.txt").write_text("not an image either, and not .png: ignored")
+    return src
+
+
+def manifest(out):
+    return json.loads((out / batch.MANIFEST).read_text())
+
+
+def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_path, weights_path):
+    out = tmp_path / "out"
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 1
+    summary = json.loads(r.stdout)
+    assert summary["done"] == ["chelsea.png", "coffee.png"] and list(summary["failed"]) == ["broken.png"]
+    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 1 failed" in r.stderr
+    for name in ("chelsea.png", "coffee.png"):
+        assert Image.open(out / name).size[0] == 40
+    images = manifest(out)["images"]
+    assert images["broken.png"]["state"] == "failed" and images["coffee.png"]["state"] == "done"
+    assert sorted(p.name for p in out.iterdir()) == ["artem-batch.json", "chelsea.png", "coffee.png"]
+
+
+def test_a_rerun_skips_what_is_done_and_a_changed_setting_is_refused(folder, tmp_path, weights_path):
+    out = tmp_path / "out"
+    (folder / "broken.png").unlink()
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    before = (out / "coffee.png").stat().st_mtime_ns
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"]
+    assert (out / "coffee.png").stat().st_mtime_ns == before
+    (out / "coffee.png").unlink()  # a lost output is painted again
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert json.loads(r.stdout)["done"] == ["coffee.png"]
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q")
+    assert r.exit_code == 1 and "other settings (changed: tv_weight)" in r.stderr and "--force" in r.stderr
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--json", "--force")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
+
+
+def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    r = run("batch", folder, "--style", STYLE, "-o", folder, *FAST, "-q")
+    assert r.exit_code == 1 and "another folder than the input folder, so that no input is replaced" in r.stderr
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    shutil.copy(EXAMPLES / "ihc.png", styles / "ihc.png")
+    shutil.copy(EXAMPLES / "chelsea.png", styles / "cat.png")
+    out = tmp_path / "out"
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json", "--exclude", "coffee*")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["done"] == ["chelsea_cat.png", "chelsea_ihc.png"]
+    for args, message in [((), "--style FILE"), (("--style", STYLE, "--style-dir", styles), "--style FILE"),
+                          (("--style", tmp_path / "none.png"), "style image"),
+                          (("--style", STYLE, "--template", "{name}.png"), "template")]:
+        r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
+        assert r.exit_code == 1 and message in r.stderr, r.output
+
+
+def test_frames_in_natural_order_start_from_the_previous_result(tmp_path, weights_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n in (10, 2, 1):
+        shutil.copy(EXAMPLES / "chelsea.png", frames / f"frame{n}.png")
+    out_prev, out_content = tmp_path / "prev", tmp_path / "content"
+    r = run("batch", frames, "--style", STYLE, "-o", out_prev, *FAST, "--init", "previous", "--first-iterations", "6",
+            "-q", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["done"] == ["frame1.png", "frame2.png", "frame10.png"]
+    images = summary["images"]
+    assert [images[k]["iterations"] for k in summary["done"]] == [6, 3, 3]
+    r = run("batch", frames, "--style", STYLE, "-o", out_content, *FAST, "-q", "--json")
+    from_content = json.loads(r.stdout)["images"]
+    # the same content each frame: starting from the previous result starts far closer to the style
+    for key in ("frame2.png", "frame10.png"):
+        assert images[key]["initial_losses"]["style"] < 0.5 * from_content[key]["initial_losses"]["style"]
+        assert images[key]["losses"]["total"] < from_content[key]["losses"]["total"]
+
+
+def test_a_batch_killed_midway_resumes_where_it_stopped(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    for n in range(3):
+        shutil.copy(EXAMPLES / "chelsea.png", folder / f"more{n}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "artem_cli", "batch", str(folder), "--style", STYLE, "-o", str(out), *FAST]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # killed as soon as the second image is reported done
+        if line.startswith("coffee.png:"):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    done_before = [k for k, v in manifest(out)["images"].items() if v["state"] == "done"]
+    assert done_before[:2] == ["chelsea.png", "coffee.png"]
+    # killed again, in the middle of writing the first image it paints
+    killer = [sys.executable, str(REPO / "tests" / "kill_mid_write.py"), "1", "200", *command[3:]]
+    assert subprocess.run(killer, capture_output=True).returncode == -signal.SIGKILL
+    names = sorted(p.name for p in out.iterdir())
+    assert all(n in ("artem-batch.json", "chelsea.png", "coffee.png", "more0.png", "more1.png", "more2.png") for n in names)
+    done = subprocess.run([*command, "--json", "-q"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert set(summary["skipped"]) >= {"chelsea.png", "coffee.png"}
+    assert sorted(summary["skipped"] + summary["done"]) == ["chelsea.png", "coffee.png", "more0.png", "more1.png", "more2.png"]
+    for name in summary["skipped"] + summary["done"]:
+        with Image.open(out / name) as img:
+            img.load()

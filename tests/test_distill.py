@@ -1,0 +1,156 @@
+"""Distillation: its data, a few steps that lower the loss, checkpoints that resume exactly, the
+trained weights file (round trip, checksums), and the command."""
+import json
+import os
+from unittest import mock
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from artem_cli import api, binarize, distill, io, weights
+from artem_cli.cli import main
+from artem_cli.errors import ArtemError
+from conftest import EXAMPLES
+
+TINY = dict(crop=48, batch=2, stylized=1, stylize_every=2, stylize_iterations=2, pool=2)
+
+
+@pytest.fixture(scope="session")
+def training_cache(tmp_path_factory):
+    """A cache folder holding the training images, fetched once for the whole session."""
+    cache = tmp_path_factory.mktemp("cache")
+    with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": str(cache)}):
+        distill.training_image_paths()
+    return cache
+
+
+@pytest.fixture
+def image_paths(training_cache, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(training_cache))
+    return distill.training_image_paths()
+
+
+def test_training_images_are_fetched_and_read(image_paths, tmp_path):
+    assert [p.name for p in image_paths] == list(distill.TRAINING_IMAGES)
+    for path in image_paths:
+        rgb, _ = io.read_image(path)
+        assert rgb.shape[0] == 3 and min(rgb.shape[1:]) >= 128
+    folder = tmp_path / "more"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "deep" / "cat.png").write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    assert distill.training_image_paths([folder])[-1] == folder / "deep" / "cat.png"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtemError, match="holds no image files"):
+        distill.training_image_paths([tmp_path / "empty"])
+    with pytest.raises(ArtemError, match="does not exist"):
+        distill.training_image_paths([tmp_path / "nowhere"])
+
+
+def test_random_crops_have_the_size_asked_and_vary(image_paths):
+    rgb, _ = io.read_image(image_paths[0])  # camera: grey, so coloured by the crop
+    rng = np.random.default_rng(0)
+    crops = [distill.random_crop(rng, rgb, 40) for _ in range(4)]
+    assert all(c.shape == (3, 40, 40) and c.dtype == np.float32 for c in crops)
+    assert all(0 <= c.min() and c.max() <= 1 for c in crops)
+    assert len({c.tobytes() for c in crops}) == 4
+    assert any(np.ptp(c - c.mean(axis=0)) > 0.05 for c in crops)  # colours, from a grey image
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_a_few_steps_lower_the_distillation_loss(image_paths, weights_path, mode):
+    settings = distill.DistillSettings(mode=mode, binary_from="conv3_1", steps=12, lr=0.03, **{**TINY, "stylized": 0})
+    trainer = distill.Trainer(settings, image_paths[:3])
+    theta0 = trainer.student.theta0
+
+    def loss_on_fixed_images(theta):  # the same images before and after
+        return np.mean([trainer.loss(theta, step)[0] for step in (1, 2, 3)])
+
+    before = loss_on_fixed_images(theta0)
+    theta = trainer.run()
+    assert loss_on_fixed_images(theta) < 0.9 * before
+    assert len(trainer.history) == 12
+
+
+def test_a_checkpoint_resumes_to_exactly_the_same_state(image_paths, weights_path, tmp_path):
+    """Four steps straight, or two, a checkpoint, an interruption, and the rest in a new trainer:
+    the same θ, bit for bit, the student's stylized images (made every second step) included."""
+    settings = distill.DistillSettings(mode="xnor", binary_from="conv4_1", steps=4, **TINY)
+    straight = distill.Trainer(settings, image_paths[:3]).run()
+    checkpoint = tmp_path / "c.npz"
+
+    def interrupt_at_2(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill.Trainer(settings, image_paths[:3]).run(checkpoint, checkpoint_every=1, progress=interrupt_at_2)
+    resumed = distill.Trainer(settings, image_paths[:3])
+    theta = resumed.run(checkpoint, resume=True)
+    np.testing.assert_array_equal(theta, straight)
+    assert [k for k, _ in resumed.history] == [1, 2, 3, 4]
+    other = distill.Trainer(distill.DistillSettings(**{**settings.__dict__, "crop": 64}), image_paths[:3])
+    with pytest.raises(ArtemError, match=r"other settings \(crop\)"):
+        other.run(checkpoint, resume=True)
+
+
+def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altered(weights_path, tmp_path):
+    w = weights.load(weights_path)
+    rng = np.random.default_rng(0)
+    layers = {}
+    for name in ("conv4_3", "conv5_1", "conv5_2", "conv5_3"):
+        layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"])
+        layers[name] = layer._replace(shift=rng.standard_normal(len(layer.shift)).astype(np.float32))
+    path = tmp_path / "b.npz"
+    weights.save_binary(layers, path, {"mode": "xnor"})
+    assert path.stat().st_size < 1.25e6  # 9.4 M signs in 1.18 MB, and the float vectors
+    back, meta = weights.load_binary(path)
+    assert meta["mode"] == "xnor" and list(back) == list(layers)
+    for name, layer in layers.items():
+        for part in weights.BINARY_PARTS:
+            np.testing.assert_array_equal(getattr(back[name], part), getattr(layer, part))
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["conv5_1.signs"] = arrays["conv5_1.signs"] ^ np.uint32(1)  # one weight's sign flipped
+    altered = tmp_path / "altered.npz"
+    np.savez(altered, **arrays)
+    with pytest.raises(ArtemError, match="corrupt: conv5_1.signs does not match its checksum"):
+        weights.load_binary(altered)
+    meta_bad = dict(arrays, __meta__=np.frombuffer(json.dumps({"mode": "ternary"}).encode(), np.uint8))
+    np.savez(altered, **meta_bad)
+    with pytest.raises(ArtemError, match="not readable|damaged"):
+        weights.load_binary(altered)
+
+
+def test_a_distilled_file_drives_stylization_and_binary_from(image_paths, weights_path, tmp_path):
+    settings = distill.DistillSettings(mode="bwn", binary_from="conv4_1", steps=1, **TINY)
+    trainer = distill.Trainer(settings, image_paths[:2])
+    trainer.export(trainer.run(), tmp_path / "s.npz", 1.0)
+    content, _ = io.read_image(EXAMPLES / "chelsea.png")
+    style, _ = io.read_image(EXAMPLES / "ihc.png")
+    result = api.stylize(content, [style], api.Settings(size=48, iterations=3, mode="bwn", binary_weights=str(tmp_path / "s.npz")))
+    assert result.losses["total"] < result.initial_losses["total"]
+    with pytest.raises(ArtemError, match="binary from conv4_1 on; binary-from must be conv4_1 or a later layer"):
+        api.stylize(content, [style], api.Settings(size=48, iterations=1, mode="bwn", binary_from="conv3_1",
+                                                   binary_weights=str(tmp_path / "s.npz")))
+    with pytest.raises(ArtemError, match="holds a trained bwn network, not xnor"):
+        api.stylize(content, [style], api.Settings(size=48, iterations=1, mode="xnor", binary_weights=str(tmp_path / "s.npz")))
+
+
+def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(training_cache))
+    out = tmp_path / "x.npz"
+    args = ["distill", "--mode", "xnor", "--binary-from", "conv5_1", "--steps", "2", "--batch", "1", "--stylized", "0",
+            "--crop", "48", "-o", str(out), "-q"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert weights.binary_info(out)["mode"] == "xnor" and (tmp_path / "x.npz.ckpt.npz").is_file()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "--overwrite", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    for bad, message in [(["--binary-from", "conv9_9"], "binary-from must be one of"),
+                         (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between")]:
+        r = CliRunner().invoke(main, ["distill", *bad, "-o", str(tmp_path / "y.npz"), "-q"])
+        assert r.exit_code == 1 and message in r.stderr, r.output
