@@ -7,11 +7,13 @@ them and of the style files) and each image's state: done (with its output and l
 atomically, so a batch killed at any instant loses at most the image in progress; a rerun skips
 what is done, retries what failed, and refuses (unless ``force``) when the settings changed.
 """
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -136,20 +138,24 @@ class Summary:
 
 
 def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursive=False, include=(), exclude=(),
-        init_previous=False, first_iterations=None, force=False, weights_path=None, on_start=None, on_done=None,
-        on_iteration=None, interruptible=None):
+        init_previous=False, first_iterations=None, force=False, weights_path=None, client=None, on_start=None,
+        on_done=None, on_iteration=None, interruptible=None):
     """Paint every image of ``in_dir`` after each set of ``style_sets`` into ``out_dir``.
 
     ``init_previous``: each image starts from the previous one's result (frames of a video), the
     first from its content with ``first_iterations`` (default: the settings' iterations).
+    ``client``: a Dask distributed ``Client``; the images then go to its workers as tasks (see
+    ``paint``), and this process writes every output (once) and the manifest.
     ``on_start(job, index, total)``, ``on_done(job, entry)`` and ``on_iteration`` (as for
-    ``stylize``) report progress. Returns a ``Summary``."""
+    ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if out_dir.resolve() == in_dir.resolve():
         raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
     if init_previous and len(style_sets) > 1:
         raise ArtemError("--init previous follows one sequence of frames: give one style (or blend), not --style-dir")
+    if init_previous and client is not None:
+        raise ArtemError("--init previous paints the frames in order, in this process: leave out --scheduler and --workers")
     inputs = list_images(in_dir, recursive, include, exclude, skip=out_dir)
     if not inputs:
         raise ArtemError(f"no image files in '{in_dir}'" + (" that match --include/--exclude" if include or exclude else ""))
@@ -159,53 +165,167 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     except OSError as e:
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
-    manifest = Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force)
+    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
+    pending = []
+    for index, job in enumerate(jobs):
+        if batch.manifest.state(job) == "done" and (out_dir / job.output).is_file():
+            batch.summary.skipped.append(job.key)
+        else:
+            pending.append((index, job))
+    if client is None:
+        _run_here(batch, jobs, pending, settings, weights_path, init_previous, first_iterations, on_start, on_iteration,
+                  interruptible)
+    else:
+        _run_on_cluster(batch, client, len(jobs), pending, settings, weights_path, on_start)
+    batch.summary.seconds = time.perf_counter() - start
+    return batch.summary
+
+
+class _Batch:
+    """Where a batch's results go: the outputs, the manifest, the summary, the caller's report."""
+
+    def __init__(self, in_dir, out_dir, manifest, on_done):
+        self.in_dir, self.out_dir, self.manifest, self.on_done = in_dir, out_dir, manifest, on_done
+        self.summary = Summary()
+
+    def read(self, job, size):
+        """The content image of ``job`` at the output's size, and its alpha channel (or None)."""
+        content, alpha = io.read_image(self.in_dir / job.content, "content image")
+        shape = preprocess.scaled_shape(content.shape, size)
+        return preprocess.resize(content, shape), None if alpha is None else preprocess.resize(alpha, shape)
+
+    def done(self, job, result, alpha):
+        output = self.out_dir / job.output
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ArtemError(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
+        io.write_image(output, result.image, alpha, overwrite=True)
+        entry = {"state": "done", "output": str(job.output), "iterations": result.iterations,
+                 "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses}
+        self.manifest.mark(job, **entry)
+        self.summary.done.append(job.key)
+        self.summary.images[job.key] = entry
+        if self.on_done is not None:
+            self.on_done(job, entry)
+
+    def failed(self, job, error):
+        self.summary.failed[job.key] = error
+        self.manifest.mark(job, state="failed", error=error)
+        if self.on_done is not None:
+            self.on_done(job, {"state": "failed", "error": error})
+
+
+def _run_here(batch, jobs, pending, settings, weights_path, init_previous, first_iterations, on_start, on_iteration,
+              interruptible):
     stylizer = Stylizer(settings, weights_path=weights_path)
     targets = {}
-    summary = Summary()
     previous = None  # the previous frame's result (RGB), for init_previous
-    for index, job in enumerate(jobs):
-        output = out_dir / job.output
-        if manifest.state(job) == "done" and output.is_file():
-            summary.skipped.append(job.key)
-            previous = None
-            continue
+    for index, job in pending:
         if on_start is not None:
             on_start(job, index, len(jobs))
         try:
-            content, alpha = io.read_image(in_dir / job.content, "content image")
+            content, alpha = batch.read(job, settings.size)
             if job.styles not in targets:
                 targets[job.styles] = stylizer.targets([io.read_image(p, "style image")[0] for p in job.styles])
             init, iterations = None, None
             if init_previous:
-                if previous is None and index > 0:
-                    earlier = out_dir / jobs[index - 1].output
-                    previous = io.read_image(earlier, "previous result")[0] if earlier.is_file() else None
-                init = previous
-                iterations = first_iterations if previous is None else None
+                earlier = batch.out_dir / jobs[index - 1].output if index > 0 else None
+                if previous is None and earlier is not None and earlier.is_file():
+                    previous = io.read_image(earlier, "previous result")[0]
+                init, iterations = previous, (first_iterations if previous is None else None)
             result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
                                       on_iteration=on_iteration, interruptible=interruptible)
             if result.interrupted:
-                summary.interrupted = True
-                break
-            shape = result.image.shape[1:]
-            out_alpha = None if alpha is None else preprocess.resize(alpha, shape)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            io.write_image(output, result.image, out_alpha, overwrite=True)
+                batch.summary.interrupted = True
+                return
+            batch.done(job, result, alpha)
+            previous = result.image
         except ArtemError as e:
-            summary.failed[job.key] = str(e)
-            manifest.mark(job, state="failed", error=str(e))
+            batch.failed(job, str(e))
             previous = None
-            if on_done is not None:
-                on_done(job, {"state": "failed", "error": str(e)})
+
+
+@contextlib.contextmanager
+def dask_client(scheduler=None, workers=None):
+    """A Dask distributed Client of the scheduler at ``scheduler``, or of a local cluster of
+    ``workers`` processes (one thread each, on loopback), or None for neither."""
+    if scheduler is None and workers is None:
+        yield None
+        return
+    if scheduler is not None and workers is not None:
+        raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ArtemError("--scheduler and --workers need Dask: pip install 'artem[cluster]'") from None
+    try:
+        if scheduler is not None:
+            with Client(scheduler, timeout="20s") as client:
+                yield client
+        else:
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                              dashboard_address=None) as cluster, Client(cluster) as client:
+                yield client
+    except OSError as e:  # no scheduler at that address, or it went away
+        raise ArtemError(f"the Dask cluster: {e}") from None
+
+
+def paint(content, style_key, styles, settings, weights_path):
+    """A Dask task: ``content`` (RGB at the output's size) painted after ``styles`` (RGB arrays,
+    ``style_key`` naming them) on the worker that runs it. Each worker thread builds its Stylizer
+    once, and the targets of each style set once, and keeps them on the worker for its next tasks.
+    Returns the ``Result``; the client writes the file."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    if not hasattr(worker, "artem_stylizers"):
+        worker.artem_stylizers = {}
+    key = (json.dumps(dataclasses.asdict(settings), sort_keys=True), str(weights_path), threading.get_ident())
+    if key not in worker.artem_stylizers:
+        worker.artem_stylizers[key] = (Stylizer(settings, weights_path=weights_path), {})
+    stylizer, targets = worker.artem_stylizers[key]
+    if style_key not in targets:
+        targets[style_key] = stylizer.targets(styles)
+    return stylizer.stylize(content, targets[style_key])
+
+
+def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_start):
+    """One task per image; a task lost with its worker is run again elsewhere by the scheduler, and
+    each result is written here, once, as it arrives."""
+    from distributed import as_completed
+
+    from .api import _style_shape
+
+    styles = {}
+    futures = {}
+    for index, job in pending:
+        try:
+            content, alpha = batch.read(job, settings.size)
+            if job.styles not in styles:
+                arrays = [io.read_image(p, "style image")[0] for p in job.styles]
+                shapes = [_style_shape(a, settings.size, settings.style_scale) for a in arrays]
+                styles[job.styles] = client.scatter([preprocess.resize(a, s) for a, s in zip(arrays, shapes)],
+                                                    broadcast=True)
+        except ArtemError as e:
+            batch.failed(job, str(e))
             continue
-        entry = {"state": "done", "output": str(job.output), "iterations": result.iterations,
-                 "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses}
-        manifest.mark(job, **entry)
-        summary.done.append(job.key)
-        summary.images[job.key] = entry
-        previous = result.image if init_previous else None
-        if on_done is not None:
-            on_done(job, entry)
-    summary.seconds = time.perf_counter() - start
-    return summary
+        if on_start is not None:
+            on_start(job, index, total)
+        future = client.submit(paint, content, str(job.styles), styles[job.styles], settings, weights_path,
+                               pure=False, key=f"artem-{index}-{job.key}")
+        futures[future] = (job, alpha)
+    try:
+        for future in as_completed(futures):
+            job, alpha = futures[future]
+            try:
+                result = future.result()
+            except ArtemError as e:
+                batch.failed(job, str(e))
+                continue
+            except Exception as e:  # the task died more often than the scheduler allows, or worse
+                batch.failed(job, f"{type(e).__name__}: {e}")
+                continue
+            batch.done(job, result, alpha)
+    finally:
+        client.cancel(list(futures))

@@ -7,9 +7,13 @@ rate of a large cuBLAS SGEMM. ``conv_layers``: each convolution's forward time a
 given size, fp32 against XNOR (CPU). ``popcount_ceiling``: what the bare XNOR-popcount loop reaches on
 this CPU, the yardstick of the XNOR kernels' rates.
 """
+import importlib.util
+import multiprocessing
 import os
 import platform
+import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,19 +40,40 @@ def _best_of(fn, repeats, xp=np):
     return min(times), float(np.median(times))
 
 
-def machine(device="cpu"):
-    gpu = {}
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device="cpu", with_torch=False):
+    """What the figures were measured on: processor, cores, BLAS, GPU and clocks, versions."""
+    import numba
+
+    from importlib.metadata import version
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    facts = {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+             "blas": f"{blas.get('name')} {blas.get('version')}", "artem": version("artem"), "numpy": np.__version__,
+             "numba": numba.__version__, "python": platform.python_version(),
+             "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+             "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER")}
     if device == "cuda":
         xp = array_module_for(device)
-        gpu = {"gpu": xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode(), "cupy": xp.__version__}
-    return {
-        **gpu,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "numpy": np.__version__,
-        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-        "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER"),
-    }
+        props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
+        facts.update(gpu=props["name"].decode(), gpu_clock_mhz=props["clockRate"] // 1000,
+                     gpu_memory_clock_mhz=props["memoryClockRate"] // 1000, cupy=xp.__version__,
+                     cuda_runtime=xp.cuda.runtime.runtimeGetVersion())
+    if with_torch:
+        import torch
+
+        facts["torch"] = torch.__version__
+    return facts
 
 
 def artem_pass(net, image, repeats):
@@ -178,3 +203,180 @@ def popcount_ceiling():
 
     time.sleep(0.5)  # as before the XNOR kernels: OpenBLAS's threads may still spin
     return cpu_binary.popcount_ceiling()
+
+
+# --- end to end: a whole stylization, against the same objective in PyTorch -------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+END_TO_END = {"content": "coffee.png", "style": "ihc.png"}  # from examples/, shipped with artem
+
+
+def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None):
+    """The peers' protocol: ``iterations`` of L-BFGS at ``size`` px on a fixed content and style from
+    examples/, with artem and, when PyTorch is importable, the same objective in PyTorch on the same
+    device. Each side runs in a process of its own (so that its peak memory is its own); both saved
+    8-bit results are scored by artem's fp32 network. Returns the report (``machine`` included)."""
+    from . import api, io
+
+    content, _ = io.read_image(EXAMPLES / END_TO_END["content"], "content image")
+    style, _ = io.read_image(EXAMPLES / END_TO_END["style"], "style image")
+    settings = api.Settings(size=size, iterations=iterations, device=device)
+    settings.validate(1)
+    path = str(weights.locate(weights_path))
+    context = multiprocessing.get_context("spawn")
+    sides = {"artem": _artem_side}
+    if with_torch and importlib.util.find_spec("torch") is not None:
+        sides["torch"] = _torch_side
+    report = {"machine": machine(device, with_torch="torch" in sides),
+              "protocol": {"content": f"examples/{END_TO_END['content']}", "style": f"examples/{END_TO_END['style']}",
+                           "size": size, "iterations": iterations, "optimizer": "lbfgs", "history": settings.history,
+                           "device": device}}
+    for name, side in sides.items():
+        with context.Pool(1) as pool:
+            run = pool.apply(side, (content, style, settings, path))
+        image = run.pop("image")
+        run["losses"] = api.score(io.quantize(image), content, [style], api.Settings(size=size), weights_path=path)
+        run["seconds_per_iteration"] = run["seconds"] / max(run["iterations"], 1)
+        report[name] = run
+    report.setdefault("torch", None)
+    if report["torch"]:
+        report["ratios"] = {"time_per_iteration": report["artem"]["seconds_per_iteration"] / report["torch"]["seconds_per_iteration"],
+                            "total_loss": report["artem"]["losses"]["total"] / report["torch"]["losses"]["total"]}
+    return report
+
+
+def _peak_host_memory():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _artem_side(content, style, settings, weights_path):
+    from . import api
+
+    stylizer = api.Stylizer(settings, weights_path=weights_path)
+    xp = stylizer.xp
+    targets = stylizer.targets([style])
+    peak = [0]
+
+    def gpu_memory(*_):
+        peak[0] = max(peak[0], xp.get_default_memory_pool().used_bytes())
+
+    stylizer.stylize(content, targets, iterations=1)  # warm-up: compiled kernels loaded, pages touched
+    start = time.perf_counter()
+    result = stylizer.stylize(content, targets, on_iteration=gpu_memory if xp is not np else None)
+    seconds = time.perf_counter() - start
+    memory = peak[0] if xp is not np else _peak_host_memory()
+    return {"seconds": seconds, "iterations": result.iterations, "evaluations": result.evaluations,
+            "peak_memory_bytes": memory, "memory_measured": "GPU memory pool, sampled each iteration" if xp is not np
+            else "peak resident set of the process", "image": result.image}
+
+
+def _torch_side(content, style, settings, weights_path):
+    """The same objective as ``api.Objective`` (content, Gram style and TV terms as means, evaluated
+    on the clipped image plus the out-of-range penalty) with PyTorch's L-BFGS (strong Wolfe, same
+    history and tolerances), on the same device."""
+    import torch
+
+    from . import api, preprocess
+
+    device = torch.device("cuda" if settings.device == "cuda" else "cpu")
+    torch.set_num_threads(os.cpu_count())
+    w = weights.load(weights_path)
+    taps = {name: weight for name, weight in settings.content_layers + settings.style_layers}
+    deepest = max(taps, key=LAYER_NAMES.index)
+    layers = []
+    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
+        if name.startswith("conv"):
+            conv = torch.nn.Conv2d(w[f"{name}.weight"].shape[1], w[f"{name}.weight"].shape[0], 3, padding=1)
+            conv.weight.data, conv.bias.data = torch.from_numpy(w[f"{name}.weight"]), torch.from_numpy(w[f"{name}.bias"])
+            layers.append((name, conv.to(device).requires_grad_(False)))
+        elif name.startswith("relu"):
+            layers.append((name, torch.nn.ReLU()))
+        else:
+            layers.append((name, torch.nn.MaxPool2d(2)))
+
+    def features(x):
+        out = {}
+        for name, layer in layers:
+            x = layer(x)
+            if name in taps:
+                out[name] = x[0]
+        return out
+
+    def gram(f):
+        f = f.reshape(f.shape[0], -1)
+        return f @ f.T / f.numel()
+
+    shape = preprocess.scaled_shape(content.shape, settings.size)
+    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(preprocess.to_vgg(a)))[None].to(device)  # noqa: E731
+    x0 = tensor(preprocess.resize(content, shape))
+    style_x = tensor(preprocess.resize(style, api._style_shape(style, settings.size, settings.style_scale)))
+    with torch.no_grad():
+        content_targets = {n: f for n, f in features(x0).items() if n in dict(settings.content_layers)}
+        style_targets = {n: gram(f) for n, f in features(style_x).items() if n in dict(settings.style_layers)}
+    low, high = (torch.from_numpy(np.asarray(b)).to(device)[None] for b in preprocess.valid_range())
+    x = x0.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([x], lr=1, max_iter=settings.iterations, max_eval=25 * settings.iterations,
+                                  history_size=settings.history, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-7, tolerance_change=1e-9)
+
+    def closure():
+        optimizer.zero_grad()
+        clipped = torch.clamp(x, low, high)
+        f = features(clipped)
+        loss = sum(settings.content_weight * weight * ((f[n] - content_targets[n]) ** 2).mean()
+                   for n, weight in settings.content_layers)
+        loss = loss + sum(settings.style_weight * weight * ((gram(f[n]) - style_targets[n]) ** 2).mean()
+                          for n, weight in settings.style_layers)
+        dy, dx = clipped[..., 1:, :] - clipped[..., :-1, :], clipped[..., :, 1:] - clipped[..., :, :-1]
+        loss = loss + settings.tv_weight * ((dy**2).sum() + (dx**2).sum()) / x.numel()
+        loss = loss + 1e4 * ((x - clipped) ** 2).mean()
+        loss.backward()
+        return loss
+
+    closure()  # warm-up, as for artem
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    optimizer.step(closure)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    state = optimizer.state[optimizer._params[0]]
+    image = np.clip(preprocess.from_vgg(torch.clamp(x, low, high).detach().cpu().numpy()[0]), 0, 1).astype(np.float32)
+    memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_host_memory()
+    return {"seconds": seconds, "iterations": int(state["n_iter"]), "evaluations": int(state["func_evals"]),
+            "peak_memory_bytes": memory, "memory_measured": "torch.cuda.max_memory_allocated" if device.type == "cuda"
+            else "peak resident set of the process", "version": torch.__version__, "threads": torch.get_num_threads(),
+            "tf32": bool(device.type == "cuda" and torch.backends.cudnn.allow_tf32), "image": image}
+
+
+def end_to_end_markdown(report):
+    """The end-to-end report as Markdown: the machine, the protocol, and artem beside PyTorch."""
+    p, a, t = report["protocol"], report["artem"], report.get("torch")
+    m = report["machine"]
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['blas']}"
+             + (f", {m['gpu']} ({m['gpu_clock_mhz']} MHz), CuPy {m['cupy']}" if "gpu" in m else "")
+             + f"; artem {m['artem']}, NumPy {m['numpy']}, numba {m['numba']}, Python {m['python']}"
+             + (f", PyTorch {m['torch']}" if "torch" in m else ""),
+             f"protocol: {p['content']} after {p['style']}, {p['size']} px, {p['iterations']} L-BFGS iterations "
+             f"(history {p['history']}), on {p['device']}; losses are the fp32 network's, of each saved 8-bit image",
+             "",
+             "| | artem | " + (f"PyTorch {t['version']} ({t['threads']} threads) | artem / PyTorch |" if t else "PyTorch |"),
+             "| --- | ---: | ---: |" + (" ---: |" if t else "")]
+
+    def row(name, key, fmt, ratio=False):
+        cells = [fmt(a[key])] + ([fmt(t[key])] if t else ["not installed"])
+        if t:
+            cells.append(f"{a[key] / t[key]:.2f}" if ratio else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    row("iterations", "iterations", str)
+    row("evaluations", "evaluations", str)
+    row("seconds", "seconds", lambda v: f"{v:.1f}", ratio=True)
+    row("seconds per iteration", "seconds_per_iteration", lambda v: f"{v:.4f}", ratio=True)
+    row("peak memory", "peak_memory_bytes", lambda v: f"{v / 2**30:.2f} GiB", ratio=True)
+    for term in ("total", "style", "content", "tv"):
+        cells = [f"{a['losses'][term]:.4g}"] + ([f"{t['losses'][term]:.4g}", f"{a['losses'][term] / t['losses'][term]:.2f}"]
+                                              if t else ["not installed"])
+        lines.append(f"| fp32 {term} loss | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

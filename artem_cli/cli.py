@@ -237,11 +237,15 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
 @click.option("--first-iterations", type=click.IntRange(min=1), default=None,
               help="With --init previous: the first frame's iterations. [default: --iterations]")
 @click.option("--force", is_flag=True, help="Redo every image, also when the output folder holds a batch of other settings.")
+@click.option("--scheduler", default=None,
+              help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Start a local Dask cluster of this many worker processes (one thread each) and use it.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force,
-          weights_path, quiet, as_json, **options):
+          scheduler, workers, weights_path, quiet, as_json, **options):
     """Paint every image of FOLDER after the --style images (or each image of --style-dir) into
     OUT_DIR, building the network and the style targets once. Resumable: a rerun skips what is
     done. --init previous starts each image from the previous result (frames of a video)."""
@@ -296,12 +300,13 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                 style_sets = [tuple(styles)]
             for path in {p for s in style_sets for p in s}:
                 io.read_image(path, "style image")  # a bad style fails the batch now, not image by image
-            summary = batches.run(folder, out_dir, style_sets, settings,
-                                  template=template or ("{stem}_{style}.png" if style_dir else "{stem}.png"),
-                                  recursive=recursive, include=include, exclude=exclude, init_previous=init_previous,
-                                  first_iterations=first_iterations, force=force, weights_path=weights_path,
-                                  on_start=on_start, on_done=on_done, on_iteration=on_iteration,
-                                  interruptible=stop.interruptible)
+            with batches.dask_client(scheduler, workers) as client:
+                summary = batches.run(folder, out_dir, style_sets, settings,
+                                      template=template or ("{stem}_{style}.png" if style_dir else "{stem}.png"),
+                                      recursive=recursive, include=include, exclude=exclude,
+                                      init_previous=init_previous, first_iterations=first_iterations, force=force,
+                                      weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,
+                                      on_iteration=on_iteration, interruptible=stop.interruptible)
         except ArtemError as e:
             close_bars()
             _fail(e)
@@ -498,36 +503,60 @@ def _binary_network(mode, source):
 
 
 @main.command()
-@click.option("--size", type=int, default=512, show_default=True, help="Longest side of the test image.")
+@click.option("--size", type=int, default=None, help="Longest side of the test image. [default: 512; 256 with --quick]")
 @click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
-              help="Also time PyTorch (CPU) on the same fp32 pass, when it is installed.")
+              help="Also run PyTorch on the same pass (or stylization), when it is installed.")
 @click.option("--layers", "per_layer", is_flag=True, help="Also time each convolution: fp32 against XNOR, and the bare XNOR-popcount loop (CPU).")
+@click.option("--end-to-end", is_flag=True,
+              help="A whole stylization instead (the peers' protocol: 500 L-BFGS iterations at 512 px on examples/), "
+                   "against the same objective in PyTorch, both results scored by the fp32 network.")
+@click.option("--quick", is_flag=True, help="With --end-to-end: 256 px and 100 iterations.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="With --end-to-end: L-BFGS iterations. [default: 500; 100 with --quick]")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="cuda: time the pass on an NVIDIA GPU, against cuBLAS's SGEMM rate in the same run.")
+              help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate in the same run).")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "as_json", is_flag=True)
-def benchmark(size, aspect, repeats, modes, with_torch, per_layer, device, weights_path, as_json):
+@click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="Also write the report as JSON to this file ('-': print it instead of the text).")
+def benchmark(size, aspect, repeats, modes, with_torch, per_layer, end_to_end, quick, iterations, device, weights_path,
+              json_file):
     """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
-    GPU) and, with --layers, each convolution in fp32 and as XNOR + popcount."""
+    GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
+    whole stylization against PyTorch."""
+    size = (256 if quick else 512) if size is None else size
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
-    if device == "cuda" and (per_layer or "xnor" in modes):
+    if device == "cuda" and (per_layer or any(m.startswith("xnor") for m in modes)):
         _fail("--layers and --modes xnor time the CPU's XNOR kernels; use --device cpu")
+    if (quick or iterations) and not end_to_end:
+        _fail("--quick and --iterations go with --end-to-end")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
     try:
-        report = {"machine": bench.machine(device),
-                  "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device)}
-        if per_layer:
-            report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
-            report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
+        if end_to_end:
+            report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path)
+        else:
+            report = {"machine": bench.machine(device),
+                      "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device)}
+            if per_layer:
+                report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
+                report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
+        if json_file is not None and str(json_file) != "-":
+            text = json.dumps(report, indent=1)
+            io.atomic_write(json_file, lambda f: f.write(text.encode()))
     except ArtemError as e:
         _fail(e)
-    if as_json:
+    if json_file is not None and str(json_file) == "-":
         click.echo(json.dumps(report, indent=1))
-        return
+    elif end_to_end:
+        click.echo(bench.end_to_end_markdown(report))
+    else:
+        _pass_report(report, shape, device, with_torch)
+
+
+def _pass_report(report, shape, device, with_torch):
     p = report["pass"]
     click.echo(f"machine: {report['machine']}")
     click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, on {device}, seconds:")

@@ -137,3 +137,42 @@ def test_a_batch_killed_midway_resumes_where_it_stopped(folder, tmp_path, weight
     for name in summary["skipped"] + summary["done"]:
         with Image.open(out / name) as img:
             img.load()
+
+
+def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(folder, tmp_path, weights_path):
+    """Two worker processes on loopback; as the first result arrives, a worker that is painting is
+    SIGKILLed. Its task runs again elsewhere: every image is done exactly once, and each output is
+    the very file a run in this process writes."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    from artem_cli.api import Settings
+
+    (folder / "broken.png").unlink()
+    for n in range(4):
+        shutil.copy(EXAMPLES / "chelsea.png", folder / f"more{n}.png")
+    settings = Settings(size=40, iterations=25, style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0)),
+                        content_layers=(("relu2_2", 1.0),))
+    out, local = tmp_path / "out", tmp_path / "local"
+    killed, written = [], []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+
+        def kill_a_busy_worker(job, entry):
+            written.append(job.key)
+            if not killed:
+                busy = [address for address, tasks in client.processing().items() if tasks]
+                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(busy[0])
+
+        summary = batch.run(folder, out, [(STYLE,)], settings, weights_path=weights_path, client=client,
+                            on_done=kill_a_busy_worker)
+    assert killed and summary.failed == {}
+    names = ["chelsea.png", "coffee.png", "more0.png", "more1.png", "more2.png", "more3.png"]
+    assert sorted(written) == sorted(summary.done) == names  # each once
+    assert sorted(k for k, v in manifest(out)["images"].items() if v["state"] == "done") == names
+    batch.run(folder, local, [(STYLE,)], settings, weights_path=weights_path)
+    for name in names:
+        assert (out / name).read_bytes() == (local / name).read_bytes()

@@ -140,6 +140,25 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: --layers and --modes xnor time the CPU's XNOR kernels")
 
 
+def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
+    """The numbers are reported, not asserted: here only that every field is there and sane."""
+    out = tmp_path / "e2e.json"
+    r = run("benchmark", "--end-to-end", "--quick", "--iterations", "3", "--no-torch", "--json", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert set(report) >= {"machine", "protocol", "artem", "torch"} and report["torch"] is None
+    assert {"cpu", "cores", "blas", "artem", "numpy", "numba", "python"} <= set(report["machine"])
+    assert report["protocol"]["size"] == 256 and report["protocol"]["iterations"] == 3
+    artem = report["artem"]
+    assert artem["iterations"] == 3 and artem["evaluations"] >= 3 and artem["seconds"] > 0
+    assert artem["seconds_per_iteration"] > 0 and artem["peak_memory_bytes"] > 1e8
+    assert set(artem["losses"]) == {"total", "content", "style", "tv"}
+    assert "| seconds per iteration |" in run("benchmark", "--end-to-end", "--quick", "--iterations", "2",
+                                              "--no-torch").output
+    r = run("benchmark", "--quick")
+    assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
+
+
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("benchmark", "--device", "cuda", "--size", "32", "--repeats", "1")

@@ -161,7 +161,7 @@ def test_benchmark_times_the_pass_on_the_gpu(weights_path):
     from artem_cli.cli import main
 
     r = CliRunner().invoke(main, ["benchmark", "--device", "cuda", "--size", "64", "--repeats", "2",
-                                  "--modes", "fp32,bwn", "--json"])
+                                  "--modes", "fp32,bwn", "--json", "-"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert report["machine"]["gpu"] and report["pass"]["device"] == "cuda"
