@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from . import api, bench, io, quality, weights
+from . import api, bench, io, preprocess, quality, weights
 from .backend import DEVICES
 from .errors import ArtemError
 from .vgg import MODES, check_layer_names
@@ -166,18 +166,22 @@ def settings_options(command):
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
 @settings_options
+@click.option("--dry-run", is_flag=True, help="Only say how much memory and time the run would take here.")
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-def stylize(content, styles, output, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
+def stylize(content, styles, output, dry_run, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
     """Stylize CONTENT after one or more STYLE images."""
     from tqdm import tqdm
 
     output = output or content.with_name(f"{content.stem}_stylized.png")
     settings = api.Settings(**options)
+    if dry_run:
+        _dry_run([content], settings, weights_path, as_json)
+        return
     bar = None  # opened at the first iteration, so that errors found before come alone
 
     def each(i, value, parts, image):
@@ -237,6 +241,7 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
 @click.option("--first-iterations", type=click.IntRange(min=1), default=None,
               help="With --init previous: the first frame's iterations. [default: --iterations]")
 @click.option("--force", is_flag=True, help="Redo every image, also when the output folder holds a batch of other settings.")
+@click.option("--dry-run", is_flag=True, help="Only say how much memory and time each image would take here.")
 @click.option("--scheduler", default=None,
               help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -245,7 +250,7 @@ def stylize(content, styles, output, save_every, print_every, overwrite, weights
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force,
-          scheduler, workers, weights_path, quiet, as_json, **options):
+          dry_run, scheduler, workers, weights_path, quiet, as_json, **options):
     """Paint every image of FOLDER after the --style images (or each image of --style-dir) into
     OUT_DIR, building the network and the style targets once. Resumable: a rerun skips what is
     done. --init previous starts each image from the previous result (frames of a video)."""
@@ -257,6 +262,13 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     if init_previous:
         options["init"] = "content"
     settings = api.Settings(**options)
+    if dry_run:
+        try:
+            contents = [folder / rel for rel in batches.list_images(folder, recursive, include, exclude, skip=out_dir)]
+        except ArtemError as e:
+            _fail(e)
+        _dry_run(contents, settings, weights_path, as_json)
+        return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
 
@@ -554,6 +566,40 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, end_to_end, q
         click.echo(bench.end_to_end_markdown(report))
     else:
         _pass_report(report, shape, device, with_torch)
+
+
+def _dry_run(contents, settings, weights_path, as_json):
+    """``--dry-run``: the memory and time each content image's run would take here."""
+    predictions, unreadable = {}, {}
+    try:
+        settings.validate()
+        predictor = bench.Predictor(settings, weights_path)
+        for path in contents:
+            try:
+                rgb, _ = io.read_image(path, "content image")
+            except ArtemError as e:
+                unreadable[str(path)] = str(e)
+                continue
+            shape = preprocess.scaled_shape(rgb.shape, settings.size)
+            predictions[str(path)] = predictor.predict(shape)
+    except ArtemError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps({"images": predictions, "unreadable": unreadable}, indent=1))
+    else:
+        for path, p in predictions.items():
+            free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
+            click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
+                       f"{p['memory_bytes'] / 2**30:.2f} GiB of memory{free}, {p['seconds_per_iteration']:.3g} s per "
+                       f"iteration here, {settings.iterations} iterations in about {p['seconds'] / 60:.1f} min")
+        if len(predictions) > 1:
+            total = sum(p["seconds"] for p in predictions.values())
+            peak = max(p["memory_bytes"] for p in predictions.values())
+            click.echo(f"all {len(predictions)} images: about {total / 3600:.2f} h, at most {peak / 2**30:.2f} GiB at once")
+    for error in unreadable.values():
+        click.echo(f"Error: {error}", err=True)
+    if unreadable:
+        sys.exit(1)
 
 
 def _pass_report(report, shape, device, with_torch):

@@ -176,3 +176,17 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
     batch.run(folder, local, [(STYLE,)], settings, weights_path=weights_path)
     for name in names:
         assert (out / name).read_bytes() == (local / name).read_bytes()
+
+
+def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, weights_path):
+    out = tmp_path / "out"
+    r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "64", "--dry-run", "--json")
+    assert r.exit_code == 1 and "broken.png" in r.stderr  # the unreadable file is named, the rest predicted
+    report = json.loads(r.stdout)
+    assert sorted(report["images"]) == [str(folder / "chelsea.png"), str(folder / "coffee.png")]
+    for p in report["images"].values():
+        assert p["memory_bytes"] > 3e8 and p["seconds_per_iteration"] > 0 and p["shape"][1] == 64
+    assert not out.exists()
+    r = run("stylize", folder / "coffee.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
+    assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration here" in r.output
+    assert not (tmp_path / "x.png").exists()
