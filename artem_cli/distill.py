@@ -359,12 +359,13 @@ def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_ever
     return trainer
 
 
-def binary_macs_share(binary_from):
-    """The share of VGG16's multiply-accumulates (to conv5_3) done by the binary convolutions."""
+def binary_macs_share(binary_from, deepest="conv5_1"):
+    """The share of the multiply-accumulates of VGG16 up to ``deepest`` (conv5_1: the layers the
+    default style layers use) done by the binary convolutions when they start at ``binary_from``."""
     h = w = 1.0
     total = binary = 0.0
     first = CONV_NAMES.index(binary_from)
-    for i, (name, cin, cout) in enumerate(CONV_LAYERS):
+    for i, (name, cin, cout) in enumerate(CONV_LAYERS[: CONV_NAMES.index(deepest) + 1]):
         if name.endswith("_1") and name != "conv1_1":
             h, w = h / 2, w / 2
         macs = 9 * cin * cout * h * w

@@ -109,38 +109,57 @@ def save(arrays, destination, source):
     for key, value in packed.items():
         if not np.isfinite(value).all():
             raise ArtemError(f"{source}: {key} overflows float16")
-    meta = {"source": str(source), "sha256": {k: sha256(v) for k, v in packed.items()}}
-    packed["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return _write_checked(packed, {"source": str(source)}, destination)
+
+
+def _write_checked(arrays, meta, destination):
+    """Write ``arrays`` as an .npz archive with ``meta`` and the SHA-256 of each array (JSON in the
+    member ``__meta__``), atomically. Returns the metadata written."""
+    meta = {**meta, "sha256": {k: sha256(v) for k, v in arrays.items()}}
+    members = {**arrays, "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     destination = Path(destination)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArtemError(f"cannot create the folder '{destination.parent}' ({e.strerror or e})") from None
-    atomic_write(destination, lambda f: np.savez(f, **packed))
+    atomic_write(destination, lambda f: np.savez(f, **members))
     return meta
 
 
-def load_file(path):
-    """Read and verify a converted file; returns ({name: float16 array}, meta)."""
+def _read_archive(path, what):
+    """(arrays, meta) of an archive ``_write_checked`` wrote; ``what`` names the file in errors."""
     path = Path(path)
+    if not path.is_file():
+        raise ArtemError(f"{what} '{path}' does not exist")
     if not zipfile.is_zipfile(path):
-        raise ArtemError(f"weights file '{path}' is not a readable artem weights file (not an .npz archive)")
+        raise ArtemError(f"{what} '{path}' is not a readable artem weights file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ArtemError(f"weights file '{path}' is not a readable artem weights file ({e})") from None
+        raise ArtemError(f"{what} '{path}' is not a readable artem weights file ({e})") from None
     if "__meta__" not in arrays:
-        raise ArtemError(f"weights file '{path}' has no checksums; convert it with 'artem weights convert'")
+        raise ArtemError(f"{what} '{path}' has no checksums; convert it with 'artem weights convert'")
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes())
-        sums = meta["sha256"]
+        if not isinstance(meta["sha256"], dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
-        raise ArtemError(f"weights file '{path}' has damaged metadata") from None
+        raise ArtemError(f"{what} '{path}' has damaged metadata") from None
+    return arrays, meta
+
+
+def _verify(arrays, meta, keys, path, what):
+    for key in keys:
+        if meta["sha256"].get(key) != sha256(arrays[key]):
+            raise ArtemError(f"{what} '{path}' is corrupt: {key} does not match its checksum")
+
+
+def load_file(path):
+    """Read and verify a converted file; returns ({name: float16 array}, meta)."""
+    arrays, meta = _read_archive(path, "weights file")
     _check_shapes(arrays, f"weights file '{path}'")
-    for key in expected_shapes():
-        if sums.get(key) != sha256(arrays[key]):
-            raise ArtemError(f"weights file '{path}' is corrupt: {key} does not match its checksum")
+    _verify(arrays, meta, expected_shapes(), path, "weights file")
     return arrays, meta
 
 
@@ -324,15 +343,7 @@ def save_binary(layers, destination, meta):
             value = getattr(layer, part)
             value = value.get() if hasattr(value, "get") else np.asarray(value)
             arrays[f"{name}.{part}"] = value.astype(np.uint32 if part == "signs" else np.float32)
-    meta = {**meta, "layers": list(layers), "sha256": {k: sha256(v) for k, v in arrays.items()}}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    destination = Path(destination)
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArtemError(f"cannot create the folder '{destination.parent}' ({e.strerror or e})") from None
-    atomic_write(destination, lambda f: np.savez(f, **arrays))
-    return meta
+    return _write_checked(arrays, {**meta, "layers": list(layers)}, destination)
 
 
 def _binary_shapes(name):
@@ -347,18 +358,8 @@ def load_binary(path, xp=np):
     and shift on ``xp`` and the packed signs on the host, meta)."""
     from .binarize import BinaryLayer
 
-    path = Path(path)
-    if not path.is_file():
-        raise ArtemError(f"binary weights file '{path}' does not exist")
-    if not zipfile.is_zipfile(path):
-        raise ArtemError(f"binary weights file '{path}' is not an .npz archive")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(arrays.pop("__meta__").tobytes())
-        sums, names, mode = meta["sha256"], meta["layers"], meta["mode"]
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as e:
-        raise ArtemError(f"binary weights file '{path}' is not readable ({e})") from None
+    arrays, meta = _read_archive(path, "binary weights file")
+    names, mode = meta.get("layers"), meta.get("mode")
     known = [n for n, _, _ in CONV_LAYERS]
     if mode not in BINARY_FILES or not names or any(n not in known for n in names):
         raise ArtemError(f"binary weights file '{path}' has damaged metadata")
@@ -370,8 +371,7 @@ def load_binary(path, xp=np):
             value = arrays.get(key)
             if value is None or value.shape != shape:
                 raise ArtemError(f"binary weights file '{path}': {key} is missing or has the wrong shape")
-            if sums.get(key) != sha256(value):
-                raise ArtemError(f"binary weights file '{path}' is corrupt: {key} does not match its checksum")
+            _verify(arrays, meta, [key], path, "binary weights file")
             if part != "signs" and not np.isfinite(value).all():
                 raise ArtemError(f"binary weights file '{path}': {key} contains NaN or infinite values")
             parts[part] = value if part == "signs" else xp.asarray(value)
