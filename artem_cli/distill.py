@@ -209,14 +209,18 @@ def _input_scales(teacher, images, binary_from):
     return {name: max(value, 1e-3) for name, value in sums.items()}
 
 
-def distill_loss(student_net, teacher, image, settings):
+def distill_loss(student_net, teacher, image, settings, first):
     """The distillation loss of one image (VGG input) and its gradient left in ``student_net``'s
-    layers: per tap, the features' and the Gram matrices' mean squared difference, each divided by
-    the mean square of the teacher's."""
-    target = teacher.forward(image, TAPS)
-    features = student_net.forward(image, TAPS)
+    layers: per tap after the first binary convolution ``first``, the features' and the Gram
+    matrices' mean squared difference, each divided by the mean square of the teacher's. The
+    layers before ``first`` are the teacher's: the student starts from the teacher's activations
+    there."""
+    entry = LAYER_NAMES[LAYER_NAMES.index(first) - 1]  # the layer whose output ``first`` reads
+    taps = [t for t in TAPS if LAYER_NAMES.index(t) > LAYER_NAMES.index(first)]
+    target = teacher.forward(image, [*taps, entry])
+    features = student_net.forward(target[entry], taps, start=first)
     total, grads = 0.0, {}
-    for tap in TAPS:
+    for tap in taps:
         t = target[tap]
         value, g = content_loss(features[tap], t)
         scale = float((t * t).mean()) + 1e-12
@@ -285,7 +289,7 @@ class Trainer:
         images = self.batch(theta, step)
         total, sums = 0.0, {}
         for image in images:
-            total += distill_loss(net, self.teacher, preprocess.to_vgg(image), self.settings)
+            total += distill_loss(net, self.teacher, preprocess.to_vgg(image), self.settings, self.settings.binary_from)
             for name in self.student.names:
                 grads = net.layer(name).grads
                 sums[name] = {k: sums[name][k] + g for k, g in grads.items()} if name in sums else grads

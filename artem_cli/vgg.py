@@ -122,17 +122,20 @@ class VGG16:
                 self._layers.append((name, ReLU()))
             else:
                 self._layers.append((name, pool()))
-        self._depth = 0
+        self._first, self._depth = 0, 0
 
     def layer(self, name):
         return dict(self._layers)[name]
 
-    def forward(self, image, taps):
-        """Run ``image`` (3, H, W), preprocessed, up to the deepest of ``taps``; {tap: output}."""
+    def forward(self, image, taps, start=None):
+        """Run ``image`` (3, H, W), preprocessed, up to the deepest of ``taps``; {tap: output}.
+        With ``start`` (a layer name), ``image`` is that layer's input instead (the activations of
+        another network, say) and the layers before it are skipped, in ``backward`` too."""
         check_layer_names(taps)
+        self._first = 0 if start is None else LAYER_NAMES.index(start)
         self._depth = max(LAYER_NAMES.index(t) for t in taps) + 1
         outputs, x = {}, image
-        for name, layer in self._layers[: self._depth]:
+        for name, layer in self._layers[self._first : self._depth]:
             x = layer.forward(x)
             if name in taps:
                 # ReLU works in place on its input: keep a copy of a tapped convolution's output
@@ -140,13 +143,14 @@ class VGG16:
         return outputs
 
     def backward(self, tap_grads, parameters=False):
-        """Gradient at the input image of the last ``forward``, given {tap: dLoss/d(tap output)}.
-        With ``parameters``, each convolution also leaves its parameters' gradients in its ``grads``.
+        """Gradient at the input image (or ``start``'s input) of the last ``forward``, given {tap:
+        dLoss/d(tap output)}. With ``parameters``, each convolution also leaves its parameters'
+        gradients in its ``grads``.
 
         The arrays of ``tap_grads`` are consumed: layers work on them in place.
         """
         grad = None
-        for name, layer in reversed(self._layers[: self._depth]):
+        for name, layer in reversed(self._layers[self._first : self._depth]):
             if name in tap_grads:
                 if grad is None:
                     grad = tap_grads[name]
