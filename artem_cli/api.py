@@ -44,7 +44,7 @@ class Settings:
     original_colors: bool = False  # keep the content's colours (luminance transfer after)
     pooling: str = "max"  # or "avg"
     mode: str = "fp32"  # or "bwn" (binary weights) or "xnor" (binary weights and inputs)
-    binary_weights: str = "untrained"  # bwn, xnor: "trained" (weights/MODE.npz, made by `artem distill`),
+    binary_weights: str = "trained"  # bwn, xnor: "trained" (weights/MODE.npz, made by `artem distill`),
     # "untrained" (XNOR-Net's binarization of the fp32 weights), or a file made by `artem distill`
     binary_from: str = None  # bwn, xnor: the first binary convolution, the ones before fp32
     # (default: the trained file's first, or conv1_2 untrained)
@@ -429,10 +429,7 @@ def binary_layers(settings, vgg_weights):
     if settings.binary_weights == "untrained":
         return untrained_binary(vgg_weights, settings.binary_from or "conv1_2")
     if settings.binary_weights == "trained":
-        path = weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[settings.mode]
-        if not path.is_file():
-            raise ArtemError(f"no trained {settings.mode} network at '{path}' (it comes with artem's source checkout); "
-                             "use --binary-weights untrained, or a file made by 'artem distill'")
+        path = weights.trained_binary(settings.mode)
     else:
         path = Path(settings.binary_weights)
     layers, meta = weights.load_binary(path, array_module(vgg_weights["conv1_1.weight"]))

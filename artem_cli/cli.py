@@ -158,8 +158,6 @@ def settings_options(command):
     return command
 
 
-
-
 @main.command()
 @click.argument("content", type=click.Path(path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -504,7 +502,10 @@ def _binary_network(mode, source):
     """One line on the binary network ``--mode MODE --binary-weights SOURCE`` uses."""
     if source == "untrained":
         return "untrained: XNOR-Net's binarization of the fp32 weights, binary from conv1_2"
-    path = weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode] if source == "trained" else Path(source)
+    try:
+        path = weights.trained_binary(mode) if source == "trained" else Path(source)
+    except ArtemError as e:
+        return f"none: {e}"
     if not path.is_file():
         return f"none: no file '{path}'"
     facts = weights.binary_info(path)
@@ -676,7 +677,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     output = output or Path(f"distilled_{mode}.npz")
     checkpoint = checkpoint or output.with_name(output.name + ".ckpt.npz")
     settings = training.DistillSettings(mode=mode, binary_from=binary_from, **options)
-    bar = None
+    bar, stop = None, StopOnSignals()
 
     def progress(step, loss):
         nonlocal bar
@@ -692,7 +693,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
             raise ArtemError(f"output '{output}' already exists; pass --overwrite to replace it")
         if resume and not checkpoint.is_file():
             raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
-        with StopOnSignals():
+        with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
                                        weights_path, progress)
     except ArtemError as e:
@@ -702,9 +703,9 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        click.echo(f"Interrupted: the last checkpoint, {checkpoint}, holds the training so far; go on with --resume",
-                   err=True)
-        sys.exit(130)
+        click.echo(f"Interrupted ({stop.name()}): the last checkpoint, {checkpoint}, holds the training so far; "
+                   "go on with --resume", err=True)
+        sys.exit(stop.exit_status())
     if bar is not None:
         bar.close()
     steps, loss = trainer.history[-1]

@@ -334,6 +334,20 @@ BINARY_FILES = {"bwn": "bwn.npz", "xnor": "xnor.npz"}  # the trained networks sh
 BINARY_PARTS = ("signs", "alpha", "bias", "shift")
 
 
+def trained_binary(mode):
+    """The path of the trained ``mode`` network shipped in weights/, after checking its SHA-256
+    against weights/manifest.json (where ``artem distill`` made it, it says so)."""
+    path = REPO_WEIGHTS_DIR / BINARY_FILES[mode]
+    if not path.is_file():
+        raise ArtemError(f"no trained {mode} network at '{path}' (it comes with artem's source checkout); "
+                         "use --binary-weights untrained, or a file made by 'artem distill'")
+    expected = reference_manifest().get("binary", {}).get(mode, {}).get("sha256")
+    if expected != hashlib.sha256(path.read_bytes()).hexdigest():
+        raise ArtemError(f"'{path}' does not match the SHA-256 in weights/manifest.json; restore it with git "
+                         "(git checkout weights/) or use --binary-weights untrained")
+    return path
+
+
 def save_binary(layers, destination, meta):
     """Write trained binary layers ({name: binarize.BinaryLayer}) with their checksums and ``meta``
     (mode, how they were made), atomically. Returns the metadata written."""

@@ -88,6 +88,18 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
         assert r.exit_code == 1 and message in r.stderr, r.output
 
 
+def test_recursive_keeps_subfolders_and_skips_the_output_folder_inside(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    (folder / "deeper").mkdir()
+    shutil.copy(EXAMPLES / "ihc.png", folder / "deeper" / "stain.png")
+    out = folder / "styled"  # inside the input folder: its files are never inputs
+    for _ in range(2):
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json", "--recursive")
+        assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png", "deeper/stain.png"]
+    assert (out / "deeper" / "stain.png").is_file()
+
+
 def test_frames_in_natural_order_start_from_the_previous_result(tmp_path, weights_path):
     frames = tmp_path / "frames"
     frames.mkdir()

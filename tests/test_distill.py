@@ -136,6 +136,9 @@ def test_a_distilled_file_drives_stylization_and_binary_from(image_paths, weight
                                                    binary_weights=str(tmp_path / "s.npz")))
     with pytest.raises(ArtemError, match="holds a trained bwn network, not xnor"):
         api.stylize(content, [style], api.Settings(size=48, iterations=1, mode="xnor", binary_weights=str(tmp_path / "s.npz")))
+    r = CliRunner().invoke(main, ["weights", "info", "--binary-weights", str(tmp_path / "s.npz")])
+    assert r.exit_code == 0 and "bwn network: trained:" in r.output and "binary from conv4_1" in r.output
+    assert "xnor network: none:" in r.output
 
 
 def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
@@ -154,3 +157,34 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                          (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between")]:
         r = CliRunner().invoke(main, ["distill", *bad, "-o", str(tmp_path / "y.npz"), "-q"])
         assert r.exit_code == 1 and message in r.stderr, r.output
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_the_binarized_modes_use_the_shipped_trained_networks_by_default(weights_path, mode, tmp_path, monkeypatch):
+    from artem_cli.vgg import VGG16
+
+    w = weights.load(weights_path)
+    shipped, meta = weights.load_binary(weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode])
+    assert meta["mode"] == mode and api.Settings().binary_weights == "trained"
+    layers = api.binary_layers(api.Settings(mode=mode), w)
+    assert list(layers) == list(shipped)
+    for name in layers:
+        np.testing.assert_array_equal(layers[name].signs, shipped[name].signs)
+    net = api.network(api.Settings(mode=mode), w)
+    first = next(iter(shipped))
+    assert type(net.layer(first)).__name__ == ("XnorConv3x3" if mode == "xnor" else "BinaryConv3x3")
+    assert type(net.layer("conv1_1")).__name__ == "Conv3x3"
+    assert isinstance(VGG16(w, mode=mode), VGG16)  # and the untrained network is still there
+    r = CliRunner().invoke(main, ["weights", "info"])
+    assert f"{mode} network: trained: " in r.output and f"binary from {first}" in r.output
+    # a shipped file that does not match the manifest is refused
+    copy = tmp_path / "weights"
+    copy.mkdir()
+    (copy / "manifest.json").write_bytes((weights.REPO_WEIGHTS_DIR / "manifest.json").read_bytes())
+    data = bytearray((weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode]).read_bytes())
+    data[-100] ^= 1
+    (copy / weights.BINARY_FILES[mode]).write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", copy)
+    monkeypatch.setattr(weights, "MANIFEST", copy / "manifest.json")
+    with pytest.raises(ArtemError, match="does not match the SHA-256 in weights/manifest.json"):
+        api.binary_layers(api.Settings(mode=mode), w)
