@@ -55,7 +55,7 @@ LABEL = 20  # pixels of a grid's text lines
 
 
 def grid(rows, contents, path, cell=160):
-    """One row per (content, style) pair, named above it ("content × style"): the content, then the
+    """One row per (content, style) pair, named above it ("content x style": Pillow's built-in font has no "×"): the content, then the
     result of each network, named at the top of its column. The style images stay out, so that the
     grid can be shared where the paintings may not be copied."""
     out_dir = Path(path).parent
@@ -70,7 +70,7 @@ def grid(rows, contents, path, cell=160):
         draw.text((j * cell + cell // 2, LABEL // 2), name, fill="black", font=font, anchor="mm")
     for i, (c, s) in enumerate(pairs):
         top = LABEL + i * (LABEL + cell)
-        draw.text((4, top + LABEL // 2), f"{c} × {s}", fill="black", font=font, anchor="lm")
+        draw.text((4, top + LABEL // 2), f"{c} x {s}", fill="black", font=font, anchor="lm")
         for j, f in enumerate([sources[c], *(results[c, s, m] for m in modes)]):
             img = Image.open(f).convert("RGB")
             img.thumbnail((cell, cell))
