@@ -48,8 +48,8 @@ class Settings:
     # "untrained" (XNOR-Net's binarization of the fp32 weights), or a file made by `artem distill`
     binary_from: str = None  # bwn, xnor: the first binary convolution, the ones before fp32
     # (default: the trained file's first, or conv1_2 untrained)
-    calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (measured
-    # worse by the fp32 score on 3 pairs at 256 px; see BENCHMARKS.md)
+    calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (by the fp32
+    # score: worse for the fully binary untrained networks, better content for xnor from conv4_2; BENCHMARKS.md §4c)
     seed: int = 0
     device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (fp32, bwn, random)
 
