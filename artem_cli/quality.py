@@ -55,9 +55,10 @@ LABEL = 20  # pixels of a grid's text lines
 
 
 def grid(rows, contents, path, cell=160):
-    """One row per (content, style) pair, named above it ("content x style": Pillow's built-in font has no "×"): the content, then the
-    result of each network, named at the top of its column. The style images stay out, so that the
-    grid can be shared where the paintings may not be copied."""
+    """One row per (content, style) pair, named above it ("content x style": Pillow's built-in font
+    has no multiplication sign): the content, then the result of each network, named at the top of
+    its column. The style images stay out, so that the grid can be shared where the paintings may
+    not be copied."""
     out_dir = Path(path).parent
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     results = {(r["content_image"], r["style_image"], r["mode"]): out_dir / r["file"] for r in rows}
