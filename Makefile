@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 STAMP := .installed
 DEMO_OUT ?= demo_out.png
 
-.PHONY: install weights demo test kernels bench clean
+.PHONY: install weights demo test kernels gpu-check bench clean
 
 # artem (editable, with the converter and test extras), and the `artem` command on PATH
 install: $(STAMP)
@@ -25,10 +25,17 @@ demo: weights
 test: weights
 	$(PYTHON) -m pytest -q
 
-# every CUDA kernel must compile for the A100's and the H100's architectures (CI has nvcc, no GPU)
+# every CUDA kernel must compile for the A100's and the H100's architectures (CI has nvcc, no GPU);
+# ptxas says what each uses (registers, spills, shared memory)
 kernels:
-	@for src in kernels/*.cu; do for arch in sm_80 sm_90; do \
-		nvcc --ptx -arch=$$arch -o /dev/null $$src || exit 1; done; echo "$$src: sm_80 sm_90"; done
+	@for src in kernels/*.cu; do for arch in sm_80 sm_90; do echo "$$src $$arch:"; \
+		nvcc -cubin -arch=$$arch -Xptxas -v -o /dev/null $$src 2>&1 | grep -E "error|registers|spill" || exit 1; \
+		done; done
+
+# on a machine with a GPU: the GPU tests, compute-sanitizer and the benchmarks, reports in $(OUT)
+OUT ?= gpu-check
+gpu-check:
+	.ci/gpu-check $(OUT)
 
 bench: weights
 	$(PYTHON) -m artem_cli benchmark --size 512 --layers

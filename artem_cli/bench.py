@@ -197,6 +197,82 @@ def conv_layers(shape, repeats=3, weights_path=None):
     return rows
 
 
+def mma_peak_rate(runtime, iterations=4096, repeats=5):
+    """Binary multiply-accumulates per second of the bare mma.m16n8k256 .and.popc loop
+    (``kernels/mma_peak.cu``) on every multiprocessor of the current CUDA device."""
+    xp = runtime.xp
+    blocks, warps = 8 * xp.cuda.Device().attributes["MultiProcessorCount"], 8
+    out = xp.empty(blocks * warps * 32, dtype=np.int32)
+    best, _ = _best_of(lambda: runtime.launch("mma_peak", (blocks,), warps * 32, (out, np.int32(iterations))),
+                       repeats, xp)
+    return blocks * warps * iterations * 4 * (16 * 8 * 256) / best
+
+
+def gpu_layers(shape, repeats=10, weights_path=None):
+    """Each convolution's forward on the GPU at ``shape``: fp32 (TF32 when CuPy runs with
+    CUPY_TF32=1), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
+    input, in every rung of ``gpu_binary.RUNGS`` that runs on this device, with the packing timed
+    apart; and the peaks of the same run: cuBLAS's GEMM (SGEMM, or TF32 under CUPY_TF32=1) and the
+    binary tensor cores' (``mma_peak_rate``). Each rung's output is compared with the direct rung's."""
+    import cupy
+
+    from . import binarize
+    from .gpu_binary import RUNGS, BinaryKernels, CudaRuntime
+
+    runtime = CudaRuntime()
+    ladder = {rung: BinaryKernels(runtime, rung) for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
+    w = weights.load(weights.locate(weights_path), cupy)
+    fp32 = VGG16(w)
+    rows = []
+    for name, x in _layer_inputs(shape, np.random.default_rng(0)):
+        x = cupy.asarray(x)
+        cin, h, width = x.shape
+        macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
+        best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, cupy)
+        row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best}
+        if name != "conv1_1":
+            layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
+            direct = ladder["direct"]
+            filters = direct.filters_for_kernel(layer.signs)
+            ones, sums = cupy.ones((h, width), np.float32), cupy.zeros((len(layer.alpha), 9), np.float32)
+            row["pack_seconds"], _ = _best_of(lambda: direct.pack_pixels(x, cupy.zeros(cin, np.float32)), repeats, cupy)
+            packed = direct.pack_pixels(x, cupy.zeros(cin, np.float32))
+            reference = direct.xnor_layer(packed, filters, cin, ones, layer.alpha, sums, layer.bias)
+            row["xnor"] = {}
+            for rung, kernels in ladder.items():
+                conv = lambda k=kernels: k.xnor_layer(packed, filters, cin, ones, layer.alpha, sums, layer.bias)  # noqa: E731
+                seconds, _ = _best_of(conv, repeats, cupy)
+                row["xnor"][rung] = {"seconds": seconds, "max_difference_from_direct": float(abs(conv() - reference).max())}
+        rows.append(row)
+    return {"tf32": os.environ.get("CUPY_TF32", "0") != "0", "gemm_mac_per_s": sgemm_rate(cupy, 8192),
+            "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None, "layers": rows}
+
+
+def gpu_layers_markdown(report):
+    """``gpu_layers``' report as a Markdown table: each layer's time and rate, each rate as a share of
+    the same run's peak (fp32 of the GEMM's, XNOR of the binary tensor cores'), each rung against fp32."""
+    gemm, peak = report["gemm_mac_per_s"], report["mma_b1_mac_per_s"]
+    rungs = list(dict.fromkeys(r for row in report["layers"] for r in row.get("xnor", {})))
+    fp = "TF32" if report["tf32"] else "fp32"
+    lines = [f"Peaks in this run: cuBLAS {fp} GEMM 8192^3 {gemm / 1e12:.1f} T MAC/s; "
+             + (f"mma .b1 .and.popc {peak / 1e12:.0f} T binary MAC/s." if peak else "no binary tensor cores."),
+             "", f"| layer | input | {fp} ms (share of GEMM) | pack ms | "
+             + " | ".join(f"xnor {r} ms (share of mma; x {fp})" for r in rungs) + " |",
+             "| --- | --- | ---: | ---: |" + " ---: |" * len(rungs)]
+    for row in report["layers"]:
+        cells = [row["layer"], "x".join(map(str, row["input"])),
+                 f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
+                 f"{1e3 * row['pack_seconds']:.3f}" if "pack_seconds" in row else ""]
+        for rung in rungs:
+            r = row.get("xnor", {}).get(rung)
+            share = f"{row['macs'] / r['seconds'] / peak:.2f}; " if r and peak else ""
+            cells.append(f"{1e3 * r['seconds']:.3f} ({share}{row['fp32_seconds'] / r['seconds']:.1f}x)"
+                         + ("" if r["max_difference_from_direct"] == 0 else f" differs by {r['max_difference_from_direct']:.3g}")
+                         if r else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def popcount_ceiling():
     """Binary MACs per second of the bare XNOR-popcount block on every thread (``cpu_binary``)."""
     from . import cpu_binary

@@ -4,6 +4,11 @@ One kernel source serves two runtimes (``kernels/prelude.h`` spells the differen
 CuPy on an NVIDIA GPU, and OpenCL through PyOpenCL, which is how the tests run the very same source on
 the CPU (PoCL) where no GPU is, against the NumPy twins in ``binarize.py``. ``BinaryKernels`` wraps a
 runtime with the interface of ``cpu_binary``: same arguments, same layouts, device arrays in and out.
+
+The XNOR convolution is a ladder of kernels (DESIGN §6), each held to the same twins:
+``direct`` (one thread per output), ``tiled`` (shared-memory tiles, 4 x 4 outputs a thread) and, on
+CUDA devices of compute capability 8.0 or later, ``mma`` (binary tensor cores). None has yet been
+timed on a GPU, so the default stays the first rung until ``make gpu-check`` has measured the others.
 """
 import functools
 import threading
@@ -14,8 +19,14 @@ import numpy as np
 from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-SOURCES = ("pack_pixels", "xnor_conv")  # kernels/NAME.cu defines the kernel NAME
+SOURCES = ("pack_pixels", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma", "mma_peak")  # kernels/NAME.cu: NAME
+CUDA_ONLY = ("xnor_conv_mma", "mma_peak")  # PTX in the source: no OpenCL
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
+TILE = 64  # output channels and pixels of a tiled rung's block (TILE in its source)
+# rung: (kernel, threads per block, outputs along the grid's x and y per block; None = one per thread)
+RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256, TILE),
+         "mma": ("xnor_conv_mma", 128, TILE)}
+DEFAULT_RUNG = "direct"
 
 
 def _source(name):
@@ -40,12 +51,16 @@ class CudaRuntime:
     def empty(self, shape, dtype):
         return self.xp.empty(shape, dtype=dtype)
 
-    def launch(self, name, threads, args):
+    def supports(self, name):
+        return name not in CUDA_ONLY or int(self.xp.cuda.Device().compute_capability) >= 80
+
+    def launch(self, name, groups, block, args):
+        """``groups`` blocks (a tuple, x first) of ``block`` threads each."""
         with self._compiling:
             if name not in self._functions:
                 module = self.xp.RawModule(code=_source(name), options=(f"-I{KERNELS}",))
                 self._functions[name] = module.get_function(name)
-        self._functions[name]((-(-threads // BLOCK),), (BLOCK,), args)
+        self._functions[name](groups, (block,), args)
 
 
 class OpenCLRuntime:
@@ -69,20 +84,28 @@ class OpenCLRuntime:
     def empty(self, shape, dtype):
         return self._cl_array.empty(self.queue, shape, dtype)
 
-    def launch(self, name, threads, args):
+    def supports(self, name):
+        return name not in CUDA_ONLY
+
+    def launch(self, name, groups, block, args):
         if name not in self._kernels:
             program = self._cl.Program(self.context, _source(name)).build(options=["-I", str(KERNELS)])
             self._kernels[name] = self._cl.Kernel(program, name)
         buffers = [a.data if isinstance(a, self._cl_array.Array) else a for a in args]
-        self._kernels[name](self.queue, (-(-threads // BLOCK) * BLOCK,), (BLOCK,), *buffers)
+        size = (groups[0] * block, *groups[1:])  # OpenCL counts work-items; the group is along x
+        self._kernels[name](self.queue, size, (block, *[1] * (len(groups) - 1)), *buffers)
 
 
 class BinaryKernels:
     """``cpu_binary``'s functions on a GPU runtime: arrays in may be host or device arrays; arrays out
     are the runtime's device arrays."""
 
-    def __init__(self, runtime):
-        self.runtime = runtime
+    def __init__(self, runtime, rung=DEFAULT_RUNG):
+        if rung not in RUNGS:
+            raise ValueError(f"no XNOR kernel rung {rung!r}; there are {', '.join(RUNGS)}")
+        if not runtime.supports(RUNGS[rung][0]):
+            raise ValueError(f"the {rung} rung does not run on this device")
+        self.runtime, self.rung = runtime, rung
 
     def filters_for_kernel(self, w_packed):
         """(O, 9, words) uint32 filters from ``binarize.pack_filters``, on the device as they are."""
@@ -97,7 +120,7 @@ class BinaryKernels:
         out = rt.empty((h, w, words(c)), np.uint32)
         if spread is None:
             spread = rt.empty((h, w), np.float32)
-        rt.launch("pack_pixels", h * w, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
+        rt.launch("pack_pixels", (-(-h * w // BLOCK),), BLOCK, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
                                          np.int32(c), np.int32(h * w), np.int32(words(c))))
         return out
 
@@ -109,9 +132,11 @@ class BinaryKernels:
         o = filters.shape[0]
         out = rt.empty((o, h, w), np.float32)
         f32 = lambda a: rt.array(a, np.float32)  # noqa: E731
-        rt.launch("xnor_conv", o * h * w, (rt.array(x_packed, np.uint32), filters, f32(scale), f32(alpha),
-                                           f32(tap_sums), f32(bias), out,
-                                           np.int32(channels), np.int32(o), np.int32(h), np.int32(w), np.int32(k)))
+        name, block, tile = RUNGS[self.rung]
+        groups = (-(-o * h * w // block),) if tile is None else (-(-h * w // tile), -(-o // tile))
+        rt.launch(name, groups, block, (rt.array(x_packed, np.uint32), filters, f32(scale), f32(alpha), f32(tap_sums),
+                                        f32(bias), out, np.int32(channels), np.int32(o), np.int32(h), np.int32(w),
+                                        np.int32(k)))
         return out
 
     def xnor_conv(self, x_packed, filters, channels):

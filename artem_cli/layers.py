@@ -22,8 +22,7 @@ transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code
 """
 import numpy as np
 
-from . import binarize
-from .backend import array_module, split_channels, to_host
+from .backend import array_module, split_channels
 
 TAPS_MAX_OUTPUTS = 16
 IM2COL_MAX_INPUTS = 16

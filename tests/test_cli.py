@@ -136,8 +136,8 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "ideal XNOR-popcount loop" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
-    r = run("benchmark", "--device", "cuda", "--layers")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: --layers and --modes xnor time the CPU's XNOR kernels")
+    r = run("benchmark", "--device", "cuda", "--modes", "fp32,xnor")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --modes xnor runs on the CPU only for now")
 
 
 def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):

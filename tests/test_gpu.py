@@ -166,3 +166,27 @@ def test_benchmark_times_the_pass_on_the_gpu(weights_path):
     report = json.loads(r.output)
     assert report["machine"]["gpu"] and report["pass"]["device"] == "cuda"
     assert set(report["pass"]["seconds"]) == {"fp32", "bwn"} and report["pass"]["sgemm_mac_per_s"] > 1e12
+
+
+def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
+    """Times are reported, not asserted; here: every layer, every rung this device runs, each rung's
+    output the direct rung's (to float32 rounding of the epilogue; test_kernels holds P exact), and
+    the peaks of the same run."""
+    import json
+
+    from click.testing import CliRunner
+
+    from artem_cli.cli import main
+    from artem_cli.gpu_binary import RUNGS, CudaRuntime
+
+    r = CliRunner().invoke(main, ["benchmark", "--device", "cuda", "--size", "64", "--repeats", "1", "--layers",
+                                  "--json", "-"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)["gpu_layers"]
+    runtime = CudaRuntime()
+    rungs = {rung for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
+    assert [row["layer"] for row in report["layers"]][-1] == "conv5_3" and report["gemm_mac_per_s"] > 1e12
+    assert (report["mma_b1_mac_per_s"] or 0) > 1e14 if "mma" in rungs else report["mma_b1_mac_per_s"] is None
+    for row in report["layers"][1:]:
+        assert set(row["xnor"]) == rungs
+        assert all(r["max_difference_from_direct"] <= 1e-3 and r["seconds"] > 0 for r in row["xnor"].values())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from artem_cli import binarize, cpu_binary
-from artem_cli.gpu_binary import KERNELS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
+from artem_cli.gpu_binary import CUDA_ONLY, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
 
 
 def _cuda_runtime():
@@ -27,8 +27,21 @@ def _cuda_runtime():
 
 
 @pytest.fixture(scope="module", params=["opencl", "cuda"])
-def kernels(request):
-    return BinaryKernels(OpenCLRuntime() if request.param == "opencl" else _cuda_runtime())
+def runtime(request):
+    return OpenCLRuntime() if request.param == "opencl" else _cuda_runtime()
+
+
+@pytest.fixture(scope="module")
+def kernels(runtime):
+    return BinaryKernels(runtime)
+
+
+@pytest.fixture(params=list(RUNGS))
+def rung(request, runtime):
+    """Every rung of the XNOR convolution's ladder that runs on ``runtime``."""
+    if not runtime.supports(RUNGS[request.param][0]):
+        pytest.skip(f"the {request.param} rung does not run on {type(runtime).__name__}")
+    return BinaryKernels(runtime, request.param)
 
 
 def host(a):
@@ -48,9 +61,12 @@ def test_packing_kernel_equals_its_twin(kernels, channels, h, w):
     np.testing.assert_allclose(host(spread), np.abs(x - centre[:, None, None]).mean(axis=0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("channels,outs", [(1, 3), (33, 5), (64, 64), (128, 24), (256, 8), (512, 17)])
-@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (4, 4), (5, 9), (13, 6)])
-def test_xnor_kernel_equals_its_twin_exactly(kernels, channels, outs, h, w):
+@pytest.mark.parametrize("channels,outs", [(1, 3), (33, 5), (64, 64), (128, 24), (256, 8), (512, 17), (600, 130)])
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (4, 4), (5, 9), (13, 6), (11, 17)])
+def test_xnor_kernel_equals_its_twin_exactly(rung, channels, outs, h, w):
+    """Each rung: tiles that overhang the image and the channels (130 outputs, 187 pixels: three
+    tiles of 64 each way), reductions longer than one staged chunk (600 channels: 19 words)."""
+    kernels = rung
     rng = np.random.default_rng(channels * outs + h + w)
     x = rng.standard_normal((channels, h, w)).astype(np.float32)
     wt = rng.standard_normal((outs, channels, 3, 3)).astype(np.float32)
@@ -62,9 +78,10 @@ def test_xnor_kernel_equals_its_twin_exactly(kernels, channels, outs, h, w):
 
 
 @pytest.mark.parametrize("channels,outs,h,w", [(100, 21, 3, 70), (64, 16, 1, 130), (512, 35, 5, 4), (256, 64, 17, 23)])
-def test_fused_xnor_layer_equals_the_cpu_kernel(kernels, channels, outs, h, w):
+def test_fused_xnor_layer_equals_the_cpu_kernel(rung, channels, outs, h, w):
     """alpha (scale P + M) + bias, M over in-image taps only: the CPU kernel's values to float32
     rounding (each compiler may fuse the epilogue's multiply-adds differently)."""
+    kernels = rung
     rng = np.random.default_rng(channels + outs)
     x = rng.standard_normal((channels, h, w)).astype(np.float32)
     wt = rng.standard_normal((outs, channels, 3, 3)).astype(np.float32)
@@ -87,6 +104,12 @@ def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
     packed = kernels.pack_pixels(on_device, np.zeros(40, np.float32))
     assert type(packed) is type(on_device)
     np.testing.assert_array_equal(host(packed), binarize.pack_pixels(x))
+
+
+def test_every_rung_but_the_tensor_core_one_runs_on_opencl():
+    assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma"]
+    with pytest.raises(ValueError, match="does not run on this device"):
+        BinaryKernels(OpenCLRuntime(), "mma")
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
