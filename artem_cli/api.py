@@ -48,6 +48,8 @@ class Settings:
     # "untrained" (XNOR-Net's binarization of the fp32 weights), or a file made by `artem distill`
     binary_from: str = None  # bwn, xnor: the first binary convolution, the ones before fp32
     # (default: the trained file's first, or conv1_2 untrained)
+    binary_backward: str = "fp32"  # bwn, xnor: "fp16" computes the gradients through the ±1 weights in float16
+    # (exact ±1; on a GPU on tensor cores): the image gradient about 1e-4 away from fp32's
     calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (by the fp32
     # score: worse for the fully binary untrained networks, better content for xnor from conv4_2; BENCHMARKS.md §4c)
     seed: int = 0
@@ -87,6 +89,8 @@ class Settings:
             raise ArtemError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.binary_from is not None and self.binary_from not in CONV_NAMES[1:]:
             raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
+        if self.binary_backward not in ("fp32", "fp16"):
+            raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
         if self.device == "cuda" and self.mode == "xnor":
             raise ArtemError("--mode xnor runs on the CPU only for now (its CUDA kernels have not yet run on a GPU); use --device cpu")
 
@@ -167,6 +171,9 @@ class Objective:
         return sum(self.parts.values()), image_grad
 
 
+WEIGHTS_MEMORY = 300_000_000  # bytes of the weights and their prepared forms
+
+
 def estimate_memory(shape, settings):
     """Bytes one run needs at (H, W): activations kept for backward, their gradients, the largest
     convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x history images)."""
@@ -183,7 +190,7 @@ def estimate_memory(shape, settings):
             largest = max(largest, 3 * (cin + cout) * (h + 4) * (w + 4) * 4)  # Winograd tiles (2.25 C, 2.25 O), output
     image = 3 * shape[0] * shape[1] * 4
     optimizer = (2 * settings.history + 4) * image if settings.optimizer == "lbfgs" else 6 * image
-    return int(1.5 * activations + 2 * largest + optimizer + 300e6)  # weights and their prepared forms
+    return int(1.5 * activations + 2 * largest + optimizer + WEIGHTS_MEMORY)
 
 
 def _check_memory(shape, settings, xp):
@@ -418,7 +425,8 @@ def network_spec(spec):
 
 def network(settings, vgg_weights):
     """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``."""
-    return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights))
+    return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights),
+                 half_backward=settings.binary_backward == "fp16")
 
 
 def binary_layers(settings, vgg_weights):

@@ -7,6 +7,7 @@ rate of a large cuBLAS SGEMM. ``conv_layers``: each convolution's forward time a
 given size, fp32 against XNOR (CPU). ``popcount_ceiling``: what the bare XNOR-popcount loop reaches on
 this CPU, the yardstick of the XNOR kernels' rates.
 """
+import dataclasses
 import importlib.util
 import multiprocessing
 import os
@@ -135,14 +136,18 @@ def torch_pass(w, shape, repeats, threads):
     return {"version": torch.__version__, "threads": threads, "seconds": _best_of(once, repeats)}
 
 
-def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu"):
-    """Seconds (best, median) of one pass for each mode on ``device``, and the baseline of the same
-    run: PyTorch's fp32 pass on the CPU, or cuBLAS's SGEMM rate on a GPU."""
+def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu",
+                 binary_backward="fp32"):
+    """Seconds (best, median) of one pass for each mode on ``device`` (the binary modes with their
+    backward through the ±1 weights in ``binary_backward``), and the baseline of the same run:
+    PyTorch's fp32 pass on the CPU, or cuBLAS's SGEMM rate on a GPU."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
-              "seconds": {spec: artem_pass(network(Settings(**network_spec(spec)), w), image, repeats) for spec in modes}}
+              "binary_backward": binary_backward,
+              "seconds": {spec: artem_pass(network(Settings(**network_spec(spec), binary_backward=binary_backward), w),
+                                           image, repeats) for spec in modes}}
     if device == "cuda":
         result["sgemm_mac_per_s"] = sgemm_rate(xp)
     elif with_torch:
@@ -459,10 +464,12 @@ def end_to_end_markdown(report):
 
 
 class Predictor:
-    """What runs of ``settings`` will take here, without running them: the memory
-    (``api.estimate_memory``, against what is free now) and the seconds per iteration, from a
-    forward and backward pass (and, for L-BFGS, a two-loop recursion over a full history) timed once
-    on this device at two small square sizes, and the line a + b·pixels through the two."""
+    """What runs of ``settings`` will take here, without running them: the memory and the seconds
+    per iteration. Time: one evaluation of the objective (forward, losses with their Gram matrices,
+    backward) and, for L-BFGS, a two-loop recursion over a full history, timed once on this device at
+    two small square sizes, and the line a + b·pixels through the two. Memory: on the CPU, what this
+    process holds now (Python, the libraries, the network), plus what ``api.estimate_memory`` says a
+    run adds to it; on a GPU, that estimate. Either against what is free now."""
 
     def __init__(self, settings, weights_path=None, probes=(64, 160)):
         from . import api, optim
@@ -470,17 +477,14 @@ class Predictor:
         self.settings = settings
         self.xp = xp = array_module_for(settings.device)
         net = api.network(settings, weights.load(weights.locate(weights_path), xp))
-        taps = [name for name, _ in settings.content_layers + settings.style_layers]
         rng = np.random.default_rng(0)
         timings = []
         for side in probes:
+            probe = dataclasses.replace(settings, size=side)  # the style image too at the probe's size
+            targets = api.Targets(api.style_grams(net, probe, [rng.random((3, side, side), dtype=np.float32)]))
+            objective = api.build_objective(net, probe, xp.asarray(rng.random((3, side, side), dtype=np.float32)), targets)
             image = xp.asarray(rng.standard_normal((3, side, side), dtype=np.float32) * 50)
-
-            def evaluation():
-                out = net.forward(image, taps)
-                net.backward({t: xp.ones_like(v) for t, v in out.items()})
-
-            seconds = _best_of(evaluation, 2, xp)[0]
+            seconds = _best_of(lambda: objective(image), 2, xp)[0]
             if settings.optimizer == "lbfgs":
                 seconds *= 1.03  # about 1.03 evaluations an iteration (measured: 513 in 500)
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
@@ -492,11 +496,22 @@ class Predictor:
         (p0, t0), (p1, t1) = timings
         self.slope = max(t1 - t0, 0.0) / (p1 - p0)
         self.intercept = t0 - self.slope * p0
+        self.baseline = _resident_memory() if xp is np else 0
 
     def predict(self, shape):
         from . import api
 
         per_iteration = self.intercept + self.slope * shape[0] * shape[1]
-        return {"shape": list(shape), "memory_bytes": api.estimate_memory(shape, self.settings),
+        added = api.estimate_memory(shape, self.settings) - (api.WEIGHTS_MEMORY if self.baseline else 0)
+        return {"shape": list(shape), "memory_bytes": self.baseline + added,
                 "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": per_iteration,
                 "seconds": per_iteration * self.settings.iterations}
+
+
+def _resident_memory():
+    """Bytes of this process in memory now (its resident set), or 0 where /proc cannot tell."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

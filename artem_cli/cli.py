@@ -143,6 +143,9 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--binary-from", default=None,
                  help="bwn, xnor: the first binary convolution (the ones before stay fp32). "
                       "[default: the trained network's, or conv1_2]"),
+    click.option("--binary-backward", type=click.Choice(["fp32", "fp16"]), default=D.binary_backward, show_default=True,
+                 help="bwn, xnor: the gradients through the binary weights in float32, or in float16 where ±1 is "
+                      "exact (on a GPU: tensor cores)."),
     click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
                  help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network."),
     click.option("--seed", type=int, default=D.seed, show_default=True),
@@ -520,6 +523,8 @@ def _binary_network(mode, source):
 @click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
+@click.option("--binary-backward", type=click.Choice(["fp32", "fp16"]), default=D.binary_backward, show_default=True,
+              help="bwn, xnor: as for stylize.")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="Also run PyTorch on the same pass (or stylization), when it is installed.")
 @click.option("--layers", "per_layer", is_flag=True,
@@ -537,7 +542,7 @@ def _binary_network(mode, source):
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
-def benchmark(size, aspect, repeats, modes, with_torch, per_layer, end_to_end, quick, iterations, device, weights_path,
+def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, device, weights_path,
               json_file):
     """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
@@ -556,7 +561,8 @@ def benchmark(size, aspect, repeats, modes, with_torch, per_layer, end_to_end, q
             report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path)
         else:
             report = {"machine": bench.machine(device),
-                      "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device)}
+                      "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device,
+                                                         binary_backward)}
             if per_layer and device == "cuda":
                 report["gpu_layers"] = bench.gpu_layers(shape, weights_path=weights_path)
             elif per_layer:
@@ -612,7 +618,8 @@ def _dry_run(contents, settings, weights_path, as_json):
 def _pass_report(report, shape, device, with_torch):
     p = report["pass"]
     click.echo(f"machine: {report['machine']}")
-    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, on {device}, seconds:")
+    click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, on {device}, seconds"
+               + (" (bwn, xnor: backward through the binary weights in float16):" if p.get("binary_backward") == "fp16" else ":"))
     torch_result = p.get("torch")
     for mode, (best, median) in p["seconds"].items():
         line = f"  artem {mode:6s}  best {best:.4f}  median {median:.4f}   {p['macs'] / best / 1e12:.2f} T MAC/s"

@@ -20,6 +20,8 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
+import math
+
 import numpy as np
 
 from .backend import array_module, split_channels
@@ -85,7 +87,7 @@ def _im2col(x, workspace):
     c, h, w = x.shape
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
     xpad[:, 1:-1, 1:-1] = x
-    cols = workspace.get("im2col", (c, 3, 3, h, w), x.dtype, xp)
+    cols = workspace.get(f"im2col_{x.dtype}", (c, 3, 3, h, w), x.dtype, xp)
     for dy in range(3):
         for dx in range(3):
             cols[:, dy, dx] = xpad[:, dy : dy + h, dx : dx + w]
@@ -210,25 +212,63 @@ class Conv3x3:
         return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
+HALF_SUM_MAX = 32768.0  # float16 sums stay below this (its largest value is 65504)
+
+
+class HalfInputGradient:
+    """The input gradient of a convolution with weights α·S (S = ±1, α per filter), computed where
+    ±1 is exact, in float16: the output gradient times α, scaled by a power of two (so that no sum of
+    9·O terms can pass ``HALF_SUM_MAX``) and rounded to float16, convolved with S summing in float32,
+    the result rounded to float16 once and scaled back. On CuPy, one float16 GEMM (cuBLAS: tensor
+    cores, float32 accumulation) on the im2col copy; on NumPy the same numbers by a float32 GEMM of
+    the float16 values (products of two float16 are exact in float32), which is how the tests hold it
+    to the float gradient without a GPU. Relative error: about 3e-4 of a layer's gradient, mostly the
+    rounding of the sums (test_layers), and 1e-4 of the image gradient through the network."""
+
+    def __init__(self, alpha, signs, workspace):
+        xp = array_module(signs)
+        self.alpha, self.workspace = alpha, workspace
+        flipped = signs.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]  # (C, O, 3, 3): the transposed convolution
+        self.signs = xp.ascontiguousarray(flipped.reshape(len(flipped), -1), dtype=xp.float16 if xp is not np else np.float32)
+
+    def __call__(self, grad):
+        xp = array_module(grad)
+        g = grad * self.alpha[:, None, None]
+        top = float(xp.abs(g).max())
+        h, w = grad.shape[1:]
+        if not top > 0:
+            return xp.zeros((len(self.signs), h, w), dtype=grad.dtype)
+        scale = 2.0 ** math.floor(math.log2(HALF_SUM_MAX / (9 * len(g) * top)))
+        cols = _im2col((g * scale).astype(xp.float16), self.workspace)
+        if xp is np:
+            dx = (self.signs @ cols.astype(np.float32)).astype(np.float16)
+        else:
+            dx = self.signs @ cols
+        return (dx.astype(grad.dtype) * grad.dtype.type(1 / scale)).reshape(-1, h, w)
+
+
 class BinaryConv3x3(Conv3x3):
     """XNOR-Net's binary-weight convolution (BWN): weights α·S, S = ±1 per weight and α per filter,
     from a ``binarize.BinaryLayer``; a float convolution of float inputs, so its gradients are exact.
 
     Parameter gradients (``backward(grad, parameters=True)``): "signs", dLoss/dS as if S were free
     (the straight-through estimator hands it to the latent weights whose signs S are), "alpha" and
-    "bias"."""
+    "bias". With ``half_backward`` the input gradient is ``HalfInputGradient``'s (float16)."""
 
-    def __init__(self, binary, workspace=None):
+    def __init__(self, binary, workspace=None, half_backward=False):
         xp = array_module(binary.bias)
         self.signs = xp.asarray(binary.unpacked())
         self.alpha = binary.alpha
         super().__init__(self.alpha[:, None, None, None] * self.signs, binary.bias, workspace)
+        self._half = HalfInputGradient(self.alpha, self.signs, self.workspace) if half_backward else None
 
     def backward(self, grad, parameters=False):
         if parameters:
             d = weight_grad(self._x, grad, self.workspace)  # dLoss/d(α S)
             self.grads = {"signs": self.alpha[:, None, None, None] * d, "alpha": (d * self.signs).sum(axis=(1, 2, 3)),
                           "bias": grad.sum(axis=(1, 2))}
+        if self._half is not None:
+            return self._half(grad)
         return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
@@ -268,18 +308,22 @@ class XnorConv3x3:
     Backward treats μ and K as constants and passes the gradient of sign(u), u = x − t, with the
     straight-through estimator 1{|u| <= A} / A: the identity on the range that is binarized.
     Parameter gradients (``backward(grad, parameters=True)``): "signs" (dLoss/dS as if S were free),
-    "alpha", "bias" and "shift", the same approximations included.
+    "alpha", "bias" and "shift", the same approximations included. With ``half_backward`` the
+    gradient through the ±1 weights is ``HalfInputGradient``'s (float16).
     """
 
-    def __init__(self, binary, workspace=None):
+    def __init__(self, binary, workspace=None, half_backward=False):
         xp = array_module(binary.bias)
         self._kernels = _binary_kernels(xp)
         self.alpha, self.bias, self.shift = binary.alpha, binary.bias, binary.shift
         self.signs = xp.asarray(binary.unpacked())
         self.filters = self._kernels.filters_for_kernel(binary.signs)  # the packed signs, as they are
         self.workspace = workspace or Workspace()
-        self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias),
-                                   self.workspace)
+        if half_backward:  # dLoss/d sign(u) = (α S)ᵀ ⊛ (K · grad), in float16 or float32
+            self._transposed = HalfInputGradient(self.alpha, self.signs, self.workspace)
+        else:
+            self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias),
+                                       self.workspace).backward
 
     def forward(self, x):
         xp = array_module(x)
@@ -297,7 +341,7 @@ class XnorConv3x3:
     def backward(self, grad, parameters=False):
         xp = array_module(grad)
         scaled = grad * self._k
-        ds = self._transposed.backward(scaled)
+        ds = self._transposed(scaled)
         u = self._x - self._centre[:, None, None]
         inverse = xp.where(self._a > 0, 1 / xp.maximum(self._a, 1e-30), 0).astype(ds.dtype)
         dx = ds * (xp.abs(u) <= self._a) * inverse

@@ -113,6 +113,34 @@ def test_loss_and_gradient_on_gpu_equal_numpy(mode, images, weights_path):
     assert relative_l2_error(grad_gpu, grad) < 1e-3
 
 
+@pytest.mark.parametrize("in_ch,out_ch,h,w", [(64, 64, 37, 53), (256, 512, 19, 23), (512, 512, 9, 11)])
+def test_float16_binary_input_gradient_on_tensor_cores_equals_the_float_one(in_ch, out_ch, h, w):
+    """cuBLAS's float16 GEMM (float32 accumulation) against the float64 transposed convolution: the
+    same 5e-4 as the NumPy emulation in test_layers."""
+    rng = np.random.default_rng(in_ch + h)
+    signs = np.where(rng.random((out_ch, in_ch, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
+    alpha = rng.random(out_ch).astype(np.float32) * 1e-2 + 1e-3
+    grad = rng.standard_normal((out_ch, h, w)).astype(np.float32)
+    half = layers.HalfInputGradient(cp.asarray(alpha), cp.asarray(signs), layers.Workspace())(cp.asarray(grad))
+    assert isinstance(half, cp.ndarray) and half.dtype == cp.float32
+    exact = layers.Conv3x3(alpha[:, None, None, None] * signs.astype(np.float64), np.zeros(out_ch)).backward(grad.astype(np.float64))
+    assert relative_l2_error(half, exact) < 5e-4
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_float16_binary_backward_on_gpu_equals_numpy_fp32(mode, images, weights_path):
+    """The network of _objective_on (untrained binary layers) with float16 gradients through them."""
+    cpu_objective, x = _objective_on(np, mode, images, weights_path, 128)
+    content, style = images
+    settings = Settings(size=128, mode=mode)
+    net = VGG16(weights.load(weights_path, cp), mode=mode, half_backward=True)
+    rgb = cp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, 128)))
+    gpu_objective = build_objective(net, settings, rgb, Targets(style_grams(net, settings, [style])))
+    _, grad = cpu_objective(x)
+    _, grad_gpu = gpu_objective(preprocess.to_vgg(rgb))
+    assert relative_l2_error(grad_gpu, grad) < 2e-3
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
     objective, x0 = _objective_on(cp, "fp32", images, weights_path, 256)

@@ -51,6 +51,37 @@ def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w):
     assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
 
 
+@pytest.mark.parametrize("in_ch,out_ch,h,w", [(3, 64, 9, 12), (64, 64, 17, 13), (256, 512, 6, 7), (512, 512, 3, 2)])
+@pytest.mark.parametrize("spread", [1.0, 1e6])
+def test_float16_input_gradient_of_binary_weights_is_the_float_one_to_5e4(in_ch, out_ch, h, w, spread):
+    """±1 weights are exact in float16; the gradient, times α and scaled by a power of two, is
+    rounded to float16, and so is each sum (2^-11 relative at most, about 3e-4 on average): within
+    5e-4, also when the gradient's values span 12 orders of magnitude (``spread``) and at 512 outputs
+    (4,608 terms a sum, none overflows)."""
+    rng = np.random.default_rng(in_ch + out_ch + int(spread))
+    signs = np.where(rng.random((out_ch, in_ch, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
+    alpha = rng.random(out_ch).astype(np.float32) * 1e-2 + 1e-3
+    grad = (rng.standard_normal((out_ch, h, w)) * spread ** rng.uniform(-1, 1, (out_ch, h, w))).astype(np.float32)
+    half = layers.HalfInputGradient(alpha, signs, layers.Workspace())(grad)
+    exact = layers.Conv3x3(alpha[:, None, None, None] * signs.astype(np.float64), np.zeros(out_ch)).backward(grad.astype(np.float64))
+    assert half.dtype == np.float32 and half.shape == (in_ch, h, w)
+    assert np.linalg.norm(half - exact) / np.linalg.norm(exact) < 5e-4
+    assert not layers.HalfInputGradient(alpha, signs, layers.Workspace())(np.zeros_like(grad)).any()
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_float16_backward_of_a_binary_layer_is_its_float_backward_to_5e4(mode):
+    rng = np.random.default_rng(3)
+    binary = binarize.untrained(rng.standard_normal((96, 80, 3, 3)).astype(np.float32), rng.standard_normal(96).astype(np.float32))
+    kind = layers.BinaryConv3x3 if mode == "bwn" else layers.XnorConv3x3
+    x = np.maximum(rng.standard_normal((80, 11, 14)), 0).astype(np.float32)
+    grad = rng.standard_normal((96, 11, 14)).astype(np.float32)
+    full, half = kind(binary), kind(binary, half_backward=True)
+    np.testing.assert_array_equal(half.forward(x), full.forward(x))
+    dx_full, dx_half = full.backward(grad), half.backward(grad)
+    assert np.linalg.norm(dx_half - dx_full) / np.linalg.norm(dx_full) < 5e-4
+
+
 @pytest.mark.parametrize("c,o,h,w", [(1, 1, 1, 1), (3, 2, 2, 3), (5, 4, 7, 5), (64, 3, 9, 12), (17, 33, 8, 8), (2, 3, 13, 14)])
 def test_winograd_kernels_match_their_numpy_twins(c, o, h, w):
     from artem_cli import cpu_float

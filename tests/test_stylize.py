@@ -178,6 +178,28 @@ def test_every_mode_lowers_its_own_loss(images, weights_path, mode):
     assert np.isfinite(result.image).all()
 
 
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_float16_binary_backward_keeps_the_gradient_and_the_result(images, weights_path, mode):
+    """The gradients through the ±1 weights in float16 (on a GPU: tensor cores) against float32, on
+    the real networks: the image gradient within 1e-3 (about 1e-4 measured), and a stylization's
+    fp32 score no worse (the trajectories part a little: measured 0.98x and 1.00x at 128 px)."""
+    from artem_cli import api, weights
+
+    content, style, _ = images
+    w = weights.load(weights_path)
+    grads = []
+    for backward in ("fp32", "fp16"):
+        settings = Settings(size=96, mode=mode, binary_backward=backward)
+        net = api.network(settings, w)
+        rgb = preprocess.resize(content, (64, 96))
+        objective = api.build_objective(net, settings, rgb, api.Targets(api.style_grams(net, settings, [style])))
+        x = preprocess.to_vgg(rgb) + np.random.default_rng(0).standard_normal(rgb.shape).astype(np.float32) * 20
+        grads.append(objective(x)[1].copy())
+    assert np.linalg.norm(grads[1] - grads[0]) / np.linalg.norm(grads[0]) < 1e-3
+    full, half = (stylize(content, [style], Settings(**SMALL, mode=mode, binary_backward=b)) for b in ("fp32", "fp16"))
+    assert half.losses["total"] < 1.03 * full.losses["total"]
+
+
 def test_score_is_the_fp32_loss_of_the_saved_image(images, weights_path):
     from artem_cli.api import score
 
