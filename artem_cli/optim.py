@@ -7,12 +7,22 @@ ends by itself, ``stop_reason`` says why. A NaN or infinite loss or gradient rai
 """
 import math
 
+import numpy as np
+
 from .backend import array_module
 from .errors import ArtemError
 
 
 def _dot(a, b):
     return float(array_module(a).vdot(a, b))
+
+
+def _lazy_dot(a, b):
+    """a·b for arithmetic that needs no answer yet: a float on NumPy, a 0-d array on CuPy, where
+    ``float`` would wait for the GPU (the two-loop recursion would wait 2 x history times an
+    iteration)."""
+    xp = array_module(a)
+    return float(xp.vdot(a, b)) if xp is np else xp.vdot(a, b)
 
 
 def _check_finite(value, grad):
@@ -127,14 +137,14 @@ class LBFGS:
         q = -grad
         alphas = []
         for s, y, rho in reversed(pairs):
-            alpha = rho * _dot(s, q)
+            alpha = rho * _lazy_dot(s, q)
             q = q - alpha * y
             alphas.append(alpha)
         if pairs:
             s, y, _ = pairs[-1]
-            q = q * (_dot(s, y) / _dot(y, y))
+            q = q * (_lazy_dot(s, y) / _lazy_dot(y, y))
         for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
-            beta = rho * _dot(y, q)
+            beta = rho * _lazy_dot(y, q)
             q = q + (alpha - beta) * s
         return q
 
