@@ -464,12 +464,16 @@ def end_to_end_markdown(report):
 
 
 class Predictor:
-    """What runs of ``settings`` will take here, without running them: the memory and the seconds
-    per iteration. Time: one evaluation of the objective (forward, losses with their Gram matrices,
-    backward) and, for L-BFGS, a two-loop recursion over a full history, timed once on this device at
-    two small square sizes, and the line a + b·pixels through the two. Memory: on the CPU, what this
-    process holds now (Python, the libraries, the network), plus what ``api.estimate_memory`` says a
-    run adds to it; on a GPU, that estimate. Either against what is free now."""
+    """What runs of ``settings`` will take here, without running them: the memory and the seconds.
+    Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
+    for L-BFGS, a two-loop recursion over a full history, each timed once on this device at two small
+    square sizes, each a line a + b·pixels through the two; an L-BFGS run evaluates the objective
+    once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its first line searches). Memory:
+    on the CPU, what this process holds now (Python, the libraries, the network), plus what
+    ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
+    free now."""
+
+    LINE_SEARCH_EXTRA = 13  # measured: 513 evaluations in 500 iterations, 113-126 in 105 (BENCHMARKS.md §3d)
 
     def __init__(self, settings, weights_path=None, probes=(64, 160)):
         from . import api, optim
@@ -478,34 +482,41 @@ class Predictor:
         self.xp = xp = array_module_for(settings.device)
         net = api.network(settings, weights.load(weights.locate(weights_path), xp))
         rng = np.random.default_rng(0)
-        timings = []
+        evaluations, recursions = [], []
         for side in probes:
             probe = dataclasses.replace(settings, size=side)  # the style image too at the probe's size
             targets = api.Targets(api.style_grams(net, probe, [rng.random((3, side, side), dtype=np.float32)]))
             objective = api.build_objective(net, probe, xp.asarray(rng.random((3, side, side), dtype=np.float32)), targets)
             image = xp.asarray(rng.standard_normal((3, side, side), dtype=np.float32) * 50)
-            seconds = _best_of(lambda: objective(image), 2, xp)[0]
+            evaluations.append((side * side, _best_of(lambda: objective(image), 2, xp)[0]))
             if settings.optimizer == "lbfgs":
-                seconds *= 1.03  # about 1.03 evaluations an iteration (measured: 513 in 500)
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 y = s + 0.1 * xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 pairs = [(s, y, 1.0 / float(xp.vdot(y, s)))] * settings.history
                 solver = optim.LBFGS(lambda x: (0.0, x), image, history=settings.history)
-                seconds += _best_of(lambda: solver._direction(s, pairs), 2, xp)[0]
-            timings.append((side * side, seconds))
-        (p0, t0), (p1, t1) = timings
-        self.slope = max(t1 - t0, 0.0) / (p1 - p0)
-        self.intercept = t0 - self.slope * p0
+                recursions.append((side * side, _best_of(lambda: solver._direction(s, pairs), 2, xp)[0]))
+        self.evaluation = _line(evaluations)
+        self.recursion = _line(recursions) if recursions else (0.0, 0.0)
         self.baseline = _resident_memory() if xp is np else 0
 
     def predict(self, shape):
         from . import api
 
-        per_iteration = self.intercept + self.slope * shape[0] * shape[1]
+        pixels, n = shape[0] * shape[1], self.settings.iterations
+        (a, b), (c, d) = self.evaluation, self.recursion
+        extra = self.LINE_SEARCH_EXTRA if self.settings.optimizer == "lbfgs" else 0
+        seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels)
         added = api.estimate_memory(shape, self.settings) - (api.WEIGHTS_MEMORY if self.baseline else 0)
         return {"shape": list(shape), "memory_bytes": self.baseline + added,
-                "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": per_iteration,
-                "seconds": per_iteration * self.settings.iterations}
+                "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": seconds / n,
+                "seconds": seconds}
+
+
+def _line(points):
+    """(a, b) of the line a + b·x through two (x, y) points, b at least 0."""
+    (x0, y0), (x1, y1) = points
+    slope = max(y1 - y0, 0.0) / (x1 - x0)
+    return y0 - slope * x0, slope
 
 
 def _resident_memory():
