@@ -542,8 +542,8 @@ def _binary_network(mode, source):
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
-def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, device, weights_path,
-              json_file):
+def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, device,
+              weights_path, json_file):
     """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
     whole stylization against PyTorch."""

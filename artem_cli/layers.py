@@ -260,7 +260,9 @@ class BinaryConv3x3(Conv3x3):
         self.signs = xp.asarray(binary.unpacked())
         self.alpha = binary.alpha
         super().__init__(self.alpha[:, None, None, None] * self.signs, binary.bias, workspace)
-        self._half = HalfInputGradient(self.alpha, self.signs, self.workspace) if half_backward else None
+        self._half = None
+        if half_backward:  # the float backward's prepared weights (Winograd: 4x the weights) go unused
+            self._half, self._backward_weights = HalfInputGradient(self.alpha, self.signs, self.workspace), None
 
     def backward(self, grad, parameters=False):
         if parameters:
