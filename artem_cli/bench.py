@@ -466,8 +466,9 @@ def end_to_end_markdown(report):
 class Predictor:
     """What runs of ``settings`` will take here, without running them: the memory and the seconds.
     Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
-    for L-BFGS, a two-loop recursion over a full history, each timed once on this device at two small
-    square sizes, each a line a + b·pixels through the two; an L-BFGS run evaluates the objective
+    for L-BFGS, a pair added to a full history and the two-loop recursion over it, each timed once
+    on this device at two small square sizes, each a line a + b·pixels through the two; an L-BFGS
+    run evaluates the objective
     once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its first line searches). Memory:
     on the CPU, what this process holds now (Python, the libraries, the network), plus what
     ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
@@ -492,9 +493,15 @@ class Predictor:
             if settings.optimizer == "lbfgs":
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 y = s + 0.1 * xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
-                pairs = [(s, y, 1.0 / float(xp.vdot(y, s)))] * settings.history
-                solver = optim.LBFGS(lambda x: (0.0, x), image, history=settings.history)
-                recursions.append((side * side, _best_of(lambda: solver._direction(s, pairs), 2, xp)[0]))
+                history = optim.CurvatureHistory(xp, settings.history, image.shape)
+                for _ in range(settings.history):
+                    history.add(s, y)
+
+                def iteration(h=history, s=s, y=y):  # a full history's: the new pair in, the direction out
+                    h.add(s, y)
+                    return h.direction(s)
+
+                recursions.append((side * side, _best_of(iteration, 2, xp)[0]))
         self.evaluation = _line(evaluations)
         self.recursion = _line(recursions) if recursions else (0.0, 0.0)
         self.baseline = _resident_memory() if xp is np else 0

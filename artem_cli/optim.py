@@ -9,20 +9,12 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_host
 from .errors import ArtemError
 
 
 def _dot(a, b):
     return float(array_module(a).vdot(a, b))
-
-
-def _lazy_dot(a, b):
-    """a·b for arithmetic that needs no answer yet: a float on NumPy, a 0-d array on CuPy, where
-    ``float`` would wait for the GPU (the two-loop recursion would wait 2 x history times an
-    iteration)."""
-    xp = array_module(a)
-    return float(xp.vdot(a, b)) if xp is np else xp.vdot(a, b)
 
 
 def _check_finite(value, grad):
@@ -117,6 +109,70 @@ def strong_wolfe(fun, x, value, grad, direction, step, c1=1e-4, c2=0.9, max_eval
     return (*found, evaluations)
 
 
+class CurvatureHistory:
+    """L-BFGS's last ``size`` correction pairs (s, y) for images of ``shape``, and the two-loop
+    recursion over them.
+
+    The pairs are the rows of one matrix on the device (s of slot j at row 2j, y at row 2j + 1), and
+    their inner products s_i·y_j and y_i·y_j sit on the host, each computed once, when its newer pair
+    arrives. The recursion's 2 x ``size`` inner products with the changing vector are then
+    scalar arithmetic on those, in the same order as the textbook loops (Nocedal & Wright, Algorithm
+    7.4), and the device does three passes over the matrix an iteration: the new pair against all
+    (in ``add``), the gradient against all, and the direction as one combination of all rows (in
+    ``direction``), instead of 4 x ``size`` vector operations, each a kernel launch on a GPU.
+    """
+
+    def __init__(self, xp, size, shape, dtype=np.float32):
+        self.xp, self.size, self.shape = xp, size, shape
+        self.rows = xp.empty((2 * size, math.prod(shape)), dtype=dtype)
+        self.order = []  # slots, oldest pair first
+        self.sy = np.zeros((size, size))  # sy[i, j] = s_i·y_j, by slot
+        self.yy = np.zeros((size, size))  # yy[i, j] = y_i·y_j
+
+    def __len__(self):
+        return len(self.order)
+
+    def clear(self):
+        self.order.clear()
+
+    def add(self, s, y):
+        """Keep (s, y), forgetting the oldest pair when full."""
+        if len(self.order) < self.size:
+            slot = len(self.order)  # slots fill in order, so the pairs held are rows[:2 * len]
+        else:
+            slot = self.order.pop(0)
+        self.order.append(slot)
+        self.rows[2 * slot], self.rows[2 * slot + 1] = s.ravel(), y.ravel()
+        held = self.rows[: 2 * len(self.order)]
+        products = to_host(held @ self.xp.stack([s.ravel(), y.ravel()], axis=1)).astype(np.float64)
+        for j in self.order:
+            self.sy[j, slot], self.sy[slot, j] = products[2 * j, 1], products[2 * j + 1, 0]
+            self.yy[j, slot] = self.yy[slot, j] = products[2 * j + 1, 1]
+
+    def direction(self, grad):
+        """-H grad, H the L-BFGS inverse Hessian approximation of the pairs held (-grad if none)."""
+        k = len(self.order)
+        if k == 0:
+            return -grad
+        xp, order = self.xp, self.order
+        held = self.rows[: 2 * k]
+        product = to_host(held @ grad.ravel()).astype(np.float64)
+        sg, yg = product[0::2][order], product[1::2][order]  # s_i·grad, y_i·grad, oldest first
+        sy, yy = self.sy[np.ix_(order, order)], self.yy[np.ix_(order, order)]
+        rho = 1.0 / np.diag(sy)
+        alpha = np.zeros(k)
+        for i in reversed(range(k)):  # q = -grad - sum over newer j of alpha_j y_j;  alpha_i = rho_i s_i·q
+            alpha[i] = rho[i] * (-sg[i] - sy[i, i + 1 :] @ alpha[i + 1 :])
+        gamma = float(sy[-1, -1] / yy[-1, -1])
+        beta = np.zeros(k)
+        for i in range(k):  # r = gamma q + sum over older j of (alpha_j - beta_j) s_j;  beta_i = rho_i y_i·r
+            beta[i] = rho[i] * (gamma * (-yg[i] - yy[i] @ alpha) + sy[:i, i] @ (alpha[:i] - beta[:i]))
+        weights = np.zeros(2 * k)  # the direction: -gamma grad + sum of (alpha - beta) s - gamma alpha y
+        weights[0::2][order], weights[1::2][order] = alpha - beta, -gamma * alpha
+        weights = xp.asarray(weights.astype(held.dtype))
+        return (weights @ held).reshape(grad.shape) - gamma * grad
+
+
 class LBFGS:
     """Limited-memory BFGS with ``history`` correction pairs (100, as in jcjohnson/neural-style).
 
@@ -133,37 +189,22 @@ class LBFGS:
         self.evaluations = 0
         self.stop_reason = None
 
-    def _direction(self, grad, pairs):
-        q = -grad
-        alphas = []
-        for s, y, rho in reversed(pairs):
-            alpha = rho * _lazy_dot(s, q)
-            q = q - alpha * y
-            alphas.append(alpha)
-        if pairs:
-            s, y, _ = pairs[-1]
-            q = q * (_lazy_dot(s, y) / _lazy_dot(y, y))
-        for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
-            beta = rho * _lazy_dot(y, q)
-            q = q + (alpha - beta) * s
-        return q
-
     def run(self, max_iterations):
         xp = array_module(self.x)
         x = self.x
         value, grad = self.fun(x)
         self.evaluations += 1
         _check_finite(value, grad)
-        pairs = []
+        pairs = CurvatureHistory(xp, max(1, min(self.history, max_iterations)), x.shape, x.dtype)
         for _ in range(max_iterations):
             if float(xp.abs(grad).max()) <= self.gradient_tolerance:
                 self.stop_reason = "the gradient vanished"
                 return
-            direction = self._direction(grad, pairs)
+            direction = pairs.direction(grad)
             if _dot(grad, direction) >= 0:  # not a descent direction: forget the curvature history
                 pairs.clear()
                 direction = -grad
-            step = 1.0 if pairs else min(1.0, 1.0 / float(xp.abs(grad).sum()))
+            step = 1.0 if len(pairs) else min(1.0, 1.0 / float(xp.abs(grad).sum()))
             step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step)
             self.evaluations += evaluations
             if step is None:
@@ -171,11 +212,8 @@ class LBFGS:
                 return
             _check_finite(value_new, grad_new)
             s, y = x_new - x, grad_new - grad
-            ys = _dot(y, s)
-            if ys > 1e-10 * _dot(y, y):
-                pairs.append((s, y, 1.0 / ys))
-                if len(pairs) > self.history:
-                    pairs.pop(0)
+            if _dot(y, s) > 1e-10 * _dot(y, y):
+                pairs.add(s, y)
             change = abs(value - value_new)
             x, value, grad = x_new, value_new, grad_new
             self.x = x

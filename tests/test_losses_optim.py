@@ -4,7 +4,7 @@ import pytest
 
 from artem_cli.errors import ArtemError
 from artem_cli.losses import content_loss, gram, style_loss, tv_loss
-from artem_cli.optim import LBFGS, Adam
+from artem_cli.optim import LBFGS, Adam, CurvatureHistory
 
 
 def check_gradient(fun, x, rng, eps=1e-6):
@@ -76,6 +76,42 @@ def test_lbfgs_minimizes_quadratic_and_rosenbrock():
     assert opt.stop_reason in ("the gradient vanished", "the loss stopped changing")
     opt = LBFGS(rosenbrock, np.array([-1.2, 1.0]))
     np.testing.assert_allclose(run(opt, 200), [1.0, 1.0], atol=1e-5)
+
+
+def _two_loop(grad, pairs):
+    """The textbook recursion (Nocedal & Wright, Algorithm 7.4), vector by vector: CurvatureHistory's twin."""
+    q, alphas = -grad, []
+    for s, y in reversed(pairs):
+        alpha = (s @ q) / (y @ s)
+        q = q - alpha * y
+        alphas.append(alpha)
+    s, y = pairs[-1]
+    r = q * ((s @ y) / (y @ y))
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        r = r + (alpha - (y @ r) / (y @ s)) * s
+    return r
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_curvature_history_gives_the_two_loop_direction(dtype, tolerance):
+    """Fewer pairs than slots, then more (the oldest forgotten, slots reused out of order), then
+    none after ``clear``; on an image-shaped gradient."""
+    rng = np.random.default_rng(7)
+    shape, size = (3, 4, 5), 5
+    history = CurvatureHistory(np, size, shape, dtype)
+    pairs = []
+    for count in range(1, 9):
+        s = rng.standard_normal(shape)
+        y = s * rng.uniform(0.5, 2.0, shape) + 0.1 * rng.standard_normal(shape)  # y·s > 0, as L-BFGS keeps
+        pairs.append((s.astype(dtype).astype(np.float64).ravel(), y.astype(dtype).astype(np.float64).ravel()))
+        history.add(s.astype(dtype), y.astype(dtype))
+        grad = rng.standard_normal(shape).astype(dtype)
+        direction = history.direction(grad)
+        assert direction.shape == shape and direction.dtype == dtype and len(history) == min(count, size)
+        expected = _two_loop(grad.astype(np.float64).ravel(), pairs[-size:])
+        assert np.linalg.norm(direction.ravel() - expected) < tolerance * np.linalg.norm(expected)
+    history.clear()
+    assert len(history) == 0 and np.array_equal(history.direction(grad), -grad)
 
 
 def test_lbfgs_never_increases_the_loss():
