@@ -91,8 +91,6 @@ class Settings:
             raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
         if self.binary_backward not in ("fp32", "fp16"):
             raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
-        if self.device == "cuda" and self.mode == "xnor":
-            raise ArtemError("--mode xnor runs on the CPU only for now (its CUDA kernels have not yet run on a GPU); use --device cpu")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
@@ -423,10 +421,11 @@ def network_spec(spec):
     return {"mode": mode, "binary_weights": source or Settings.binary_weights, "binary_from": binary_from or None}
 
 
-def network(settings, vgg_weights):
-    """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``."""
+def network(settings, vgg_weights, xnor_kernels=None):
+    """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``
+    (``xnor_kernels``: as ``VGG16``'s)."""
     return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights),
-                 half_backward=settings.binary_backward == "fp16")
+                 half_backward=settings.binary_backward == "fp16", xnor_kernels=xnor_kernels)
 
 
 def binary_layers(settings, vgg_weights):

@@ -56,19 +56,25 @@ def machine(device="cpu", with_torch=False):
     """What the figures were measured on: processor, cores, BLAS, GPU and clocks, versions."""
     import numba
 
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        artem = version("artem")
+    except PackageNotFoundError:  # run from a checkout, not installed
+        artem = "not installed"
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     facts = {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-             "blas": f"{blas.get('name')} {blas.get('version')}", "artem": version("artem"), "numpy": np.__version__,
+             "blas": f"{blas.get('name')} {blas.get('version')}", "artem": artem, "numpy": np.__version__,
              "numba": numba.__version__, "python": platform.python_version(),
              "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
              "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER")}
     if device == "cuda":
         xp = array_module_for(device)
-        props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
-        facts.update(gpu=props["name"].decode(), gpu_clock_mhz=props["clockRate"] // 1000,
-                     gpu_memory_clock_mhz=props["memoryClockRate"] // 1000, cupy=xp.__version__,
+        gpu = xp.cuda.Device()
+        props, attributes = xp.cuda.runtime.getDeviceProperties(gpu.id), gpu.attributes
+        mhz = lambda key: (props.get(key[0].lower() + key[1:]) or attributes.get(key) or 0) // 1000  # noqa: E731  (CUDA 13: attributes only)
+        facts.update(gpu=props["name"].decode(), gpu_clock_mhz=mhz("ClockRate"),
+                     gpu_memory_clock_mhz=mhz("MemoryClockRate"), cupy=xp.__version__,
                      cuda_runtime=xp.cuda.runtime.runtimeGetVersion())
     if with_torch:
         import torch
@@ -106,13 +112,29 @@ def sgemm_rate(xp, n=4096, repeats=5):
     return n**3 / best
 
 
-def torch_pass(w, shape, repeats, threads):
-    """The same pass in PyTorch (CPU), or None when PyTorch is not installed."""
+def _tf32():
+    """Whether CuPy's float32 products run as TF32 in this process (``CUPY_TF32=1``)."""
+    return os.environ.get("CUPY_TF32", "0") != "0"
+
+
+def _torch_on(device):
+    """PyTorch's device for ``device``, its convolutions and products in TF32 on a GPU exactly when
+    CuPy's are (PyTorch's own default is TF32 convolutions): both sides of a run compute alike."""
+    import torch
+
+    if device == "cuda":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = _tf32()
+    torch.set_num_threads(os.cpu_count())
+    return torch.device(device)
+
+
+def torch_pass(w, shape, repeats, device="cpu"):
+    """The same pass in PyTorch on ``device``, or None when PyTorch is not installed."""
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(threads)
+    where = _torch_on(device)
     layers = []
     for name in LAYER_NAMES[: LAYER_NAMES.index(TAP) + 1]:
         if name.startswith("conv"):
@@ -124,34 +146,49 @@ def torch_pass(w, shape, repeats, threads):
             layers.append(torch.nn.ReLU())
         else:
             layers.append(torch.nn.MaxPool2d(2))
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(where)
     for p in net.parameters():
         p.requires_grad_(False)
-    image = torch.randn(1, 3, *shape, requires_grad=True)
+    image = torch.randn(1, 3, *shape, device=where, requires_grad=True)
 
     def once():
         image.grad = None
         net(image).sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
-    return {"version": torch.__version__, "threads": threads, "seconds": _best_of(once, repeats)}
+    return {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+            "tf32": device == "cuda" and torch.backends.cudnn.allow_tf32, "seconds": _best_of(once, repeats)}
 
 
 def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu",
                  binary_backward="fp32"):
     """Seconds (best, median) of one pass for each mode on ``device`` (the binary modes with their
-    backward through the ±1 weights in ``binary_backward``), and the baseline of the same run:
-    PyTorch's fp32 pass on the CPU, or cuBLAS's SGEMM rate on a GPU."""
+    backward through the ±1 weights in ``binary_backward``; on a GPU the xnor modes once with each
+    rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``), and the baselines of the same
+    run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
+    nets = {}
+    for spec in modes:
+        settings = Settings(**network_spec(spec), binary_backward=binary_backward)
+        if device == "cuda" and settings.mode == "xnor":
+            from . import gpu_binary
+
+            for rung, (kernel, _, _) in gpu_binary.RUNGS.items():
+                kernels = gpu_binary.cuda_kernels(rung)
+                if kernels.runtime.supports(kernel):
+                    nets[f"{spec}/{rung}"] = lambda s=settings, k=kernels: network(s, w, xnor_kernels=k)
+        else:
+            nets[spec] = lambda s=settings: network(s, w)
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
-              "binary_backward": binary_backward,
-              "seconds": {spec: artem_pass(network(Settings(**network_spec(spec), binary_backward=binary_backward), w),
-                                           image, repeats) for spec in modes}}
+              "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(),
+              "seconds": {name: artem_pass(make(), image, repeats) for name, make in nets.items()}}
     if device == "cuda":
         result["sgemm_mac_per_s"] = sgemm_rate(xp)
-    elif with_torch:
-        result["torch"] = torch_pass(w, shape, repeats, threads=os.cpu_count())
+    if with_torch:
+        result["torch"] = torch_pass(w if xp is np else weights.load(weights.locate(weights_path)), shape, repeats, device)
     return result
 
 
@@ -249,7 +286,7 @@ def gpu_layers(shape, repeats=10, weights_path=None):
                 seconds, _ = _best_of(conv, repeats, cupy)
                 row["xnor"][rung] = {"seconds": seconds, "max_difference_from_direct": float(abs(conv() - reference).max())}
         rows.append(row)
-    return {"tf32": os.environ.get("CUPY_TF32", "0") != "0", "gemm_mac_per_s": sgemm_rate(cupy, 8192),
+    return {"tf32": _tf32(), "gemm_mac_per_s": sgemm_rate(cupy, 8192),
             "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None, "layers": rows}
 
 
@@ -359,8 +396,7 @@ def _torch_side(content, style, settings, weights_path):
 
     from . import api, preprocess
 
-    device = torch.device("cuda" if settings.device == "cuda" else "cpu")
-    torch.set_num_threads(os.cpu_count())
+    device = _torch_on(settings.device)
     w = weights.load(weights_path)
     taps = {name: weight for name, weight in settings.content_layers + settings.style_layers}
     deepest = max(taps, key=LAYER_NAMES.index)
@@ -431,6 +467,11 @@ def _torch_side(content, style, settings, weights_path):
             "tf32": bool(device.type == "cuda" and torch.backends.cudnn.allow_tf32), "image": image}
 
 
+def torch_label(t, device):
+    """Where and how PyTorch ran: threads on a CPU, fp32 or TF32 on a GPU."""
+    return f"GPU, {'TF32' if t['tf32'] else 'fp32'}" if device == "cuda" else f"{t['threads']} threads"
+
+
 def end_to_end_markdown(report):
     """The end-to-end report as Markdown: the machine, the protocol, and artem beside PyTorch."""
     p, a, t = report["protocol"], report["artem"], report.get("torch")
@@ -442,7 +483,7 @@ def end_to_end_markdown(report):
              f"protocol: {p['content']} after {p['style']}, {p['size']} px, {p['iterations']} L-BFGS iterations "
              f"(history {p['history']}), on {p['device']}; losses are the fp32 network's, of each saved 8-bit image",
              "",
-             "| | artem | " + (f"PyTorch {t['version']} ({t['threads']} threads) | artem / PyTorch |" if t else "PyTorch |"),
+             "| | artem | " + (f"PyTorch {t['version']} ({torch_label(t, p['device'])}) | artem / PyTorch |" if t else "PyTorch |"),
              "| --- | ---: | ---: |" + (" ---: |" if t else "")]
 
     def row(name, key, fmt, ratio=False):

@@ -150,7 +150,7 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
                  help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network."),
     click.option("--seed", type=int, default=D.seed, show_default=True),
     click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
-                 help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'); not with --mode xnor."),
+                 help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'), every mode."),
 ]
 
 
@@ -550,9 +550,6 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     size = (256 if quick else 512) if size is None else size
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
-    if device == "cuda" and any(m.startswith("xnor") for m in modes):
-        _fail("--modes xnor runs on the CPU only for now (its CUDA kernels have not yet passed the GPU tests); "
-              "--layers times them on a GPU")
     if (quick or iterations) and not end_to_end:
         _fail("--quick and --iterations go with --end-to-end")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
@@ -633,11 +630,11 @@ def _pass_report(report, shape, device, with_torch):
                    f"convolutions over it: {shares}")
     if torch_result:
         tb, tm = torch_result["seconds"]
-        click.echo(f"  PyTorch {torch_result['version']} ({torch_result['threads']} threads) fp32  best {tb:.3f}  median {tm:.3f}")
+        click.echo(f"  PyTorch {torch_result['version']} ({bench.torch_label(torch_result, device)})  best {tb:.4f}  median {tm:.4f}")
         if "fp32" in p["seconds"]:
             best, median = p["seconds"]["fp32"]
             click.echo(f"  artem fp32 / PyTorch: best {best / tb:.2f}  median {median / tm:.2f}")
-    elif with_torch and device == "cpu":
+    elif with_torch:
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
     if "layers" in report:
         click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")

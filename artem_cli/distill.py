@@ -132,8 +132,6 @@ class DistillSettings:
             raise ArtemError(f"crop must be 32..1024 pixels, not {self.crop}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
-        if self.device == "cuda" and self.mode == "xnor":
-            raise ArtemError("--mode xnor runs on the CPU only for now (its CUDA kernels have not yet run on a GPU); use --device cpu")
 
 
 TAPS = sorted({"relu4_2", *(name for name, _ in DEFAULT_STYLE_LAYERS)}, key=LAYER_NAMES.index)

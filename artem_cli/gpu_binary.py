@@ -7,8 +7,9 @@ runtime with the interface of ``cpu_binary``: same arguments, same layouts, devi
 
 The XNOR convolution is a ladder of kernels (DESIGN §6), each held to the same twins:
 ``direct`` (one thread per output), ``tiled`` (shared-memory tiles, 4 x 4 outputs a thread) and, on
-CUDA devices of compute capability 8.0 or later, ``mma`` (binary tensor cores). None has yet been
-timed on a GPU, so the default stays the first rung until ``make gpu-check`` has measured the others.
+CUDA devices of compute capability 8.0 or later, ``mma`` (binary tensor cores). Measured on an H200
+(BENCHMARKS.md §5, ``make gpu-check``), each rung is faster than the one before on every VGG16
+layer at 1024 px, so a runtime uses the last rung it runs.
 """
 import functools
 import threading
@@ -26,7 +27,7 @@ TILE = 64  # output channels and pixels of a tiled rung's block (TILE in its sou
 # rung: (kernel, threads per block, outputs along the grid's x and y per block; None = one per thread)
 RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256, TILE),
          "mma": ("xnor_conv_mma", 128, TILE)}
-DEFAULT_RUNG = "direct"
+FASTEST_FIRST = ("mma", "tiled", "direct")  # as measured on an H200 (BENCHMARKS.md §5)
 
 
 def _source(name):
@@ -100,7 +101,10 @@ class BinaryKernels:
     """``cpu_binary``'s functions on a GPU runtime: arrays in may be host or device arrays; arrays out
     are the runtime's device arrays."""
 
-    def __init__(self, runtime, rung=DEFAULT_RUNG):
+    def __init__(self, runtime, rung=None):
+        """``rung``: one of ``RUNGS``, by default the fastest that ``runtime`` runs."""
+        if rung is None:
+            rung = next(r for r in FASTEST_FIRST if runtime.supports(RUNGS[r][0]))
         if rung not in RUNGS:
             raise ValueError(f"no XNOR kernel rung {rung!r}; there are {', '.join(RUNGS)}")
         if not runtime.supports(RUNGS[rung][0]):
@@ -151,12 +155,12 @@ _made = threading.Lock()
 
 
 @functools.cache
-def _cuda_kernels():
-    return BinaryKernels(CudaRuntime())
+def _cuda_runtime():
+    return CudaRuntime()
 
 
-def cuda_kernels():
-    """The kernels on the current CUDA device, one set per process (made under a lock, so that two
-    threads asking at once get the same set)."""
+def cuda_kernels(rung=None):
+    """The kernels of ``rung`` (by default the fastest there) on the current CUDA device, over one runtime per process (made under a
+    lock, so that two threads asking at once share it and its compiled modules)."""
     with _made:
-        return _cuda_kernels()
+        return BinaryKernels(_cuda_runtime(), rung)

@@ -311,12 +311,14 @@ class XnorConv3x3:
     straight-through estimator 1{|u| <= A} / A: the identity on the range that is binarized.
     Parameter gradients (``backward(grad, parameters=True)``): "signs" (dLoss/dS as if S were free),
     "alpha", "bias" and "shift", the same approximations included. With ``half_backward`` the
-    gradient through the ±1 weights is ``HalfInputGradient``'s (float16).
+    gradient through the ±1 weights is ``HalfInputGradient``'s (float16). ``kernels``: the packing
+    and XNOR layer to use (a ``gpu_binary.BinaryKernels`` of some rung); by default those of
+    ``binary``'s array module.
     """
 
-    def __init__(self, binary, workspace=None, half_backward=False):
+    def __init__(self, binary, workspace=None, half_backward=False, kernels=None):
         xp = array_module(binary.bias)
-        self._kernels = _binary_kernels(xp)
+        self._kernels = kernels or _binary_kernels(xp)
         self.alpha, self.bias, self.shift = binary.alpha, binary.bias, binary.shift
         self.signs = xp.asarray(binary.unpacked())
         self.filters = self._kernels.filters_for_kernel(binary.signs)  # the packed signs, as they are

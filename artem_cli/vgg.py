@@ -66,7 +66,7 @@ def untrained_binary(weights, binary_from="conv1_2"):
             for name in CONV_NAMES[first:]}
 
 
-def _conv(weights, name, mode, binary, workspace, half_backward):
+def _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels):
     """The convolution of each mode: ``binary`` layers for the binarized modes (the rest full
     precision); ``random`` is the yardstick a binarized network must beat: VGG16 with Gaussian weights
     of each layer's own scale (known to give passable textures)."""
@@ -77,7 +77,7 @@ def _conv(weights, name, mode, binary, workspace, half_backward):
         return Conv3x3(weight, bias, workspace)
     if mode == "bwn":
         return BinaryConv3x3(binary[name], workspace, half_backward)
-    return XnorConv3x3(binary[name], workspace, half_backward)
+    return XnorConv3x3(binary[name], workspace, half_backward, xnor_kernels)
 
 
 def check_layer_names(names):
@@ -98,14 +98,15 @@ class VGG16:
     binarized modes ``binary`` ({name: binarize.BinaryLayer}, trained or not) gives the binary
     convolutions; the others are full precision. By default: ``untrained_binary(weights)``. With
     ``half_backward`` the binary convolutions' input gradients are computed in float16, where their
-    ±1 weights are exact (``layers.HalfInputGradient``: on a GPU, tensor cores).
+    ±1 weights are exact (``layers.HalfInputGradient``: on a GPU, tensor cores). ``xnor_kernels``
+    (xnor): the kernels of the XNOR layers, by default ``gpu_binary.cuda_kernels()`` on CuPy arrays.
 
     A network serves one caller at a time: its layers keep what ``backward`` needs from the last
     ``forward``, and its convolutions share one ``layers.Workspace``. Each run builds its own, so runs
     in several threads share nothing but the (read-only) weight arrays.
     """
 
-    def __init__(self, weights, pooling="max", mode="fp32", binary=None, half_backward=False):
+    def __init__(self, weights, pooling="max", mode="fp32", binary=None, half_backward=False, xnor_kernels=None):
         if pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         if mode not in MODES:
@@ -114,7 +115,7 @@ class VGG16:
         if binary is None and mode in ("bwn", "xnor"):
             binary = untrained_binary(weights)
         workspace = Workspace()  # the convolutions' temporaries: this network's own, shared by its layers
-        convs = {name: _conv(weights, name, mode, binary, workspace, half_backward) for name in CONV_NAMES}
+        convs = {name: _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels) for name in CONV_NAMES}
         pool = MaxPool2 if pooling == "max" else AvgPool2
         self._layers = []
         for name in LAYER_NAMES:

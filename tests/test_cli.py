@@ -136,8 +136,6 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "ideal XNOR-popcount loop" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
-    r = run("benchmark", "--device", "cuda", "--modes", "fp32,xnor")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: --modes xnor runs on the CPU only for now")
 
 
 def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
@@ -182,8 +180,6 @@ def test_mode_option_and_its_errors(tmp_path, weights_path):
 
 def test_device_option_and_its_errors(tmp_path, weights_path, monkeypatch):
     out = tmp_path / "g.png"
-    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "cuda", "--mode", "xnor")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: --mode xnor runs on the CPU only")
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "cuda")
     assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy: pip install 'artem[cuda]'")

@@ -94,18 +94,28 @@ def images():
     return io.read_image(EXAMPLES / "chelsea.png")[0], io.read_image(EXAMPLES / "ihc.png")[0]
 
 
-def _objective_on(xp, mode, images, weights_path, size):
+def _objective_on(xp, mode, images, weights_path, size, xnor_kernels=None):
     content, style = images
     settings = Settings(size=size, mode=mode)
-    net = VGG16(weights.load(weights_path, xp), mode=mode)
+    net = VGG16(weights.load(weights_path, xp), mode=mode, xnor_kernels=xnor_kernels)
     content_rgb = xp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, size)))
     return build_objective(net, settings, content_rgb, Targets(style_grams(net, settings, [style]))), preprocess.to_vgg(content_rgb)
 
 
-@pytest.mark.parametrize("mode", ["fp32", "bwn", "xnor", "random"])
-def test_loss_and_gradient_on_gpu_equal_numpy(mode, images, weights_path):
+def _rung(rung):
+    from artem_cli import gpu_binary
+
+    kernels = gpu_binary.cuda_kernels()
+    if not kernels.runtime.supports(gpu_binary.RUNGS[rung][0]):
+        pytest.skip(f"the {rung} rung does not run on this device")
+    return gpu_binary.cuda_kernels(rung)
+
+
+@pytest.mark.parametrize("mode,rung", [("fp32", None), ("bwn", None), ("xnor", "direct"), ("xnor", "tiled"),
+                                       ("xnor", "mma"), ("random", None)])
+def test_loss_and_gradient_on_gpu_equal_numpy(mode, rung, images, weights_path):
     cpu_objective, x = _objective_on(np, mode, images, weights_path, 128)
-    gpu_objective, x_gpu = _objective_on(cp, mode, images, weights_path, 128)
+    gpu_objective, x_gpu = _objective_on(cp, mode, images, weights_path, 128, rung and _rung(rung))
     value, grad = cpu_objective(x)
     value_gpu, grad_gpu = gpu_objective(x_gpu)
     assert isinstance(grad_gpu, cp.ndarray)
@@ -153,6 +163,7 @@ def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
 @pytest.mark.parametrize("options,factor", [
     ({}, 0.2),
     ({"mode": "bwn", "init": "random", "optimizer": "adam", "lr": 5.0, "original_colors": True}, 0.5),
+    ({"mode": "xnor"}, 0.5),
 ])
 def test_stylize_file_on_the_gpu_lowers_the_loss(options, factor, tmp_path, weights_path):
     from conftest import EXAMPLES
@@ -188,12 +199,18 @@ def test_benchmark_times_the_pass_on_the_gpu(weights_path):
 
     from artem_cli.cli import main
 
+    from artem_cli.gpu_binary import RUNGS, CudaRuntime
+
     r = CliRunner().invoke(main, ["benchmark", "--device", "cuda", "--size", "64", "--repeats", "2",
-                                  "--modes", "fp32,bwn", "--json", "-"])
+                                  "--modes", "fp32,bwn,xnor", "--json", "-"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert report["machine"]["gpu"] and report["pass"]["device"] == "cuda"
-    assert set(report["pass"]["seconds"]) == {"fp32", "bwn"} and report["pass"]["sgemm_mac_per_s"] > 1e12
+    runtime = CudaRuntime()
+    rungs = {f"xnor/{rung}" for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
+    assert set(report["pass"]["seconds"]) == {"fp32", "bwn"} | rungs and report["pass"]["sgemm_mac_per_s"] > 1e12
+    torch = report["pass"]["torch"]
+    assert torch is None or (torch["device"] == "cuda" and torch["seconds"][0] > 0)
 
 
 def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from artem_cli import binarize, cpu_binary
-from artem_cli.gpu_binary import CUDA_ONLY, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
+from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
 
 
 def _cuda_runtime():
@@ -110,6 +110,12 @@ def test_every_rung_but_the_tensor_core_one_runs_on_opencl():
     assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma"]
     with pytest.raises(ValueError, match="does not run on this device"):
         BinaryKernels(OpenCLRuntime(), "mma")
+
+
+def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
+    assert sorted(FASTEST_FIRST) == sorted(RUNGS)
+    expected = "mma" if runtime.supports("xnor_conv_mma") else "tiled"
+    assert BinaryKernels(runtime).rung == expected
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
