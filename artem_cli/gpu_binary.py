@@ -8,8 +8,9 @@ runtime with the interface of ``cpu_binary``: same arguments, same layouts, devi
 The XNOR convolution is a ladder of kernels (DESIGN §6), each held to the same twins:
 ``direct`` (one thread per output), ``tiled`` (shared-memory tiles, 4 x 4 outputs a thread) and, on
 CUDA devices of compute capability 8.0 or later, ``mma`` (binary tensor cores). Measured on an H200
-(BENCHMARKS.md §5, ``make gpu-check``), each rung is faster than the one before on every VGG16
-layer at 1024 px, so a runtime uses the last rung it runs.
+(BENCHMARKS.md §7, ``make gpu-check``), ``mma`` is the fastest on every VGG16 layer at 512 and 1024
+px, and ``tiled`` beats ``direct`` on the whole pass and on all but the smallest layers, so a runtime
+uses by default the first of ``FASTEST_FIRST`` that it runs.
 """
 import functools
 import threading
@@ -27,7 +28,7 @@ TILE = 64  # output channels and pixels of a tiled rung's block (TILE in its sou
 # rung: (kernel, threads per block, outputs along the grid's x and y per block; None = one per thread)
 RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256, TILE),
          "mma": ("xnor_conv_mma", 128, TILE)}
-FASTEST_FIRST = ("mma", "tiled", "direct")  # as measured on an H200 (BENCHMARKS.md §5)
+FASTEST_FIRST = ("mma", "tiled", "direct")  # as measured on an H200 (BENCHMARKS.md §7)
 
 
 def _source(name):
