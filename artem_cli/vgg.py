@@ -93,8 +93,8 @@ class VGG16:
 
     ``weights`` maps ``convX_Y.weight`` (O, C, 3, 3) and ``convX_Y.bias`` (O,) to arrays. ``mode``:
     ``fp32`` (the network as trained), ``bwn`` (binary weights α·sign(W)), ``xnor`` (binary
-    weights and binary inputs, XNOR + popcount; on CuPy arrays through the CUDA kernels, not yet
-    run on a GPU), or ``random`` (random weights of each layer's scale, the baseline). In the
+    weights and binary inputs, XNOR + popcount; on CuPy arrays through the CUDA kernels of
+    ``kernels/``), or ``random`` (random weights of each layer's scale, the baseline). In the
     binarized modes ``binary`` ({name: binarize.BinaryLayer}, trained or not) gives the binary
     convolutions; the others are full precision. By default: ``untrained_binary(weights)``. With
     ``half_backward`` the binary convolutions' input gradients are computed in float16, where their
