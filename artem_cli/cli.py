@@ -667,6 +667,8 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--crop", type=int, default=128, show_default=True, help="Training crops' side, in pixels.")
 @click.option("--lr", type=float, default=0.01, show_default=True,
               help="Adam's learning rate, in units of each parameter's initial size (cosine decay).")
+@click.option("--content-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the features at relu4_2, the content layer, in the loss (every other term weighs 1).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")

@@ -115,6 +115,7 @@ class DistillSettings:
     lr: float = 0.01  # Adam's learning rate in units of each parameter's initial size, cosine decay
     feature_weight: float = 1.0
     gram_weight: float = 1.0
+    content_weight: float = 1.0  # the features' term at the content layer (relu4_2), times feature_weight
     stylize_every: int = 10  # steps between two new stylized images
     stylize_iterations: int = 20
     pool: int = 8  # stylized images kept (the newest)
@@ -132,9 +133,12 @@ class DistillSettings:
             raise ArtemError(f"crop must be 32..1024 pixels, not {self.crop}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
+        if not (math.isfinite(self.content_weight) and self.content_weight >= 0):
+            raise ArtemError(f"the content weight must be a number >= 0, not {self.content_weight}")
 
 
-TAPS = sorted({"relu4_2", *(name for name, _ in DEFAULT_STYLE_LAYERS)}, key=LAYER_NAMES.index)
+CONTENT_TAP = "relu4_2"  # the default content layer
+TAPS = sorted({CONTENT_TAP, *(name for name, _ in DEFAULT_STYLE_LAYERS)}, key=LAYER_NAMES.index)
 
 
 class Student:
@@ -210,7 +214,8 @@ def _input_scales(teacher, images, binary_from):
 def distill_loss(student_net, teacher, image, settings, first):
     """The distillation loss of one image (VGG input) and its gradient left in ``student_net``'s
     layers: per tap after the first binary convolution ``first``, the features' and the Gram
-    matrices' mean squared difference, each divided by the mean square of the teacher's. The
+    matrices' mean squared difference, each divided by the mean square of the teacher's and
+    weighted by ``settings`` (the features at the content layer by ``content_weight`` too). The
     layers before ``first`` are the teacher's: the student starts from the teacher's activations
     there."""
     entry = LAYER_NAMES[LAYER_NAMES.index(first) - 1]  # the layer whose output ``first`` reads
@@ -221,9 +226,10 @@ def distill_loss(student_net, teacher, image, settings, first):
     for tap in taps:
         t = target[tap]
         value, g = content_loss(features[tap], t)
+        weight = settings.feature_weight * (settings.content_weight if tap == CONTENT_TAP else 1.0)
         scale = float((t * t).mean()) + 1e-12
-        total += settings.feature_weight * value / scale
-        grads[tap] = g * (settings.feature_weight / scale)
+        total += weight * value / scale
+        grads[tap] = g * (weight / scale)
         t_gram = gram(t)
         value, g = style_loss(features[tap], t_gram)
         scale = float((t_gram * t_gram).mean()) + 1e-12
@@ -330,7 +336,8 @@ class Trainer:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
             raise ArtemError(f"checkpoint '{path}' is not readable ({e})") from None
         mine = {**dataclasses.asdict(self.settings), "steps": None, "device": None}
-        theirs = {**meta["settings"], "steps": None, "device": None}
+        # a field added since the checkpoint was written takes its default, which is what that run used
+        theirs = {**dataclasses.asdict(DistillSettings()), **meta["settings"], "steps": None, "device": None}
         if mine != theirs:
             changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
             raise ArtemError(f"checkpoint '{path}' was made with other settings ({changed}); start a new run")

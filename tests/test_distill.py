@@ -1,5 +1,6 @@
 """Distillation: its data, a few steps that lower the loss, checkpoints that resume exactly, the
 trained weights file (round trip, checksums), and the command."""
+import dataclasses
 import json
 import os
 from unittest import mock
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from artem_cli import api, binarize, distill, io, weights
+from artem_cli import api, binarize, distill, io, preprocess, weights
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
 from conftest import EXAMPLES
@@ -93,6 +94,41 @@ def test_a_checkpoint_resumes_to_exactly_the_same_state(image_paths, weights_pat
     other = distill.Trainer(distill.DistillSettings(**{**settings.__dict__, "crop": 64}), image_paths[:3])
     with pytest.raises(ArtemError, match=r"other settings \(crop\)"):
         other.run(checkpoint, resume=True)
+    heavier = distill.Trainer(distill.DistillSettings(**{**settings.__dict__, "content_weight": 2.0}), image_paths[:3])
+    with pytest.raises(ArtemError, match=r"other settings \(content_weight\)"):
+        heavier.run(checkpoint, resume=True)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(image_paths, weights_path, tmp_path):
+    settings = distill.DistillSettings(mode="bwn", binary_from="conv5_1", steps=2, **TINY)
+    checkpoint = tmp_path / "c.npz"
+    distill.Trainer(dataclasses.replace(settings, steps=1), image_paths[:2]).run(checkpoint)
+    with np.load(checkpoint) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    del meta["settings"]["content_weight"]  # as written before content_weight existed
+    np.savez(checkpoint, **{**arrays, "__meta__": np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    resumed = distill.Trainer(settings, image_paths[:2])
+    resumed.run(checkpoint, resume=True)
+    assert [k for k, _ in resumed.history] == [1, 2]
+    with pytest.raises(ArtemError, match=r"other settings \(content_weight\)"):
+        distill.Trainer(dataclasses.replace(settings, content_weight=3.0), image_paths[:2]).run(checkpoint, resume=True)
+
+
+def test_the_content_weight_weighs_the_features_at_the_content_layer_alone(image_paths, weights_path):
+    """The loss is linear in content_weight, with the relu4_2 feature term as its slope, and that
+    term is the part of the loss the content layer's features make."""
+    settings = distill.DistillSettings(mode="bwn", binary_from="conv4_1", **TINY)
+    trainer = distill.Trainer(settings, image_paths[:2])
+    net = trainer.network(trainer.student.theta0)
+    image = preprocess.to_vgg(distill.random_crop(np.random.default_rng(3), io.read_image(image_paths[1])[0], 48))
+    totals = [distill.distill_loss(net, trainer.teacher, image, dataclasses.replace(settings, content_weight=w), "conv4_1")
+              for w in (0.0, 1.0, 3.0)]
+    target = trainer.teacher.forward(image, ["relu4_2"])["relu4_2"]
+    features = net.forward(image, ["relu4_2"])["relu4_2"]
+    term = float(((features - target) ** 2).mean() / ((target * target).mean() + 1e-12))
+    assert totals[1] - totals[0] == pytest.approx(term, rel=1e-3)
+    assert totals[2] - totals[0] == pytest.approx(3 * term, rel=1e-3)
 
 
 def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altered(weights_path, tmp_path):
