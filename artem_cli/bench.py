@@ -176,10 +176,8 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
         if device == "cuda" and settings.mode == "xnor":
             from . import gpu_binary
 
-            for rung, (kernel, _, _) in gpu_binary.RUNGS.items():
-                kernels = gpu_binary.cuda_kernels(rung)
-                if kernels.runtime.supports(kernel):
-                    nets[f"{spec}/{rung}"] = lambda s=settings, k=kernels: network(s, w, xnor_kernels=k)
+            for rung in gpu_binary.runnable_rungs(gpu_binary.cuda_kernels().runtime):
+                nets[f"{spec}/{rung}"] = lambda s=settings, k=gpu_binary.cuda_kernels(rung): network(s, w, xnor_kernels=k)
         else:
             nets[spec] = lambda s=settings: network(s, w)
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
@@ -259,10 +257,10 @@ def gpu_layers(shape, repeats=10, weights_path=None):
     import cupy
 
     from . import binarize
-    from .gpu_binary import RUNGS, BinaryKernels, CudaRuntime
+    from .gpu_binary import BinaryKernels, CudaRuntime, runnable_rungs
 
     runtime = CudaRuntime()
-    ladder = {rung: BinaryKernels(runtime, rung) for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
+    ladder = {rung: BinaryKernels(runtime, rung) for rung in reversed(runnable_rungs(runtime))}  # direct first
     w = weights.load(weights.locate(weights_path), cupy)
     fp32 = VGG16(w)
     rows = []
@@ -509,8 +507,8 @@ class Predictor:
     Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
     for L-BFGS, a pair added to a full history and the two-loop recursion over it, each timed once
     on this device at two small square sizes, each a line a + b·pixels through the two; an L-BFGS
-    run evaluates the objective
-    once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its first line searches). Memory:
+    run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its
+    first line searches). Memory:
     on the CPU, what this process holds now (Python, the libraries, the network), plus what
     ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
     free now."""

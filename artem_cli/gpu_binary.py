@@ -31,6 +31,11 @@ RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256,
 FASTEST_FIRST = ("mma", "tiled", "direct")  # as measured on an H200 (BENCHMARKS.md §7)
 
 
+def runnable_rungs(runtime):
+    """The rungs of ``RUNGS`` that ``runtime`` runs, fastest first."""
+    return [rung for rung in FASTEST_FIRST if runtime.supports(RUNGS[rung][0])]
+
+
 def _source(name):
     return (KERNELS / f"{name}.cu").read_text(encoding="utf-8")
 
@@ -105,7 +110,7 @@ class BinaryKernels:
     def __init__(self, runtime, rung=None):
         """``rung``: one of ``RUNGS``, by default the fastest that ``runtime`` runs."""
         if rung is None:
-            rung = next(r for r in FASTEST_FIRST if runtime.supports(RUNGS[r][0]))
+            rung = runnable_rungs(runtime)[0]
         if rung not in RUNGS:
             raise ValueError(f"no XNOR kernel rung {rung!r}; there are {', '.join(RUNGS)}")
         if not runtime.supports(RUNGS[rung][0]):
@@ -161,7 +166,8 @@ def _cuda_runtime():
 
 
 def cuda_kernels(rung=None):
-    """The kernels of ``rung`` (by default the fastest there) on the current CUDA device, over one runtime per process (made under a
-    lock, so that two threads asking at once share it and its compiled modules)."""
+    """The kernels of ``rung`` (by default the fastest there) on the current CUDA device, over one
+    runtime per process (made under a lock, so that two threads asking at once share it and its
+    compiled modules)."""
     with _made:
         return BinaryKernels(_cuda_runtime(), rung)

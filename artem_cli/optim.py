@@ -123,7 +123,7 @@ class CurvatureHistory:
     """
 
     def __init__(self, xp, size, shape, dtype=np.float32):
-        self.xp, self.size, self.shape = xp, size, shape
+        self.xp, self.size = xp, size
         self.rows = xp.empty((2 * size, math.prod(shape)), dtype=dtype)
         self.order = []  # slots, oldest pair first
         self.sy = np.zeros((size, size))  # sy[i, j] = s_i·y_j, by slot
@@ -144,7 +144,7 @@ class CurvatureHistory:
         self.order.append(slot)
         self.rows[2 * slot], self.rows[2 * slot + 1] = s.ravel(), y.ravel()
         held = self.rows[: 2 * len(self.order)]
-        products = to_host(held @ self.xp.stack([s.ravel(), y.ravel()], axis=1)).astype(np.float64)
+        products = to_host(held @ self.rows[2 * slot : 2 * slot + 2].T).astype(np.float64)  # every row against s, y
         for j in self.order:
             self.sy[j, slot], self.sy[slot, j] = products[2 * j, 1], products[2 * j + 1, 0]
             self.yy[j, slot] = self.yy[slot, j] = products[2 * j + 1, 1]
