@@ -6,7 +6,7 @@
 
 KERNEL void mma_peak(int* out, int iterations)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#ifdef BINARY_MMA
     u32 a[4], b[2];
     int acc[4][4];
     u32 seed = blockIdx.x * blockDim.x + threadIdx.x;
@@ -21,10 +21,7 @@ KERNEL void mma_peak(int* out, int iterations)
     for (int i = 0; i < iterations; ++i)
 #pragma unroll
         for (int c = 0; c < 4; ++c)
-            asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc "
-                         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                         : "+r"(acc[c][0]), "+r"(acc[c][1]), "+r"(acc[c][2]), "+r"(acc[c][3])
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+            mma_and_popc(acc[c], a, b);
     int total = 0;
 #pragma unroll
     for (int c = 0; c < 4; ++c)

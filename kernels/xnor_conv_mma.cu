@@ -24,7 +24,7 @@ KERNEL void xnor_conv_mma(const u32* x, const u32* filters, const float* scale, 
                           const float* tap_sums, const float* bias, float* out, int channels, int outs, int h,
                           int w, int words)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#ifdef BINARY_MMA
     __shared__ u32 xs[TILE][PITCH];
     __shared__ u32 ws[TILE][PITCH];
     __shared__ int x_pop[TILE];     /* X of each pixel of the tile */
@@ -78,10 +78,7 @@ KERNEL void xnor_conv_mma(const u32* x, const u32* filters, const float* scale, 
             for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
                 for (int ni = 0; ni < 4; ++ni)
-                    asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc "
-                                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                                 : "+r"(acc[mi][ni][0]), "+r"(acc[mi][ni][1]), "+r"(acc[mi][ni][2]), "+r"(acc[mi][ni][3])
-                                 : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(b[ni][0]), "r"(b[ni][1]));
+                    mma_and_popc(acc[mi][ni], a[mi], b[ni]);
         }
         __syncthreads();
     }

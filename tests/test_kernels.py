@@ -1,8 +1,10 @@
 """The GPU kernels of ``kernels/`` against their NumPy twins, bit for bit.
 
-The same sources run through OpenCL on the CPU (PoCL, installed with the dev extra), which is how CI
-checks them with no GPU, and through CuPy where a CUDA device is (skipped elsewhere). Every kernel
-must also compile with nvcc for sm_80 and sm_90: CI requires nvcc (ARTEM_REQUIRE_NVCC=1 in .ci/run).
+The same sources run through OpenCL on the CPU (PoCL, installed with the dev extra), in their CUDA
+spelling on the CPU under ``cuda_emulator.h`` (every kernel, the binary tensor cores' included: g++
+builds them), which is how CI checks them with no GPU, and through CuPy where a CUDA device is
+(skipped elsewhere). Every kernel must also compile with nvcc for sm_80 and sm_90: CI requires nvcc
+(ARTEM_REQUIRE_NVCC=1 in .ci/run).
 """
 import os
 import shutil
@@ -13,6 +15,7 @@ import pytest
 
 from artem_cli import binarize, cpu_binary
 from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
+from cuda_emulator import EmulatedRuntime
 
 
 def _cuda_runtime():
@@ -26,8 +29,12 @@ def _cuda_runtime():
     pytest.skip("no CUDA device")
 
 
-@pytest.fixture(scope="module", params=["opencl", "cuda"])
-def runtime(request):
+@pytest.fixture(scope="module", params=["opencl", "emulated", "cuda"])
+def runtime(request, tmp_path_factory):
+    if request.param == "emulated":
+        if shutil.which("g++") is None:
+            _missing("g++")
+        return EmulatedRuntime(tmp_path_factory.mktemp("emulated"))
     return OpenCLRuntime() if request.param == "opencl" else _cuda_runtime()
 
 
@@ -44,8 +51,15 @@ def rung(request, runtime):
     return BinaryKernels(runtime, request.param)
 
 
+def _missing(compiler):
+    """CI (ARTEM_REQUIRE_NVCC=1) has nvcc and its host compiler g++; elsewhere their tests are skipped."""
+    if os.environ.get("ARTEM_REQUIRE_NVCC"):
+        pytest.fail(f"{compiler} is not on PATH, and ARTEM_REQUIRE_NVCC is set")
+    pytest.skip(f"{compiler} is not on PATH")
+
+
 def host(a):
-    return a.get()
+    return a if isinstance(a, np.ndarray) else a.get()
 
 
 @pytest.mark.parametrize("channels", [1, 3, 33, 64, 100, 512])
@@ -123,9 +137,7 @@ def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
 def test_kernel_compiles_with_nvcc(name, arch, tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
-        if os.environ.get("ARTEM_REQUIRE_NVCC"):
-            pytest.fail("nvcc is not on PATH, and ARTEM_REQUIRE_NVCC is set")
-        pytest.skip("nvcc is not on PATH")
+        _missing("nvcc")
     result = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-o", str(tmp_path / f"{name}.ptx"), str(KERNELS / f"{name}.cu")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

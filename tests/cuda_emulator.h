@@ -1,0 +1,172 @@
+/* CUDA's dialect of the kernels in kernels/ on the CPU, for the tests: what the kernels use of CUDA, in C++.
+ *
+ * A launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
+ * one OS thread, each running until it waits at a barrier: __syncthreads() for the block, and the
+ * warp-wide mma_and_popc, whose 32 lanes hand in their fragments, wait for each other, and each read
+ * back its share of the product. So code that only the binary tensor cores run (mma.m16n8k256
+ * .and.popc) is held to its NumPy twins bit for bit on machines without a GPU.
+ *
+ * Fragment layout (PTX ISA, mma.m16n8k256 .b1, lane = 4g + q), the one xnor_conv_mma.cu was written to
+ * and matched its twins with on an H200: a[r] is row g + 8 (r % 2) at word q + 4 (r / 2) of the
+ * 256-bit step; b[r] is column g at word q + 4 r; d[r] is row g + 8 (r / 2), column 2q + r % 2.
+ *
+ * A block whose threads do not all reach the same barriers (a deadlock on a GPU) and __trap() end the
+ * launch with an error; __shared__ arrays are static, so they live across blocks, which the kernels
+ * must not rely on (compute-sanitizer's initcheck on a GPU would say so). */
+#ifndef ARTEM_CUDA_EMULATOR_H
+#define ARTEM_CUDA_EMULATOR_H
+
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#define ARTEM_EMULATOR 1
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct emu_dim3 {
+    unsigned x, y, z;
+};
+static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+
+namespace emu {
+
+enum Result { OK = 0, DEADLOCK = 1, TRAP = 2, BAD_LAUNCH = 3 };
+
+struct Fiber {
+    ucontext_t context;
+    int thread;
+    bool done;
+};
+
+struct Barrier {
+    int arrived = 0;
+    long generation = 0;
+};
+
+struct Fragments { /* what each lane of a warp hands in to one mma */
+    unsigned a[32][4], b[32][2];
+    int d[32][4];
+};
+
+static ucontext_t scheduler;
+static Fiber* current;
+static long progress; /* barriers released and threads finished: a turn without either is a deadlock */
+static bool trapped;
+static Barrier block_barrier;
+static std::vector<Barrier> warp_barriers;
+static std::vector<Fragments> warp_fragments;
+static const std::function<void()>* body;
+
+inline void yield()
+{
+    swapcontext(&current->context, &scheduler);
+}
+
+inline void wait(Barrier& barrier, int parties)
+{
+    long generation = barrier.generation;
+    if (++barrier.arrived == parties) {
+        barrier.arrived = 0;
+        ++barrier.generation;
+        ++progress;
+        return;
+    }
+    while (barrier.generation == generation) yield();
+}
+
+inline void run_thread()
+{
+    (*body)();
+    current->done = true;
+    ++progress;
+} /* returns to the scheduler (uc_link) */
+
+/* Every block of the grid, each to its end: OK, or why it stopped. */
+inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, const std::function<void()>& kernel)
+{
+    if (threads == 0 || threads % 32 != 0 || threads > 1024) return BAD_LAUNCH;
+    const size_t stack_size = 256 * 1024;
+    std::vector<Fiber> fibers(threads);
+    std::vector<std::vector<char>> stacks(threads, std::vector<char>(stack_size));
+    warp_barriers.assign(threads / 32, Barrier());
+    warp_fragments.assign(threads / 32, Fragments());
+    gridDim = {grid_x, grid_y, 1};
+    blockDim = {threads, 1, 1};
+    body = &kernel;
+    trapped = false;
+    for (unsigned by = 0; by < grid_y; ++by)
+        for (unsigned bx = 0; bx < grid_x; ++bx) {
+            blockIdx = {bx, by, 0};
+            block_barrier = Barrier();
+            for (unsigned t = 0; t < threads; ++t) {
+                Fiber& f = fibers[t];
+                f.thread = (int)t;
+                f.done = false;
+                getcontext(&f.context);
+                f.context.uc_stack.ss_sp = stacks[t].data();
+                f.context.uc_stack.ss_size = stack_size;
+                f.context.uc_link = &scheduler;
+                makecontext(&f.context, run_thread, 0);
+            }
+            for (unsigned live = threads; live > 0;) {
+                long before = progress;
+                live = 0;
+                for (Fiber& f : fibers) {
+                    if (f.done) continue;
+                    current = &f;
+                    threadIdx = {(unsigned)f.thread, 0, 0};
+                    swapcontext(&scheduler, &f.context);
+                    if (trapped) return TRAP;
+                    live += !f.done;
+                }
+                if (live > 0 && progress == before) return DEADLOCK;
+            }
+        }
+    return OK;
+}
+
+} // namespace emu
+
+inline void __syncthreads()
+{
+    emu::wait(emu::block_barrier, (int)blockDim.x);
+}
+
+[[noreturn]] inline void __trap()
+{
+    emu::trapped = true;
+    emu::yield();
+    __builtin_unreachable(); /* the scheduler never resumes a trapped thread */
+}
+
+/* mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc: d += Σ popcount(a AND b), warp-wide */
+inline void mma_and_popc(int (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
+    emu::Fragments& f = emu::warp_fragments[warp];
+    for (int r = 0; r < 4; ++r) f.a[lane][r] = a[r], f.d[lane][r] = d[r];
+    for (int r = 0; r < 2; ++r) f.b[lane][r] = b[r];
+    emu::wait(emu::warp_barriers[warp], 32);
+    int g = lane / 4, q = lane % 4, sums[4];
+    for (int r = 0; r < 4; ++r) {
+        int row = g + 8 * (r / 2), column = 2 * q + r % 2, total = f.d[lane][r];
+        for (int word = 0; word < 8; ++word) {
+            unsigned a_word = f.a[4 * (row % 8) + word % 4][row / 8 + 2 * (word / 4)];
+            unsigned b_word = f.b[4 * column + word % 4][word / 4];
+            total += __popc(a_word & b_word);
+        }
+        sums[r] = total;
+    }
+    emu::wait(emu::warp_barriers[warp], 32); /* every lane has read before any hands in the next */
+    for (int r = 0; r < 4; ++r) d[r] = sums[r];
+}
+
+#endif
