@@ -20,7 +20,7 @@ import numpy as np
 
 from . import weights
 from .api import Settings, network, network_spec
-from .backend import array_module, array_module_for
+from .backend import array_module, array_module_for, to_host
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
@@ -273,19 +273,38 @@ def gpu_layers(shape, repeats=10, weights_path=None):
         if name != "conv1_1":
             layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
             direct = ladder["direct"]
-            filters = direct.filters_for_kernel(layer.signs)
             ones, sums = cupy.ones((h, width), np.float32), cupy.zeros((len(layer.alpha), 9), np.float32)
             row["pack_seconds"], _ = _best_of(lambda: direct.pack_pixels(x, cupy.zeros(cin, np.float32)), repeats, cupy)
             packed = direct.pack_pixels(x, cupy.zeros(cin, np.float32))
-            reference = direct.xnor_layer(packed, filters, cin, ones, layer.alpha, sums, layer.bias)
+            reference = direct.xnor_layer(packed, direct.filters_for_kernel(layer.signs), cin, ones, layer.alpha, sums,
+                                          layer.bias)
             row["xnor"] = {}
             for rung, kernels in ladder.items():
-                conv = lambda k=kernels: k.xnor_layer(packed, filters, cin, ones, layer.alpha, sums, layer.bias)  # noqa: E731
+                filters = kernels.filters_for_kernel(layer.signs)
+                conv = lambda k=kernels, f=filters: k.xnor_layer(packed, f, cin, ones, layer.alpha, sums, layer.bias)  # noqa: E731
                 seconds, _ = _best_of(conv, repeats, cupy)
                 row["xnor"][rung] = {"seconds": seconds, "max_difference_from_direct": float(abs(conv() - reference).max())}
         rows.append(row)
     return {"tf32": _tf32(), "gemm_mac_per_s": sgemm_rate(cupy, 8192),
-            "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None, "layers": rows}
+            "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None,
+            "binary_gemm": binary_gemm(BinaryKernels(runtime)) if runtime.supports("xnor_gemm_mma") else None,
+            "layers": rows}
+
+
+def binary_gemm(kernels, n=16384, repeats=5):
+    """The ±1 product of two n x n bit matrices (n^3 binary MACs) on binary tensor cores
+    (``BinaryKernels.xnor_gemm``, the row popcounts included): best time, rate, and whether a 64 x 64
+    corner of it equals ``binarize.xnor_gemm``'s."""
+    from . import binarize
+
+    xp = kernels.runtime.xp
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 2**32, (n, n // 32), dtype=np.uint32) for _ in range(2))
+    a_dev, b_dev = xp.asarray(a), xp.asarray(b)
+    best, _ = _best_of(lambda: kernels.xnor_gemm(a_dev, b_dev, n), repeats, xp)
+    corner = kernels.xnor_gemm(a_dev, b_dev, n)[:64, :64]
+    return {"n": n, "seconds": best, "mac_per_s": n**3 / best,
+            "corner_equals_twin": bool((to_host(corner) == binarize.xnor_gemm(a[:64], b[:64], n)).all())}
 
 
 def gpu_layers_markdown(report):
@@ -294,8 +313,12 @@ def gpu_layers_markdown(report):
     gemm, peak = report["gemm_mac_per_s"], report["mma_b1_mac_per_s"]
     rungs = list(dict.fromkeys(r for row in report["layers"] for r in row.get("xnor", {})))
     fp = "TF32" if report["tf32"] else "fp32"
+    product = report.get("binary_gemm")
     lines = [f"Peaks in this run: cuBLAS {fp} GEMM 8192^3 {gemm / 1e12:.1f} T MAC/s; "
              + (f"mma .b1 .and.popc {peak / 1e12:.0f} T binary MAC/s." if peak else "no binary tensor cores."),
+             *([f"Binary GEMM {product['n']}^3 (xnor_gemm_mma): {1e3 * product['seconds']:.3f} ms, "
+                f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
+                + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
              "", f"| layer | input | {fp} ms (share of GEMM) | pack ms | "
              + " | ".join(f"xnor {r} ms (share of mma; x {fp})" for r in rungs) + " |",
              "| --- | --- | ---: | ---: |" + " ---: |" * len(rungs)]

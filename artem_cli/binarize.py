@@ -54,6 +54,12 @@ def unpack(packed, channels):
     return bits.astype(np.float32) * 2 - 1
 
 
+def xnor_gemm(a_packed, b_packed, bits):
+    """int32 (M, N): the dot products of the ±1 rows of a (M, words) and b (N, words), packed bits of
+    which the first ``bits`` count, as a float product of the unpacked signs (exact below 2^24)."""
+    return (unpack(a_packed, bits) @ unpack(b_packed, bits).T).astype(np.int32)
+
+
 def xnor_conv(x_packed, w_packed, channels):
     """Σ over in-image taps of (C - 2·popcount(w XOR x)): int32 (O, H, W), exactly the 3x3 convolution
     (zero padding) of the ±1 weights with the ±1 inputs."""

@@ -7,7 +7,8 @@ runtime with the interface of ``cpu_binary``: same arguments, same layouts, devi
 
 The XNOR convolution is a ladder of kernels (DESIGN §6), each held to the same twins:
 ``direct`` (one thread per output), ``tiled`` (shared-memory tiles, 4 x 4 outputs a thread) and, on
-CUDA devices of compute capability 8.0 or later, ``mma`` (binary tensor cores). Measured on an H200
+CUDA devices of compute capability 8.0 or later, ``mma`` and ``mma_async`` (binary tensor cores; the
+second stages by asynchronous copies and keeps the popcounts out of its epilogue). Measured on an H200
 (BENCHMARKS.md §7, ``make gpu-check``), ``mma`` is the fastest on every VGG16 layer at 512 and 1024
 px, and ``tiled`` beats ``direct`` on the whole pass and on all but the smallest layers, so a runtime
 uses by default the first of ``FASTEST_FIRST`` that it runs.
@@ -18,17 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import to_host
 from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-SOURCES = ("pack_pixels", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma", "mma_peak")  # kernels/NAME.cu: NAME
-CUDA_ONLY = ("xnor_conv_mma", "mma_peak")  # PTX in the source: no OpenCL
+SOURCES = ("pack_pixels", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma",
+           "mma_peak")  # kernels/NAME.cu: NAME
+CUDA_ONLY = ("xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")  # PTX in the source: no OpenCL
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
-TILE = 64  # output channels and pixels of a tiled rung's block (TILE in its source)
+TILE = 64  # output channels and pixels of a tiled rung's block (TILE, BM and BN in its source)
 # rung: (kernel, threads per block, outputs along the grid's x and y per block; None = one per thread)
 RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256, TILE),
-         "mma": ("xnor_conv_mma", 128, TILE)}
-FASTEST_FIRST = ("mma", "tiled", "direct")  # as measured on an H200 (BENCHMARKS.md §7)
+         "mma": ("xnor_conv_mma", 128, TILE), "mma_async": ("xnor_conv_mma_async", 128, TILE)}
+# as measured on an H200 (BENCHMARKS.md §7); mma_async, not yet timed on a GPU, after mma until it is
+FASTEST_FIRST = ("mma", "mma_async", "tiled", "direct")
+TAP_POPCOUNTS = ("mma_async",)  # rungs whose filters carry each tap's popcount after its words
+GEMM_TILE = (128, 64)  # rows and columns of xnor_gemm_mma's block (BM, BN in its source)
 
 
 def runnable_rungs(runtime):
@@ -118,8 +124,14 @@ class BinaryKernels:
         self.runtime, self.rung = runtime, rung
 
     def filters_for_kernel(self, w_packed):
-        """(O, 9, words) uint32 filters from ``binarize.pack_filters``, on the device as they are."""
-        return self.runtime.array(w_packed, np.uint32)
+        """(O, 9, words) uint32 filters from ``binarize.pack_filters`` on the device: as they are, or
+        for the rungs of ``TAP_POPCOUNTS`` (O, 9·words + 9), each filter's words followed by the
+        popcount of each of its taps (computed here, once per layer, on the host)."""
+        if self.rung not in TAP_POPCOUNTS:
+            return self.runtime.array(w_packed, np.uint32)
+        host = np.asarray(to_host(w_packed), dtype=np.uint32)
+        pops = np.bitwise_count(host).sum(axis=-1, dtype=np.uint32)
+        return self.runtime.array(np.concatenate([host.reshape(len(host), -1), pops], axis=1), np.uint32)
 
     def pack_pixels(self, x, centre, spread=None):
         """Signs of x - centre[:, None, None] for x (C, H, W): uint32 (H, W, words(C)) as
@@ -147,6 +159,24 @@ class BinaryKernels:
         rt.launch(name, groups, block, (rt.array(x_packed, np.uint32), filters, f32(scale), f32(alpha), f32(tap_sums),
                                         f32(bias), out, np.int32(channels), np.int32(o), np.int32(h), np.int32(w),
                                         np.int32(k)))
+        return out
+
+    def xnor_gemm(self, a_packed, b_packed, bits):
+        """int32 (M, N): the ±1 product of a (M, words) and b (N, words), rows of packed bits of which
+        the first ``bits`` count (the rest 0), as ``binarize.xnor_gemm``; on binary tensor cores
+        (``xnor_gemm_mma``) whatever the rung, each row's popcount taken on the device first."""
+        rt = self.runtime
+        if not rt.supports("xnor_gemm_mma"):
+            raise ValueError("the binary GEMM needs binary tensor cores (CUDA, compute capability 8.0 or later)")
+        xp = rt.xp
+        a, b = rt.array(a_packed, np.uint32), rt.array(b_packed, np.uint32)
+        if a.shape[1] % 4:  # whole 16-byte copies: zero words change no popcount
+            a, b = (xp.pad(v, ((0, 0), (0, -v.shape[1] % 4))) for v in (a, b))
+        pop_a, pop_b = (xp.bitwise_count(v).sum(axis=1, dtype=np.int32) for v in (a, b))
+        m, n = len(a), len(b)
+        out = rt.empty((m, n), np.int32)
+        rt.launch("xnor_gemm_mma", (-(-m // GEMM_TILE[0]), -(-n // GEMM_TILE[1])), 128,
+                  (a, b, pop_a, pop_b, out, np.int32(m), np.int32(n), np.int32(a.shape[1]), np.int32(bits)))
         return out
 
     def xnor_conv(self, x_packed, filters, channels):

@@ -28,10 +28,13 @@ typedef unsigned int u32;
 #define POPC(v) __popc(v)
 #endif
 
-/* Binary tensor cores (sm_80 and later), and their one instruction the kernels use:
+/* Binary tensor cores (sm_80 and later), and what the kernels use of them: the one instruction
  * d += Σ popcount(a AND b) over a 16 x 256 by 256 x 8 bit product (mma.m16n8k256 .and.popc), each
- * lane holding its fragments of a, b and d as the PTX ISA lays them out. tests/cuda_emulator.h gives
- * the same function on the CPU (ARTEM_EMULATOR), with the same layout, for the tests. */
+ * lane holding its fragments of a, b and d as the PTX ISA lays them out; and copies from global to
+ * shared memory that bypass registers (cp.async): copy_async<SIZE>(dst, src, valid) of 4 or 16
+ * bytes (zeros where !valid, src then unread), in flight until copy_async_wait<n>() leaves at most n of the groups closed by
+ * copy_async_commit() pending. tests/cuda_emulator.h gives the same functions on the CPU
+ * (ARTEM_EMULATOR), with the same layout and the same deferred copies, for the tests. */
 #if defined(ARTEM_EMULATOR)
 #define BINARY_MMA 1
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -42,6 +45,23 @@ __device__ __forceinline__ void mma_and_popc(int (&d)[4], const u32 (&a)[4], con
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                  : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <int SIZE> __device__ __forceinline__ void copy_async(u32* dst, const u32* src, bool valid)
+{
+    unsigned shared, bytes = valid ? SIZE : 0;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(shared) : "l"(dst));
+    if (SIZE == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared), "l"(src), "r"(bytes) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(shared), "l"(src), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <int PENDING> __device__ __forceinline__ void copy_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
 }
 #endif
 

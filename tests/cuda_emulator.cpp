@@ -29,9 +29,12 @@ template <class... A> static void call(void (*kernel)(A...), const long long* sl
 
 template <class... A> static int arity(void (*)(A...)) { return (int)sizeof...(A); }
 
-/* 0 when every block ran to its end; else emu::Result, or -1 for a wrong number of arguments */
-extern "C" int emulate(unsigned grid_x, unsigned grid_y, unsigned threads, const long long* slots, int count)
+/* early: copy_async lands at its issue and the first warp runs ahead; else copies land at their wait
+ * and the last warp runs ahead. 0 when every block ran to its end; else emu::Result, or -1 for a wrong number of arguments */
+extern "C" int emulate(unsigned grid_x, unsigned grid_y, unsigned threads, const long long* slots, int count,
+                       int early)
 {
     if (count != arity(ENTRY)) return -1;
-    return emu::launch(grid_x, grid_y, threads, [slots] { call(ENTRY, slots); });
+    emu::eager_copies = early;
+    return emu::launch(grid_x, grid_y, threads, !early, [slots] { call(ENTRY, slots); });
 }

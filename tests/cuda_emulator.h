@@ -1,7 +1,8 @@
 /* CUDA's dialect of the kernels in kernels/ on the CPU, for the tests: what the kernels use of CUDA, in C++.
  *
  * A launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
- * one OS thread, each running until it waits at a barrier: __syncthreads() for the block, and the
+ * one OS thread, each running until it waits at a barrier (one warp as far as it can before the next,
+ * the first or the last warp first, so that warps drift apart as they may on a GPU): __syncthreads() for the block, and the
  * warp-wide mma_and_popc, whose 32 lanes hand in their fragments, wait for each other, and each read
  * back its share of the product. So code that only the binary tensor cores run (mma.m16n8k256
  * .and.popc) is held to its NumPy twins bit for bit on machines without a GPU.
@@ -9,6 +10,9 @@
  * Fragment layout (PTX ISA, mma.m16n8k256 .b1, lane = 4g + q), the one xnor_conv_mma.cu was written to
  * and matched its twins with on an H200: a[r] is row g + 8 (r % 2) at word q + 4 (r / 2) of the
  * 256-bit step; b[r] is column g at word q + 4 r; d[r] is row g + 8 (r / 2), column 2q + r % 2.
+ *
+ * copy_async (cp.async) lands at its issue or at the copy_async_wait that covers it, the earliest and
+ * the latest a GPU may land it, as the caller asks.
  *
  * A block whose threads do not all reach the same barriers (a deadlock on a GPU) and __trap() end the
  * launch with an error; __shared__ arrays are static, so they live across blocks, which the kernels
@@ -20,6 +24,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -28,6 +33,11 @@
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+
+struct uint2 {
+    unsigned x, y;
+};
 
 struct emu_dim3 {
     unsigned x, y, z;
@@ -40,10 +50,19 @@ namespace emu {
 
 enum Result { OK = 0, DEADLOCK = 1, TRAP = 2, BAD_LAUNCH = 3 };
 
+struct Copy {
+    void* dst;
+    const void* src;
+    int size;
+    bool valid;
+};
+
 struct Fiber {
     ucontext_t context;
     int thread;
     bool done;
+    std::vector<Copy> open;                /* copy_async since the last commit */
+    std::vector<std::vector<Copy>> groups; /* committed, not yet waited for, oldest first */
 };
 
 struct Barrier {
@@ -58,12 +77,21 @@ struct Fragments { /* what each lane of a warp hands in to one mma */
 
 static ucontext_t scheduler;
 static Fiber* current;
-static long progress; /* barriers released and threads finished: a turn without either is a deadlock */
+static long progress; /* barriers released and threads finished: turns without either are a deadlock */
 static bool trapped;
 static Barrier block_barrier;
 static std::vector<Barrier> warp_barriers;
 static std::vector<Fragments> warp_fragments;
 static const std::function<void()>* body;
+static bool eager_copies; /* copy_async lands at its issue, else at its wait */
+
+inline void land(const Copy& c)
+{
+    if (c.valid)
+        std::memcpy(c.dst, c.src, c.size);
+    else
+        std::memset(c.dst, 0, c.size);
+}
 
 inline void yield()
 {
@@ -90,7 +118,8 @@ inline void run_thread()
 } /* returns to the scheduler (uc_link) */
 
 /* Every block of the grid, each to its end: OK, or why it stopped. */
-inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, const std::function<void()>& kernel)
+inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool last_warp_first,
+                     const std::function<void()>& kernel)
 {
     if (threads == 0 || threads % 32 != 0 || threads > 1024) return BAD_LAUNCH;
     const size_t stack_size = 256 * 1024;
@@ -110,24 +139,36 @@ inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, const s
                 Fiber& f = fibers[t];
                 f.thread = (int)t;
                 f.done = false;
+                f.open.clear();
+                f.groups.clear();
                 getcontext(&f.context);
                 f.context.uc_stack.ss_sp = stacks[t].data();
                 f.context.uc_stack.ss_size = stack_size;
                 f.context.uc_link = &scheduler;
                 makecontext(&f.context, run_thread, 0);
             }
-            for (unsigned live = threads; live > 0;) {
-                long before = progress;
-                live = 0;
-                for (Fiber& f : fibers) {
-                    if (f.done) continue;
-                    current = &f;
-                    threadIdx = {(unsigned)f.thread, 0, 0};
-                    swapcontext(&scheduler, &f.context);
-                    if (trapped) return TRAP;
-                    live += !f.done;
+            /* One warp runs as far as it can before the next gets a turn (the first warp first, or the last
+             * one): warps drift apart as far as barriers let them, as they may on a GPU. */
+            unsigned warps = threads / 32, finished = 0;
+            while (finished < threads) {
+                bool moved = false;
+                for (unsigned k = 0; k < warps && !moved; ++k) {
+                    unsigned warp = last_warp_first ? warps - 1 - k : k;
+                    for (long before = -1; before != progress;) {
+                        before = progress;
+                        for (unsigned t = 32 * warp; t < 32 * warp + 32; ++t) {
+                            Fiber& f = fibers[t];
+                            if (f.done) continue;
+                            current = &f;
+                            threadIdx = {(unsigned)f.thread, 0, 0};
+                            swapcontext(&scheduler, &f.context);
+                            if (trapped) return TRAP;
+                            finished += f.done;
+                        }
+                        moved = moved || progress != before;
+                    }
                 }
-                if (live > 0 && progress == before) return DEADLOCK;
+                if (!moved) return DEADLOCK;
             }
         }
     return OK;
@@ -167,6 +208,33 @@ inline void mma_and_popc(int (&d)[4], const unsigned (&a)[4], const unsigned (&b
     }
     emu::wait(emu::warp_barriers[warp], 32); /* every lane has read before any hands in the next */
     for (int r = 0; r < 4; ++r) d[r] = sums[r];
+}
+
+/* cp.async: on a GPU a copy may land any time from its issue to the wait that covers it; here it lands
+ * at one end or the other (emu::eager_copies), and the tests run each launch both ways, so that a
+ * kernel that reads shared memory before waiting, or overwrites words others still read, shows */
+template <int SIZE> inline void copy_async(unsigned* dst, const unsigned* src, bool valid)
+{
+    emu::Copy copy = {dst, src, SIZE, valid};
+    if (emu::eager_copies)
+        emu::land(copy);
+    else
+        emu::current->open.push_back(copy);
+}
+
+inline void copy_async_commit()
+{
+    emu::current->groups.push_back(std::move(emu::current->open));
+    emu::current->open.clear();
+}
+
+template <int PENDING> inline void copy_async_wait()
+{
+    auto& groups = emu::current->groups;
+    while (groups.size() > (size_t)PENDING) {
+        for (const emu::Copy& c : groups.front()) emu::land(c);
+        groups.erase(groups.begin());
+    }
 }
 
 #endif

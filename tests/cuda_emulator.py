@@ -19,6 +19,8 @@ class EmulatedRuntime:
     """Each kernel built by g++ into ``folder`` on first use; a launch runs its blocks one after
     another, a block's threads as fibers on the calling thread."""
 
+    xp = np
+
     def __init__(self, folder):
         self.folder = Path(folder)
         self._libraries = {}
@@ -44,14 +46,27 @@ class EmulatedRuntime:
                                 f"-I{KERNELS}", f"-I{HERE}", f'-DKERNEL_SOURCE="{name}.cu"', f"-DENTRY={name}",
                                 str(HERE / "cuda_emulator.cpp"), "-o", str(target)], check=True, capture_output=True, text=True)
                 library = ctypes.CDLL(str(target))
-                library.emulate.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_int]
+                library.emulate.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
                 self._libraries[name] = library
             return self._libraries[name]
 
     def launch(self, name, groups, block, args):
-        """``groups`` blocks (a tuple, x first) of ``block`` threads each; arrays are passed by address."""
+        """``groups`` blocks (a tuple, x first) of ``block`` threads each; arrays are passed by address.
+        The launch runs twice from the same arrays: its asynchronous copies landing as early as a GPU
+        may land them and its first warp running ahead, then the copies landing as late as they may
+        and the last warp ahead; results that differ are a race, and an error here."""
+        library = self._library(name)
         slots = np.array([a.ctypes.data if isinstance(a, np.ndarray) else int(a) for a in args], np.int64)
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
         grid_x, grid_y = (*groups, 1)[:2]
-        result = self._library(name).emulate(grid_x, grid_y, block, slots.ctypes.data, len(slots))
-        if result:
-            raise RuntimeError(f"{name}: {RESULTS.get(result, result)}")
+        before = [a.copy() for a in arrays]
+        results = []
+        for early in (1, 0):
+            for a, saved in zip(arrays, before):
+                a[...] = saved
+            result = library.emulate(grid_x, grid_y, block, slots.ctypes.data, len(slots), early)
+            if result:
+                raise RuntimeError(f"{name}: {RESULTS.get(result, result)}")
+            results.append([a.tobytes() for a in arrays])
+        if results[0] != results[1]:
+            raise RuntimeError(f"{name}: a race: its results depend on when its asynchronous copies land")

@@ -112,7 +112,7 @@ def _rung(rung):
 
 
 @pytest.mark.parametrize("mode,rung", [("fp32", None), ("bwn", None), ("xnor", "direct"), ("xnor", "tiled"),
-                                       ("xnor", "mma"), ("random", None)])
+                                       ("xnor", "mma"), ("xnor", "mma_async"), ("random", None)])
 def test_loss_and_gradient_on_gpu_equal_numpy(mode, rung, images, weights_path):
     cpu_objective, x = _objective_on(np, mode, images, weights_path, 128)
     gpu_objective, x_gpu = _objective_on(cp, mode, images, weights_path, 128, rung and _rung(rung))
@@ -232,6 +232,8 @@ def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
     rungs = {rung for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
     assert [row["layer"] for row in report["layers"]][-1] == "conv5_3" and report["gemm_mac_per_s"] > 1e12
     assert (report["mma_b1_mac_per_s"] or 0) > 1e14 if "mma" in rungs else report["mma_b1_mac_per_s"] is None
+    product = report["binary_gemm"]
+    assert product["corner_equals_twin"] and product["seconds"] > 0 if "mma" in rungs else product is None
     for row in report["layers"][1:]:
         assert set(row["xnor"]) == rungs
         assert all(r["max_difference_from_direct"] <= 1e-3 and r["seconds"] > 0 for r in row["xnor"].values())

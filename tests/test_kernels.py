@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from artem_cli import binarize, cpu_binary
+from artem_cli import binarize, cpu_binary, layers
 from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
 from cuda_emulator import EmulatedRuntime
 
@@ -29,12 +29,17 @@ def _cuda_runtime():
     pytest.skip("no CUDA device")
 
 
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    if shutil.which("g++") is None:
+        _missing("g++")
+    return EmulatedRuntime(tmp_path_factory.mktemp("emulated"))
+
+
 @pytest.fixture(scope="module", params=["opencl", "emulated", "cuda"])
-def runtime(request, tmp_path_factory):
+def runtime(request):
     if request.param == "emulated":
-        if shutil.which("g++") is None:
-            _missing("g++")
-        return EmulatedRuntime(tmp_path_factory.mktemp("emulated"))
+        return request.getfixturevalue("emulated")
     return OpenCLRuntime() if request.param == "opencl" else _cuda_runtime()
 
 
@@ -111,6 +116,35 @@ def test_fused_xnor_layer_equals_the_cpu_kernel(rung, channels, outs, h, w):
     np.testing.assert_allclose(host(got), cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
 
 
+@pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])
+def test_binary_gemm_equals_its_twin_exactly(runtime, m, n, bits):
+    """Blocks that overhang both ways (257 x 65: 3 x 2 blocks of 128 x 64), reductions of one word,
+    of an odd number of words (600 bits: 19, padded to 20) and longer than one staged chunk."""
+    if not runtime.supports("xnor_gemm_mma"):
+        pytest.skip(f"no binary tensor cores on {type(runtime).__name__}")
+    rng = np.random.default_rng(m + n + bits)
+    width = -(-bits // 32) * 32
+    a, b = (np.where(np.arange(width) < bits, rng.integers(0, 2, (rows, width)), 0).astype(np.uint8) for rows in (m, n))
+    a, b = (np.packbits(v, axis=-1, bitorder="little").view("<u4") for v in (a, b))
+    got = BinaryKernels(runtime).xnor_gemm(a, b, bits)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(host(got), binarize.xnor_gemm(a, b, bits))
+
+
+@pytest.mark.parametrize("rung", list(RUNGS))
+def test_an_xnor_layer_on_each_rung_equals_the_cpu_layer(rung, emulated):
+    """The whole layer (``layers.XnorConv3x3`` given a rung's kernels, which make its filters) in
+    CUDA's spelling, emulated on host arrays, against the layer on the CPU kernels."""
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.standard_normal((96, 9, 13)), 0).astype(np.float32)
+    binary = binarize.untrained(rng.standard_normal((70, 96, 3, 3)).astype(np.float32),
+                                rng.standard_normal(70).astype(np.float32))
+    kernels = BinaryKernels(emulated, rung)
+    got = layers.XnorConv3x3(binary, kernels=kernels).forward(x)
+    cpu = layers.XnorConv3x3(binary).forward(x)
+    np.testing.assert_allclose(got, cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
+
+
 def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((40, 6, 7)).astype(np.float32)
@@ -120,8 +154,8 @@ def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
     np.testing.assert_array_equal(host(packed), binarize.pack_pixels(x))
 
 
-def test_every_rung_but_the_tensor_core_one_runs_on_opencl():
-    assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma"]
+def test_every_rung_but_the_tensor_core_ones_runs_on_opencl():
+    assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma", "mma_async"]
     with pytest.raises(ValueError, match="does not run on this device"):
         BinaryKernels(OpenCLRuntime(), "mma")
 

@@ -1,0 +1,146 @@
+/* The XNOR-Net layer's convolution on binary tensor cores with asynchronous, double-buffered staging
+ * (rung `mma_async` of DESIGN §6's ladder; CUDA only, sm_80 and later). Same result and twins as
+ * xnor_conv.cu (binarize.xnor_conv for P, cpu_binary.xnor_layer for the whole), the same arguments
+ * but for the filters: gpu_binary.BinaryKernels.filters_for_kernel gives this rung each filter's
+ * 9·words words followed by the popcount of each of its 9 taps, computed once per layer.
+ *
+ * The product and its correction are xnor_conv_mma.cu's: rows are pixels, columns output channels,
+ * the reduction runs over the 9·words words of (tap, input word), the input of a row being its pixel
+ * shifted by the tap (0 outside the image); mma .and.popc gives AND = Σ popcount(x AND w), and the
+ * mismatches over a pixel's in-image taps are X + F − 2·AND, X the popcount of its in-image input
+ * words, F that of the filter's in-image taps; P = n·channels − 2·mismatches for n in-image taps.
+ *
+ * What differs from xnor_conv_mma.cu, each to take work out of the loop around the mma:
+ * - staging by cp.async into two buffers: the next STEP words are in flight while the tensor cores
+ *   work on these, and no thread holds them in registers; out-of-image and out-of-range words are
+ *   zero-filled by the copy itself;
+ * - no division in the loop: each thread stages one word position kk of every chunk (one division
+ *   by words a chunk), for rows whose pixel coordinates the block computed once;
+ * - X from the staged words themselves (an mma against all-ones columns in the warps of the first
+ *   column), F from the per-tap popcounts given with the filters: no epilogue that reads the input
+ *   and the filters again. */
+#include "prelude.h"
+
+#define BM 64 /* pixels a block */
+#define BN 64 /* output channels a block */
+#define WARPS_M 2
+#define WARPS_N 2
+#define STEP 32  /* words staged at a time */
+#define PITCH 40 /* 32 + 8: conflict-free fragment loads (mma_tile.h) */
+
+#ifdef BINARY_MMA
+#include "mma_tile.h"
+#endif
+
+KERNEL void xnor_conv_mma_async(const u32* x, const u32* filters, const float* scale, const float* alpha,
+                                const float* tap_sums, const float* bias, float* out, int channels, int outs, int h,
+                                int w, int words)
+{
+#ifdef BINARY_MMA
+    __shared__ __align__(16) u32 xs[2][BM][PITCH];
+    __shared__ __align__(16) u32 ws[2][BN][PITCH];
+    __shared__ int row_y[BM], row_x[BM], x_pop[BM];
+    __shared__ int f_tap[BN][9], f_all[BN];
+    __shared__ float m_tap[BN][9], m_all[BN];
+    int lid = threadIdx.x, lane = lid % 32, warp = lid / 32;
+    int pixel0 = blockIdx.x * BM, out0 = blockIdx.y * BN, pixels = h * w, depth = 9 * words, stride = depth + 9;
+    int row0 = (warp % WARPS_M) * (BM / WARPS_M), col0 = (warp / WARPS_M) * (BN / WARPS_N);
+
+    for (int r = lid; r < BM; r += THREADS) {
+        int p = pixel0 + r;
+        row_y[r] = p < pixels ? p / w : -2; /* -2: every tap falls outside, the row stages zeros */
+        row_x[r] = p < pixels ? p % w : 0;
+    }
+    for (int e = lid; e < BN * 9; e += THREADS) {
+        int c = e / 9, t = e % 9, o = out0 + c;
+        f_tap[c][t] = o < outs ? (int)filters[o * stride + depth + t] : 0;
+        m_tap[c][t] = o < outs ? tap_sums[o * 9 + t] : 0.0f;
+    }
+    __syncthreads();
+    if (lid < BN) {
+        int f = 0;
+        float m = 0.0f; /* in tap order, as xnor_conv.cu */
+        for (int t = 0; t < 9; ++t) {
+            f += f_tap[lid][t];
+            m += m_tap[lid][t];
+        }
+        f_all[lid] = f;
+        m_all[lid] = m;
+    }
+
+    int kk = lid % STEP; /* THREADS is a multiple of STEP: the one word position this thread stages */
+    auto stage = [&](int j0, int buffer) {
+        int j = j0 + kk, t = j / words, k = j - t * words, dy = t / 3 - 1, dx = t % 3 - 1;
+        bool real = j < depth;
+        for (int r = lid / STEP; r < BM; r += THREADS / STEP) {
+            int y = row_y[r] + dy, xx = row_x[r] + dx;
+            bool valid = real && y >= 0 && y < h && xx >= 0 && xx < w;
+            copy_async<4>(&xs[buffer][r][kk], x + (valid ? (y * w + xx) * words + k : 0), valid);
+        }
+        for (int c = lid / STEP; c < BN; c += THREADS / STEP) {
+            bool valid = real && out0 + c < outs;
+            copy_async<4>(&ws[buffer][c][kk], filters + (valid ? (out0 + c) * stride + j : 0), valid);
+        }
+        copy_async_commit();
+    };
+
+    int acc[MI][NI][4], rows[MI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            rows[mi][r] = 0;
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni) acc[mi][ni][r] = 0;
+        }
+    int chunks = (depth + STEP - 1) / STEP;
+    stage(0, 0);
+    for (int s = 0; s < chunks; ++s) {
+        if (s + 1 < chunks) {
+            stage((s + 1) * STEP, (s + 1) % 2);
+            copy_async_wait<1>();
+        } else {
+            copy_async_wait<0>();
+        }
+        __syncthreads();
+        tile_step(acc, rows, xs[s % 2], ws[s % 2], row0, col0, lane, col0 == 0);
+        __syncthreads(); /* before the next stage overwrites this buffer */
+    }
+    if (col0 == 0 && lane % 4 == 0)
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+            x_pop[TILE_ROW(row0, mi, lane, 0)] = rows[mi][0];
+            x_pop[TILE_ROW(row0, mi, lane, 2)] = rows[mi][2];
+        }
+    __syncthreads();
+
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                int row = TILE_ROW(row0, mi, lane, r), col = TILE_COL(col0, ni, lane, r);
+                int p = pixel0 + row, o = out0 + col;
+                if (p >= pixels || o >= outs) continue;
+                int i = row_y[row], jj = row_x[row], inside = 9, f = f_all[col];
+                float m = m_all[col];
+                if (i == 0 || i == h - 1 || jj == 0 || jj == w - 1) {
+                    inside = 0;
+                    f = 0;
+                    m = 0.0f;
+                    for (int t = 0; t < 9; ++t) {
+                        int y = i + t / 3 - 1, xx = jj + t % 3 - 1;
+                        if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
+                        inside += 1;
+                        f += f_tap[col][t];
+                        m += m_tap[col][t];
+                    }
+                }
+                int mismatches = x_pop[row] + f - 2 * acc[mi][ni][r];
+                out[o * pixels + p] = alpha[o] * (scale[p] * (float)(inside * channels - 2 * mismatches) + m) + bias[o];
+            }
+#else
+    __trap(); /* binary tensor cores need sm_80 or later; gpu_binary picks another rung there */
+#endif
+}
