@@ -421,11 +421,11 @@ def network_spec(spec):
     return {"mode": mode, "binary_weights": source or Settings.binary_weights, "binary_from": binary_from or None}
 
 
-def network(settings, vgg_weights, xnor_kernels=None):
+def network(settings, vgg_weights, xnor_kernels=None, float_conv=None):
     """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``
-    (``xnor_kernels``: as ``VGG16``'s)."""
+    (``xnor_kernels``, ``float_conv``: as ``VGG16``'s)."""
     return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights),
-                 half_backward=settings.binary_backward == "fp16", xnor_kernels=xnor_kernels)
+                 half_backward=settings.binary_backward == "fp16", xnor_kernels=xnor_kernels, float_conv=float_conv)
 
 
 def binary_layers(settings, vgg_weights):

@@ -165,8 +165,9 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
                  binary_backward="fp32"):
     """Seconds (best, median) of one pass for each mode on ``device`` (the binary modes with their
     backward through the ±1 weights in ``binary_backward``; on a GPU the xnor modes once with each
-    rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``), and the baselines of the same
-    run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
+    rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``, and fp32 also with every float
+    convolution as one GEMM, ``fp32/im2col``), and the baselines of the same run: PyTorch's fp32 pass
+    on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
@@ -180,6 +181,8 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
                 nets[f"{spec}/{rung}"] = lambda s=settings, k=gpu_binary.cuda_kernels(rung): network(s, w, xnor_kernels=k)
         else:
             nets[spec] = lambda s=settings: network(s, w)
+        if device == "cuda" and settings.mode == "fp32":
+            nets[f"{spec}/im2col"] = lambda s=settings: network(s, w, float_conv="im2col")
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
               "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(),
               "seconds": {name: artem_pass(make(), image, repeats) for name, make in nets.items()}}

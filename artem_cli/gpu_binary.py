@@ -24,7 +24,7 @@ from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SOURCES = ("pack_pixels", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma",
-           "mma_peak")  # kernels/NAME.cu: NAME
+           "mma_peak", "im2col")  # kernels/NAME.cu: NAME (im2col: a float kernel, gpu_float)
 CUDA_ONLY = ("xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")  # PTX in the source: no OpenCL
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
 TILE = 64  # output channels and pixels of a tiled rung's block (TILE, BM and BN in its source)
@@ -191,13 +191,18 @@ _made = threading.Lock()
 
 
 @functools.cache
-def _cuda_runtime():
+def _runtime():
     return CudaRuntime()
 
 
-def cuda_kernels(rung=None):
-    """The kernels of ``rung`` (by default the fastest there) on the current CUDA device, over one
-    runtime per process (made under a lock, so that two threads asking at once share it and its
-    compiled modules)."""
+def cuda_runtime():
+    """The one ``CudaRuntime`` of the process, made under a lock, so that two threads asking at once
+    share it and its compiled modules."""
     with _made:
-        return BinaryKernels(_cuda_runtime(), rung)
+        return _runtime()
+
+
+def cuda_kernels(rung=None):
+    """The kernels of ``rung`` (by default the fastest there) on the current CUDA device, over
+    ``cuda_runtime()``."""
+    return BinaryKernels(cuda_runtime(), rung)

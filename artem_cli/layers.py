@@ -67,11 +67,17 @@ def _kernel(xp, name):
     return globals()[name]
 
 
-def _prepare(weight):
-    """Rearrange (O, C, 3, 3) weights for the formulation chosen for C inputs and O outputs."""
+FORMULATIONS = (None, "im2col")  # None: chosen by channel counts; "im2col": one GEMM for every layer
+
+
+def _prepare(weight, formulation=None):
+    """Rearrange (O, C, 3, 3) weights for ``formulation``, or by default the one chosen for C inputs
+    and O outputs."""
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"no convolution formulation {formulation!r}")
     xp = array_module(weight)
     out_ch, in_ch = weight.shape[:2]
-    if in_ch <= IM2COL_MAX_INPUTS:  # o x [c, dy, dx]
+    if in_ch <= IM2COL_MAX_INPUTS or formulation == "im2col":  # o x [c, dy, dx]
         return "im2col", xp.ascontiguousarray(weight.reshape(out_ch, 9 * in_ch))
     if out_ch <= TAPS_MAX_OUTPUTS:  # [dy, dx, o] x c
         return "taps", xp.ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(9 * out_ch, in_ch))
@@ -82,12 +88,17 @@ def _prepare(weight):
 
 
 def _im2col(x, workspace):
-    """All nine shifted copies of x (C, H, W) zero-padded by 1, as (9C, H·W) rows [c, dy, dx]."""
+    """All nine shifted copies of x (C, H, W) zero-padded by 1, as (9C, H·W) rows [c, dy, dx]. The
+    NumPy twin of ``kernels/im2col.cu``, which does it in one launch for CuPy's float32 arrays."""
     xp = array_module(x)
     c, h, w = x.shape
+    cols = workspace.get(f"im2col_{x.dtype}", (c, 3, 3, h, w), x.dtype, xp)
+    if xp is not np and x.dtype == np.float32:
+        from . import gpu_float
+
+        return gpu_float.cuda_im2col(x, cols.reshape(9 * c, h * w))
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
     xpad[:, 1:-1, 1:-1] = x
-    cols = workspace.get(f"im2col_{x.dtype}", (c, 3, 3, h, w), x.dtype, xp)
     for dy in range(3):
         for dx in range(3):
             cols[:, dy, dx] = xpad[:, dy : dy + h, dx : dx + w]
@@ -191,16 +202,18 @@ def conv3x3(x, prepared, bias=None, workspace=None):
 
 class Conv3x3:
     """3x3 convolution, stride 1, zero padding 1, with bias; temporaries in ``workspace`` (its own
-    when None).
+    when None). ``formulation``: by default chosen by channel counts (above), or "im2col" for any
+    (one GEMM on the im2col copy, forward and backward: on a GPU, a product that TF32 runs wholly on
+    tensor cores, where Winograd's transforms stay in float32).
 
     ``backward(grad, parameters=True)`` also leaves the gradients of the parameters in ``grads``
     ({"weight": (O, C, 3, 3), "bias": (O,)}); style transfer itself never asks for them."""
 
-    def __init__(self, weight, bias, workspace=None):
+    def __init__(self, weight, bias, workspace=None, formulation=None):
         self.weight, self.bias = weight, bias
         self.workspace = workspace or Workspace()
-        self._forward_weights = _prepare(weight)
-        self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        self._forward_weights = _prepare(weight, formulation)
+        self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], formulation)
 
     def forward(self, x):
         self._x = x  # the previous layer's output, which nothing changes afterwards: no copy
@@ -255,11 +268,11 @@ class BinaryConv3x3(Conv3x3):
     (the straight-through estimator hands it to the latent weights whose signs S are), "alpha" and
     "bias". With ``half_backward`` the input gradient is ``HalfInputGradient``'s (float16)."""
 
-    def __init__(self, binary, workspace=None, half_backward=False):
+    def __init__(self, binary, workspace=None, half_backward=False, formulation=None):
         xp = array_module(binary.bias)
         self.signs = xp.asarray(binary.unpacked())
         self.alpha = binary.alpha
-        super().__init__(self.alpha[:, None, None, None] * self.signs, binary.bias, workspace)
+        super().__init__(self.alpha[:, None, None, None] * self.signs, binary.bias, workspace, formulation)
         self._half = None
         if half_backward:  # the float backward's prepared weights (Winograd: 4x the weights) go unused
             self._half, self._backward_weights = HalfInputGradient(self.alpha, self.signs, self.workspace), None

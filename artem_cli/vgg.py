@@ -66,17 +66,17 @@ def untrained_binary(weights, binary_from="conv1_2"):
             for name in CONV_NAMES[first:]}
 
 
-def _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels):
+def _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels, float_conv):
     """The convolution of each mode: ``binary`` layers for the binarized modes (the rest full
     precision); ``random`` is the yardstick a binarized network must beat: VGG16 with Gaussian weights
     of each layer's own scale (known to give passable textures)."""
     weight, bias = weights[f"{name}.weight"], weights[f"{name}.bias"]
     if mode == "random":
-        return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"), workspace)
+        return Conv3x3(_random_like(weight, name + ".weight"), _random_like(bias, name + ".bias"), workspace, float_conv)
     if mode == "fp32" or name not in binary:
-        return Conv3x3(weight, bias, workspace)
+        return Conv3x3(weight, bias, workspace, float_conv)
     if mode == "bwn":
-        return BinaryConv3x3(binary[name], workspace, half_backward)
+        return BinaryConv3x3(binary[name], workspace, half_backward, float_conv)
     return XnorConv3x3(binary[name], workspace, half_backward, xnor_kernels)
 
 
@@ -100,13 +100,16 @@ class VGG16:
     ``half_backward`` the binary convolutions' input gradients are computed in float16, where their
     ±1 weights are exact (``layers.HalfInputGradient``: on a GPU, tensor cores). ``xnor_kernels``
     (xnor): the kernels of the XNOR layers, by default ``gpu_binary.cuda_kernels()`` on CuPy arrays.
+    ``float_conv``: the formulation of the float convolutions (``layers.Conv3x3``'s): by default
+    chosen by channel counts, or "im2col" (one GEMM a layer).
 
     A network serves one caller at a time: its layers keep what ``backward`` needs from the last
     ``forward``, and its convolutions share one ``layers.Workspace``. Each run builds its own, so runs
     in several threads share nothing but the (read-only) weight arrays.
     """
 
-    def __init__(self, weights, pooling="max", mode="fp32", binary=None, half_backward=False, xnor_kernels=None):
+    def __init__(self, weights, pooling="max", mode="fp32", binary=None, half_backward=False, xnor_kernels=None,
+                 float_conv=None):
         if pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         if mode not in MODES:
@@ -115,7 +118,8 @@ class VGG16:
         if binary is None and mode in ("bwn", "xnor"):
             binary = untrained_binary(weights)
         workspace = Workspace()  # the convolutions' temporaries: this network's own, shared by its layers
-        convs = {name: _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels) for name in CONV_NAMES}
+        convs = {name: _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels, float_conv)
+                 for name in CONV_NAMES}
         pool = MaxPool2 if pooling == "max" else AvgPool2
         self._layers = []
         for name in LAYER_NAMES:

@@ -94,10 +94,10 @@ def images():
     return io.read_image(EXAMPLES / "chelsea.png")[0], io.read_image(EXAMPLES / "ihc.png")[0]
 
 
-def _objective_on(xp, mode, images, weights_path, size, xnor_kernels=None):
+def _objective_on(xp, mode, images, weights_path, size, xnor_kernels=None, float_conv=None):
     content, style = images
     settings = Settings(size=size, mode=mode)
-    net = VGG16(weights.load(weights_path, xp), mode=mode, xnor_kernels=xnor_kernels)
+    net = VGG16(weights.load(weights_path, xp), mode=mode, xnor_kernels=xnor_kernels, float_conv=float_conv)
     content_rgb = xp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, size)))
     return build_objective(net, settings, content_rgb, Targets(style_grams(net, settings, [style]))), preprocess.to_vgg(content_rgb)
 
@@ -119,6 +119,17 @@ def test_loss_and_gradient_on_gpu_equal_numpy(mode, rung, images, weights_path):
     value, grad = cpu_objective(x)
     value_gpu, grad_gpu = gpu_objective(x_gpu)
     assert isinstance(grad_gpu, cp.ndarray)
+    assert value_gpu == pytest.approx(value, rel=1e-4)
+    assert relative_l2_error(grad_gpu, grad) < 1e-3
+
+
+def test_loss_and_gradient_with_every_float_convolution_as_one_gemm_on_gpu_equal_numpy(images, weights_path):
+    """``float_conv="im2col"`` (kernels/im2col.cu and one cuBLAS GEMM a layer) against NumPy's
+    default formulations (Winograd)."""
+    cpu_objective, x = _objective_on(np, "fp32", images, weights_path, 128)
+    gpu_objective, x_gpu = _objective_on(cp, "fp32", images, weights_path, 128, float_conv="im2col")
+    value, grad = cpu_objective(x)
+    value_gpu, grad_gpu = gpu_objective(x_gpu)
     assert value_gpu == pytest.approx(value, rel=1e-4)
     assert relative_l2_error(grad_gpu, grad) < 1e-3
 
@@ -208,7 +219,7 @@ def test_benchmark_times_the_pass_on_the_gpu(weights_path):
     assert report["machine"]["gpu"] and report["pass"]["device"] == "cuda"
     runtime = CudaRuntime()
     rungs = {f"xnor/{rung}" for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
-    assert set(report["pass"]["seconds"]) == {"fp32", "bwn"} | rungs and report["pass"]["sgemm_mac_per_s"] > 1e12
+    assert set(report["pass"]["seconds"]) == {"fp32", "fp32/im2col", "bwn"} | rungs and report["pass"]["sgemm_mac_per_s"] > 1e12
     torch = report["pass"]["torch"]
     assert torch is None or (torch["device"] == "cuda" and torch["seconds"][0] > 0)
 

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from artem_cli import binarize, cpu_binary, layers
+from artem_cli import binarize, cpu_binary, gpu_float, layers
 from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
 from cuda_emulator import EmulatedRuntime
 
@@ -114,6 +114,14 @@ def test_fused_xnor_layer_equals_the_cpu_kernel(rung, channels, outs, h, w):
     cpu = cpu_binary.xnor_layer(cpu_binary.pack_pixels(x, np.zeros(channels, np.float32)),
                                 cpu_binary.filters_for_kernel(wp), channels, scale, alpha, tap_sums, bias)
     np.testing.assert_allclose(host(got), cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
+
+
+@pytest.mark.parametrize("channels,h,w", [(1, 1, 1), (3, 7, 300), (64, 13, 6), (130, 5, 9)])
+def test_im2col_kernel_equals_its_twin(runtime, channels, h, w):
+    """The float kernel: exact copies (300 pixels a row: more than one block of 256)."""
+    x = np.random.default_rng(channels + h).standard_normal((channels, h, w)).astype(np.float32)
+    cols = runtime.empty((9 * channels, h * w), np.float32)
+    np.testing.assert_array_equal(host(gpu_float.im2col(runtime, x, cols)), layers._im2col(x, layers.Workspace()))
 
 
 @pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])

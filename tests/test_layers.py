@@ -30,25 +30,33 @@ FORMULATIONS = {  # (in, out) channels: formulations of forward and backward
 }
 
 
+@pytest.mark.parametrize("formulation", [None, "im2col"])
 @pytest.mark.parametrize("in_ch,out_ch", list(FORMULATIONS))
 @pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 5), (8, 8), (9, 12)])
-def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w):
+def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w, formulation):
+    """Each formulation chosen by channel counts, and im2col asked for every layer."""
     rng = np.random.default_rng(in_ch * 100 + h * 10 + w)
     x = rng.standard_normal((in_ch, h, w))
     wt = rng.standard_normal((out_ch, in_ch, 3, 3))
     b = rng.standard_normal(out_ch)
-    conv = layers.Conv3x3(wt.astype(np.float32), b.astype(np.float32))
-    assert (conv._forward_weights[0], conv._backward_weights[0]) == FORMULATIONS[in_ch, out_ch]
+    conv = layers.Conv3x3(wt.astype(np.float32), b.astype(np.float32), formulation=formulation)
+    expected = FORMULATIONS[in_ch, out_ch] if formulation is None else ("im2col", "im2col")
+    assert (conv._forward_weights[0], conv._backward_weights[0]) == expected
     y = conv.forward(x.astype(np.float32))
     ref = conv_reference(x, wt, b)
     assert y.dtype == np.float32 and y.shape == (out_ch, h, w)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     # backward is the adjoint: <conv(x) - b, g> == <x, backward(g)>
     g = rng.standard_normal((out_ch, h, w))
-    conv64 = layers.Conv3x3(wt, b)
+    conv64 = layers.Conv3x3(wt, b, formulation=formulation)
     lhs = np.vdot(conv64.forward(x) - b[:, None, None], g)
     rhs = np.vdot(x, conv64.backward(g))
     assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_an_unknown_formulation_is_refused():
+    with pytest.raises(ValueError, match="formulation"):
+        layers.Conv3x3(np.ones((4, 4, 3, 3), np.float32), np.zeros(4, np.float32), formulation="fft")
 
 
 @pytest.mark.parametrize("in_ch,out_ch,h,w", [(3, 64, 9, 12), (64, 64, 17, 13), (256, 512, 6, 7), (512, 512, 3, 2)])
@@ -160,10 +168,10 @@ def random_weights(rng, dtype):
     return weights
 
 
-@pytest.mark.parametrize("pooling", ["max", "avg"])
-def test_network_input_gradient_matches_finite_differences(pooling):
+@pytest.mark.parametrize("pooling,float_conv", [("max", None), ("avg", None), ("max", "im2col")])
+def test_network_input_gradient_matches_finite_differences(pooling, float_conv):
     rng = np.random.default_rng(2)
-    net = VGG16(random_weights(rng, np.float64), pooling=pooling)
+    net = VGG16(random_weights(rng, np.float64), pooling=pooling, float_conv=float_conv)
     image = rng.standard_normal((3, 18, 17)) * 50
     taps = ["relu1_1", "conv2_1", "relu3_1", "pool3", "relu4_1", "relu5_1"]
     probes = {}
