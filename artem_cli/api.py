@@ -137,14 +137,34 @@ class Objective:
         self.content_targets, self.style_targets = content_targets, style_targets
         self.low, self.high = low, high  # per-channel bounds of the valid image in VGG space
         self.taps = sorted(set(content_targets) | set(style_targets), key=LAYER_NAMES.index)
-        self.parts = {}
+        self.parts, self._parts = {}, {}
         self.initial = None  # the terms at the first point evaluated (the optimizer's start)
 
     def __call__(self, x):
-        return within_range(self.loss, x, self.low, self.high)
+        value, grad = within_range(self._terms, x, self.low, self.high)
+        return self._read(value), grad
 
     def loss(self, x):
         """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
+        value, grad = self._terms(x)
+        return self._read(value), grad
+
+    def _read(self, value):
+        """``value`` as a float, and the three terms into ``parts`` (and at the first point into
+        ``initial``): from a GPU in one transfer, after the whole evaluation is queued."""
+        names = list(self._parts)
+        values = [value, *(self._parts[n] for n in names)]
+        if not all(isinstance(v, float) for v in values):
+            xp = array_module(next(v for v in values if not isinstance(v, float)))
+            values = to_host(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values])).tolist()
+        self.parts = dict(zip(names, values[1:]))
+        if self.initial is None:
+            self.initial = {"total": sum(self.parts.values()), **self.parts}
+        return values[0]
+
+    def _terms(self, x):
+        """Content + style + TV and the gradient, the values as ``losses`` gives them (on a GPU, left
+        there); ``_parts`` keeps the three terms."""
         s = self.settings
         features = self.net.forward(x, self.taps)
         grads, content, style = {}, 0.0, 0.0
@@ -163,10 +183,8 @@ class Objective:
         image_grad = self.net.backward(grads)
         tv, tv_grad = tv_loss(x)
         image_grad += s.tv_weight * tv_grad
-        self.parts = {"content": s.content_weight * content, "style": s.style_weight * style, "tv": s.tv_weight * tv}
-        if self.initial is None:
-            self.initial = {"total": sum(self.parts.values()), **self.parts}
-        return sum(self.parts.values()), image_grad
+        self._parts = {"content": s.content_weight * content, "style": s.style_weight * style, "tv": s.tv_weight * tv}
+        return sum(self._parts.values()), image_grad
 
 
 WEIGHTS_MEMORY = 300_000_000  # bytes of the weights and their prepared forms

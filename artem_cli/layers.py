@@ -326,10 +326,10 @@ class XnorConv3x3:
     "alpha", "bias" and "shift", the same approximations included. With ``half_backward`` the
     gradient through the ±1 weights is ``HalfInputGradient``'s (float16). ``kernels``: the packing
     and XNOR layer to use (a ``gpu_binary.BinaryKernels`` of some rung); by default those of
-    ``binary``'s array module.
+    ``binary``'s array module. ``formulation``: the float backward's, as ``Conv3x3``'s.
     """
 
-    def __init__(self, binary, workspace=None, half_backward=False, kernels=None):
+    def __init__(self, binary, workspace=None, half_backward=False, kernels=None, formulation=None):
         xp = array_module(binary.bias)
         self._kernels = kernels or _binary_kernels(xp)
         self.alpha, self.bias, self.shift = binary.alpha, binary.bias, binary.shift
@@ -340,7 +340,7 @@ class XnorConv3x3:
             self._transposed = HalfInputGradient(self.alpha, self.signs, self.workspace)
         else:
             self._transposed = Conv3x3(self.alpha[:, None, None, None] * self.signs, xp.zeros_like(self.bias),
-                                       self.workspace).backward
+                                       self.workspace, formulation).backward
 
     def forward(self, x):
         xp = array_module(x)

@@ -6,15 +6,25 @@ All are means, not sums, so the same weights give the same balance at 256 px and
 * style: mean over C·C of (G - A)^2, with the Gram matrix G = F Fᵀ / (C·H·W), so G is an average over
   positions and does not grow with the image (the normalisation of jcjohnson/neural-style);
 * total variation: mean over the image of the squared differences between neighbouring pixels.
+
+Each value is a Python float for NumPy arrays and a 0-d array for CuPy's: reading a value off a GPU
+waits for everything queued before it, so the objective reads all its terms at once, at the end.
 """
+import numpy as np
+
 from .backend import array_module
+
+
+def _value(total):
+    """A sum as the losses return it: a float from NumPy, a 0-d array left on the GPU from CuPy."""
+    return float(total) if isinstance(total, (np.generic, np.ndarray, float)) else total
 
 
 def content_loss(features, target):
     """Mean squared difference and its gradient with respect to ``features``."""
     diff = features - target
     n = diff.size
-    return float((diff * diff).sum()) / n, diff * (2.0 / n)
+    return _value((diff * diff).sum()) / n, diff * (2.0 / n)
 
 
 def gram(features):
@@ -29,7 +39,7 @@ def style_loss(features, target_gram):
     c = features.shape[0]
     f = features.reshape(c, -1)
     diff = (f @ f.T) / f.size - target_gram
-    value = float((diff * diff).sum()) / diff.size
+    value = _value((diff * diff).sum()) / diff.size
     # dL/dG = 2 (G - A) / C², and G = F Fᵀ / n with symmetric (G - A) gives dL/dF = 2 dL/dG F / n
     grad = (diff @ f) * (4.0 / (diff.size * f.size))
     return value, grad.reshape(features.shape)
@@ -45,7 +55,7 @@ def within_range(loss, x, low, high, weight=1e4):
     value, grad = loss(clipped)
     grad *= outside == 0
     grad += outside * (2 * weight / x.size)
-    return value + weight * float(xp.vdot(outside, outside)) / x.size, grad
+    return value + weight * _value(xp.vdot(outside, outside)) / x.size, grad
 
 
 def tv_loss(image):
@@ -54,7 +64,7 @@ def tv_loss(image):
     dy = image[:, 1:, :] - image[:, :-1, :]
     dx = image[:, :, 1:] - image[:, :, :-1]
     n = image.size
-    value = (float((dy * dy).sum()) + float((dx * dx).sum())) / n
+    value = (_value((dy * dy).sum()) + _value((dx * dx).sum())) / n
     grad = xp.zeros_like(image)
     grad[:, 1:, :] += dy
     grad[:, :-1, :] -= dy

@@ -77,7 +77,7 @@ def _conv(weights, name, mode, binary, workspace, half_backward, xnor_kernels, f
         return Conv3x3(weight, bias, workspace, float_conv)
     if mode == "bwn":
         return BinaryConv3x3(binary[name], workspace, half_backward, float_conv)
-    return XnorConv3x3(binary[name], workspace, half_backward, xnor_kernels)
+    return XnorConv3x3(binary[name], workspace, half_backward, xnor_kernels, float_conv)
 
 
 def check_layer_names(names):
