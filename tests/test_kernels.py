@@ -6,9 +6,11 @@ builds them), which is how CI checks them with no GPU, and through CuPy where a 
 (skipped elsewhere). Every kernel must also compile with nvcc for sm_80 and sm_90: CI requires nvcc
 (ARTEM_REQUIRE_NVCC=1 in .ci/run).
 """
+import ctypes
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,10 +59,11 @@ def rung(request, runtime):
 
 
 def _missing(compiler):
-    """CI (ARTEM_REQUIRE_NVCC=1) has nvcc and its host compiler g++; elsewhere their tests are skipped."""
+    """CI (ARTEM_REQUIRE_NVCC=1) has nvcc, its host compiler g++ and NVRTC (the dev extra's
+    nvidia-cuda-nvrtc); elsewhere their tests are skipped."""
     if os.environ.get("ARTEM_REQUIRE_NVCC"):
-        pytest.fail(f"{compiler} is not on PATH, and ARTEM_REQUIRE_NVCC is set")
-    pytest.skip(f"{compiler} is not on PATH")
+        pytest.fail(f"{compiler} is missing, and ARTEM_REQUIRE_NVCC is set")
+    pytest.skip(f"{compiler} is missing")
 
 
 def host(a):
@@ -184,3 +187,37 @@ def test_kernel_compiles_with_nvcc(name, arch, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert f".entry {name}(" in (tmp_path / f"{name}.ptx").read_text()
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    """NVRTC, which CuPy compiles the kernels with on a GPU machine (pip nvidia-cuda-nvrtc)."""
+    try:
+        import nvidia
+
+        found = [path for root in nvidia.__path__ for path in Path(root).glob("**/libnvrtc.so*")]
+    except ImportError:
+        found = []
+    if not found:
+        _missing("NVRTC (pip install nvidia-cuda-nvrtc)")
+    return ctypes.CDLL(str(sorted(found)[0]))
+
+
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("name", SOURCES)
+def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
+    """What nvcc accepts NVRTC may not (no host headers): the kernels as CuPy's RawModule compiles them."""
+    program = ctypes.c_void_p()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), _source_bytes(name), name.encode(), 0, None, None) == 0
+    options = [f"-I{KERNELS}".encode(), f"--gpu-architecture={arch}".encode()]
+    result = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+    assert result == 0, log.value.decode()
+
+
+def _source_bytes(name):
+    return (KERNELS / f"{name}.cu").read_bytes()
