@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io, preprocess, weights
-from .backend import DEVICES, array_module, array_module_for, available_memory, to_host
+from .backend import DEVICES, CudaGraph, array_module, array_module_for, available_memory, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
@@ -54,6 +54,8 @@ class Settings:
     # score: worse for the fully binary untrained networks, better content for xnor from conv4_2; BENCHMARKS.md §4c)
     seed: int = 0
     device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (fp32, bwn, random)
+    cuda_graph: bool = False  # cuda: each evaluation of the objective replays one recorded CUDA graph
+    # (not yet timed on a GPU: `artem benchmark --end-to-end --device cuda` times it beside the default)
 
     def validate(self, n_styles=None):
         if not 16 <= self.size <= MAX_SIZE:
@@ -91,6 +93,10 @@ class Settings:
             raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
         if self.binary_backward not in ("fp32", "fp16"):
             raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
+        if self.cuda_graph and self.device != "cuda":
+            raise ArtemError("a CUDA graph needs device cuda")
+        if self.cuda_graph and self.binary_backward == "fp16" and self.mode in ("bwn", "xnor"):
+            raise ArtemError("a CUDA graph cannot record the float16 backward (it reads each gradient's scale on the host)")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
@@ -124,6 +130,15 @@ class Result:
     history: list  # total loss after each iteration
 
 
+PARTS = ("content", "style", "tv")  # the objective's terms
+
+
+def _device_vector(xp, values):
+    """float64 (len(values),) on xp's device from floats and 0-d arrays, with no transfer to it (none
+    may happen while a CUDA graph is recorded)."""
+    return xp.stack([v.astype(xp.float64) if hasattr(v, "astype") else xp.full((), v, dtype=xp.float64) for v in values])
+
+
 class Objective:
     """Weighted content + style + TV loss of an image in VGG space, and its gradient.
 
@@ -139,8 +154,13 @@ class Objective:
         self.taps = sorted(set(content_targets) | set(style_targets), key=LAYER_NAMES.index)
         self.parts, self._parts = {}, {}
         self.initial = None  # the terms at the first point evaluated (the optimizer's start)
+        # settings.cuda_graph: each evaluation replays one CUDA graph of the whole (BENCHMARKS.md §6)
+        self._graph = CudaGraph(self._evaluate) if settings.cuda_graph else None
 
     def __call__(self, x):
+        if self._graph is not None:
+            values, grad = self._graph(x)
+            return self._record(to_host(values).tolist()), grad.copy()
         value, grad = within_range(self._terms, x, self.low, self.high)
         return self._read(value), grad
 
@@ -149,15 +169,24 @@ class Objective:
         value, grad = self._terms(x)
         return self._read(value), grad
 
+    def _evaluate(self, x):
+        """What ``__call__`` computes, all of it on x's device: the value and the three terms as one
+        float64 vector, and the gradient (what a CUDA graph records)."""
+        value, grad = within_range(self._terms, x, self.low, self.high)
+        return _device_vector(array_module(x), [value, *(self._parts[n] for n in PARTS)]), grad
+
     def _read(self, value):
-        """``value`` as a float, and the three terms into ``parts`` (and at the first point into
-        ``initial``): from a GPU in one transfer, after the whole evaluation is queued."""
-        names = list(self._parts)
-        values = [value, *(self._parts[n] for n in names)]
+        """``value`` as a float, and the three terms into ``parts``: from a GPU in one transfer, after
+        the whole evaluation is queued."""
+        values = [value, *(self._parts[n] for n in PARTS)]
         if not all(isinstance(v, float) for v in values):
-            xp = array_module(next(v for v in values if not isinstance(v, float)))
-            values = to_host(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values])).tolist()
-        self.parts = dict(zip(names, values[1:]))
+            values = to_host(_device_vector(array_module(next(v for v in values if not isinstance(v, float))), values))
+        return self._record(list(map(float, values)))
+
+    def _record(self, values):
+        """The total of ``values`` (total, then the ``PARTS``); the terms into ``parts``, and at the
+        first point into ``initial``."""
+        self.parts = dict(zip(PARTS, values[1:]))
         if self.initial is None:
             self.initial = {"total": sum(self.parts.values()), **self.parts}
         return values[0]
@@ -183,7 +212,7 @@ class Objective:
         image_grad = self.net.backward(grads)
         tv, tv_grad = tv_loss(x)
         image_grad += s.tv_weight * tv_grad
-        self._parts = {"content": s.content_weight * content, "style": s.style_weight * style, "tv": s.tv_weight * tv}
+        self._parts = dict(zip(PARTS, (s.content_weight * content, s.style_weight * style, s.tv_weight * tv)))
         return sum(self._parts.values()), image_grad
 
 

@@ -357,7 +357,9 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
     """The peers' protocol: ``iterations`` of L-BFGS at ``size`` px on a fixed content and style from
     examples/, with artem and, when PyTorch is importable, the same objective in PyTorch on the same
     device. Each side runs in a process of its own (so that its peak memory is its own); both saved
-    8-bit results are scored by artem's fp32 network. Returns the report (``machine`` included)."""
+    8-bit results are scored by artem's fp32 network. On a GPU artem also runs with each evaluation
+    replayed as one CUDA graph (``Settings.cuda_graph``; its memory is not measured: the graph keeps its
+    own pool). Returns the report (``machine`` included)."""
     from . import api, io
 
     content, _ = io.read_image(EXAMPLES / END_TO_END["content"], "content image")
@@ -366,21 +368,24 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
     settings.validate(1)
     path = str(weights.locate(weights_path))
     context = multiprocessing.get_context("spawn")
-    sides = {"artem": _artem_side}
+    sides = {"artem": (_artem_side, settings)}
+    if device == "cuda":
+        sides["artem_graph"] = (_artem_side, dataclasses.replace(settings, cuda_graph=True))
     if with_torch and importlib.util.find_spec("torch") is not None:
-        sides["torch"] = _torch_side
+        sides["torch"] = (_torch_side, settings)
     report = {"machine": machine(device, with_torch="torch" in sides),
               "protocol": {"content": f"examples/{END_TO_END['content']}", "style": f"examples/{END_TO_END['style']}",
                            "size": size, "iterations": iterations, "optimizer": "lbfgs", "history": settings.history,
                            "device": device}}
-    for name, side in sides.items():
+    for name, (side, side_settings) in sides.items():
         with context.Pool(1) as pool:
-            run = pool.apply(side, (content, style, settings, path))
+            run = pool.apply(side, (content, style, side_settings, path))
         image = run.pop("image")
         run["losses"] = api.score(io.quantize(image), content, [style], api.Settings(size=size), weights_path=path)
         run["seconds_per_iteration"] = run["seconds"] / max(run["iterations"], 1)
         report[name] = run
     report.setdefault("torch", None)
+    report.setdefault("artem_graph", None)
     if report["torch"]:
         report["ratios"] = {"time_per_iteration": report["artem"]["seconds_per_iteration"] / report["torch"]["seconds_per_iteration"],
                             "total_loss": report["artem"]["losses"]["total"] / report["torch"]["losses"]["total"]}
@@ -406,9 +411,10 @@ def _artem_side(content, style, settings, weights_path):
     start = time.perf_counter()
     result = stylizer.stylize(content, targets, on_iteration=gpu_memory if xp is not np else None)
     seconds = time.perf_counter() - start
-    memory = peak[0] if xp is not np else _peak_host_memory()
+    memory = None if settings.cuda_graph else peak[0] if xp is not np else _peak_host_memory()
     return {"seconds": seconds, "iterations": result.iterations, "evaluations": result.evaluations,
-            "peak_memory_bytes": memory, "memory_measured": "GPU memory pool, sampled each iteration" if xp is not np
+            "peak_memory_bytes": memory, "memory_measured": "not measured: the CUDA graph's pool is its own"
+            if settings.cuda_graph else "GPU memory pool, sampled each iteration" if xp is not np
             else "peak resident set of the process", "image": result.image}
 
 
@@ -525,6 +531,13 @@ def end_to_end_markdown(report):
         cells = [f"{a['losses'][term]:.4g}"] + ([f"{t['losses'][term]:.4g}", f"{a['losses'][term] / t['losses'][term]:.2f}"]
                                               if t else ["not installed"])
         lines.append(f"| fp32 {term} loss | " + " | ".join(cells) + " |")
+    g = report.get("artem_graph")
+    if g:
+        lines += ["", f"artem with each evaluation one CUDA graph (`Settings.cuda_graph`): {g['seconds']:.1f} s, "
+                  f"{g['seconds_per_iteration']:.4f} s an iteration ({g['seconds'] / a['seconds']:.2f}x the default run"
+                  + (f", {g['seconds'] / t['seconds']:.2f}x PyTorch's" if t else "")
+                  + f"), {g['iterations']} iterations, fp32 total loss {g['losses']['total']:.4g}"
+                  + (f" ({g['losses']['total'] / a['losses']['total']:.2f}x the default run's)" if a['losses']['total'] else "") + "."]
     return "\n".join(lines)
 
 

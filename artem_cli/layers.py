@@ -20,6 +20,7 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
+import functools
 import math
 
 import numpy as np
@@ -54,6 +55,13 @@ class Workspace:
         if buf is None or buf.size < size or buf.dtype != dtype or array_module(buf) is not xp:
             buf = self._buffers[key] = xp.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
+
+    def constant(self, key, make):
+        """``make()``, made on the first call for ``key`` only: constants on the device once, not a
+        transfer to it each call (none may happen while a CUDA graph is recorded)."""
+        if key not in self._buffers:
+            self._buffers[key] = make()
+        return self._buffers[key]
 
 
 
@@ -138,11 +146,17 @@ def _conv_taps(x, wt, workspace):
     return out
 
 
-def winograd_input(x, v):
+def winograd_transform(name, xp, dtype):
+    """kron(B^T, B^T) (36, 36) for "input", kron(A^T, A^T) (16, 36) for "output", on xp's device."""
+    t = xp.asarray(_WINOGRAD_BT if name == "input" else _WINOGRAD_AT, dtype=dtype)
+    return xp.kron(t, t)
+
+
+def winograd_input(x, v, transform=None):
     """v[6a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 6x6 tile of x[c] at row 4i - 1, column
     4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): the tiles gathered as (36, tiles)
-    and transformed by one (36, 36) x (36, tiles) product with kron(B^T, B^T).
-    The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
+    and transformed by one (36, 36) x (36, tiles) product with ``transform`` (kron(B^T, B^T), made
+    here when not given). The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
@@ -150,19 +164,21 @@ def winograd_input(x, v):
     xpad[:, 1 : h + 1, 1 : w + 1] = x
     sc, sh, sw = xpad.strides
     tiles = xp.lib.stride_tricks.as_strided(xpad, (6, 6, c, th, tw), (sh, sw, sc, 4 * sh, 4 * sw))
-    bt = xp.asarray(_WINOGRAD_BT, dtype=x.dtype)
-    xp.matmul(xp.kron(bt, bt), tiles.reshape(36, -1), out=v.reshape(36, -1))
+    if transform is None:
+        transform = winograd_transform("input", xp, x.dtype)
+    xp.matmul(transform, tiles.reshape(36, -1), out=v.reshape(36, -1))
 
 
-def winograd_output(m, bias, y):
+def winograd_output(m, bias, y, transform=None):
     """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), by one
-    (16, 36) x (36, tiles) product with kron(A^T, A^T), clipped to y (O, H, W).
-    The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
+    (16, 36) x (36, tiles) product with ``transform`` (kron(A^T, A^T), made here when not given),
+    clipped to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
-    at = xp.asarray(_WINOGRAD_AT, dtype=m.dtype)
-    tiles = (xp.kron(at, at) @ m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
+    if transform is None:
+        transform = winograd_transform("output", xp, m.dtype)
+    tiles = (transform @ m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
     full = tiles.transpose(2, 3, 0, 4, 1).reshape(o, 4 * th, 4 * tw)
     xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 
@@ -178,9 +194,16 @@ def _conv_winograd(x, u, bias, workspace):
     v = workspace.get("winograd_in", (36, c, th, tw), x.dtype, xp)
     m = workspace.get("winograd_out", (36, o, th, tw), x.dtype, xp)
     y = xp.empty((o, h, w), dtype=x.dtype)
-    _kernel(xp, "winograd_input")(x, v)
+    if xp is np:  # numba's kernels, their constants compiled in
+        transform_input, transform_output = _kernel(xp, "winograd_input"), _kernel(xp, "winograd_output")
+    else:  # the NumPy twins on the device, their constants made once per network
+        t_in, t_out = (workspace.constant(f"winograd_{n}_{x.dtype}", lambda n=n: winograd_transform(n, xp, x.dtype))
+                       for n in ("input", "output"))
+        transform_input = functools.partial(winograd_input, transform=t_in)
+        transform_output = functools.partial(winograd_output, transform=t_out)
+    transform_input(x, v)
     xp.matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
-    _kernel(xp, "winograd_output")(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
+    transform_output(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
     return y
 
 

@@ -153,10 +153,13 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(init="file"), "init"),
         (dict(size=20), "too small for relu5_1"),
         (dict(size=64, style_scale=0.1), "style image .* too small"),
+        (dict(cuda_graph=True), "CUDA graph needs device cuda"),
     ]
     for options, message in bad:
         with pytest.raises(ArtemError, match=message):
             stylize(content, [style], Settings(**options))
+    with pytest.raises(ArtemError, match="cannot record the float16 backward"):
+        Settings(device="cuda", cuda_graph=True, mode="xnor", binary_backward="fp16").validate()
 
 
 def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypatch):
