@@ -53,6 +53,43 @@ __device__ __forceinline__ void tile_step(int (&acc)[MI][NI][4], int (&rows)[MI]
     }
 }
 
+/* acc = the block's products over the whole reduction of `depth` words (and rows = its rows'
+ * popcounts where count_rows), in chunks of STEP words: stage(j0, buffer) issues the copies of words
+ * j0 .. j0 + STEP of the rows into xs[buffer] and of the columns into ws[buffer] and commits them;
+ * two buffers in turn, the next chunk in flight while the tensor cores work on this one. */
+template <class Stage>
+__device__ __forceinline__ void tile_product(int (&acc)[MI][NI][4], int (&rows)[MI][4], const u32 (&xs)[2][BM][PITCH],
+                                             const u32 (&ws)[2][BN][PITCH], int depth, int row0, int col0, int lane,
+                                             bool count_rows, Stage stage)
+{
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            rows[mi][r] = 0;
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni) acc[mi][ni][r] = 0;
+        }
+    int chunks = (depth + STEP - 1) / STEP;
+    stage(0, 0);
+    for (int s = 0; s < chunks; ++s) {
+        if (s + 1 < chunks) {
+            stage((s + 1) * STEP, (s + 1) % 2);
+            copy_async_wait<1>();
+        } else {
+            copy_async_wait<0>();
+        }
+        __syncthreads();
+        tile_step(acc, rows, xs[s % 2], ws[s % 2], row0, col0, lane, count_rows);
+        __syncthreads(); /* before the next stage overwrites this buffer */
+    }
+}
+
+/* a loop over every d[r] of every mma tile (mi, ni) a lane holds, unrolled */
+#define FOR_TILE_OUTPUTS(mi, ni, r)                                                                                \
+    _Pragma("unroll") for (int mi = 0; mi < MI; ++mi) _Pragma("unroll") for (int ni = 0; ni < NI; ++ni)           \
+        _Pragma("unroll") for (int r = 0; r < 4; ++r)
+
 /* the row and column within the block tile of d[r] of mma tile (mi, ni) */
 #define TILE_ROW(row0, mi, lane, r) ((row0) + 16 * (mi) + (lane) / 4 + 8 * ((r) / 2))
 #define TILE_COL(col0, ni, lane, r) ((col0) + 8 * (ni) + 2 * ((lane) % 4) + (r) % 2)

@@ -20,6 +20,7 @@
  *   column), F from the per-tap popcounts given with the filters: no epilogue that reads the input
  *   and the filters again. */
 #include "prelude.h"
+#include "xnor_output.h"
 
 #define BM 64 /* pixels a block */
 #define BN 64 /* output channels a block */
@@ -85,27 +86,7 @@ KERNEL void xnor_conv_mma_async(const u32* x, const u32* filters, const float* s
     };
 
     int acc[MI][NI][4], rows[MI][4];
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            rows[mi][r] = 0;
-#pragma unroll
-            for (int ni = 0; ni < NI; ++ni) acc[mi][ni][r] = 0;
-        }
-    int chunks = (depth + STEP - 1) / STEP;
-    stage(0, 0);
-    for (int s = 0; s < chunks; ++s) {
-        if (s + 1 < chunks) {
-            stage((s + 1) * STEP, (s + 1) % 2);
-            copy_async_wait<1>();
-        } else {
-            copy_async_wait<0>();
-        }
-        __syncthreads();
-        tile_step(acc, rows, xs[s % 2], ws[s % 2], row0, col0, lane, col0 == 0);
-        __syncthreads(); /* before the next stage overwrites this buffer */
-    }
+    tile_product(acc, rows, xs, ws, depth, row0, col0, lane, col0 == 0, stage);
     if (col0 == 0 && lane % 4 == 0)
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
@@ -114,32 +95,13 @@ KERNEL void xnor_conv_mma_async(const u32* x, const u32* filters, const float* s
         }
     __syncthreads();
 
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                int row = TILE_ROW(row0, mi, lane, r), col = TILE_COL(col0, ni, lane, r);
-                int p = pixel0 + row, o = out0 + col;
-                if (p >= pixels || o >= outs) continue;
-                int i = row_y[row], jj = row_x[row], inside = 9, f = f_all[col];
-                float m = m_all[col];
-                if (i == 0 || i == h - 1 || jj == 0 || jj == w - 1) {
-                    inside = 0;
-                    f = 0;
-                    m = 0.0f;
-                    for (int t = 0; t < 9; ++t) {
-                        int y = i + t / 3 - 1, xx = jj + t % 3 - 1;
-                        if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
-                        inside += 1;
-                        f += f_tap[col][t];
-                        m += m_tap[col][t];
-                    }
-                }
-                int mismatches = x_pop[row] + f - 2 * acc[mi][ni][r];
-                out[o * pixels + p] = alpha[o] * (scale[p] * (float)(inside * channels - 2 * mismatches) + m) + bias[o];
-            }
+    FOR_TILE_OUTPUTS(mi, ni, r) {
+        int row = TILE_ROW(row0, mi, lane, r), col = TILE_COL(col0, ni, lane, r);
+        int p = pixel0 + row, o = out0 + col;
+        if (p >= pixels || o >= outs) continue;
+        out[o * pixels + p] = xnor_output(acc[mi][ni][r], x_pop[row], row_y[row], row_x[row], h, w, channels,
+                                          f_tap[col], m_tap[col], f_all[col], m_all[col], scale[p], alpha[o], bias[o]);
+    }
 #else
     __trap(); /* binary tensor cores need sm_80 or later; gpu_binary picks another rung there */
 #endif

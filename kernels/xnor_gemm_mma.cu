@@ -45,35 +45,12 @@ KERNEL void xnor_gemm_mma(const u32* a, const u32* b, const int* pop_a, const in
     };
 
     int acc[MI][NI][4], unused[MI][4];
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0;
-    int chunks = (words + STEP - 1) / STEP;
-    stage(0, 0);
-    for (int s = 0; s < chunks; ++s) {
-        if (s + 1 < chunks) {
-            stage((s + 1) * STEP, (s + 1) % 2);
-            copy_async_wait<1>();
-        } else {
-            copy_async_wait<0>();
-        }
-        __syncthreads();
-        tile_step(acc, unused, as[s % 2], bs[s % 2], row0, col0, lane, false);
-        __syncthreads(); /* before the next stage overwrites this buffer */
-    }
+    tile_product(acc, unused, as, bs, words, row0, col0, lane, false, stage);
 
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                int i = i0 + TILE_ROW(row0, mi, lane, r), j = j0 + TILE_COL(col0, ni, lane, r);
-                if (i < m && j < n) out[(long long)i * n + j] = bits - 2 * (pop_a[i] + pop_b[j] - 2 * acc[mi][ni][r]);
-            }
+    FOR_TILE_OUTPUTS(mi, ni, r) {
+        int i = i0 + TILE_ROW(row0, mi, lane, r), j = j0 + TILE_COL(col0, ni, lane, r);
+        if (i < m && j < n) out[(long long)i * n + j] = bits - 2 * (pop_a[i] + pop_b[j] - 2 * acc[mi][ni][r]);
+    }
 #else
     __trap();
 #endif
