@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .backend import array_module
+
 WORD_BITS = 32
 
 
@@ -52,6 +54,25 @@ def unpack(packed, channels):
     """±1 float32 signs back from packed words (..., words) -> (..., channels)."""
     bits = np.unpackbits(np.ascontiguousarray(packed).view(np.uint8), axis=-1, bitorder="little")[..., :channels]
     return bits.astype(np.float32) * 2 - 1
+
+
+def scale_map(a):
+    """XNOR-Net's K for A (H, W): the zero-padded 3x3 box sum / 9, float32, on A's array module.
+    The twin of ``kernels/scale_map.cu`` (and what the CPU runs)."""
+    xp = array_module(a)
+    h, w = a.shape
+    padded = xp.zeros((h + 2, w + 2), dtype=a.dtype)
+    padded[1:-1, 1:-1] = a
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9
+
+
+def straight_through(ds, x, centre, a):
+    """The input gradient through sign(x − centre) of an XNOR layer, given ds, the gradient with
+    respect to that sign: ds / A where |x − centre| <= A (A > 0), else 0, float32; ds, x (C, H, W),
+    centre (C,), A (H, W). The twin of ``kernels/straight_through.cu`` (and what the CPU runs)."""
+    xp = array_module(ds)
+    inverse = xp.where(a > 0, 1 / xp.maximum(a, 1e-30), 0).astype(ds.dtype)
+    return ds * (xp.abs(x - centre[:, None, None]) <= a) * inverse
 
 
 def xnor_gemm(a_packed, b_packed, bits):

@@ -1,5 +1,7 @@
 """Compiled CPU kernels for the binarized network (numba): bit-packing and XNOR-popcount convolution,
-and the bare XNOR-popcount loop that ``artem benchmark --layers`` measures them against.
+and the bare XNOR-popcount loop that ``artem benchmark --layers`` measures them against; with the
+rest of an XNOR layer's interface (``scale_map``, ``straight_through``), which on the CPU are their
+NumPy twins as they are.
 
 Each kernel has a NumPy twin in ``binarize.py`` that the tests hold it to, bit for bit. Popcount is
 LLVM's ``ctpop`` intrinsic, which LLVM turns into AVX-512 ``vpopcntq`` where the CPU has it (numba
@@ -16,7 +18,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .backend import one_at_a_time
-from .binarize import words
+from .binarize import scale_map, straight_through, words  # noqa: F401  (the interface)
 
 
 @intrinsic

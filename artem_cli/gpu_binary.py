@@ -23,8 +23,8 @@ from .backend import to_host
 from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-SOURCES = ("pack_pixels", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma",
-           "mma_peak", "im2col")  # kernels/NAME.cu: NAME (im2col: a float kernel, gpu_float)
+SOURCES = ("pack_pixels", "scale_map", "straight_through", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma",
+           "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak", "im2col")  # kernels/NAME.cu: NAME (im2col: gpu_float's)
 CUDA_ONLY = ("xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")  # PTX in the source: no OpenCL
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
 TILE = 64  # output channels and pixels of a tiled rung's block (TILE, BM and BN in its source)
@@ -145,6 +145,24 @@ class BinaryKernels:
         rt.launch("pack_pixels", (-(-h * w // BLOCK),), BLOCK, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
                                          np.int32(c), np.int32(h * w), np.int32(words(c))))
         return out
+
+    def scale_map(self, a):
+        """K (H, W) float32 for A (H, W): the zero-padded 3x3 box sum / 9, as ``binarize.scale_map``."""
+        rt = self.runtime
+        h, w = a.shape
+        k = rt.empty((h, w), np.float32)
+        rt.launch("scale_map", (-(-h * w // BLOCK),), BLOCK, (rt.array(a, np.float32), k, np.int32(h), np.int32(w)))
+        return k
+
+    def straight_through(self, ds, x, centre, a):
+        """The input gradient through sign(x − centre), as ``binarize.straight_through``: float32
+        (C, H, W) from ds and x (C, H, W), centre (C,) and A (H, W), in one launch."""
+        rt = self.runtime
+        c, h, w = x.shape
+        dx = rt.empty((c, h, w), np.float32)
+        f32 = lambda v: rt.array(v, np.float32)  # noqa: E731
+        rt.launch("straight_through", (-(-h * w // BLOCK), c), BLOCK, (f32(ds), f32(x), f32(centre), f32(a), dx, np.int32(h * w)))
+        return dx
 
     def xnor_layer(self, x_packed, filters, channels, scale, alpha, tap_sums, bias):
         """float32 (O, H, W): alpha (scale P + M) + bias, as ``cpu_binary.xnor_layer``; ``filters``

@@ -310,15 +310,6 @@ class BinaryConv3x3(Conv3x3):
         return conv3x3(grad, self._backward_weights, workspace=self.workspace)
 
 
-def _box3(a):
-    """Zero-padded 3x3 box sum of a (H, W)."""
-    xp = array_module(a)
-    h, w = a.shape
-    padded = xp.zeros((h + 2, w + 2), dtype=a.dtype)
-    padded[1:-1, 1:-1] = a
-    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
-
-
 def _binary_kernels(xp):
     """Bit-packing and the XNOR layer for arrays of ``xp``: numba's (``cpu_binary``, compiled on first
     use) for NumPy, the CUDA kernels of ``kernels/`` (``gpu_binary``) for CuPy."""
@@ -372,7 +363,7 @@ class XnorConv3x3:
         centre = x.mean(axis=(1, 2)) + self.shift
         a = xp.empty(x.shape[1:], dtype=xp.float32)
         packed = self._kernels.pack_pixels(x, centre, a)  # and A = mean over channels of |x - t|
-        k = _box3(a) / 9
+        k = self._kernels.scale_map(a)  # K: A's 3x3 box mean
         tap_sums = xp.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), centre)  # M = Σ taps of these
         y = self._kernels.xnor_layer(packed, self.filters, c, k, self.alpha, tap_sums, self.bias)
         self._x, self._centre, self._a, self._k = x, centre, a, k  # x: the previous layer's output, left unchanged
@@ -382,10 +373,9 @@ class XnorConv3x3:
         xp = array_module(grad)
         scaled = grad * self._k
         ds = self._transposed(scaled)
-        u = self._x - self._centre[:, None, None]
-        inverse = xp.where(self._a > 0, 1 / xp.maximum(self._a, 1e-30), 0).astype(ds.dtype)
-        dx = ds * (xp.abs(u) <= self._a) * inverse
+        dx = self._kernels.straight_through(ds, self._x, self._centre, self._a)
         if parameters:
+            u = self._x - self._centre[:, None, None]
             ones = weight_grad(xp.ones((1, *grad.shape[1:]), grad.dtype), grad, self.workspace)  # (O, 1, 3, 3): Σ grad over in-image taps
             signs_x = xp.where(u >= 0, xp.float32(1), xp.float32(-1))
             d = weight_grad(signs_x, scaled, self.workspace) + self._centre[None, :, None, None] * ones  # dLoss/d(α S)

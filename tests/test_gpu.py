@@ -38,6 +38,7 @@ def _numpy_twins(monkeypatch):
     binary.filters_for_kernel = lambda w_packed: w_packed
     binary.pack_pixels = _pack_pixels_twin
     binary.xnor_layer = _xnor_layer_twin
+    binary.scale_map, binary.straight_through = binarize.scale_map, binarize.straight_through
     monkeypatch.setitem(sys.modules, "artem_cli.cpu_binary", binary)
 
 

@@ -83,6 +83,27 @@ def test_packing_kernel_equals_its_twin(kernels, channels, h, w):
     np.testing.assert_allclose(host(spread), np.abs(x - centre[:, None, None]).mean(axis=0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 5), (7, 3), (17, 300)])
+def test_scale_map_kernel_equals_its_twin(kernels, h, w):
+    a = np.random.default_rng(h * w).random((h, w)).astype(np.float32)
+    np.testing.assert_array_equal(host(kernels.scale_map(a)), binarize.scale_map(a))
+
+
+@pytest.mark.parametrize("channels,h,w", [(1, 1, 1), (3, 7, 300), (64, 13, 6)])
+def test_straight_through_kernel_equals_its_twin(kernels, channels, h, w):
+    """Inside and outside |x − centre| <= A, on its edge, and where A is 0."""
+    rng = np.random.default_rng(channels + h)
+    x = rng.standard_normal((channels, h, w)).astype(np.float32)
+    centre = rng.standard_normal(channels).astype(np.float32) * 0.3
+    a = rng.random((h, w)).astype(np.float32)
+    a[0, 0] = 0
+    x[0, -1, -1] = centre[0] + a[-1, -1]  # exactly on the edge
+    ds = rng.standard_normal((channels, h, w)).astype(np.float32)
+    got, twin = host(kernels.straight_through(ds, x, centre, a)), binarize.straight_through(ds, x, centre, a)
+    np.testing.assert_array_equal(got, twin)
+    assert twin.size == 1 or 0 < np.count_nonzero(twin) < twin.size  # both cases met
+
+
 @pytest.mark.parametrize("channels,outs", [(1, 3), (33, 5), (64, 64), (128, 24), (256, 8), (512, 17), (600, 130)])
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (4, 4), (5, 9), (13, 6), (11, 17)])
 def test_xnor_kernel_equals_its_twin_exactly(rung, channels, outs, h, w):
@@ -145,15 +166,17 @@ def test_binary_gemm_equals_its_twin_exactly(runtime, m, n, bits):
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_an_xnor_layer_on_each_rung_equals_the_cpu_layer(rung, emulated):
     """The whole layer (``layers.XnorConv3x3`` given a rung's kernels, which make its filters) in
-    CUDA's spelling, emulated on host arrays, against the layer on the CPU kernels."""
+    CUDA's spelling, emulated on host arrays, against the layer on the CPU kernels: forward to float32
+    rounding, backward (the straight-through kernel) bit for bit."""
     rng = np.random.default_rng(7)
     x = np.maximum(rng.standard_normal((96, 9, 13)), 0).astype(np.float32)
     binary = binarize.untrained(rng.standard_normal((70, 96, 3, 3)).astype(np.float32),
                                 rng.standard_normal(70).astype(np.float32))
-    kernels = BinaryKernels(emulated, rung)
-    got = layers.XnorConv3x3(binary, kernels=kernels).forward(x)
-    cpu = layers.XnorConv3x3(binary).forward(x)
+    emulated_layer, cpu_layer = layers.XnorConv3x3(binary, kernels=BinaryKernels(emulated, rung)), layers.XnorConv3x3(binary)
+    got, cpu = emulated_layer.forward(x), cpu_layer.forward(x)
     np.testing.assert_allclose(got, cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
+    grad = rng.standard_normal(cpu.shape).astype(np.float32)
+    np.testing.assert_array_equal(emulated_layer.backward(grad), cpu_layer.backward(grad))
 
 
 def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
