@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_host
+from .errors import ArtemError
 from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
@@ -35,6 +36,18 @@ RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256,
 FASTEST_FIRST = ("mma", "mma_async", "tiled", "direct")
 TAP_POPCOUNTS = ("mma_async",)  # rungs whose filters carry each tap's popcount after its words
 GEMM_TILE = (128, 64)  # rows and columns of xnor_gemm_mma's block (BM, BN in its source)
+
+
+INDEX_LIMIT = 2**31  # the kernels index an array's elements with 32-bit ints
+
+
+def _check_indexable(what, *shape):
+    count = 1
+    for n in shape:
+        count *= int(n)
+    if count >= INDEX_LIMIT:
+        raise ArtemError(f"{what} of {' x '.join(map(str, shape))} values is too large for the GPU's XNOR kernels "
+                         f"(32-bit indices: under {INDEX_LIMIT:,}); use a smaller --size or a later --binary-from layer")
 
 
 def runnable_rungs(runtime):
@@ -139,6 +152,7 @@ class BinaryKernels:
         of |x - centre| (XNOR-Net's A)."""
         rt = self.runtime
         c, h, w = x.shape
+        _check_indexable("an XNOR layer's input", c, h, w)
         out = rt.empty((h, w, words(c)), np.uint32)
         if spread is None:
             spread = rt.empty((h, w), np.float32)
@@ -170,6 +184,7 @@ class BinaryKernels:
         rt = self.runtime
         h, w, k = x_packed.shape
         o = filters.shape[0]
+        _check_indexable("an XNOR layer's output", o, h, w)
         out = rt.empty((o, h, w), np.float32)
         f32 = lambda a: rt.array(a, np.float32)  # noqa: E731
         name, block, tile = RUNGS[self.rung]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from artem_cli import binarize, cpu_binary, gpu_float, layers
+from artem_cli.errors import ArtemError
 from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
 from cuda_emulator import EmulatedRuntime
 
@@ -177,6 +178,19 @@ def test_an_xnor_layer_on_each_rung_equals_the_cpu_layer(rung, emulated):
     np.testing.assert_allclose(got, cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
     grad = rng.standard_normal(cpu.shape).astype(np.float32)
     np.testing.assert_array_equal(emulated_layer.backward(grad), cpu_layer.backward(grad))
+
+
+def test_a_layer_too_large_for_32_bit_indices_is_refused_before_any_launch(emulated):
+    """6000 x 6000 px binary from conv1_2 would index 2.3 G values; memory-free stand-ins (zero strides)."""
+    kernels = BinaryKernels(emulated)
+    big = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (64, 6000, 6000), (0, 0, 0))
+    with pytest.raises(ArtemError, match="too large for the GPU's XNOR kernels"):
+        kernels.pack_pixels(big, np.zeros(64, np.float32))
+    packed = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint32), (6000, 6000, 2), (0, 0, 0))
+    filters = np.zeros((64, 9 * 2), np.uint32)
+    with pytest.raises(ArtemError, match="too large"):
+        kernels.xnor_layer(packed, filters, 64, np.broadcast_to(np.float32(1), (6000, 6000)), np.ones(64), np.zeros((64, 9)),
+                           np.zeros(64))
 
 
 def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
