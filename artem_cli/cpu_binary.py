@@ -18,7 +18,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .backend import one_at_a_time
-from .binarize import scale_map, straight_through, words  # noqa: F401  (the interface)
+from . import binarize
+from .binarize import words
+
+# the rest of an XNOR layer's interface (gpu_binary.BinaryKernels has the same): the NumPy twins as they are
+scale_map, straight_through = binarize.scale_map, binarize.straight_through
 
 
 @intrinsic
