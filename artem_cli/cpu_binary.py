@@ -17,8 +17,8 @@ from numba import carray, get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .backend import one_at_a_time
 from . import binarize
+from .backend import one_at_a_time
 from .binarize import words
 
 # the rest of an XNOR layer's interface (gpu_binary.BinaryKernels has the same): the NumPy twins as they are
