@@ -253,7 +253,7 @@ def mma_peak_rate(runtime, iterations=4096, repeats=5):
 
 def gpu_layers(shape, repeats=10, weights_path=None):
     """Each convolution's forward on the GPU at ``shape``: fp32 (TF32 when CuPy runs with
-    CUPY_TF32=1), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
+    CUPY_TF32=1) in its default formulation and as one GEMM (im2col), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
     input, in every rung of ``gpu_binary.RUNGS`` that runs on this device, with the packing timed
     apart; and the peaks of the same run: cuBLAS's GEMM (SGEMM, or TF32 under CUPY_TF32=1) and the
     binary tensor cores' (``mma_peak_rate``). Each rung's output is compared with the direct rung's."""
@@ -265,14 +265,15 @@ def gpu_layers(shape, repeats=10, weights_path=None):
     runtime = CudaRuntime()
     ladder = {rung: BinaryKernels(runtime, rung) for rung in reversed(runnable_rungs(runtime))}  # direct first
     w = weights.load(weights.locate(weights_path), cupy)
-    fp32 = VGG16(w)
+    fp32, fp32_im2col = VGG16(w), VGG16(w, float_conv="im2col")
     rows = []
     for name, x in _layer_inputs(shape, np.random.default_rng(0)):
         x = cupy.asarray(x)
         cin, h, width = x.shape
         macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
         best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, cupy)
-        row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best}
+        im2col, _ = _best_of(lambda: fp32_im2col.layer(name).forward(x), repeats, cupy)
+        row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best, "fp32_im2col_seconds": im2col}
         if name != "conv1_1":
             layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
             direct = ladder["direct"]
@@ -322,12 +323,13 @@ def gpu_layers_markdown(report):
              *([f"Binary GEMM {product['n']}^3 (xnor_gemm_mma): {1e3 * product['seconds']:.3f} ms, "
                 f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
                 + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
-             "", f"| layer | input | {fp} ms (share of GEMM) | pack ms | "
+             "", f"| layer | input | {fp} ms (share of GEMM) | {fp} im2col ms (share) | pack ms | "
              + " | ".join(f"xnor {r} ms (share of mma; x {fp})" for r in rungs) + " |",
-             "| --- | --- | ---: | ---: |" + " ---: |" * len(rungs)]
+             "| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(rungs)]
     for row in report["layers"]:
         cells = [row["layer"], "x".join(map(str, row["input"])),
                  f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
+                 f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})",
                  f"{1e3 * row['pack_seconds']:.3f}" if "pack_seconds" in row else ""]
         for rung in rungs:
             r = row.get("xnor", {}).get(rung)

@@ -145,6 +145,7 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())
     assert set(report) >= {"machine", "protocol", "artem", "torch"} and report["torch"] is None
+    assert report["artem_graph"] is None  # a GPU's only
     assert {"cpu", "cores", "blas", "artem", "numpy", "numba", "python"} <= set(report["machine"])
     assert report["protocol"]["size"] == 256 and report["protocol"]["iterations"] == 3
     artem = report["artem"]
@@ -155,6 +156,32 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
                                               "--no-torch").output
     r = run("benchmark", "--quick")
     assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
+
+
+def test_the_gpu_reports_render():
+    """The Markdown of the GPU-only reports, on made-up numbers: a GPU session's time is too dear to
+    find a formatting error in."""
+    from artem_cli import bench
+
+    layers = {"tf32": True, "gemm_mac_per_s": 2e14, "mma_b1_mac_per_s": 5e15,
+              "binary_gemm": {"n": 16384, "seconds": 2e-3, "mac_per_s": 16384**3 / 2e-3, "corner_equals_twin": False},
+              "layers": [{"layer": "conv1_1", "input": [3, 8, 8], "macs": 1e6, "fp32_seconds": 1e-4, "fp32_im2col_seconds": 2e-4},
+                         {"layer": "conv1_2", "input": [64, 8, 8], "macs": 1e7, "fp32_seconds": 1e-4,
+                          "fp32_im2col_seconds": 2e-4, "pack_seconds": 1e-5,
+                          "xnor": {"mma": {"seconds": 1e-5, "max_difference_from_direct": 0.0},
+                                   "mma_async": {"seconds": 5e-6, "max_difference_from_direct": 0.5}}}]}
+    text = bench.gpu_layers_markdown(layers)
+    assert "TF32 im2col ms" in text and "0.44 of the mma peak; WRONG" in text and "differs by 0.5" in text
+    run_ = {"seconds": 10.0, "iterations": 500, "evaluations": 510, "seconds_per_iteration": 0.02,
+            "peak_memory_bytes": 2**30, "losses": {"total": 4.0, "style": 1.0, "content": 2.0, "tv": 1.0}}
+    machine = {"cpu": "x", "cores": 16, "blas": "b", "gpu": "H200", "gpu_clock_mhz": 1980, "cupy": "14", "artem": "0.1",
+               "numpy": "2", "numba": "none", "python": "3.12", "torch": "2.11"}
+    e2e = {"machine": machine, "protocol": {"content": "c", "style": "s", "size": 512, "iterations": 500, "history": 100,
+                                            "device": "cuda"},
+           "artem": run_, "artem_graph": {**run_, "seconds": 5.0, "seconds_per_iteration": 0.01, "peak_memory_bytes": None},
+           "torch": {**run_, "seconds": 20.0, "version": "2.11", "tf32": False, "threads": 16}}
+    text = bench.end_to_end_markdown(e2e)
+    assert "one CUDA graph" in text and "0.50x the default run, 0.25x PyTorch's" in text
 
 
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):

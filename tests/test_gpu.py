@@ -272,6 +272,7 @@ def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
     assert (report["mma_b1_mac_per_s"] or 0) > 1e14 if "mma" in rungs else report["mma_b1_mac_per_s"] is None
     product = report["binary_gemm"]
     assert product["corner_equals_twin"] and product["seconds"] > 0 if "mma" in rungs else product is None
+    assert all(row["fp32_im2col_seconds"] > 0 for row in report["layers"])
     for row in report["layers"][1:]:
         assert set(row["xnor"]) == rungs
         assert all(r["max_difference_from_direct"] <= 1e-3 and r["seconds"] > 0 for r in row["xnor"].values())
