@@ -1,11 +1,13 @@
-/* CUDA's dialect of the kernels in kernels/ on the CPU, for the tests: what the kernels use of CUDA, in C++.
+/* CUDA's dialect of the kernels in kernels/ on the CPU, for the tests: what the kernels use of CUDA,
+ * in C++.
  *
  * A launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
- * one OS thread, each running until it waits at a barrier (one warp as far as it can before the next,
- * the first or the last warp first, so that warps drift apart as they may on a GPU): __syncthreads() for the block, and the
+ * one OS thread, each running until it waits at a barrier: __syncthreads() for the block, and the
  * warp-wide mma_and_popc, whose 32 lanes hand in their fragments, wait for each other, and each read
- * back its share of the product. So code that only the binary tensor cores run (mma.m16n8k256
- * .and.popc) is held to its NumPy twins bit for bit on machines without a GPU.
+ * back its share of the product. One warp runs as far as it can before the next gets a turn (the
+ * first warp first, or the last), so that warps drift apart as far as the barriers let them, as they
+ * may on a GPU. So code that only the binary tensor cores run (mma.m16n8k256 .and.popc) is held to
+ * its NumPy twins bit for bit on machines without a GPU, and a missing barrier shows.
  *
  * Fragment layout (PTX ISA, mma.m16n8k256 .b1, lane = 4g + q), the one xnor_conv_mma.cu was written to
  * and matched its twins with on an H200: a[r] is row g + 8 (r % 2) at word q + 4 (r / 2) of the
