@@ -138,13 +138,15 @@ class BinaryKernels:
 
     def filters_for_kernel(self, w_packed):
         """(O, 9, words) uint32 filters from ``binarize.pack_filters`` on the device: as they are, or
-        for the rungs of ``TAP_POPCOUNTS`` (O, 9·words + 9), each filter's words followed by the
-        popcount of each of its taps (computed here, once per layer, on the host)."""
+        for the rungs of ``TAP_POPCOUNTS`` (O, 12 + 9·words): each filter's 9 tap popcounts
+        (computed here, once per layer, on the host), 3 zeros (its words then start 16-byte aligned),
+        then its words."""
         if self.rung not in TAP_POPCOUNTS:
             return self.runtime.array(w_packed, np.uint32)
         host = np.asarray(to_host(w_packed), dtype=np.uint32)
         pops = np.bitwise_count(host).sum(axis=-1, dtype=np.uint32)
-        return self.runtime.array(np.concatenate([host.reshape(len(host), -1), pops], axis=1), np.uint32)
+        rows = np.concatenate([pops, np.zeros((len(host), 3), np.uint32), host.reshape(len(host), -1)], axis=1)
+        return self.runtime.array(rows, np.uint32)
 
     def pack_pixels(self, x, centre, spread=None):
         """Signs of x - centre[:, None, None] for x (C, H, W): uint32 (H, W, words(C)) as

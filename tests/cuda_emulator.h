@@ -14,7 +14,8 @@
  * 256-bit step; b[r] is column g at word q + 4 r; d[r] is row g + 8 (r / 2), column 2q + r % 2.
  *
  * copy_async (cp.async) lands at its issue or at the copy_async_wait that covers it, the earliest and
- * the latest a GPU may land it, as the caller asks.
+ * the latest a GPU may land it, as the caller asks; one not aligned to its size ends the launch (the
+ * GPU would fault).
  *
  * A block whose threads do not all reach the same barriers (a deadlock on a GPU) and __trap() end the
  * launch with an error; __shared__ arrays are static, so they live across blocks, which the kernels
@@ -50,7 +51,7 @@ inline int __popc(unsigned v) { return __builtin_popcount(v); }
 
 namespace emu {
 
-enum Result { OK = 0, DEADLOCK = 1, TRAP = 2, BAD_LAUNCH = 3 };
+enum Result { OK = 0, DEADLOCK = 1, TRAP = 2, BAD_LAUNCH = 3, MISALIGNED = 4 };
 
 struct Copy {
     void* dst;
@@ -86,6 +87,7 @@ static std::vector<Barrier> warp_barriers;
 static std::vector<Fragments> warp_fragments;
 static const std::function<void()>* body;
 static bool eager_copies; /* copy_async lands at its issue, else at its wait */
+static bool misaligned;   /* a copy_async not aligned to its size: ends the launch like __trap() */
 
 inline void land(const Copy& c)
 {
@@ -132,7 +134,7 @@ inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool la
     gridDim = {grid_x, grid_y, 1};
     blockDim = {threads, 1, 1};
     body = &kernel;
-    trapped = false;
+    trapped = misaligned = false;
     for (unsigned by = 0; by < grid_y; ++by)
         for (unsigned bx = 0; bx < grid_x; ++bx) {
             blockIdx = {bx, by, 0};
@@ -165,6 +167,7 @@ inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool la
                             threadIdx = {(unsigned)f.thread, 0, 0};
                             swapcontext(&scheduler, &f.context);
                             if (trapped) return TRAP;
+                            if (misaligned) return MISALIGNED;
                             finished += f.done;
                         }
                         moved = moved || progress != before;
@@ -217,6 +220,10 @@ inline void mma_and_popc(int (&d)[4], const unsigned (&a)[4], const unsigned (&b
  * kernel that reads shared memory before waiting, or overwrites words others still read, shows */
 template <int SIZE> inline void copy_async(unsigned* dst, const unsigned* src, bool valid)
 {
+    if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) % SIZE) { /* the GPU faults */
+        emu::misaligned = true;
+        emu::yield();
+    }
     emu::Copy copy = {dst, src, SIZE, valid};
     if (emu::eager_copies)
         emu::land(copy);

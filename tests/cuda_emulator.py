@@ -12,7 +12,8 @@ from artem_cli.gpu_binary import KERNELS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = {1: "its threads did not all reach the same barriers (a deadlock on a GPU)", 2: "__trap()",
-           3: "a block size that is not a multiple of 32 up to 1024", -1: "the wrong number of arguments"}
+           3: "a block size that is not a multiple of 32 up to 1024", 4: "an asynchronous copy not aligned to its size",
+           -1: "the wrong number of arguments"}
 
 
 class EmulatedRuntime:
