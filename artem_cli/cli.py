@@ -529,16 +529,18 @@ def _binary_network(mode, source):
               help="Also run PyTorch on the same pass (or stylization), when it is installed.")
 @click.option("--layers", "per_layer", is_flag=True,
               help="Also time each convolution: fp32 against XNOR and the bare XNOR-popcount loop (CPU); on a GPU, "
-                   "each rung of the XNOR kernels against fp32 (TF32 under CUPY_TF32=1), the GEMM and the binary "
-                   "tensor cores' peaks.")
+                   "each rung of the XNOR kernels against fp32 in both formulations (TF32 under CUPY_TF32=1), the "
+                   "GEMM and the binary tensor cores' peaks, and a large binary GEMM against the latter.")
 @click.option("--end-to-end", is_flag=True,
               help="A whole stylization instead (the peers' protocol: 500 L-BFGS iterations at 512 px on examples/), "
-                   "against the same objective in PyTorch, both results scored by the fp32 network.")
+                   "against the same objective in PyTorch, both results scored by the fp32 network; on a GPU artem "
+                   "also with each evaluation replayed as one CUDA graph.")
 @click.option("--quick", is_flag=True, help="With --end-to-end: 256 px and 100 iterations.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None,
               help="With --end-to-end: L-BFGS iterations. [default: 500; 100 with --quick]")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate in the same run).")
+              help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate and PyTorch in the same run; xnor "
+                   "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col).")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
