@@ -245,7 +245,8 @@ def nvrtc():
 def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
     """What nvcc accepts NVRTC may not (no host headers): the kernels as CuPy's RawModule compiles them."""
     program = ctypes.c_void_p()
-    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), _source_bytes(name), name.encode(), 0, None, None) == 0
+    source = (KERNELS / f"{name}.cu").read_bytes()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None) == 0
     options = [f"-I{KERNELS}".encode(), f"--gpu-architecture={arch}".encode()]
     result = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
@@ -254,7 +255,3 @@ def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
     nvrtc.nvrtcGetProgramLog(program, log)
     nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
     assert result == 0, log.value.decode()
-
-
-def _source_bytes(name):
-    return (KERNELS / f"{name}.cu").read_bytes()
