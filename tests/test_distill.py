@@ -131,6 +131,71 @@ def test_the_content_weight_weighs_the_features_at_the_content_layer_alone(image
     assert totals[2] - totals[0] == pytest.approx(3 * term, rel=1e-3)
 
 
+def test_each_stylized_image_comes_with_the_crop_it_was_painted_from(image_paths, weights_path):
+    """With no stylization iterations, a stylized image of the batch is the content crop of the step
+    it says it was made at."""
+    settings = distill.DistillSettings(mode="xnor", binary_from="conv4_1", **{**TINY, "stylize_iterations": 0})
+    trainer = distill.Trainer(settings, image_paths[:3])
+    (crop, none), (stylized, made_at) = trainer.batch(trainer.student.theta0, 1)
+    assert none is None and made_at == 1
+    np.testing.assert_allclose(stylized, trainer._stylization_crops(1)[0], atol=1e-5)
+    assert np.abs(crop - stylized).mean() > 0.05
+
+
+def test_the_difference_weight_adds_the_stylized_images_difference_term(image_paths, weights_path):
+    """The batch loss grows by difference_weight times the mean over the batch of the difference
+    term, computed here from the two networks' relu4_2 features at the stylized image and its crop."""
+    settings = distill.DistillSettings(mode="xnor", binary_from="conv4_1", **TINY)
+    trainer = distill.Trainer(settings, image_paths[:3])
+    theta = trainer.student.theta0
+    trainer.batch(theta, 1)  # makes the stylized image that step 2 (no new one) shows
+    images = trainer.batch(theta, 2)
+    totals = []
+    for w in (0.0, 1.0, 3.0):
+        trainer.settings = dataclasses.replace(settings, difference_weight=w)
+        totals.append(trainer.loss(theta, 2)[0])
+    net = trainer.network(theta)
+    (image, made_at), = [item for item in images if item[1] is not None]
+    ends = [preprocess.to_vgg(x) for x in (image, trainer._stylization_crops(made_at)[0])]
+    change_t, change_s = ((lambda a, b: a - b)(*[n.forward(x, ["relu4_2"])["relu4_2"] for x in ends])
+                          for n in (trainer.teacher, net))
+    term = float(((change_s - change_t) ** 2).mean() / (change_t ** 2).mean()) / len(images)
+    assert term > 0.01
+    assert totals[1] - totals[0] == pytest.approx(term, rel=1e-3)
+    assert totals[2] - totals[0] == pytest.approx(3 * term, rel=1e-3)
+
+
+def test_the_difference_loss_gradient_matches_finite_differences(image_paths, weights_path):
+    """bwn, where the gradients of α and the biases are exact (no straight-through estimate)."""
+    settings = distill.DistillSettings(mode="bwn", binary_from="conv4_1", difference_weight=2.0, **TINY)
+    trainer = distill.Trainer(settings, image_paths[:2])
+    student, rng = trainer.student, np.random.default_rng(5)
+    content = distill.random_crop(rng, io.read_image(image_paths[1])[0], 48)
+    image = np.clip(content + rng.normal(0, 0.05, content.shape), 0, 1).astype(np.float32)  # as a stylization moves it
+    x, c = preprocess.to_vgg(image), preprocess.to_vgg(content)
+
+    def value(theta):
+        return distill.difference_loss(trainer.network(theta), trainer.teacher, x, c, settings, "conv4_1", student.names)
+
+    theta = student.theta0
+    gradient = student.gradient(value(theta)[1])
+    direction = np.zeros_like(theta)
+    for name in student.names:
+        for part in ("alpha", "bias"):
+            where = student.part(direction, name, part)
+            where[...] = rng.standard_normal(where.shape)
+    eps = 1e-3
+    numeric = (value(theta + eps * direction)[0] - value(theta - eps * direction)[0]) / (2 * eps)
+    assert float(gradient @ direction) == pytest.approx(numeric, rel=0.02)
+
+
+def test_the_difference_weight_needs_a_binary_content_layer():
+    for first in ("conv4_3", "conv5_1"):
+        with pytest.raises(ArtemError, match="content layer"):
+            distill.DistillSettings(binary_from=first, difference_weight=1.0).validate()
+    distill.DistillSettings(binary_from="conv4_2", difference_weight=1.0).validate()
+
+
 def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altered(weights_path, tmp_path):
     w = weights.load(weights_path)
     rng = np.random.default_rng(0)
