@@ -671,9 +671,6 @@ def _pass_report(report, shape, device, with_torch):
               help="Adam's learning rate, in units of each parameter's initial size (cosine decay).")
 @click.option("--content-weight", type=float, default=1.0, show_default=True,
               help="Weight of the features at relu4_2, the content layer, in the loss (every other term weighs 1).")
-@click.option("--difference-weight", type=float, default=0.0, show_default=True,
-              help="Weight of a loss on how relu4_2's features change from each stylized image's content crop "
-                   "to it, against the teacher's change (what a content loss follows); 0: off.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")

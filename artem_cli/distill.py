@@ -116,7 +116,6 @@ class DistillSettings:
     feature_weight: float = 1.0
     gram_weight: float = 1.0
     content_weight: float = 1.0  # the features' term at the content layer (relu4_2), times feature_weight
-    difference_weight: float = 0.0  # the content layer's change from a stylized image's crop to it (0: off)
     stylize_every: int = 10  # steps between two new stylized images
     stylize_iterations: int = 20
     pool: int = 8  # stylized images kept (the newest)
@@ -130,16 +129,12 @@ class DistillSettings:
             raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
         if self.steps < 1 or self.batch < 1 or not 0 <= self.stylized <= self.batch:
             raise ArtemError("steps and batch must be at least 1, and stylized between 0 and batch")
-        if self.difference_weight and LAYER_NAMES.index(self.binary_from) > LAYER_NAMES.index(CONTENT_TAP):
-            raise ArtemError(f"the difference weight trains the content layer ({CONTENT_TAP}), which is not binary "
-                             f"from {self.binary_from} on")
         if not 32 <= self.crop <= 1024:
             raise ArtemError(f"crop must be 32..1024 pixels, not {self.crop}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
-        for name in ("content_weight", "difference_weight"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ArtemError(f"the {name.replace('_', ' ')} must be a number >= 0, not {getattr(self, name)}")
+        if not (math.isfinite(self.content_weight) and self.content_weight >= 0):
+            raise ArtemError(f"the content weight must be a number >= 0, not {self.content_weight}")
 
 
 CONTENT_TAP = "relu4_2"  # the default content layer
@@ -194,10 +189,10 @@ class Student:
         return {**out, **self.untrained}
 
     def gradient(self, grads):
-        """dLoss/dθ from {layer: its parameter gradients} (a layer left out: none); the latent
-        weights get the gradient of their signs (straight-through)."""
+        """dLoss/dθ from {layer: its parameter gradients}; the latent weights get the gradient of
+        their signs (straight-through)."""
         grad = self.xp.zeros_like(self.theta0)
-        for name in grads:
+        for name in self.names:
             for part, key in (("latent", "signs"), ("alpha", "alpha"), ("bias", "bias"), ("shift", "shift")):
                 if key in grads[name]:
                     self.part(grad, name, part)[...] = grads[name][key]
@@ -244,37 +239,6 @@ def distill_loss(student_net, teacher, image, settings, first):
     return total
 
 
-def difference_loss(student_net, teacher, image, content, settings, first, names):
-    """How far the student's content loss follows the teacher's where a stylization goes: the change
-    of the content layer's features from ``content`` (a training crop, VGG input) to ``image`` (a
-    stylization of it), the student's against the teacher's, as their mean squared difference divided
-    by the mean square of the teacher's change, times ``settings.difference_weight``. A student can
-    match each image's features well and still miss the small changes a stylization makes, which the
-    optimizer then makes freely. Returns the value and the parameter gradients of those of the layers
-    ``names`` that come before the content layer (the sum of a backward pass at each image)."""
-    entry = LAYER_NAMES[LAYER_NAMES.index(first) - 1]
-    names = [name for name in names if LAYER_NAMES.index(name) < LAYER_NAMES.index(CONTENT_TAP)]
-    ends = [teacher.forward(x, [CONTENT_TAP, entry]) for x in (image, content)]
-    change = ends[0][CONTENT_TAP] - ends[1][CONTENT_TAP]
-    weight = settings.difference_weight / (float((change * change).mean()) + 1e-12)
-    at_content = student_net.forward(ends[1][entry], [CONTENT_TAP], start=first)[CONTENT_TAP]
-    at_image = student_net.forward(ends[0][entry], [CONTENT_TAP], start=first)[CONTENT_TAP]
-    value, g = content_loss(at_image - at_content, change)
-    sums = {}
-    for sign, end in ((1.0, None), (-1.0, ends[1][entry])):
-        if end is not None:  # the forward pass at the content crop again, for its backward
-            student_net.forward(end, [CONTENT_TAP], start=first)
-        student_net.backward({CONTENT_TAP: g * (sign * weight)}, parameters=True)
-        _add_grads(sums, {name: student_net.layer(name).grads for name in names})
-    return weight * value, sums
-
-
-def _add_grads(sums, grads):
-    """Add ``grads`` ({layer: {parameter: gradient}}) to ``sums`` (the same, empty at first)."""
-    for name, layer_grads in grads.items():
-        sums[name] = {k: sums[name][k] + g for k, g in layer_grads.items()} if name in sums else layer_grads
-
-
 class Trainer:
     """One distillation run: the teacher, the student, the data, Adam, checkpoints."""
 
@@ -301,15 +265,11 @@ class Trainer:
     def network(self, theta):
         return VGG16(self.teacher_weights, mode=self.settings.mode, binary=self.student.layers(theta))
 
-    def _stylization_crops(self, step):
-        """The content and the style crop of the stylized image made at ``step``."""
-        rng = np.random.default_rng([self.settings.seed, step, 1])
-        return self._crop(rng), self._crop(rng)
-
     def _stylized(self, theta, step):
         """A new image from a short stylization by the student: a training crop painted after another."""
         s = self.settings
-        content, style = self._stylization_crops(step)
+        rng = np.random.default_rng([s.seed, step, 1])
+        content, style = self._crop(rng), self._crop(rng)
         net, settings = self.network(theta), Settings(size=s.crop)
         objective = build_objective(net, settings, content, Targets(style_grams(net, settings, [to_host(style)])))
         x = preprocess.to_vgg(content)
@@ -318,30 +278,25 @@ class Trainer:
         return self.xp.clip(preprocess.from_vgg(self.xp.clip(x, objective.low, objective.high)), 0, 1)
 
     def batch(self, theta, step):
-        """The images of ``step`` as (image, the step it was stylized at, or None for a crop):
-        crops, and the newest stylized images of the pool."""
+        """The images of ``step``: crops, and the newest stylized images of the pool."""
         s = self.settings
         if s.stylized and (step - 1) % s.stylize_every == 0:
             self.pool = [*self.pool, (step, self._stylized(theta, step))][-s.pool:]
         rng = np.random.default_rng([s.seed, step])
-        chosen = [self.pool[i] for i in rng.permutation(len(self.pool))[: s.stylized]] if self.pool else []
-        return [(self._crop(rng), None) for _ in range(s.batch - len(chosen))] + [(image, k) for k, image in chosen]
+        shown = [image for _, image in self.pool]
+        chosen = [shown[i] for i in rng.permutation(len(shown))[: s.stylized]] if shown else []
+        return [self._crop(rng) for _ in range(s.batch - len(chosen))] + chosen
 
     def loss(self, theta, step):
-        """The mean distillation loss of ``step``'s batch at θ, and its gradient: ``distill_loss``
-        of each image, and ``difference_loss`` of each stylized one against its content crop."""
-        s, net, names = self.settings, self.network(theta), self.student.names
+        """The mean distillation loss of ``step``'s batch at θ, and its gradient."""
+        net = self.network(theta)
         images = self.batch(theta, step)
         total, sums = 0.0, {}
-        for image, made_at in images:
-            image = preprocess.to_vgg(image)
-            total += distill_loss(net, self.teacher, image, s, s.binary_from)
-            _add_grads(sums, {name: net.layer(name).grads for name in names})
-            if made_at is not None and s.difference_weight:
-                content = preprocess.to_vgg(self._stylization_crops(made_at)[0])
-                value, grads = difference_loss(net, self.teacher, image, content, s, s.binary_from, names)
-                total += value
-                _add_grads(sums, grads)
+        for image in images:
+            total += distill_loss(net, self.teacher, preprocess.to_vgg(image), self.settings, self.settings.binary_from)
+            for name in self.student.names:
+                grads = net.layer(name).grads
+                sums[name] = {k: sums[name][k] + g for k, g in grads.items()} if name in sums else grads
         return total / len(images), self.student.gradient(sums) / len(images)
 
     def learning_rate(self, step):
