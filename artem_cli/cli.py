@@ -671,6 +671,9 @@ def _pass_report(report, shape, device, with_torch):
               help="Adam's learning rate, in units of each parameter's initial size (cosine decay).")
 @click.option("--content-weight", type=float, default=1.0, show_default=True,
               help="Weight of the features at relu4_2, the content layer, in the loss (every other term weighs 1).")
+@click.option("--content-gain", type=float, default=1.0, show_default=True,
+              help="Multiply relu4_2's features by this in the file written (the next layer compensates): "
+                   "stylizations then weigh the content loss gain² times as much. Training does not change.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")

@@ -116,6 +116,7 @@ class DistillSettings:
     feature_weight: float = 1.0
     gram_weight: float = 1.0
     content_weight: float = 1.0  # the features' term at the content layer (relu4_2), times feature_weight
+    content_gain: float = 1.0  # the content layer's features times this in the file written (``with_content_gain``)
     stylize_every: int = 10  # steps between two new stylized images
     stylize_iterations: int = 20
     pool: int = 8  # stylized images kept (the newest)
@@ -135,9 +136,14 @@ class DistillSettings:
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if not (math.isfinite(self.content_weight) and self.content_weight >= 0):
             raise ArtemError(f"the content weight must be a number >= 0, not {self.content_weight}")
+        if not (math.isfinite(self.content_gain) and self.content_gain > 0):
+            raise ArtemError(f"the content gain must be a number > 0, not {self.content_gain}")
+        if self.content_gain != 1 and CONV_NAMES.index(self.binary_from) > CONV_NAMES.index(CONTENT_CONV):
+            raise ArtemError(f"the content gain scales {CONTENT_CONV}, which is not binary from {self.binary_from} on")
 
 
 CONTENT_TAP = "relu4_2"  # the default content layer
+CONTENT_CONV = LAYER_NAMES[LAYER_NAMES.index(CONTENT_TAP) - 1]  # the convolution whose output it is
 TAPS = sorted({CONTENT_TAP, *(name for name, _ in DEFAULT_STYLE_LAYERS)}, key=LAYER_NAMES.index)
 
 
@@ -197,6 +203,21 @@ class Student:
                 if key in grads[name]:
                     self.part(grad, name, part)[...] = grads[name][key]
         return grad * self.scale
+
+
+def with_content_gain(layers, gain):
+    """The binary layers ``layers`` with the content layer's features multiplied by ``gain`` and
+    everything after it unchanged: the content convolution's α and bias times ``gain`` (ReLU passes a
+    positive factor through), the next convolution's α divided by it and its centre shift multiplied
+    by it (its channel means, its scale map and so its output before α scale with its input). A
+    stylization with the network then weighs the content loss ``gain``² times as much against the
+    style loss, which no layer after the content layer sees."""
+    following = CONV_NAMES[CONV_NAMES.index(CONTENT_CONV) + 1]
+    if gain == 1:
+        return layers
+    content, after = layers[CONTENT_CONV], layers[following]
+    return {**layers, CONTENT_CONV: content._replace(alpha=content.alpha * gain, bias=content.bias * gain),
+            following: after._replace(alpha=after.alpha / gain, shift=after.shift * gain)}
 
 
 def _input_scales(teacher, images, binary_from):
@@ -335,9 +356,11 @@ class Trainer:
             meta = json.loads(arrays["__meta__"].tobytes())
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
             raise ArtemError(f"checkpoint '{path}' is not readable ({e})") from None
-        mine = {**dataclasses.asdict(self.settings), "steps": None, "device": None}
+        # what the training does not depend on may differ: steps (which may grow), device, content gain
+        free = {"steps": None, "device": None, "content_gain": None}
+        mine = {**dataclasses.asdict(self.settings), **free}
         # a field added since the checkpoint was written takes its default, which is what that run used
-        theirs = {**dataclasses.asdict(DistillSettings()), **meta["settings"], "steps": None, "device": None}
+        theirs = {**dataclasses.asdict(DistillSettings()), **meta["settings"], **free}
         if mine != theirs:
             changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
             raise ArtemError(f"checkpoint '{path}' was made with other settings ({changed}); start a new run")
@@ -355,7 +378,8 @@ class Trainer:
         meta = {"mode": self.settings.mode, "settings": dataclasses.asdict(self.settings), "seconds": round(seconds),
                 "command": " ".join(["artem", *sys.argv[1:]]) if sys.argv and "artem" in sys.argv[0] else None,
                 "final_loss": self.history[-1][1] if self.history else None}
-        return weights.save_binary(self.student.layers(theta), destination, meta)
+        return weights.save_binary(with_content_gain(self.student.layers(theta), self.settings.content_gain),
+                                   destination, meta)
 
 
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,

@@ -131,6 +131,50 @@ def test_the_content_weight_weighs_the_features_at_the_content_layer_alone(image
     assert totals[2] - totals[0] == pytest.approx(3 * term, rel=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_the_content_gain_scales_the_content_layer_alone(weights_path, mode):
+    """relu4_2's features times the gain, every layer after it as before (the shifts made non-zero,
+    as training leaves them)."""
+    from artem_cli.vgg import VGG16
+
+    w, rng = weights.load(weights_path), np.random.default_rng(1)
+    layers = {}
+    for name, layer in api.untrained_binary(w, "conv4_1").items():
+        shift = rng.standard_normal(len(layer.shift)).astype(np.float32) if mode == "xnor" else layer.shift
+        layers[name] = layer._replace(shift=shift)
+    image = preprocess.to_vgg(distill.random_crop(rng, io.read_image(EXAMPLES / "chelsea.png")[0], 64))
+    taps = ["relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_3"]
+    plain = VGG16(w, mode=mode, binary=layers).forward(image, taps)
+    scaled = VGG16(w, mode=mode, binary=distill.with_content_gain(layers, 1.7)).forward(image, taps)
+    for tap in taps:
+        gain = 1.7 if tap == "relu4_2" else 1.0
+        np.testing.assert_allclose(scaled[tap], gain * plain[tap], rtol=1e-4, atol=1e-4 * float(np.abs(plain[tap]).max()))
+    assert np.abs(plain["relu4_2"]).max() > 0 and distill.with_content_gain(layers, 1.0) is layers
+
+
+def test_a_content_gain_is_applied_when_the_file_is_written_and_needs_no_new_training(image_paths, weights_path, tmp_path):
+    """Resuming the last checkpoint with another gain is allowed (the training is the same) and
+    writes the same network with the content layer scaled."""
+    settings = distill.DistillSettings(mode="xnor", binary_from="conv4_1", steps=1, **TINY)
+    checkpoint = tmp_path / "c.npz"
+    trainer = distill.Trainer(settings, image_paths[:2])
+    trainer.export(trainer.run(checkpoint), tmp_path / "plain.npz", 1.0)
+    again = distill.Trainer(dataclasses.replace(settings, content_gain=2.0), image_paths[:2])
+    again.export(again.run(checkpoint, resume=True), tmp_path / "gain.npz", 1.0)
+    (plain, _), (gain, meta) = (weights.load_binary(tmp_path / f) for f in ("plain.npz", "gain.npz"))
+    assert meta["settings"]["content_gain"] == 2.0
+    for name in plain:
+        factor = {"conv4_2": (2.0, 2.0, 1.0), "conv4_3": (0.5, 1.0, 2.0)}.get(name, (1.0, 1.0, 1.0))
+        np.testing.assert_array_equal(gain[name].signs, plain[name].signs)
+        for part, f in zip(("alpha", "bias", "shift"), factor):
+            np.testing.assert_allclose(getattr(gain[name], part), f * getattr(plain[name], part), rtol=1e-6)
+    for bad, message in [(dict(content_gain=0.0), "content gain must be a number > 0"),
+                         (dict(content_gain=float("nan")), "content gain must be"),
+                         (dict(content_gain=1.4, binary_from="conv4_3"), "scales conv4_2, which is not binary from conv4_3")]:
+        with pytest.raises(ArtemError, match=message):
+            dataclasses.replace(settings, **bad).validate()
+
+
 def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altered(weights_path, tmp_path):
     w = weights.load(weights_path)
     rng = np.random.default_rng(0)
