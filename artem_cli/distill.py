@@ -212,9 +212,9 @@ def with_content_gain(layers, gain):
     by it (its channel means, its scale map and so its output before α scale with its input). A
     stylization with the network then weighs the content loss ``gain``² times as much against the
     style loss, which no layer after the content layer sees."""
-    following = CONV_NAMES[CONV_NAMES.index(CONTENT_CONV) + 1]
     if gain == 1:
         return layers
+    following = CONV_NAMES[CONV_NAMES.index(CONTENT_CONV) + 1]
     content, after = layers[CONTENT_CONV], layers[following]
     return {**layers, CONTENT_CONV: content._replace(alpha=content.alpha * gain, bias=content.bias * gain),
             following: after._replace(alpha=after.alpha / gain, shift=after.shift * gain)}
