@@ -322,6 +322,9 @@ def _binary_kernels(xp):
     return gpu_binary.cuda_kernels()
 
 
+_LOWEST_CENTRE = np.float32(np.finfo(np.float32).tiny)  # the smallest normal float32: above 0, at most any activation
+
+
 class XnorConv3x3:
     """XNOR-Net convolution: binary weights α·S (S = ±1) and binary inputs; the ±1 dot products are
     XNOR + popcount (``cpu_binary`` or ``gpu_binary``) on the packed signs of a ``binarize.BinaryLayer``,
@@ -329,7 +332,8 @@ class XnorConv3x3:
 
     Post-ReLU inputs are all >= 0, so they are binarized around a per-channel centre t = μ + shift,
     μ the channel mean of this input and ``shift`` a per-channel offset (0 untrained, learned by
-    distillation): x ≈ t + K·sign(x − t), with XNOR-Net's scale map K = box3x3(A) / 9 and A = the
+    distillation), held above 0 (the smallest normal float32), so that a ReLU zero is always −1:
+    x ≈ t + K·sign(x − t), with XNOR-Net's scale map K = box3x3(A) / 9 and A = the
     mean over channels of |x − t| at each pixel. Then
 
         y = α · (K · P + M) + b,   P = S ⊛ sign(x − t),   M = S ⊛ t  (in-image taps only).
@@ -361,6 +365,10 @@ class XnorConv3x3:
         x = x.astype(xp.float32, copy=False)
         c = x.shape[0]
         centre = x.mean(axis=(1, 2)) + self.shift
+        # Held above 0, so that a ReLU zero is always -1: were the centre to reach 0, all of a channel's
+        # zeros would turn +1 at once, a cliff in the loss at which L-BFGS stalls.
+        self._held = centre < _LOWEST_CENTRE
+        centre = xp.maximum(centre, _LOWEST_CENTRE)
         a = xp.empty(x.shape[1:], dtype=xp.float32)
         packed = self._kernels.pack_pixels(x, centre, a)  # and A = mean over channels of |x - t|
         k = self._kernels.scale_map(a)  # K: A's 3x3 box mean
@@ -382,8 +390,8 @@ class XnorConv3x3:
             alpha_ones = (self.alpha[:, None] * ones.reshape(len(grad), 9))
             self.grads = {"signs": self.alpha[:, None, None, None] * d, "alpha": (d * self.signs).sum(axis=(1, 2, 3)),
                           "bias": grad.sum(axis=(1, 2)),
-                          "shift": xp.einsum("oct,ot->c", self.signs.reshape(*self.signs.shape[:2], 9), alpha_ones)
-                          - dx.sum(axis=(1, 2))}
+                          "shift": (xp.einsum("oct,ot->c", self.signs.reshape(*self.signs.shape[:2], 9), alpha_ones)
+                                    - dx.sum(axis=(1, 2))) * ~self._held}
         return dx
 
 

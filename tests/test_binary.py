@@ -109,6 +109,23 @@ def direct_conv(x, w):
                for dy in range(3) for dx in range(3))
 
 
+def hand_xnor(x, wt, b, centre):
+    """The xnor layer by hand, in float64, around the centres given: (y, K, u = x − t, A)."""
+    (c, h, w), o = x.shape, len(wt)
+    x64 = x.astype(np.float64)
+    u = x64 - centre[:, None, None]
+    a = np.abs(u).mean(axis=0)
+    k = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            k[i, j] = a[max(0, i - 1) : i + 2, max(0, j - 1) : j + 2].sum() / 9
+    signs_w = np.where(wt >= 0, 1.0, -1.0)
+    alpha = np.abs(wt.astype(np.float64)).reshape(o, -1).mean(axis=1)
+    p = direct_conv(np.where(u >= 0, 1.0, -1.0), signs_w)
+    m = direct_conv(np.broadcast_to(centre[:, None, None], (c, h, w)), signs_w)
+    return alpha[:, None, None] * (k * p + m) + b[:, None, None], k, u, a
+
+
 def test_xnor_layer_forward_and_straight_through_backward_match_hand_computation():
     rng = np.random.default_rng(5)
     c, o, h, w = 70, 9, 6, 7
@@ -118,25 +135,53 @@ def test_xnor_layer_forward_and_straight_through_backward_match_hand_computation
     layer = layers.XnorConv3x3(binarize.untrained(wt, b))
     y = layer.forward(x)
 
-    x64 = x.astype(np.float64)
-    mu = x64.mean(axis=(1, 2))
-    u = x64 - mu[:, None, None]
-    a = np.abs(u).mean(axis=0)
-    k = np.zeros((h, w))
-    for i in range(h):
-        for j in range(w):
-            k[i, j] = a[max(0, i - 1) : i + 2, max(0, j - 1) : j + 2].sum() / 9
+    expected, k, u, a = hand_xnor(x, wt, b, x.astype(np.float64).mean(axis=(1, 2)))
     signs_w = np.where(wt >= 0, 1.0, -1.0)
     alpha = np.abs(wt.astype(np.float64)).reshape(o, -1).mean(axis=1)
-    p = direct_conv(np.where(u >= 0, 1.0, -1.0), signs_w)
-    m = direct_conv(np.broadcast_to(mu[:, None, None], (c, h, w)), signs_w)
-    expected = alpha[:, None, None] * (k * p + m) + b[:, None, None]
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
     g = rng.standard_normal((o, h, w))
     transposed = direct_conv(g * k, np.flip(alpha[:, None, None, None] * signs_w, (2, 3)).transpose(1, 0, 2, 3))
     ste = np.where((np.abs(u) <= a) & (a > 0), 1 / np.where(a > 0, a, 1), 0)
     np.testing.assert_allclose(layer.backward(g.astype(np.float32)), transposed * ste, rtol=1e-4, atol=1e-5)
+
+
+def test_a_live_channels_zeros_stay_below_its_centre_however_far_the_shift_goes():
+    """A centre t = μ + shift at or below 0 is held just above 0: a channel's ReLU zeros stay −1, so the
+    layer does not jump as t crosses 0 (all of them turning +1 at once was a cliff in the loss that
+    stalled L-BFGS), and the shift, which no longer moves anything there, gets no gradient. A dead
+    channel (all zeros, untrained t = 0) is all −1 too, so nothing jumps when its first pixel wakes."""
+    rng = np.random.default_rng(12)
+    c, o, h, w = 8, 4, 6, 6
+    x = np.maximum(rng.standard_normal((c, h, w)), 0).astype(np.float32)
+    x[0] = 0
+    x[0, 1, 2], x[0, 4, 4], x[0, 5, 0] = 1.0, 2.0, 3.0  # 33 zeros of 36
+    x[1] = 0  # dead
+    wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    binary = binarize.untrained(wt, b)
+    mu = x.astype(np.float64).mean(axis=(1, 2))
+    outputs = {}
+    for t0 in (-1e-3, 1e-3, -5.0):
+        shift = np.zeros(c, np.float32)
+        shift[0] = np.float32(t0 - mu[0])
+        layer = layers.XnorConv3x3(binary._replace(shift=shift))
+        outputs[t0] = y = layer.forward(x)
+        layer.backward(rng.standard_normal((o, h, w)).astype(np.float32), parameters=True)
+        centre = np.maximum(mu + shift, np.finfo(np.float32).tiny)
+        expected = hand_xnor(x, wt, b, centre)[0]
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+        assert (layer.grads["shift"][0] == 0) == (t0 < 0) and layer.grads["shift"][1] == 0
+        assert np.all(layer.grads["shift"][2:] != 0)
+    woken = x.copy()
+    woken[1, 3, 3] = 1e-4
+    outputs["woken"] = layers.XnorConv3x3(binary._replace(shift=shift)).forward(woken)
+    scale = np.abs(outputs[1e-3]).max()
+    away = np.ones((h, w), bool)
+    away[2:5, 2:5] = False  # beyond the woken pixel's own reach, nothing flipped
+    np.testing.assert_allclose(outputs["woken"][:, away], outputs[-5.0][:, away], atol=1e-3 * scale)
+    np.testing.assert_allclose(outputs[-1e-3], outputs[1e-3], atol=1e-3 * scale)  # t moved by 2e-3: no jump
+    np.testing.assert_array_equal(outputs[-5.0], outputs[-1e-3])
 
 
 def test_bwn_network_gradient_matches_finite_differences():
