@@ -110,7 +110,7 @@ def direct_conv(x, w):
 
 
 def hand_xnor(x, wt, b, centre):
-    """The xnor layer by hand, in float64, around the centres given: (y, K, u = x − t, A)."""
+    """The xnor layer by hand, in float64, around the centres given: (y, K, u = x − t, A, α·S)."""
     (c, h, w), o = x.shape, len(wt)
     x64 = x.astype(np.float64)
     u = x64 - centre[:, None, None]
@@ -123,7 +123,7 @@ def hand_xnor(x, wt, b, centre):
     alpha = np.abs(wt.astype(np.float64)).reshape(o, -1).mean(axis=1)
     p = direct_conv(np.where(u >= 0, 1.0, -1.0), signs_w)
     m = direct_conv(np.broadcast_to(centre[:, None, None], (c, h, w)), signs_w)
-    return alpha[:, None, None] * (k * p + m) + b[:, None, None], k, u, a
+    return alpha[:, None, None] * (k * p + m) + b[:, None, None], k, u, a, alpha[:, None, None, None] * signs_w
 
 
 def test_xnor_layer_forward_and_straight_through_backward_match_hand_computation():
@@ -135,13 +135,11 @@ def test_xnor_layer_forward_and_straight_through_backward_match_hand_computation
     layer = layers.XnorConv3x3(binarize.untrained(wt, b))
     y = layer.forward(x)
 
-    expected, k, u, a = hand_xnor(x, wt, b, x.astype(np.float64).mean(axis=(1, 2)))
-    signs_w = np.where(wt >= 0, 1.0, -1.0)
-    alpha = np.abs(wt.astype(np.float64)).reshape(o, -1).mean(axis=1)
+    expected, k, u, a, weights = hand_xnor(x, wt, b, x.astype(np.float64).mean(axis=(1, 2)))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
     g = rng.standard_normal((o, h, w))
-    transposed = direct_conv(g * k, np.flip(alpha[:, None, None, None] * signs_w, (2, 3)).transpose(1, 0, 2, 3))
+    transposed = direct_conv(g * k, np.flip(weights, (2, 3)).transpose(1, 0, 2, 3))
     ste = np.where((np.abs(u) <= a) & (a > 0), 1 / np.where(a > 0, a, 1), 0)
     np.testing.assert_allclose(layer.backward(g.astype(np.float32)), transposed * ste, rtol=1e-4, atol=1e-5)
 
