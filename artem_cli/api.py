@@ -131,6 +131,10 @@ class Result:
 
 
 PARTS = ("content", "style", "tv")  # the objective's terms
+# L-BFGS's steps where its line search stalls: the largest pixel change, in 8-bit levels (the unit
+# of VGG space). A binarized network's loss jumps as activations flip, and from the photo the first
+# line search can stall in steps of a hundredth of a level (BENCHMARKS.md §4c).
+STALL_STEPS = (8, 4, 2, 1, 0.5)
 
 
 def _device_vector(xp, values):
@@ -386,7 +390,7 @@ class Stylizer:
             return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
 
         if settings.optimizer == "lbfgs":
-            optimizer = LBFGS(objective, x0, history=settings.history)
+            optimizer = LBFGS(objective, x0, history=settings.history, stall_steps=STALL_STEPS)
         else:
             optimizer = Adam(objective, x0, lr=settings.lr)
 

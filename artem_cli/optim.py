@@ -178,16 +178,39 @@ class LBFGS:
 
     Stops when the gradient's largest entry falls below ``gradient_tolerance``, when the loss changes by
     less than ``change_tolerance`` (relative) in an iteration, or when the line search finds no decrease.
+
+    ``stall_steps``: where the line search stalls (no decrease, or one below ``change_tolerance``),
+    steepest-descent steps tried in turn before stopping, each given as the largest change of any
+    entry of x, with the curvature history cleared. A loss with jumps (a binarized network's: each
+    activation whose sign flips moves it) can trap the line search in steps far too small to matter,
+    where the jumps outweigh the slope; a step of a set size gets past them.
     """
 
-    def __init__(self, fun, x0, history=100, gradient_tolerance=1e-7, change_tolerance=1e-9):
+    def __init__(self, fun, x0, history=100, gradient_tolerance=1e-7, change_tolerance=1e-9, stall_steps=()):
         if history < 1:
             raise ArtemError("L-BFGS history must be at least 1")
         self.fun, self.x = fun, x0
         self.history = history
         self.gradient_tolerance, self.change_tolerance = gradient_tolerance, change_tolerance
+        self.stall_steps = tuple(stall_steps)
         self.evaluations = 0
         self.stop_reason = None
+
+    def _unchanged(self, value, value_new):
+        return abs(value - value_new) <= self.change_tolerance * max(abs(value_new), 1e-30)
+
+    def _steepest_descent(self, x, value, grad):
+        """The first of ``stall_steps`` along -grad that decreases the loss enough (Armijo), as
+        ``(step, x, value, grad)``, or None."""
+        largest, slope = float(array_module(grad).abs(grad).max()), -_dot(grad, grad)
+        for size in self.stall_steps:
+            step = size / largest
+            x_new = x - step * grad
+            value_new, grad_new = self.fun(x_new)
+            self.evaluations += 1
+            if math.isfinite(value_new) and value_new <= value + 1e-4 * step * slope:
+                return step, x_new, value_new, grad_new
+        return None
 
     def run(self, max_iterations):
         xp = array_module(self.x)
@@ -207,6 +230,11 @@ class LBFGS:
             step = 1.0 if len(pairs) else min(1.0, 1.0 / float(xp.abs(grad).sum()))
             step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step)
             self.evaluations += evaluations
+            if self.stall_steps and (step is None or self._unchanged(value, value_new)):
+                pairs.clear()  # they led here
+                found = self._steepest_descent(x, value, grad)
+                if found is not None:
+                    step, x_new, value_new, grad_new = found
             if step is None:
                 self.stop_reason = "the line search found no further decrease"
                 return
@@ -214,11 +242,11 @@ class LBFGS:
             s, y = x_new - x, grad_new - grad
             if _dot(y, s) > 1e-10 * _dot(y, y):
                 pairs.add(s, y)
-            change = abs(value - value_new)
+            unchanged = self._unchanged(value, value_new)
             x, value, grad = x_new, value_new, grad_new
             self.x = x
             yield x, value
-            if change <= self.change_tolerance * max(abs(value), 1e-30):
+            if unchanged:
                 self.stop_reason = "the loss stopped changing"
                 return
         self.stop_reason = "the iteration limit was reached"

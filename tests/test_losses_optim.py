@@ -1,4 +1,6 @@
 """Loss gradients against finite differences; L-BFGS and Adam on functions with known minima."""
+import math
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,28 @@ def test_within_range_scores_the_clipped_image_and_pulls_outside_pixels_back():
     assert value == pytest.approx(content_loss(clipped, target)[0] + 1e4 * (outside**2).sum() / x.size)
     check_gradient(lambda y: within_range(loss, y.copy(), 0.0, 1.0), x, rng, eps=1e-7)
     assert np.all(grad[outside > 0] > 0) and np.all(grad[outside < 0] < 0)  # descent moves them back in
+
+
+def test_lbfgs_steps_past_a_stalled_line_search_with_the_stall_steps():
+    """A loss that resolves only changes of about 1000 (a staircase; its gradient the smooth one's):
+    the first line search's steps (1 / |grad|_1) change the smooth loss by about 100, so it finds no
+    decrease (or one in the loss's last bit) and plain L-BFGS stops where it started; with
+    ``stall_steps`` a steepest-descent step moving the largest entry by 8 gets past the stairs, and
+    L-BFGS then reaches the minimum."""
+    target = np.full(1000, 100.0)
+
+    def stairs(x):
+        smooth = 0.5 * float((x - target) @ (x - target))
+        return math.floor(smooth / 1000 + 0.5) * 1000.0, x - target  # the start mid-stair
+
+    start = np.zeros(1000)
+    plain = LBFGS(stairs, start)
+    stalled = [(x.copy(), v) for x, v in plain.run(50)]
+    assert plain.stop_reason in ("the loss stopped changing", "the line search found no further decrease")
+    assert len(stalled) <= 1 and all(v == stairs(start)[0] and np.abs(x).max() < 1e-6 for x, v in stalled)
+    rescued = LBFGS(stairs, start, stall_steps=(8, 4, 2, 1))
+    points = [(x.copy(), v) for x, v in rescued.run(50)]
+    assert np.abs(points[0][0] - start).max() == pytest.approx(8)  # the first stall step
+    values = [stairs(start)[0]] + [v for _, v in points]
+    assert all(b < a for a, b in zip(values, values[1:]))
+    assert values[-1] == 0.0 and np.abs(rescued.x - target).max() < 2

@@ -181,6 +181,24 @@ def test_every_mode_lowers_its_own_loss(images, weights_path, mode):
     assert np.isfinite(result.image).all()
 
 
+def test_stylizations_give_lbfgs_the_stall_steps_in_pixel_levels(images, weights_path, monkeypatch):
+    """What the steps do is test_losses_optim's; here: a stylization hands them to L-BFGS, from a few
+    8-bit levels (VGG space's unit) down to less than one."""
+    from artem_cli import api
+
+    given = []
+
+    class Recording(api.LBFGS):
+        def __init__(self, *args, **kwargs):
+            given.append(kwargs.get("stall_steps"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(api, "LBFGS", Recording)
+    content, style, _ = images
+    stylize(content, [style], Settings(size=32, iterations=1))
+    assert given == [api.STALL_STEPS] and api.STALL_STEPS[0] > 1 > api.STALL_STEPS[-1]
+
+
 @pytest.mark.parametrize("mode", ["bwn", "xnor"])
 def test_float16_binary_backward_keeps_the_gradient_and_the_result(images, weights_path, mode):
     """The gradients through the ±1 weights in float16 (on a GPU: tensor cores) against float32, on
