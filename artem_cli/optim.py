@@ -181,9 +181,11 @@ class LBFGS:
 
     ``stall_steps``: where the line search stalls (no decrease, or one below ``change_tolerance``),
     steepest-descent steps tried in turn before stopping, each given as the largest change of any
-    entry of x, with the curvature history cleared. A loss with jumps (a binarized network's: each
-    activation whose sign flips moves it) can trap the line search in steps far too small to matter,
-    where the jumps outweigh the slope; a step of a set size gets past them.
+    entry of x, with the curvature history cleared; not twice in a row (where the line search
+    stalls again right after such a step, the run stops: near a minimum they would only crawl on). A
+    loss with jumps (a binarized network's: each activation whose sign flips moves it) can trap the
+    line search in steps far too small to matter, where the jumps outweigh the slope; a step of a set
+    size gets past them.
     """
 
     def __init__(self, fun, x0, history=100, gradient_tolerance=1e-7, change_tolerance=1e-9, stall_steps=()):
@@ -219,6 +221,7 @@ class LBFGS:
         self.evaluations += 1
         _check_finite(value, grad)
         pairs = CurvatureHistory(xp, max(1, min(self.history, max_iterations)), x.shape, x.dtype)
+        rescued = False  # the last step was one of the stall steps
         for _ in range(max_iterations):
             if float(xp.abs(grad).max()) <= self.gradient_tolerance:
                 self.stop_reason = "the gradient vanished"
@@ -230,11 +233,14 @@ class LBFGS:
             step = 1.0 if len(pairs) else min(1.0, 1.0 / float(xp.abs(grad).sum()))
             step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step)
             self.evaluations += evaluations
-            if self.stall_steps and (step is None or self._unchanged(value, value_new)):
+            stalled = step is None or self._unchanged(value, value_new)
+            found = None
+            if stalled and self.stall_steps and not rescued:
                 pairs.clear()  # they led here
                 found = self._steepest_descent(x, value, grad)
                 if found is not None:
                     step, x_new, value_new, grad_new = found
+            rescued = found is not None
             if step is None:
                 self.stop_reason = "the line search found no further decrease"
                 return

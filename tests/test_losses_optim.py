@@ -188,3 +188,19 @@ def test_lbfgs_steps_past_a_stalled_line_search_with_the_stall_steps():
     values = [stairs(start)[0]] + [v for _, v in points]
     assert all(b < a for a, b in zip(values, values[1:]))
     assert values[-1] == 0.0 and np.abs(rescued.x - target).max() < 2
+
+
+def test_lbfgs_takes_the_stall_steps_only_once_in_a_row():
+    """A slope that resolves only changes of 50 (a linear loss, quantized): every line search stalls
+    and a stall step always helps. L-BFGS takes one, then stops at the next stall instead of crawling
+    on from stall step to stall step (each after a failed line search: 26 evaluations an iteration)."""
+
+    def slope(x):
+        return 50.0 * math.floor(-float(x.sum()) / 50 + 0.5), -np.ones_like(x)
+
+    opt = LBFGS(slope, np.zeros(10), stall_steps=(8,))
+    points = [(x.copy(), v) for x, v in opt.run(100)]
+    assert np.allclose(points[0][0], 8) and points[0][1] == -100  # the stall step
+    assert len(points) <= 2 and all(np.allclose(x, 8, atol=1e-6) and v == -100 for x, v in points[1:])
+    assert opt.stop_reason in ("the loss stopped changing", "the line search found no further decrease")
+    assert opt.evaluations <= 1 + 2 * 25 + 1
