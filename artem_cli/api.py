@@ -133,7 +133,7 @@ class Result:
 PARTS = ("content", "style", "tv")  # the objective's terms
 # L-BFGS's steps where its line search stalls: the largest pixel change, in 8-bit levels (the unit
 # of VGG space). A binarized network's loss jumps as activations flip, and from the photo the first
-# line search can stall in steps that move no pixel by a thousandth of a level (BENCHMARKS.md §4c).
+# line search can stall in steps that move no pixel by a ten-thousandth of a level (BENCHMARKS.md §4c).
 STALL_STEPS = (8, 4, 2, 1, 0.5)
 
 
