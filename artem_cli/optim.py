@@ -39,7 +39,10 @@ def _cubic_minimum(t1, f1, g1, t2, f2, g2, lo, hi):
     return min(max(t, lo), hi)
 
 
-def strong_wolfe(fun, x, value, grad, direction, step, c1=1e-4, c2=0.9, max_evaluations=25):
+SUFFICIENT_DECREASE = 1e-4  # Armijo's constant: a step must lower the loss by this share of its slope's promise
+
+
+def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c2=0.9, max_evaluations=25):
     """Line search along ``direction`` for a step meeting the strong Wolfe conditions.
 
     Returns ``(step, x_new, value_new, grad_new, evaluations)``; the returned point always satisfies
@@ -210,7 +213,7 @@ class LBFGS:
             x_new = x - step * grad
             value_new, grad_new = self.fun(x_new)
             self.evaluations += 1
-            if math.isfinite(value_new) and value_new <= value + 1e-4 * step * slope:
+            if math.isfinite(value_new) and value_new <= value + SUFFICIENT_DECREASE * step * slope:
                 return step, x_new, value_new, grad_new
         return None
 
