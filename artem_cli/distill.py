@@ -257,7 +257,7 @@ def distill_loss(student_net, teacher, image, settings, first):
         total += settings.gram_weight * value / scale
         grads[tap] += g * (settings.gram_weight / scale)
     student_net.backward(grads, parameters=True)
-    return total
+    return float(total)  # from a GPU too (its terms are 0-d device arrays): the history and checkpoints hold floats
 
 
 class Trainer:
