@@ -355,18 +355,19 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 END_TO_END = {"content": "coffee.png", "style": "ihc.png"}  # from examples/, shipped with artem
 
 
-def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None):
-    """The peers' protocol: ``iterations`` of L-BFGS at ``size`` px on a fixed content and style from
-    examples/, with artem and, when PyTorch is importable, the same objective in PyTorch on the same
-    device. Each side runs in a process of its own (so that its peak memory is its own); both saved
-    8-bit results are scored by artem's fp32 network. On a GPU artem also runs with each evaluation
-    replayed as one CUDA graph (``Settings.cuda_graph``; its memory is not measured: the graph keeps its
-    own pool). Returns the report (``machine`` included)."""
+def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None, optimizer="lbfgs"):
+    """The peers' protocol: ``iterations`` of L-BFGS (or of Adam, ``optimizer="adam"``, at artem's
+    default learning rate) at ``size`` px on a fixed content and style from examples/, with artem and,
+    when PyTorch is importable, the same objective and optimizer in PyTorch on the same device. Each
+    side runs in a process of its own (so that its peak memory is its own); both saved 8-bit results
+    are scored by artem's fp32 network. On a GPU artem also runs with each evaluation replayed as one
+    CUDA graph (``Settings.cuda_graph``; its memory is not measured: the graph keeps its own pool).
+    Returns the report (``machine`` included)."""
     from . import api, io
 
     content, _ = io.read_image(EXAMPLES / END_TO_END["content"], "content image")
     style, _ = io.read_image(EXAMPLES / END_TO_END["style"], "style image")
-    settings = api.Settings(size=size, iterations=iterations, device=device)
+    settings = api.Settings(size=size, iterations=iterations, device=device, optimizer=optimizer)
     settings.validate(1)
     path = str(weights.locate(weights_path))
     context = multiprocessing.get_context("spawn")
@@ -377,18 +378,25 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
         sides["torch"] = (_torch_side, settings)
     report = {"machine": machine(device, with_torch="torch" in sides),
               "protocol": {"content": f"examples/{END_TO_END['content']}", "style": f"examples/{END_TO_END['style']}",
-                           "size": size, "iterations": iterations, "optimizer": "lbfgs", "history": settings.history,
+                           "size": size, "iterations": iterations, "optimizer": optimizer,
+                           **({"history": settings.history} if optimizer == "lbfgs" else {"lr": settings.lr}),
                            "device": device}}
     for name, (side, side_settings) in sides.items():
-        with context.Pool(1) as pool:
-            run = pool.apply(side, (content, style, side_settings, path))
+        try:
+            with context.Pool(1) as pool:
+                run = pool.apply(side, (content, style, side_settings, path))
+        except Exception as e:  # a side compared with artem's that fails is reported; the others still run
+            if name == "artem":
+                raise
+            report[name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
         image = run.pop("image")
         run["losses"] = api.score(io.quantize(image), content, [style], api.Settings(size=size), weights_path=path)
         run["seconds_per_iteration"] = run["seconds"] / max(run["iterations"], 1)
         report[name] = run
     report.setdefault("torch", None)
     report.setdefault("artem_graph", None)
-    if report["torch"]:
+    if report["torch"] and "error" not in report["torch"]:
         report["ratios"] = {"time_per_iteration": report["artem"]["seconds_per_iteration"] / report["torch"]["seconds_per_iteration"],
                             "total_loss": report["artem"]["losses"]["total"] / report["torch"]["losses"]["total"]}
     return report
@@ -423,7 +431,8 @@ def _artem_side(content, style, settings, weights_path):
 def _torch_side(content, style, settings, weights_path):
     """The same objective as ``api.Objective`` (content, Gram style and TV terms as means, evaluated
     on the clipped image plus the out-of-range penalty) with PyTorch's L-BFGS (strong Wolfe, same
-    history and tolerances), on the same device."""
+    history and tolerances) or Adam (same learning rate; PyTorch's betas and epsilon are artem's), on
+    the same device."""
     import torch
 
     from . import api, preprocess
@@ -464,9 +473,12 @@ def _torch_side(content, style, settings, weights_path):
         style_targets = {n: gram(f) for n, f in features(style_x).items() if n in dict(settings.style_layers)}
     low, high = (torch.from_numpy(np.asarray(b)).to(device)[None] for b in preprocess.valid_range())
     x = x0.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([x], lr=1, max_iter=settings.iterations, max_eval=25 * settings.iterations,
-                                  history_size=settings.history, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-7, tolerance_change=1e-9)
+    if settings.optimizer == "adam":
+        optimizer = torch.optim.Adam([x], lr=settings.lr)
+    else:
+        optimizer = torch.optim.LBFGS([x], lr=1, max_iter=settings.iterations, max_eval=25 * settings.iterations,
+                                      history_size=settings.history, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-7, tolerance_change=1e-9)
 
     def closure():
         optimizer.zero_grad()
@@ -486,14 +498,20 @@ def _torch_side(content, style, settings, weights_path):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    optimizer.step(closure)
+    if settings.optimizer == "adam":  # a step evaluates the objective once, then moves x
+        for _ in range(settings.iterations):
+            optimizer.step(closure)
+    else:  # one step runs every iteration
+        optimizer.step(closure)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    state = optimizer.state[optimizer._params[0]]
+    state = optimizer.state[x]
+    iterations = int(state["step"]) if settings.optimizer == "adam" else int(state["n_iter"])
     image = np.clip(preprocess.from_vgg(torch.clamp(x, low, high).detach().cpu().numpy()[0]), 0, 1).astype(np.float32)
     memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_host_memory()
-    return {"seconds": seconds, "iterations": int(state["n_iter"]), "evaluations": int(state["func_evals"]),
+    return {"seconds": seconds, "iterations": iterations,
+            "evaluations": iterations if settings.optimizer == "adam" else int(state["func_evals"]),
             "peak_memory_bytes": memory, "memory_measured": "torch.cuda.max_memory_allocated" if device.type == "cuda"
             else "peak resident set of the process", "version": torch.__version__, "threads": torch.get_num_threads(),
             "tf32": bool(device.type == "cuda" and torch.backends.cudnn.allow_tf32), "image": image}
@@ -507,19 +525,23 @@ def torch_label(t, device):
 def end_to_end_markdown(report):
     """The end-to-end report as Markdown: the machine, the protocol, and artem beside PyTorch."""
     p, a, t = report["protocol"], report["artem"], report.get("torch")
+    failed = {"PyTorch": t} if t and "error" in t else {}
+    t, absent = (None, ["failed (below)"]) if failed else (t, ["not installed"])
     m = report["machine"]
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['blas']}"
              + (f", {m['gpu']} ({m['gpu_clock_mhz']} MHz), CuPy {m['cupy']}" if "gpu" in m else "")
              + f"; artem {m['artem']}, NumPy {m['numpy']}, numba {m['numba']}, Python {m['python']}"
              + (f", PyTorch {m['torch']}" if "torch" in m else ""),
-             f"protocol: {p['content']} after {p['style']}, {p['size']} px, {p['iterations']} L-BFGS iterations "
-             f"(history {p['history']}), on {p['device']}; losses are the fp32 network's, of each saved 8-bit image",
+             f"protocol: {p['content']} after {p['style']}, {p['size']} px, {p['iterations']} "
+             + (f"Adam iterations (learning rate {p['lr']:g})" if p.get("optimizer") == "adam"
+                else f"L-BFGS iterations (history {p['history']})")
+             + f", on {p['device']}; losses are the fp32 network's, of each saved 8-bit image",
              "",
              "| | artem | " + (f"PyTorch {t['version']} ({torch_label(t, p['device'])}) | artem / PyTorch |" if t else "PyTorch |"),
              "| --- | ---: | ---: |" + (" ---: |" if t else "")]
 
     def row(name, key, fmt, ratio=False):
-        cells = [fmt(a[key])] + ([fmt(t[key])] if t else ["not installed"])
+        cells = [fmt(a[key])] + ([fmt(t[key])] if t else absent)
         if t:
             cells.append(f"{a[key] / t[key]:.2f}" if ratio else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -531,15 +553,18 @@ def end_to_end_markdown(report):
     row("peak memory", "peak_memory_bytes", lambda v: f"{v / 2**30:.2f} GiB", ratio=True)
     for term in ("total", "style", "content", "tv"):
         cells = [f"{a['losses'][term]:.4g}"] + ([f"{t['losses'][term]:.4g}", f"{a['losses'][term] / t['losses'][term]:.2f}"]
-                                              if t else ["not installed"])
+                                              if t else absent)
         lines.append(f"| fp32 {term} loss | " + " | ".join(cells) + " |")
     g = report.get("artem_graph")
+    if g and "error" in g:
+        failed, g = {**failed, "artem with each evaluation one CUDA graph": g}, None
     if g:
         lines += ["", f"artem with each evaluation one CUDA graph (`Settings.cuda_graph`): {g['seconds']:.1f} s, "
                   f"{g['seconds_per_iteration']:.4f} s an iteration ({g['seconds'] / a['seconds']:.2f}x the default run"
                   + (f", {g['seconds'] / t['seconds']:.2f}x PyTorch's" if t else "")
                   + f"), {g['iterations']} iterations, fp32 total loss {g['losses']['total']:.4g}"
                   + (f" ({g['losses']['total'] / a['losses']['total']:.2f}x the default run's)" if a['losses']['total'] else "") + "."]
+    lines += ["", *(f"{name}: failed ({side['error']})" for name, side in failed.items())] if failed else []
     return "\n".join(lines)
 
 

@@ -537,27 +537,30 @@ def _binary_network(mode, source):
                    "also with each evaluation replayed as one CUDA graph.")
 @click.option("--quick", is_flag=True, help="With --end-to-end: 256 px and 100 iterations.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="With --end-to-end: L-BFGS iterations. [default: 500; 100 with --quick]")
+              help="With --end-to-end: iterations. [default: 500; 100 with --quick]")
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None,
+              help="With --end-to-end: the optimizer on both sides (adam: at stylize's default --lr). [default: lbfgs]")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate and PyTorch in the same run; xnor "
                    "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col).")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
-def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, device,
-              weights_path, json_file):
+def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, optimizer,
+              device, weights_path, json_file):
     """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
     whole stylization against PyTorch."""
     size = (256 if quick else 512) if size is None else size
     if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
-    if (quick or iterations) and not end_to_end:
-        _fail("--quick and --iterations go with --end-to-end")
+    if (quick or iterations or optimizer) and not end_to_end:
+        _fail("--quick, --iterations and --optimizer go with --end-to-end")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
     try:
         if end_to_end:
-            report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path)
+            report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path,
+                                      optimizer or "lbfgs")
         else:
             report = {"machine": bench.machine(device),
                       "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device,

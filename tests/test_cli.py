@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from artem_cli import api
+from artem_cli import api, bench
 from artem_cli.cli import main
 from conftest import EXAMPLES, REPO
 
@@ -156,13 +156,38 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
                                               "--no-torch").output
     r = run("benchmark", "--quick")
     assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
+    r = run("benchmark", "--optimizer", "adam")
+    assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
+
+
+def test_benchmark_end_to_end_with_adam(tmp_path, weights_path):
+    out = tmp_path / "e2e.json"
+    r = run("benchmark", "--end-to-end", "--quick", "--iterations", "3", "--optimizer", "adam", "--no-torch", "--json", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["protocol"]["optimizer"] == "adam" and report["protocol"]["lr"] == api.Settings().lr
+    assert "history" not in report["protocol"]
+    assert report["artem"]["iterations"] == report["artem"]["evaluations"] == 3
+    assert "3 Adam iterations (learning rate 10)" in bench.end_to_end_markdown(report)
+
+
+def test_end_to_end_runs_the_same_objective_and_optimizer_in_pytorch(weights_path):
+    """Where PyTorch is installed (CI has none): its side of the comparison. With Adam (the same
+    steps on both sides) it ends where artem does, up to the order of float sums; with L-BFGS, whose
+    line searches differ in their details, it runs the same number of iterations."""
+    pytest.importorskip("torch")
+    report = bench.end_to_end(size=64, iterations=5, with_torch=True, optimizer="adam")
+    artem, torch = report["artem"], report["torch"]
+    assert artem["iterations"] == torch["iterations"] == torch["evaluations"] == 5
+    for term in ("total", "content", "style", "tv"):
+        assert artem["losses"][term] == pytest.approx(torch["losses"][term], rel=1e-3), term
+    report = bench.end_to_end(size=64, iterations=5, with_torch=True)
+    assert report["artem"]["iterations"] == report["torch"]["iterations"] == 5 <= report["torch"]["evaluations"]
 
 
 def test_the_gpu_reports_render():
     """The Markdown of the GPU-only reports, on made-up numbers: a GPU session's time is too dear to
     find a formatting error in."""
-    from artem_cli import bench
-
     layers = {"tf32": True, "gemm_mac_per_s": 2e14, "mma_b1_mac_per_s": 5e15,
               "binary_gemm": {"n": 16384, "seconds": 2e-3, "mac_per_s": 16384**3 / 2e-3, "corner_equals_twin": False},
               "layers": [{"layer": "conv1_1", "input": [3, 8, 8], "macs": 1e6, "fp32_seconds": 1e-4, "fp32_im2col_seconds": 2e-4},
@@ -182,6 +207,10 @@ def test_the_gpu_reports_render():
            "torch": {**run_, "seconds": 20.0, "version": "2.11", "tf32": False, "threads": 16}}
     text = bench.end_to_end_markdown(e2e)
     assert "one CUDA graph" in text and "0.50x the default run, 0.25x PyTorch's" in text
+    e2e.update(artem_graph={"error": "NotImplementedError: no"}, torch={"error": "OutOfMemoryError: out"})
+    text = bench.end_to_end_markdown(e2e)  # a side that failed says so, and artem's figures stand
+    assert "| seconds | 10.0 | failed (below) |" in text and "PyTorch: failed (OutOfMemoryError: out)" in text
+    assert "artem with each evaluation one CUDA graph: failed (NotImplementedError: no)" in text
 
 
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
