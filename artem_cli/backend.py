@@ -1,5 +1,5 @@
-"""The array module (numpy, or cupy for ``--device cuda``), free memory, and the lock around the
-compiled CPU kernels.
+"""The array module (numpy, or cupy for ``--device cuda``), matrix products and CUDA graphs on it,
+free memory, and the lock around the compiled CPU kernels.
 
 Every stage takes its array module from the arrays it is given, so the module is chosen once
 (``array_module_for``, where the image is first turned into an array), and the whole hot path stays
@@ -89,12 +89,25 @@ def one_at_a_time(kernel):
     return serialized
 
 
+def matmul(a, b, out=None):
+    """a @ b (into ``out`` when given), by the array module's matmul; on a CUDA stream that a
+    ``CudaGraph`` is recording, by ``gpu_gemm`` (CuPy refuses to call cuBLAS there). Every matrix
+    product of an evaluation of the objective goes through here."""
+    xp = array_module(a)
+    if xp is not np and xp.cuda.get_current_stream().is_capturing():
+        from . import gpu_gemm
+
+        return gpu_gemm.matmul(a, b, out)
+    return xp.matmul(a, b, out=out)
+
+
 class CudaGraph:
     """``fn`` (CuPy arrays of fixed shapes in, a tuple of CuPy arrays out, no host synchronization in
     between) recorded once as a CUDA graph and replayed: one launch for all of its kernels instead of
     one Python call each. The first call runs ``fn`` once to compile its kernels and size its buffers,
     then records it on a stream of its own, its temporaries in a memory pool of its own that nothing
-    else allocates from (a replay writes where the recording did); each call copies its arguments into
+    else allocates from (a replay writes where the recording did), its matrix products through
+    ``matmul`` (cuBLAS called directly: CuPy's own calls are refused there); each call copies its arguments into
     the recorded inputs and replays. Returns the recorded outputs, which the next call overwrites:
     copy what must outlive it. CuPy only; the graph and its pool live as long as this object."""
 
@@ -106,6 +119,9 @@ class CudaGraph:
 
         caller = cupy.cuda.get_current_stream()
         if self.graph is None:
+            from . import gpu_gemm
+
+            gpu_gemm.cublas()  # its handle made before anything is recorded
             self.stream, self.pool = cupy.cuda.Stream(non_blocking=True), cupy.cuda.MemoryPool()
             self.inputs = [cupy.empty_like(a) for a in args]
         self.stream.wait_event(caller.record())  # the arguments are ready

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module, split_channels
+from .backend import array_module, matmul, split_channels
 
 TAPS_MAX_OUTPUTS = 16
 IM2COL_MAX_INPUTS = 16
@@ -117,7 +117,7 @@ def _conv_im2col(x, wt, workspace):
     """The classic: all nine shifted copies of the padded input, (9C, H·W), and one GEMM; best
     when C is tiny (conv1_1, C = 3), where the copy is small and the GEMM writes O rows directly."""
     h, w = x.shape[1:]
-    return (wt @ _im2col(x, workspace)).reshape(-1, h, w)
+    return matmul(wt, _im2col(x, workspace)).reshape(-1, h, w)
 
 
 def weight_grad(x, grad, workspace=None):
@@ -135,7 +135,7 @@ def _conv_taps(x, wt, workspace):
     xp = array_module(x)
     c, h, w = x.shape
     y = workspace.get("taps_out", (wt.shape[0], h * w), x.dtype, xp)
-    xp.matmul(wt, x.reshape(c, -1), out=y)
+    matmul(wt, x.reshape(c, -1), out=y)
     y = y.reshape(3, 3, -1, h, w)
     out = xp.zeros((y.shape[2], h, w), dtype=x.dtype)
     for dy in range(3):
@@ -166,7 +166,7 @@ def winograd_input(x, v, transform=None):
     tiles = xp.lib.stride_tricks.as_strided(xpad, (6, 6, c, th, tw), (sh, sw, sc, 4 * sh, 4 * sw))
     if transform is None:
         transform = winograd_transform("input", xp, x.dtype)
-    xp.matmul(transform, tiles.reshape(36, -1), out=v.reshape(36, -1))
+    matmul(transform, tiles.reshape(36, -1), out=v.reshape(36, -1))
 
 
 def winograd_output(m, bias, y, transform=None):
@@ -178,7 +178,7 @@ def winograd_output(m, bias, y, transform=None):
     th, tw = m.shape[2:]
     if transform is None:
         transform = winograd_transform("output", xp, m.dtype)
-    tiles = (transform @ m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
+    tiles = matmul(transform, m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
     full = tiles.transpose(2, 3, 0, 4, 1).reshape(o, 4 * th, 4 * tw)
     xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 
@@ -202,7 +202,7 @@ def _conv_winograd(x, u, bias, workspace):
         transform_input = functools.partial(winograd_input, transform=t_in)
         transform_output = functools.partial(winograd_output, transform=t_out)
     transform_input(x, v)
-    xp.matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
+    matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
     transform_output(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
     return y
 
@@ -352,6 +352,10 @@ class XnorConv3x3:
         self._kernels = kernels or _binary_kernels(xp)
         self.alpha, self.bias, self.shift = binary.alpha, binary.bias, binary.shift
         self.signs = xp.asarray(binary.unpacked())
+        o, c = self.signs.shape[:2]
+        # for M on a GPU: the signs as (O·9, C) rows [o, tap], for one matrix product that a graph can record
+        self._tap_signs = None if xp is np else xp.ascontiguousarray(
+            self.signs.reshape(o, c, 9).transpose(0, 2, 1)).reshape(o * 9, c)
         self.filters = self._kernels.filters_for_kernel(binary.signs)  # the packed signs, as they are
         self.workspace = workspace or Workspace()
         if half_backward:  # dLoss/d sign(u) = (α S)ᵀ ⊛ (K · grad), in float16 or float32
@@ -372,7 +376,10 @@ class XnorConv3x3:
         a = xp.empty(x.shape[1:], dtype=xp.float32)
         packed = self._kernels.pack_pixels(x, centre, a)  # and A = mean over channels of |x - t|
         k = self._kernels.scale_map(a)  # K: A's 3x3 box mean
-        tap_sums = xp.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), centre)  # M = Σ taps of these
+        if xp is np:  # M = Σ taps of these
+            tap_sums = np.einsum("oct,c->ot", self.signs.reshape(len(self.alpha), c, 9), centre)
+        else:
+            tap_sums = matmul(self._tap_signs, centre[:, None]).reshape(len(self.alpha), 9)
         y = self._kernels.xnor_layer(packed, self.filters, c, k, self.alpha, tap_sums, self.bias)
         self._x, self._centre, self._a, self._k = x, centre, a, k  # x: the previous layer's output, left unchanged
         return y

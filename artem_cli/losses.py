@@ -12,7 +12,7 @@ waits for everything queued before it, so the objective reads all its terms at o
 """
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, matmul
 
 
 def _value(total):
@@ -31,17 +31,17 @@ def gram(features):
     """G = F Fᵀ / (C·H·W) for features (C, H, W)."""
     c = features.shape[0]
     f = features.reshape(c, -1)
-    return (f @ f.T) / f.size
+    return matmul(f, f.T) / f.size
 
 
 def style_loss(features, target_gram):
     """Mean over C·C of (G - A)^2 and its gradient with respect to ``features``."""
     c = features.shape[0]
     f = features.reshape(c, -1)
-    diff = (f @ f.T) / f.size - target_gram
+    diff = matmul(f, f.T) / f.size - target_gram
     value = _value((diff * diff).sum()) / diff.size
     # dL/dG = 2 (G - A) / C², and G = F Fᵀ / n with symmetric (G - A) gives dL/dF = 2 dL/dG F / n
-    grad = (diff @ f) * (4.0 / (diff.size * f.size))
+    grad = matmul(diff, f) * (4.0 / (diff.size * f.size))
     return value, grad.reshape(features.shape)
 
 

@@ -13,7 +13,8 @@ import types
 import numpy as np
 import pytest
 
-from artem_cli import binarize, io, layers, preprocess, weights
+import test_gpu_gemm
+from artem_cli import backend, binarize, gpu_gemm, io, layers, preprocess, weights
 from artem_cli.api import Settings, Targets, build_objective, style_grams, stylize, stylize_file
 from artem_cli.errors import ArtemError
 from artem_cli.optim import LBFGS, Adam
@@ -122,6 +123,28 @@ def test_loss_and_gradient_on_gpu_equal_numpy(mode, rung, images, weights_path):
     assert isinstance(grad_gpu, cp.ndarray)
     assert value_gpu == pytest.approx(value, rel=1e-4)
     assert relative_l2_error(grad_gpu, grad) < 1e-3
+
+
+@pytest.mark.parametrize("name", list(test_gpu_gemm.layouts()))
+def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name):
+    """``backend.matmul`` while a stream is recorded (cuBLAS through ``gpu_gemm``: CuPy refuses it
+    there), replayed, against CuPy's matmul, on every operand layout of the objective's products."""
+    a, b = test_gpu_gemm.layouts(cp)[name]
+    expected = cp.matmul(a, b)
+    gpu_gemm.cublas()
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        out = cp.zeros(expected.shape, dtype=cp.float32)
+        stream.begin_capture()
+        try:
+            recorded = backend.matmul(a, b)
+            backend.matmul(a, b, out=out)
+        finally:
+            graph = stream.end_capture()
+        graph.launch(stream)
+        stream.synchronize()
+    for got in (recorded, out):
+        assert relative_l2_error(got, cp.asnumpy(expected)) < 1e-5
 
 
 @pytest.mark.parametrize("mode", ["fp32", "xnor"])

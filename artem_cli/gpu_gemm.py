@@ -1,0 +1,157 @@
+"""Matrix products that a CUDA graph can record.
+
+cuBLAS supports stream capture, but CuPy refuses every cuBLAS call on a stream that is being
+recorded (its bindings raise ``NotImplementedError`` in ``cublasSetStream``). ``matmul`` therefore
+calls cuBLAS itself, through ctypes, on a handle of its own with a workspace of its own (nothing is
+allocated while a graph records), in the precision CuPy would use: ``cublasGemmStridedBatchedEx``
+summing in float32, or in TF32 under ``CUPY_TF32=1``. ``backend.matmul`` sends it the products made
+while a ``backend.CudaGraph`` records; every other product is CuPy's (or NumPy's) own.
+
+``gemm_call`` works out cuBLAS's column-major arguments from the row-major operands' shapes and
+strides alone, so the tests check it on the CPU against NumPy (``tests/test_gpu_gemm.py``).
+"""
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+from .errors import ArtemError
+
+OP_N, OP_T = 0, 1  # cublasOperation_t
+CUDA_R_32F = 0  # cudaDataType
+COMPUTE_32F, COMPUTE_32F_FAST_TF32 = 68, 77  # cublasComputeType_t
+GEMM_DEFAULT = -1  # cublasGemmAlgo_t
+WORKSPACE_BYTES = 32 * 2**20  # cuBLAS's recommendation for Hopper
+
+
+def _layout(rows, cols, row_stride, col_stride):
+    """How cuBLAS sees a row-major (rows, cols) matrix with these element strides: ("N", ld) where its
+    memory holds the transpose column by column (rows contiguous), ("T", ld) where it holds the
+    matrix itself column by column (a transposed view); None where it is neither."""
+    if (cols == 1 or col_stride == 1) and (rows == 1 or row_stride >= cols):
+        return OP_N, row_stride if rows > 1 else max(cols, 1)
+    if (rows == 1 or row_stride == 1) and (cols == 1 or col_stride >= rows):
+        return OP_T, col_stride if cols > 1 else max(rows, 1)
+    return None
+
+
+def _matrices(shape, strides, itemsize):
+    """(batch, rows, cols, element strides of the batch, row and column) of a 2-D or 3-D operand;
+    a 2-D one is the same matrix for every product of a batch (stride 0)."""
+    if len(shape) == 2:
+        return 1, *shape, 0, strides[0] // itemsize, strides[1] // itemsize
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2], *(s // itemsize for s in strides)
+    raise ValueError(f"gemm_call takes 2-D or 3-D operands, not {len(shape)}-D")
+
+
+def gemm_call(a_shape, a_strides, b_shape, b_strides, out_strides, itemsize=4):
+    """The arguments of ``cublasGemmStridedBatchedEx`` that write out = a @ b, for row-major float32
+    operands given by shapes and byte strides, a and b each 2-D or a 3-D stack (batches equal, or
+    one 2-D), ``out`` C-contiguous in its last two axes: a dict of transa, transb, m, n, k, lda,
+    stride_a, ldb, stride_b, ldc, stride_c, batch, with cuBLAS's A the right factor ``b`` (a
+    row-major product C = a b is the column-major Cᵀ = bᵀ aᵀ). None where an operand is neither
+    contiguous nor a transposed view in its last two axes (copy it first)."""
+    ba, m, k, sa_batch, sa_row, sa_col = _matrices(a_shape, a_strides, itemsize)
+    bb, k_b, n, sb_batch, sb_row, sb_col = _matrices(b_shape, b_strides, itemsize)
+    if k != k_b or (ba != bb and 1 not in (ba, bb)) or (len(a_shape) == len(b_shape) == 3 and ba != bb):
+        raise ValueError(f"matmul of {tuple(a_shape)} and {tuple(b_shape)}: the shapes do not match")
+    batch = max(ba, bb)
+    layout_b, layout_a = _layout(k, n, sb_row, sb_col), _layout(m, k, sa_row, sa_col)
+    if layout_a is None or layout_b is None:
+        return None
+    out_row = out_strides[-2] // itemsize if m > 1 else n
+    out_batch = out_strides[0] // itemsize if len(out_strides) == 3 else 0
+    return {"transa": layout_b[0], "transb": layout_a[0], "m": n, "n": m, "k": k,
+            "lda": layout_b[1], "stride_a": sb_batch, "ldb": layout_a[1], "stride_b": sa_batch,
+            "ldc": out_row, "stride_c": out_batch, "batch": batch}
+
+
+def _loaded_cublas():
+    """The cuBLAS library that CuPy has loaded (its path read from /proc/self/maps), else by name."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "/libcublas.so" in line}
+    except OSError:
+        paths = set()
+    for name in sorted(paths) + ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise ArtemError("a CUDA graph's matrix products need the cuBLAS library, which cannot be found")
+
+
+class Cublas:
+    """A cuBLAS handle of artem's own, on the current device, with its own workspace (from CuPy's
+    default pool). Made before a graph records (``cublas()``): creating it there may not be recorded."""
+
+    def __init__(self):
+        import cupy
+
+        cupy.cuda.device.get_cublas_handle()  # CuPy loads its cuBLAS
+        lib = self.lib = _loaded_cublas()
+        void, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
+        lib.cublasCreate_v2.argtypes = [ctypes.POINTER(void)]
+        lib.cublasSetStream_v2.argtypes = [void, void]
+        lib.cublasSetWorkspace_v2.argtypes = [void, void, ctypes.c_size_t]
+        lib.cublasGemmStridedBatchedEx.argtypes = [void, i32, i32, i32, i32, i32, void, void, i32, i32, i64, void, i32,
+                                                   i32, i64, void, void, i32, i32, i64, i32, i32, i32]
+        self.handle = void()
+        self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):  # not a graph's pool: it outlives them
+            self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.one, self.zero = ctypes.c_float(1), ctypes.c_float(0)
+        self._calls = threading.Lock()  # one stream set and one product at a time on the handle
+
+    @staticmethod
+    def _check(status, what):
+        if status != 0:
+            raise ArtemError(f"{what} failed (cuBLAS status {status})")
+
+    def matmul(self, a, b, out=None):
+        """out = a @ b on the current stream: float32, 2-D or 3-D operands as ``gemm_call`` takes."""
+        import cupy
+
+        if not (a.dtype == b.dtype == np.float32):
+            raise ValueError(f"a recorded matrix product takes float32, not {a.dtype} and {b.dtype}")
+        shape = (*([max(len(v) for v in (a, b) if v.ndim == 3)] if 3 in (a.ndim, b.ndim) else []), a.shape[-2], b.shape[-1])
+        if out is None:
+            out = cupy.empty(shape, dtype=np.float32)
+        if tuple(out.shape) != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"matmul's out must be C-contiguous float32 of shape {shape}")
+        call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
+        if call is None:
+            a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
+            call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
+        compute = COMPUTE_32F_FAST_TF32 if int(os.getenv("CUPY_TF32", "0")) > 0 else COMPUTE_32F  # as CuPy decides
+        c = call
+        with self._calls:
+            self._check(self.lib.cublasSetStream_v2(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
+            # after each cublasSetStream, which puts the handle back on cuBLAS's own workspace pool
+            self._check(self.lib.cublasSetWorkspace_v2(self.handle, self.workspace.data.ptr, WORKSPACE_BYTES),
+                        "cublasSetWorkspace")
+            self._check(self.lib.cublasGemmStridedBatchedEx(
+                self.handle, c["transa"], c["transb"], c["m"], c["n"], c["k"], ctypes.byref(self.one),
+                b.data.ptr, CUDA_R_32F, c["lda"], c["stride_a"], a.data.ptr, CUDA_R_32F, c["ldb"], c["stride_b"],
+                ctypes.byref(self.zero), out.data.ptr, CUDA_R_32F, c["ldc"], c["stride_c"], c["batch"], compute,
+                GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
+        return out
+
+
+_made = threading.Lock()
+_handles = []  # the process's one Cublas, made on first use
+
+
+def cublas():
+    """The process's one ``Cublas``, made on first use, under a lock."""
+    with _made:
+        if not _handles:
+            _handles.append(Cublas())
+        return _handles[0]
+
+
+def matmul(a, b, out=None):
+    """a @ b for CuPy float32 arrays on the current stream, recordable into a CUDA graph."""
+    return cublas().matmul(a, b, out)

@@ -1,0 +1,71 @@
+"""``gpu_gemm.gemm_call``, the column-major cuBLAS arguments of a row-major product, held to NumPy's
+matmul on the CPU: a column-major strided batched GEMM is carried out here as cuBLAS defines it,
+reading the operands' memory through the pointers, leading dimensions and strides given, on every
+layout the objective's products use (``tests/test_gpu.py`` runs the real cuBLAS call on a GPU)."""
+import numpy as np
+import pytest
+
+from artem_cli import gpu_gemm
+
+
+def cublas_gemm(call, a_memory, b_memory, c_memory):
+    """cublasGemmStridedBatchedEx as its documentation defines it, on flat float32 memory starting at
+    each operand's pointer: C[p] = op(A[p]) op(B[p]), column-major, A[p] at p·stride_a with leading
+    dimension lda, and so on."""
+    m, n, k = call["m"], call["n"], call["k"]
+    i, j, l = np.arange(m)[:, None, None], np.arange(n)[None, :, None], np.arange(k)[None, None, :]
+    for p in range(call["batch"]):
+        a_at = p * call["stride_a"] + (i + l * call["lda"] if call["transa"] == gpu_gemm.OP_N else l + i * call["lda"])
+        b_at = p * call["stride_b"] + (l + j * call["ldb"] if call["transb"] == gpu_gemm.OP_N else j + l * call["ldb"])
+        product = (a_memory[a_at].astype(np.float64) * b_memory[b_at]).sum(axis=2)  # (m, n)
+        c_memory[p * call["stride_c"] + np.arange(m)[:, None] + np.arange(n)[None, :] * call["ldc"]] = product
+
+
+def memory_of(view):
+    """The flat float32 memory from ``view``'s first element to the end of its base array."""
+    base = view
+    while base.base is not None:
+        base = base.base
+    start = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // 4
+    return base.reshape(-1)[start:]
+
+
+def layouts(xp=np):
+    """Products as the objective makes them, their operands on ``xp`` (numpy or cupy)."""
+    rng = np.random.default_rng(0)
+    r = lambda *shape: xp.asarray(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
+    f = r(6, 40)
+    centre = r(7)
+    return {
+        "2-D": (r(5, 7), r(7, 3)),
+        "gram f fT": (f, f.T),
+        "style gradient": (r(6, 6), f),
+        "transposed left": (r(7, 5).T, r(7, 3)),
+        "both transposed": (r(7, 5).T, r(3, 7).T),
+        "rows of a wider matrix": (r(5, 9)[:, 2:9], r(7, 3)),
+        "column vector (M of an XNOR layer)": (r(18, 7), centre[:, None]),
+        "row vector": (r(1, 7), r(7, 4)),
+        "one column out": (r(4, 7), r(7, 1)),
+        "batched (Winograd)": (r(36, 5, 7), r(36, 7, 11)),
+        "batched from reshaped workspace": (r(36, 4, 3), r(36 * 3 * 20).reshape(36, 3, 20)),
+        "2-D against a stack": (r(5, 7), r(4, 7, 3)),
+        "a stack against 2-D": (r(4, 5, 7), r(7, 3)),
+    }
+
+
+@pytest.mark.parametrize("name", list(layouts()))
+def test_gemm_call_writes_what_numpy_matmul_does(name):
+    a, b = layouts()[name]
+    expected = np.matmul(a, b)
+    out = np.full(expected.shape, np.nan, dtype=np.float32)
+    call = gpu_gemm.gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
+    assert call is not None
+    cublas_gemm(call, memory_of(b), memory_of(a), out.reshape(-1))  # cuBLAS's A is the right factor
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_call_declines_what_is_neither_contiguous_nor_transposed():
+    a, b = np.ones((5, 14), np.float32)[:, ::2], np.ones((7, 3), np.float32)
+    assert gpu_gemm.gemm_call(a.shape, a.strides, b.shape, b.strides, (12, 4)) is None
+    with pytest.raises(ValueError, match="do not match"):
+        gpu_gemm.gemm_call((5, 7), (28, 4), (6, 3), (12, 4), (12, 4))
