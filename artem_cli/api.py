@@ -62,6 +62,8 @@ class Settings:
             raise ArtemError(f"size must be between 16 and {MAX_SIZE} pixels, not {self.size}")
         if self.iterations < 1:
             raise ArtemError(f"iterations must be at least 1, not {self.iterations}")
+        if not 0 <= self.seed < 2**63:
+            raise ArtemError(f"seed must be a whole number from 0 to 2^63 - 1, not {self.seed}")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ArtemError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -111,10 +113,16 @@ class Interruptible:
     does). Then ``stylize`` sets it False, for the scoring of the saved image and the writing of the
     file: a handler should from then on only remember the signal, or the result would be lost on
     its way to the disk. A handler that raises should set it False itself, so that a second signal
-    does not interrupt the saving of the first one's result."""
+    does not interrupt the saving of the first one's result.
+
+    ``requested``: set by a handler for every signal that asks to stop. One ``Interruptible`` may
+    serve several stylizations in turn (a batch): each sets ``now`` True again as its loop starts,
+    and one that starts after a signal came in between (``requested``) stops at once, with nothing
+    made."""
 
     def __init__(self):
         self.now = True
+        self.requested = False
 
 
 @dataclasses.dataclass
@@ -394,16 +402,21 @@ class Stylizer:
         else:
             optimizer = Adam(objective, x0, lr=settings.lr)
 
-        start, history, interrupted, x = time.perf_counter(), [], False, x0
-        try:
-            for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
-                history.append(value)
-                if on_iteration is not None:
-                    current = x
-                    on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
-            interruptible.now = False  # inside the try: an interrupt just before this line is caught below
-        except KeyboardInterrupt:
-            interrupted = True
+        # overflow in a run with absurd weights ends in the one clear error of the NaN check, not in warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            start, history, interrupted, x = time.perf_counter(), [], False, x0
+            try:
+                interruptible.now = True  # again, where the same Interruptible served an earlier stylization
+                if interruptible.requested:  # a signal came after that one's loop had ended
+                    raise KeyboardInterrupt
+                for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
+                    history.append(value)
+                    if on_iteration is not None:
+                        current = x
+                        on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
+                interruptible.now = False  # inside the try: an interrupt just before this line is caught below
+            except KeyboardInterrupt:
+                interrupted = True
         interruptible.now = False
         seconds = time.perf_counter() - start
         image = to_host(finish(x)).astype(np.float32)
@@ -526,7 +539,13 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     ``save_every`` iterations. Checks everything it can before the long work starts."""
     settings = settings or Settings()
     settings.validate(len(style_paths))
+    if settings.init == "previous":
+        raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
+    if Path(output).resolve() in {Path(p).resolve() for p in (content_path, *style_paths)}:
+        raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)
+    for i in range(save_every, settings.iterations + 1, save_every) if save_every else ():
+        io.check_writable(snapshot_path(output, i), overwrite)  # a snapshot replaces a file only as the output would
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
     init_image = None

@@ -15,10 +15,11 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from . import io, preprocess
 from .api import Stylizer
+from .backend import array_module_for
 from .errors import ArtemError
 
 MANIFEST = "artem-batch.json"
@@ -32,16 +33,16 @@ def natural_key(path):
 
 def list_images(folder, recursive=False, include=(), exclude=(), skip=None):
     """Image files of ``folder`` (and its subfolders when ``recursive``) in natural order, relative to
-    it; ``include``/``exclude`` are glob patterns on the relative path or the name; ``skip``, a
-    folder (the output folder, which may lie inside) whose files are never inputs."""
+    it, hidden ones left out; ``include``/``exclude`` are glob patterns on the relative path or the
+    name; ``skip``, a folder (the output folder, which may lie inside) whose files are never inputs."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ArtemError(f"input folder '{folder}' does not exist or is not a folder")
     skip = Path(skip).resolve() if skip is not None else None
     found = []
     for path in folder.rglob("*") if recursive else folder.iterdir():
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue  # hidden files (macOS's ._* among them) are no inputs
         if skip is not None and skip in path.resolve().parents:
             continue
         rel = path.relative_to(folder)
@@ -67,7 +68,7 @@ class Job:
 
 def plan(inputs, style_sets, template):
     """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
-    input's own subfolder."""
+    input's own subfolder of the output folder, never outside it."""
     jobs = []
     for rel in inputs:
         for styles in style_sets:
@@ -76,6 +77,9 @@ def plan(inputs, style_sets, template):
                 name = template.format(stem=rel.stem, style=style)
             except (KeyError, IndexError, ValueError) as e:
                 raise ArtemError(f"output template {template!r}: {e}; use {{stem}} and {{style}}") from None
+            if PurePath(name).is_absolute() or ".." in PurePath(name).parts:
+                raise ArtemError(f"output template {template!r} leads out of the output folder ({name!r}); "
+                                 "give a name inside it")
             io.output_format(name)
             jobs.append(Job(rel, tuple(styles), rel.parent / name))
     outputs = [j.output for j in jobs]
@@ -114,12 +118,18 @@ class Manifest:
             changed += [k for k in ("styles", "options") if old.get(k) != record[k]]
             raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
                              "pass --force to redo every image with these")
+        # the outputs a batch has written here, by this manifest: a rerun may replace them, nothing else
+        self.made = {e["output"] for e in (data or {}).get("images", {}).values() if e.get("state") == "done" and "output" in e}
         if data is None or data.get("fingerprint") != fingerprint_:
             data = {"fingerprint": fingerprint_, "record": record, "images": {}}
         self.data = data
 
-    def state(self, job):
-        return self.data["images"].get(job.key, {}).get("state")
+    def finished(self, job, content_sha256):
+        """Whether ``job`` is done: recorded done, its output there, and its content the same file
+        (a manifest written before contents were recorded is taken at its word)."""
+        entry = self.data["images"].get(job.key, {})
+        return (entry.get("state") == "done" and (self.path.parent / job.output).is_file()
+                and entry.get("content_sha256", content_sha256) == content_sha256)
 
     def mark(self, job, **entry):
         self.data["images"][job.key] = {"content": str(job.content), **entry}
@@ -138,9 +148,13 @@ class Summary:
 
 
 def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursive=False, include=(), exclude=(),
-        init_previous=False, first_iterations=None, force=False, weights_path=None, client=None, on_start=None,
-        on_done=None, on_iteration=None, interruptible=None):
+        init_previous=False, first_iterations=None, force=False, overwrite=False, weights_path=None, client=None,
+        on_start=None, on_done=None, on_iteration=None, interruptible=None):
     """Paint every image of ``in_dir`` after each set of ``style_sets`` into ``out_dir``.
+
+    An output replaces only a file that a batch wrote there before (its manifest says so), or any
+    file with ``overwrite``; never an input. A done image is painted again when its output is gone
+    or its content file changed.
 
     ``init_previous``: each image starts from the previous one's result (frames of a video), the
     first from its content with ``first_iterations`` (default: the settings' iterations).
@@ -150,6 +164,10 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
+    settings.validate()  # before any folder is made
+    array_module_for(settings.device)
+    if first_iterations is not None and not init_previous:
+        raise ArtemError("--first-iterations goes with --init previous")
     if out_dir.resolve() == in_dir.resolve():
         raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
     if init_previous and len(style_sets) > 1:
@@ -168,10 +186,11 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
     pending = []
     for index, job in enumerate(jobs):
-        if batch.manifest.state(job) == "done" and (out_dir / job.output).is_file():
+        if batch.manifest.finished(job, batch.content_sha256(job)):
             batch.summary.skipped.append(job.key)
         else:
             pending.append((index, job))
+    _check_outputs(in_dir, out_dir, jobs, [job for _, job in pending], batch.manifest.made, overwrite)
     if client is None:
         _run_here(batch, jobs, pending, settings, weights_path, init_previous, first_iterations, on_start, on_iteration,
                   interruptible)
@@ -181,12 +200,34 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     return batch.summary
 
 
+def _check_outputs(in_dir, out_dir, jobs, pending, made, overwrite):
+    """Refuse, before any work, outputs that would replace an input, or a file no batch made here
+    (without ``overwrite``)."""
+    inputs = {(in_dir / job.content).resolve() for job in jobs}
+    for job in pending:
+        target = out_dir / job.output
+        if target.resolve() in inputs:
+            raise ArtemError(f"the output '{target}' would replace the input '{in_dir / job.content}'")
+        if target.exists() and str(job.output) not in made and not overwrite:
+            raise ArtemError(f"'{target}' exists and no batch made it; pass --overwrite to replace it")
+
+
 class _Batch:
     """Where a batch's results go: the outputs, the manifest, the summary, the caller's report."""
 
     def __init__(self, in_dir, out_dir, manifest, on_done):
         self.in_dir, self.out_dir, self.manifest, self.on_done = in_dir, out_dir, manifest, on_done
         self.summary = Summary()
+        self._hashes = {}  # content file: SHA-256, as read
+
+    def content_sha256(self, job):
+        """The SHA-256 of ``job``'s content file (None where it cannot be read), read once a batch."""
+        if job.content not in self._hashes:
+            try:
+                self._hashes[job.content] = _sha256(self.in_dir / job.content)
+            except OSError:
+                self._hashes[job.content] = None
+        return self._hashes[job.content]
 
     def read(self, job, size):
         """The content image of ``job`` at the output's size, and its alpha channel (or None)."""
@@ -201,7 +242,8 @@ class _Batch:
         except OSError as e:
             raise ArtemError(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
         io.write_image(output, result.image, alpha, overwrite=True)
-        entry = {"state": "done", "output": str(job.output), "iterations": result.iterations,
+        entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
+                 "iterations": result.iterations,
                  "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses}
         self.manifest.mark(job, **entry)
         self.summary.done.append(job.key)
@@ -267,8 +309,8 @@ def dask_client(scheduler=None, workers=None):
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 yield client
-    except OSError as e:  # no scheduler at that address, or it went away
-        raise ArtemError(f"the Dask cluster: {e}") from None
+    except (OSError, ValueError) as e:  # no scheduler at that address, it went away, or no such address
+        raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
 
 
 def paint(content, style_key, styles, settings, weights_path):

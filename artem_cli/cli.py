@@ -84,6 +84,7 @@ class StopOnSignals:
     def _handle(self, number, frame):
         if self.received is None:
             self.received = number
+        self.interruptible.requested = True
         if self.interruptible.now:
             self.interruptible.now = False
             raise KeyboardInterrupt
@@ -148,7 +149,7 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
                       "exact (on a GPU: tensor cores)."),
     click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True,
                  help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network."),
-    click.option("--seed", type=int, default=D.seed, show_default=True),
+    click.option("--seed", type=click.IntRange(min=0), default=D.seed, show_default=True),
     click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
                  help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'), every mode."),
 ]
@@ -242,6 +243,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--first-iterations", type=click.IntRange(min=1), default=None,
               help="With --init previous: the first frame's iterations. [default: --iterations]")
 @click.option("--force", is_flag=True, help="Redo every image, also when the output folder holds a batch of other settings.")
+@click.option("--overwrite", is_flag=True, help="Replace files in OUT_DIR that no batch made (a batch's own outputs are "
+                                                "replaced when it repaints them; an input never is).")
 @click.option("--dry-run", is_flag=True, help="Only say how much memory and time each image would take here.")
 @click.option("--scheduler", default=None,
               help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
@@ -250,7 +253,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force,
+def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force, overwrite,
           dry_run, scheduler, workers, weights_path, quiet, as_json, **options):
     """Paint every image of FOLDER after the --style images (or each image of --style-dir) into
     OUT_DIR, building the network and the style targets once. Resumable: a rerun skips what is
@@ -318,7 +321,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                       template=template or ("{stem}_{style}.png" if style_dir else "{stem}.png"),
                                       recursive=recursive, include=include, exclude=exclude,
                                       init_previous=init_previous, first_iterations=first_iterations, force=force,
-                                      weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,
+                                      overwrite=overwrite, weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,
                                       on_iteration=on_iteration, interruptible=stop.interruptible)
         except ArtemError as e:
             close_bars()
@@ -435,7 +438,7 @@ class ChannelList(click.ParamType):
               help="Grid PNG. [default: visualize_LAYER_MODE.png]")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 10000), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
@@ -677,7 +680,7 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--content-gain", type=float, default=1.0, show_default=True,
               help="Multiply relu4_2's features by this in the file written (the next layer compensates): "
                    "stylizations then weigh the content loss gain² times as much. Training does not change.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,

@@ -10,7 +10,7 @@ from . import io, preprocess, weights
 from .api import DEFAULT_STYLE_LAYERS, Settings, network, network_spec, score, stylize
 from .errors import ArtemError
 from .losses import gram
-from .vgg import MODES
+from .vgg import LAYER_NAMES, MODES
 
 
 def label(spec):
@@ -136,6 +136,9 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
         layer = "conv" + layer[4:]
+    need = 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1] if name.startswith("pool"))
+    if size < need:
+        raise ArtemError(f"{layer} is empty at {size} px (it needs at least {need} px); use a larger --size")
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
     images = []

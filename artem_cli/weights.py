@@ -64,7 +64,7 @@ def locate(explicit=None):
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
-            raise ArtemError(f"weights file '{path}' does not exist")
+            raise ArtemError(f"weights file '{path}' " + ("is a folder" if path.is_dir() else "does not exist"))
         return path
     for origin, path in candidates():
         if origin == "ARTEM_WEIGHTS" and not path.is_file():

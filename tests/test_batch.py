@@ -202,3 +202,80 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     r = run("stylize", folder / "coffee.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
     assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration here" in r.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    before = (folder / "chelsea.png").read_bytes()
+    out = folder / "out"
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--template", "../{stem}.png")
+    assert r.exit_code == 1 and "leads out of the output folder" in r.stderr
+    assert (folder / "chelsea.png").read_bytes() == before and not out.exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coffee.png").write_bytes(b"a file of the user's")
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q")
+    assert r.exit_code == 1 and "coffee.png' exists and no batch made it; pass --overwrite" in r.stderr
+    assert (out / "coffee.png").read_bytes() == b"a file of the user's" and not (out / "chelsea.png").exists()
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--overwrite").exit_code == 0
+    assert Image.open(out / "coffee.png").size[0] == 40
+    # its own outputs a batch repaints without --overwrite (here with other settings, --force)
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--force", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
+
+
+def test_a_changed_content_file_is_painted_again_and_hidden_files_are_no_inputs(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    (folder / "._chelsea.png").write_bytes(b"macOS metadata, not an image")
+    out = tmp_path / "out"
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
+    shutil.copy(EXAMPLES / "ihc.png", folder / "coffee.png")  # another picture under the same name
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert json.loads(r.stdout)["done"] == ["coffee.png"] and json.loads(r.stdout)["skipped"] == ["chelsea.png"]
+
+
+@pytest.mark.parametrize("when", ["between two images", "during the second image"])
+def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, weights_path, monkeypatch):
+    """The first image ends its stylization, after which the run's Interruptible no longer lets a
+    signal interrupt (the result is being written): a signal then, or during the next image, must
+    still stop the batch there."""
+    import os
+
+    from artem_cli import api
+
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    done, evaluate = batch._Batch.done, api.Objective.__call__
+    second = []  # evaluations since the first image was written
+
+    def done_then_signal(self, job, result, alpha):
+        done(self, job, result, alpha)
+        second.append("written")
+        if when == "between two images":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def signal_in_the_second_image(self, x):
+        if second:
+            second.append("evaluated")
+            if when == "during the second image" and len(second) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(self, x)
+
+    monkeypatch.setattr(batch._Batch, "done", done_then_signal)
+    monkeypatch.setattr(api.Objective, "__call__", signal_in_the_second_image)
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST[:2], "--iterations", "30", *FAST[4:], "-q")
+    assert r.exit_code == 130 and "Interrupted (SIGINT): 1 images done in this run" in r.stderr, r.output
+    assert (out / "chelsea.png").is_file() and not (out / "coffee.png").exists()
+    assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]
+
+
+def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, weights_path, monkeypatch):
+    out = tmp_path / "out"
+    for args, message in [(("--first-iterations", "5"), "--first-iterations goes with --init previous"),
+                          (("--device", "cuda"), "--device cuda needs CuPy"),
+                          (("--scheduler", "garbage"), "the Dask cluster at 'garbage'")]:
+        monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", *args)
+        assert r.exit_code == 1 and r.stderr.startswith("Error: ") and message in r.stderr, r.output
+        assert not out.exists()

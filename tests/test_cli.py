@@ -60,6 +60,8 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
         ([CONTENT, STYLE, "-o", "out.gifx"], "cannot tell the output format"),
         ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
+        ([CONTENT, STYLE, "--tv-weight", "1e308"], "became NaN or infinite"),  # and no overflow warnings
+        ([CONTENT, STYLE, "--init", "previous"], "--init previous is for frames: artem batch"),
     ],
 )
 def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weights_path):
@@ -75,7 +77,8 @@ def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weigh
 
 
 @pytest.mark.parametrize(
-    "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"]]
+    "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"],
+             ["--seed", "-1"]]
 )
 def test_usage_errors_exit_2(args):
     r = run("stylize", CONTENT, STYLE, *args)
@@ -90,6 +93,23 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, weights_path):
     assert out.read_bytes() == b"earlier result"
     assert run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--overwrite").exit_code == 0
     assert Image.open(out).size == (48, 32)
+    snapshot = tmp_path / "out_00002.png"  # a snapshot would replace a file no more than the output would
+    snapshot.write_bytes(b"earlier snapshot")
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "out.png", *FAST, "--overwrite", "--save-every", "2")
+    assert r.exit_code == 0 and Image.open(snapshot).size == (48, 32)
+    snapshot.write_bytes(b"earlier snapshot")
+    (tmp_path / "out.png").unlink()
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "out.png", *FAST, "--save-every", "2")
+    assert r.exit_code == 1 and "out_00002.png' already exists; pass --overwrite" in r.stderr
+    assert snapshot.read_bytes() == b"earlier snapshot" and not (tmp_path / "out.png").exists()
+
+
+def test_an_output_never_replaces_an_input(tmp_path, weights_path):
+    content = tmp_path / "cat.png"
+    content.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    r = run("stylize", content, STYLE, "-o", content, *FAST, "--overwrite")
+    assert r.exit_code == 1 and "would replace an input image" in r.stderr
+    assert content.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes()
 
 
 def test_corrupt_weights_are_one_error_line(tmp_path):
@@ -284,4 +304,6 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     for args, message in [(["--layer", "relu9_9"], "unknown layer"), (["--channels", "600"], "has 128 channels")]:
         r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")
         assert r.exit_code == 1 and message in r.stderr
+    r = run("visualize", "--layer", "pool5", "--size", "16", "--steps", "1", "-o", tmp_path / "w.png")
+    assert r.exit_code == 1 and r.stderr == "Error: pool5 is empty at 16 px (it needs at least 32 px); use a larger --size\n"
     assert run("visualize", "--channels", "a-b").exit_code == 2
