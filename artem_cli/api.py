@@ -84,7 +84,7 @@ class Settings:
             if n_styles is not None and len(self.style_blend) != n_styles:
                 raise ArtemError(f"style-blend has {len(self.style_blend)} weights for {n_styles} style images")
             if any(not (math.isfinite(w) and w >= 0) for w in self.style_blend) or sum(self.style_blend) <= 0:
-                raise ArtemError("style-blend weights must be >= 0 and not all zero")
+                raise ArtemError(f"style-blend weights must be finite numbers >= 0, not all zero, not {list(self.style_blend)}")
         if self.pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
         if self.mode not in MODES:

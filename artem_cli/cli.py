@@ -297,7 +297,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         else:
             line = (f"{job.output}: {entry['iterations']} iterations in {entry['seconds']:.1f} s, "
                     f"loss {entry['losses']['total']:.4g}")
-        if not quiet or entry["state"] == "failed":
+        if not quiet:  # with --quiet the summary lists the failures
             (bars["images"].write if "images" in bars else click.echo)(line, file=sys.stderr)
 
     def close_bars():

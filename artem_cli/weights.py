@@ -375,6 +375,9 @@ def load_binary(path, xp=np):
     arrays, meta = _read_archive(path, "binary weights file")
     names, mode = meta.get("layers"), meta.get("mode")
     known = [n for n, _, _ in CONV_LAYERS]
+    if mode is None and names is None and "conv1_1.weight" in arrays:
+        raise ArtemError(f"'{path}' holds the float VGG16, not a binary network (that file goes to --weights; "
+                         "--binary-weights takes a file made by 'artem distill')")
     if mode not in BINARY_FILES or not names or any(n not in known for n in names):
         raise ArtemError(f"binary weights file '{path}' has damaged metadata")
     layers = {}

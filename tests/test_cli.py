@@ -62,6 +62,9 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
         ([CONTENT, STYLE, "--tv-weight", "1e308"], "became NaN or infinite"),  # and no overflow warnings
         ([CONTENT, STYLE, "--init", "previous"], "--init previous is for frames: artem batch"),
+        ([CONTENT, STYLE, "--style-blend", "nan"], "style-blend weights must be finite numbers"),
+        ([CONTENT, STYLE, "--mode", "xnor", "--binary-weights", str(REPO / "weights" / "vgg16.npz")],
+         "holds the float VGG16, not a binary network"),
     ],
 )
 def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weights_path):
