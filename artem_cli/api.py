@@ -417,7 +417,8 @@ class Stylizer:
                 interruptible.now = False  # inside the try: an interrupt just before this line is caught below
             except KeyboardInterrupt:
                 interrupted = True
-        interruptible.now = False
+            finally:  # also where the run failed (an ArtemError): what follows must not be interrupted
+                interruptible.now = False
         seconds = time.perf_counter() - start
         image = to_host(finish(x)).astype(np.float32)
         saved = io.quantize(image)

@@ -5,6 +5,7 @@ Every stage takes its array module from the arrays it is given, so the module is
 (``array_module_for``, where the image is first turned into an array), and the whole hot path stays
 on that device.
 """
+import contextvars
 import functools
 import os
 import threading
@@ -70,7 +71,9 @@ def split_channels(xp, channels, work):
         return
     n = min(THREADS, channels)
     bounds = [channels * i // n for i in range(n + 1)]
-    list(_worker_threads().map(work, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+    # each slice in a copy of the caller's context (NumPy's errstate is a context variable)
+    contexts = [contextvars.copy_context() for _ in range(n)]
+    list(_worker_threads().map(lambda c, s: c.run(work, s), contexts, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
 
 
 _compiled_kernels = threading.Lock()

@@ -41,11 +41,13 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None):
     skip = Path(skip).resolve() if skip is not None else None
     found = []
     for path in folder.rglob("*") if recursive else folder.iterdir():
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
-            continue  # hidden files (macOS's ._* among them) are no inputs
-        if skip is not None and skip in path.resolve().parents:
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue  # hidden files and folders (macOS's ._* files among them) hold no inputs
+        if skip is not None and skip in path.resolve().parents:
+            continue
         matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(path.name, p) for p in patterns)  # noqa: E731
         if (include and not matches(include)) or matches(exclude):
             continue
@@ -111,18 +113,34 @@ class Manifest:
             try:
                 data = json.loads(self.path.read_text())
             except (OSError, ValueError) as e:
-                raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew") from None
+                if not force:
+                    raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "
+                                     "(with --overwrite to replace the outputs it recorded)") from None
         if data is not None and data.get("fingerprint") != fingerprint_ and not force:
             old = data.get("record", {})
             changed = [k for k, v in record["settings"].items() if old.get("settings", {}).get(k) != v]
             changed += [k for k in ("styles", "options") if old.get(k) != record[k]]
             raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
                              "pass --force to redo every image with these")
-        # the outputs a batch has written here, by this manifest: a rerun may replace them, nothing else
-        self.made = {e["output"] for e in (data or {}).get("images", {}).values() if e.get("state") == "done" and "output" in e}
+        # every output a batch has written here (recorded before its writing starts), kept across --force:
+        # a rerun may replace these, nothing else
+        written = set((data or {}).get("written", []))
+        written |= {e["output"] for e in (data or {}).get("images", {}).values() if e.get("state") == "done" and "output" in e}
         if data is None or data.get("fingerprint") != fingerprint_:
             data = {"fingerprint": fingerprint_, "record": record, "images": {}}
+        data["written"] = sorted(written)
         self.data = data
+
+    @property
+    def made(self):
+        return set(self.data["written"])
+
+    def claim(self, job):
+        """Record ``job``'s output as a batch's own before it is written (a batch killed while writing
+        it may replace it on its rerun)."""
+        if str(job.output) not in self.data["written"]:
+            self.data["written"] = sorted({*self.data["written"], str(job.output)})
+            self._save()
 
     def finished(self, job, content_sha256):
         """Whether ``job`` is done: recorded done, its output there, and its content the same file
@@ -133,6 +151,9 @@ class Manifest:
 
     def mark(self, job, **entry):
         self.data["images"][job.key] = {"content": str(job.content), **entry}
+        self._save()
+
+    def _save(self):
         text = json.dumps(self.data, indent=1)
         io.atomic_write(self.path, lambda f: f.write(text.encode()))
 
@@ -165,7 +186,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     start = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     settings.validate()  # before any folder is made
-    array_module_for(settings.device)
+    if client is None:  # on a cluster only the workers need the device
+        array_module_for(settings.device)
     if first_iterations is not None and not init_previous:
         raise ArtemError("--first-iterations goes with --init previous")
     if out_dir.resolve() == in_dir.resolve():
@@ -241,6 +263,7 @@ class _Batch:
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ArtemError(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
+        self.manifest.claim(job)
         io.write_image(output, result.image, alpha, overwrite=True)
         entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
                  "iterations": result.iterations,
@@ -264,6 +287,9 @@ def _run_here(batch, jobs, pending, settings, weights_path, init_previous, first
     targets = {}
     previous = None  # the previous frame's result (RGB), for init_previous
     for index, job in pending:
+        if interruptible is not None and interruptible.requested:  # a signal came while the last result was written
+            batch.summary.interrupted = True
+            return
         if on_start is not None:
             on_start(job, index, len(jobs))
         try:
@@ -301,16 +327,20 @@ def dask_client(scheduler=None, workers=None):
         from distributed import Client, LocalCluster
     except ImportError:
         raise ArtemError("--scheduler and --workers need Dask: pip install 'artem[cluster]'") from None
-    try:
-        if scheduler is not None:
-            with Client(scheduler, timeout="20s") as client:
-                yield client
-        else:
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None) as cluster, Client(cluster) as client:
-                yield client
-    except (OSError, ValueError) as e:  # no scheduler at that address, it went away, or no such address
-        raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
+    with contextlib.ExitStack() as stack:
+        try:  # only the connection: errors of the batch itself are its own
+            if scheduler is not None:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))
+            else:
+                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           host="127.0.0.1", dashboard_address=None))
+                client = stack.enter_context(Client(cluster))
+        except (OSError, ValueError) as e:  # no scheduler at that address, or no such address
+            raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
+        try:
+            yield client
+        except OSError as e:  # the cluster went away (artem's own I/O errors are ArtemErrors)
+            raise ArtemError(f"the Dask cluster: {e}") from None
 
 
 def paint(content, style_key, styles, settings, weights_path):

@@ -242,7 +242,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--exclude", multiple=True, help="Not the images whose name or relative path matches this glob (repeatable).")
 @click.option("--first-iterations", type=click.IntRange(min=1), default=None,
               help="With --init previous: the first frame's iterations. [default: --iterations]")
-@click.option("--force", is_flag=True, help="Redo every image, also when the output folder holds a batch of other settings.")
+@click.option("--force", is_flag=True, help="Start anew where OUT_DIR holds a batch of other settings (every image is "
+                                            "painted again) or a damaged manifest.")
 @click.option("--overwrite", is_flag=True, help="Replace files in OUT_DIR that no batch made (a batch's own outputs are "
                                                 "replaced when it repaints them; an input never is).")
 @click.option("--dry-run", is_flag=True, help="Only say how much memory and time each image would take here.")
@@ -333,6 +334,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         done = "" if summary is None else f"{len(summary.done)} images done in this run; "
         click.echo(f"Interrupted ({stop.name()}): {done}the manifest keeps every finished image; run again to go on",
                    err=True)
+        for key, error in (summary.failed if summary is not None and quiet else {}).items():
+            click.echo(f"  failed: {key}: {error}", err=True)  # not listed as they came, under --quiet
         sys.exit(stop.exit_status())
     if as_json:
         click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
@@ -584,6 +587,9 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         click.echo(bench.end_to_end_markdown(report))
     else:
         _pass_report(report, shape, device, with_torch)
+    failed = [name for name in ("artem_graph", "torch") if end_to_end and "error" in (report.get(name) or {})]
+    if failed:  # reported above, and the exit status says so too
+        _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
 def _dry_run(contents, settings, weights_path, as_json):

@@ -227,12 +227,38 @@ def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(fo
 def test_a_changed_content_file_is_painted_again_and_hidden_files_are_no_inputs(folder, tmp_path, weights_path):
     (folder / "broken.png").unlink()
     (folder / "._chelsea.png").write_bytes(b"macOS metadata, not an image")
+    (folder / ".thumbnails").mkdir()
+    shutil.copy(EXAMPLES / "chelsea.png", folder / ".thumbnails" / "small.png")
     out = tmp_path / "out"
-    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json", "--recursive")
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
     shutil.copy(EXAMPLES / "ihc.png", folder / "coffee.png")  # another picture under the same name
-    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json", "--recursive")
     assert json.loads(r.stdout)["done"] == ["coffee.png"] and json.loads(r.stdout)["skipped"] == ["chelsea.png"]
+
+
+def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_damaged_manifest(folder, tmp_path,
+                                                                                                 weights_path):
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    good = (folder / "coffee.png").read_bytes()
+    (folder / "coffee.png").write_text("broken now")  # its entry turns 'failed'; its output stays
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 1
+    (folder / "coffee.png").write_bytes(good)
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["coffee.png"], r.output
+    # other settings for one image only, then the rest: both outputs were this folder's batches'
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--force",
+               "--include", "chelsea.png").exit_code == 0
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["coffee.png"], r.output
+    (out / batch.MANIFEST).write_text("{ damaged")  # what it recorded is lost: its outputs are no longer known
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q")
+    assert r.exit_code == 1 and "is damaged" in r.stderr and "--force" in r.stderr
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force")
+    assert r.exit_code == 1 and "exists and no batch made it; pass --overwrite" in r.stderr
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite").exit_code == 0
 
 
 @pytest.mark.parametrize("when", ["between two images", "during the second image"])
@@ -244,7 +270,6 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
 
     from artem_cli import api
 
-    (folder / "broken.png").unlink()
     out = tmp_path / "out"
     done, evaluate = batch._Batch.done, api.Objective.__call__
     second = []  # evaluations since the first image was written
@@ -266,6 +291,7 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     monkeypatch.setattr(api.Objective, "__call__", signal_in_the_second_image)
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST[:2], "--iterations", "30", *FAST[4:], "-q")
     assert r.exit_code == 130 and "Interrupted (SIGINT): 1 images done in this run" in r.stderr, r.output
+    assert "failed: broken.png: content image" in r.stderr  # under --quiet, listed when the batch stops
     assert (out / "chelsea.png").is_file() and not (out / "coffee.png").exists()
     assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]
 

@@ -107,6 +107,31 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, weights_path):
     assert snapshot.read_bytes() == b"earlier snapshot" and not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_overflow_is_one_error_line_and_no_warning_from_any_thread(tmp_path, weights_path):
+    """Absurd weights overflow in the element-wise work that runs in worker threads too (ReLU's
+    mask): no warning may be printed there either (here a warning would be an exception)."""
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "o.png", "--size", "24", "--iterations", "3", "-q",
+            "--style-weight", "1e308", "--optimizer", "adam")
+    assert r.exit_code == 1 and r.stderr == ("Error: the loss or its gradient became NaN or infinite; try smaller "
+                                             "weights or learning rate\n"), r.output
+
+
+def test_a_failed_side_of_the_end_to_end_comparison_fails_the_command(monkeypatch):
+    def report(*args, **kwargs):
+        run_ = {"seconds": 1.0, "iterations": 5, "evaluations": 5, "seconds_per_iteration": 0.2,
+                "peak_memory_bytes": 2**30, "losses": {"total": 4.0, "style": 1.0, "content": 2.0, "tv": 1.0}}
+        machine = {"cpu": "x", "cores": 2, "blas": "b", "artem": "0.1", "numpy": "2", "numba": "0.68", "python": "3.11"}
+        return {"machine": machine, "protocol": {"content": "c", "style": "s", "size": 64, "iterations": 5, "history": 100,
+                                                 "device": "cpu"},
+                "artem": run_, "artem_graph": None, "torch": {"error": "RuntimeError: no"}}
+
+    monkeypatch.setattr(bench, "end_to_end", report)
+    r = run("benchmark", "--end-to-end", "--quick")
+    assert r.exit_code == 1 and "PyTorch: failed (RuntimeError: no)" in r.stdout
+    assert r.stderr == "Error: the torch side of the comparison failed\n"
+
+
 def test_an_output_never_replaces_an_input(tmp_path, weights_path):
     content = tmp_path / "cat.png"
     content.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
