@@ -124,7 +124,7 @@ class CudaGraph:
         if self.graph is None:
             from . import gpu_gemm
 
-            gpu_gemm.cublas()  # its handle made before anything is recorded
+            self.cublas = gpu_gemm.Cublas()  # the recorded products' handle and workspace, for the graph's life
             self.stream, self.pool = cupy.cuda.Stream(non_blocking=True), cupy.cuda.MemoryPool()
             self.inputs = [cupy.empty_like(a) for a in args]
         self.stream.wait_event(caller.record())  # the arguments are ready
@@ -135,11 +135,12 @@ class CudaGraph:
                 with cupy.cuda.using_allocator(self.pool.malloc):
                     self.fn(*self.inputs)
                     self.stream.synchronize()
-                    self.stream.begin_capture()
-                    try:
-                        self.outputs = self.fn(*self.inputs)
-                    finally:
-                        graph = self.stream.end_capture()
+                    with gpu_gemm.recording(self.stream, self.cublas):
+                        self.stream.begin_capture()
+                        try:
+                            self.outputs = self.fn(*self.inputs)
+                        finally:
+                            graph = self.stream.end_capture()
                 self.graph = graph
             self.graph.launch(self.stream)
         caller.wait_event(self.stream.record())  # the caller's next work sees the outputs

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import weights
 from .api import Settings, network, network_spec
-from .backend import array_module, array_module_for, to_host
+from .backend import CudaGraph, array_module, array_module_for, to_host
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
@@ -83,14 +83,17 @@ def machine(device="cpu", with_torch=False):
     return facts
 
 
-def artem_pass(net, image, repeats):
+def artem_pass(net, image, repeats, graph=False):
+    """(best, median) seconds of ``net``'s pass on ``image``; with ``graph`` (CuPy), the pass
+    recorded once as a CUDA graph and replayed (``backend.CudaGraph``): no launches from Python."""
     xp = array_module(image)
 
-    def once():
-        out = net.forward(image, [TAP])
-        net.backward({TAP: xp.ones_like(out[TAP])})
+    def once(x):
+        out = net.forward(x, [TAP])
+        return (net.backward({TAP: xp.ones_like(out[TAP])}),)
 
-    return _best_of(once, repeats, xp)
+    run = CudaGraph(once) if graph else once
+    return _best_of(lambda: run(image), repeats, xp)
 
 
 def pass_macs(shape):
@@ -165,9 +168,10 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
                  binary_backward="fp32"):
     """Seconds (best, median) of one pass for each mode on ``device`` (the binary modes with their
     backward through the ±1 weights in ``binary_backward``; on a GPU the xnor modes once with each
-    rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``, and fp32 also with every float
-    convolution as one GEMM, ``fp32/im2col``), and the baselines of the same run: PyTorch's fp32 pass
-    on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
+    rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``, fp32 also with every float
+    convolution as one GEMM, ``fp32/im2col``, and each of these also replayed as one CUDA graph,
+    ``NAME+graph``, where the float16 backward does not rule that out), and the baselines of the same
+    run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
@@ -183,9 +187,13 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
             nets[spec] = lambda s=settings: network(s, w)
         if device == "cuda" and settings.mode == "fp32":
             nets[f"{spec}/im2col"] = lambda s=settings: network(s, w, float_conv="im2col")
+    seconds = {}
+    for name, make in nets.items():
+        seconds[name] = artem_pass(make(), image, repeats)
+        if device == "cuda" and (binary_backward == "fp32" or not name.startswith(("bwn", "xnor"))):
+            seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True)
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
-              "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(),
-              "seconds": {name: artem_pass(make(), image, repeats) for name, make in nets.items()}}
+              "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(), "seconds": seconds}
     if device == "cuda":
         result["sgemm_mac_per_s"] = sgemm_rate(xp)
     if with_torch:

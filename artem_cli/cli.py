@@ -634,8 +634,9 @@ def _pass_report(report, shape, device, with_torch):
     torch_result = p.get("torch")
     for mode, (best, median) in p["seconds"].items():
         line = f"  artem {mode:6s}  best {best:.4f}  median {median:.4f}   {p['macs'] / best / 1e12:.2f} T MAC/s"
-        if mode != "fp32" and "fp32" in p["seconds"]:
-            line += f"   / artem fp32: {best / p['seconds']['fp32'][0]:.2f}"
+        baseline = "fp32+graph" if mode.endswith("+graph") and "fp32+graph" in p["seconds"] else "fp32"
+        if mode != baseline and baseline in p["seconds"]:
+            line += f"   / artem {baseline}: {best / p['seconds'][baseline][0]:.2f}"
         click.echo(line)
     if device == "cuda":
         sgemm = p["sgemm_mac_per_s"]

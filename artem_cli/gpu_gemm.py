@@ -2,14 +2,16 @@
 
 cuBLAS supports stream capture, but CuPy refuses every cuBLAS call on a stream that is being
 recorded (its bindings raise ``NotImplementedError`` in ``cublasSetStream``). ``matmul`` therefore
-calls cuBLAS itself, through ctypes, on a handle of its own with a workspace of its own (nothing is
-allocated while a graph records), in the precision CuPy would use: ``cublasGemmStridedBatchedEx``
-summing in float32, or in TF32 under ``CUPY_TF32=1``. ``backend.matmul`` sends it the products made
-while a ``backend.CudaGraph`` records; every other product is CuPy's (or NumPy's) own.
+calls cuBLAS itself, through ctypes, on the recording graph's own handle and workspace (``Cublas``,
+made before the recording, so that nothing is allocated during it), in the precision CuPy would use
+by default: ``cublasGemmStridedBatchedEx`` summing in float32, or in TF32 under ``CUPY_TF32=1``.
+``backend.matmul`` sends it the products made while a ``backend.CudaGraph`` records; every other
+product is CuPy's (or NumPy's) own.
 
 ``gemm_call`` works out cuBLAS's column-major arguments from the row-major operands' shapes and
 strides alone, so the tests check it on the CPU against NumPy (``tests/test_gpu_gemm.py``).
 """
+import contextlib
 import ctypes
 import os
 import threading
@@ -85,7 +87,8 @@ def _loaded_cublas():
 
 class Cublas:
     """A cuBLAS handle of artem's own, on the current device, with its own workspace (from CuPy's
-    default pool). Made before a graph records (``cublas()``): creating it there may not be recorded."""
+    default pool), one per graph: graphs replayed at the same time on different streams would race
+    on a shared workspace. Made before the graph records: creating it may not be recorded."""
 
     def __init__(self):
         import cupy
@@ -140,18 +143,30 @@ class Cublas:
         return out
 
 
-_made = threading.Lock()
-_handles = []  # the process's one Cublas, made on first use
+_recording = {}  # stream pointer: the Cublas of the graph that stream is recording
+_registry = threading.Lock()
 
 
-def cublas():
-    """The process's one ``Cublas``, made on first use, under a lock."""
-    with _made:
-        if not _handles:
-            _handles.append(Cublas())
-        return _handles[0]
+@contextlib.contextmanager
+def recording(stream, handle):
+    """While ``stream`` records a graph, its products go to ``handle`` (a ``Cublas`` made before the
+    recording, kept by the graph as long as the graph: its kernels use the handle's workspace)."""
+    with _registry:
+        _recording[stream.ptr] = handle
+    try:
+        yield
+    finally:
+        with _registry:
+            del _recording[stream.ptr]
 
 
 def matmul(a, b, out=None):
-    """a @ b for CuPy float32 arrays on the current stream, recordable into a CUDA graph."""
-    return cublas().matmul(a, b, out)
+    """a @ b for CuPy float32 arrays on the current stream, which is recording a CUDA graph
+    (``recording``)."""
+    import cupy
+
+    with _registry:
+        handle = _recording.get(cupy.cuda.get_current_stream().ptr)
+    if handle is None:
+        raise ArtemError("a matrix product while a stream records needs gpu_gemm.recording around the recording")
+    return handle.matmul(a, b, out)
