@@ -263,15 +263,17 @@ def gpu_layers(shape, repeats=10, weights_path=None):
     """Each convolution's forward on the GPU at ``shape``: fp32 (TF32 when CuPy runs with
     CUPY_TF32=1) in its default formulation and as one GEMM (im2col), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
     input, in every rung of ``gpu_binary.RUNGS`` that runs on this device, with the packing timed
-    apart; and the peaks of the same run: cuBLAS's GEMM (SGEMM, or TF32 under CUPY_TF32=1) and the
-    binary tensor cores' (``mma_peak_rate``). Each rung's output is compared with the direct rung's."""
+    apart (each of ``gpu_binary.PACKERS`` that runs here); and the peaks of the same run: cuBLAS's GEMM
+    (SGEMM, or TF32 under CUPY_TF32=1) and the binary tensor cores' (``mma_peak_rate``). Each rung's
+    output is compared with the direct rung's, each packer's with the per-pixel one's."""
     import cupy
 
     from . import binarize
-    from .gpu_binary import BinaryKernels, CudaRuntime, runnable_rungs
+    from .gpu_binary import PACKERS, BinaryKernels, CudaRuntime, runnable_rungs
 
     runtime = CudaRuntime()
     ladder = {rung: BinaryKernels(runtime, rung) for rung in reversed(runnable_rungs(runtime))}  # direct first
+    packers = {p: BinaryKernels(runtime, "direct", p) for p, (name, _, _) in PACKERS.items() if runtime.supports(name)}
     w = weights.load(weights.locate(weights_path), cupy)
     fp32, fp32_im2col = VGG16(w), VGG16(w, float_conv="im2col")
     rows = []
@@ -286,8 +288,12 @@ def gpu_layers(shape, repeats=10, weights_path=None):
             layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
             direct = ladder["direct"]
             ones, sums = cupy.ones((h, width), np.float32), cupy.zeros((len(layer.alpha), 9), np.float32)
-            row["pack_seconds"], _ = _best_of(lambda: direct.pack_pixels(x, cupy.zeros(cin, np.float32)), repeats, cupy)
-            packed = direct.pack_pixels(x, cupy.zeros(cin, np.float32))
+            packed = packers["per_pixel"].pack_pixels(x, cupy.zeros(cin, np.float32))
+            row["pack"] = {}
+            for packer, kernels in packers.items():
+                pack = lambda k=kernels: k.pack_pixels(x, cupy.zeros(cin, np.float32))  # noqa: E731
+                seconds, _ = _best_of(pack, repeats, cupy)
+                row["pack"][packer] = {"seconds": seconds, "equals_per_pixel": bool((pack() == packed).all())}
             reference = direct.xnor_layer(packed, direct.filters_for_kernel(layer.signs), cin, ones, layer.alpha, sums,
                                           layer.bias)
             row["xnor"] = {}
@@ -324,6 +330,7 @@ def gpu_layers_markdown(report):
     the same run's peak (fp32 of the GEMM's, XNOR of the binary tensor cores'), each rung against fp32."""
     gemm, peak = report["gemm_mac_per_s"], report["mma_b1_mac_per_s"]
     rungs = list(dict.fromkeys(r for row in report["layers"] for r in row.get("xnor", {})))
+    packers = list(dict.fromkeys(p for row in report["layers"] for p in row.get("pack", {})))
     fp = "TF32" if report["tf32"] else "fp32"
     product = report.get("binary_gemm")
     lines = [f"Peaks in this run: cuBLAS {fp} GEMM 8192^3 {gemm / 1e12:.1f} T MAC/s; "
@@ -331,14 +338,17 @@ def gpu_layers_markdown(report):
              *([f"Binary GEMM {product['n']}^3 (xnor_gemm_mma): {1e3 * product['seconds']:.3f} ms, "
                 f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
                 + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
-             "", f"| layer | input | {fp} ms (share of GEMM) | {fp} im2col ms (share) | pack ms | "
+             "", f"| layer | input | {fp} ms (share of GEMM) | {fp} im2col ms (share) | "
+             + "".join(f"pack {p} ms | " for p in packers)
              + " | ".join(f"xnor {r} ms (share of mma; x {fp})" for r in rungs) + " |",
-             "| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(rungs)]
+             "| --- | --- | ---: | ---: |" + " ---: |" * (len(packers) + len(rungs))]
     for row in report["layers"]:
         cells = [row["layer"], "x".join(map(str, row["input"])),
                  f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
-                 f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})",
-                 f"{1e3 * row['pack_seconds']:.3f}" if "pack_seconds" in row else ""]
+                 f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})"]
+        for packer in packers:
+            p = row.get("pack", {}).get(packer)
+            cells.append(f"{1e3 * p['seconds']:.3f}" + ("" if p["equals_per_pixel"] else " WRONG") if p else "")
         for rung in rungs:
             r = row.get("xnor", {}).get(rung)
             share = f"{row['macs'] / r['seconds'] / peak:.2f}; " if r and peak else ""

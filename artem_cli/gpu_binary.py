@@ -11,7 +11,8 @@ CUDA devices of compute capability 8.0 or later, ``mma`` and ``mma_async`` (bina
 second stages by asynchronous copies and keeps the popcounts out of its epilogue). Measured on an H200
 (BENCHMARKS.md §7, ``make gpu-check``), ``mma`` is the fastest on every VGG16 layer at 512 and 1024
 px, and ``tiled`` beats ``direct`` on the whole pass and on all but the smallest layers, so a runtime
-uses by default the first of ``FASTEST_FIRST`` that it runs.
+uses by default the first of ``FASTEST_FIRST`` that it runs. The bit-packing comes two ways
+(``PACKERS``): a thread per pixel (portable), or warp votes (``__ballot_sync``, CUDA only).
 """
 import functools
 import threading
@@ -24,9 +25,10 @@ from .errors import ArtemError
 from .binarize import words
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-SOURCES = ("pack_pixels", "scale_map", "straight_through", "xnor_conv", "xnor_conv_tiled", "xnor_conv_mma",
-           "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak", "im2col")  # kernels/NAME.cu: NAME (im2col: gpu_float's)
-CUDA_ONLY = ("xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")  # PTX in the source: no OpenCL
+SOURCES = ("pack_pixels", "pack_pixels_ballot", "scale_map", "straight_through", "xnor_conv", "xnor_conv_tiled",
+           "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak", "im2col")  # kernels/NAME.cu: NAME (im2col: gpu_float's)
+# PTX or warp intrinsics in the source: no OpenCL
+CUDA_ONLY = ("pack_pixels_ballot", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
 TILE = 64  # output channels and pixels of a tiled rung's block (TILE, BM and BN in its source)
 # rung: (kernel, threads per block, outputs along the grid's x and y per block; None = one per thread)
@@ -34,6 +36,9 @@ RUNGS = {"direct": ("xnor_conv", BLOCK, None), "tiled": ("xnor_conv_tiled", 256,
          "mma": ("xnor_conv_mma", 128, TILE), "mma_async": ("xnor_conv_mma_async", 128, TILE)}
 # as measured on an H200 (BENCHMARKS.md §7); mma_async, not yet timed on a GPU, after mma until it is
 FASTEST_FIRST = ("mma", "mma_async", "tiled", "direct")
+# the bit-packing, two ways: (kernel, threads per block, pixels per block)
+PACKERS = {"per_pixel": ("pack_pixels", BLOCK, BLOCK), "ballot": ("pack_pixels_ballot", 256, 32)}
+PACKERS_FASTEST_FIRST = ("per_pixel", "ballot")  # ballot (warp votes), not yet timed on a GPU, second until it is
 TAP_POPCOUNTS = ("mma_async",)  # rungs whose filters carry each tap's popcount after its words
 GEMM_TILE = (128, 64)  # rows and columns of xnor_gemm_mma's block (BM, BN in its source)
 
@@ -126,15 +131,19 @@ class BinaryKernels:
     """``cpu_binary``'s functions on a GPU runtime: arrays in may be host or device arrays; arrays out
     are the runtime's device arrays."""
 
-    def __init__(self, runtime, rung=None):
-        """``rung``: one of ``RUNGS``, by default the fastest that ``runtime`` runs."""
+    def __init__(self, runtime, rung=None, packer=None):
+        """``rung``: one of ``RUNGS``, by default the fastest that ``runtime`` runs; ``packer``: one of
+        ``PACKERS``, likewise."""
         if rung is None:
             rung = runnable_rungs(runtime)[0]
-        if rung not in RUNGS:
-            raise ValueError(f"no XNOR kernel rung {rung!r}; there are {', '.join(RUNGS)}")
-        if not runtime.supports(RUNGS[rung][0]):
-            raise ValueError(f"the {rung} rung does not run on this device")
-        self.runtime, self.rung = runtime, rung
+        if packer is None:
+            packer = next(p for p in PACKERS_FASTEST_FIRST if runtime.supports(PACKERS[p][0]))
+        for kind, name, table in (("XNOR kernel rung", rung, RUNGS), ("packer", packer, PACKERS)):
+            if name not in table:
+                raise ValueError(f"no {kind} {name!r}; there are {', '.join(table)}")
+            if not runtime.supports(table[name][0]):
+                raise ValueError(f"the {name} {kind.split()[-1]} does not run on this device")
+        self.runtime, self.rung, self.packer = runtime, rung, packer
 
     def filters_for_kernel(self, w_packed):
         """(O, 9, words) uint32 filters from ``binarize.pack_filters`` on the device: as they are, or
@@ -158,8 +167,9 @@ class BinaryKernels:
         out = rt.empty((h, w, words(c)), np.uint32)
         if spread is None:
             spread = rt.empty((h, w), np.float32)
-        rt.launch("pack_pixels", (-(-h * w // BLOCK),), BLOCK, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
-                                         np.int32(c), np.int32(h * w), np.int32(words(c))))
+        name, block, pixels = PACKERS[self.packer]
+        rt.launch(name, (-(-h * w // pixels),), block, (rt.array(x, np.float32), rt.array(centre, np.float32), out, spread,
+                                                       np.int32(c), np.int32(h * w), np.int32(words(c))))
         return out
 
     def scale_map(self, a):

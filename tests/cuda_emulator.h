@@ -3,8 +3,8 @@
  *
  * A launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
  * one OS thread, each running until it waits at a barrier: __syncthreads() for the block, and the
- * warp-wide mma_and_popc, whose 32 lanes hand in their fragments, wait for each other, and each read
- * back its share of the product. One warp runs as far as it can before the next gets a turn (the
+ * warp-wide mma_and_popc, __ballot_sync and __shfl_xor_sync, whose 32 lanes hand in their fragments
+ * or values, wait for each other, and each read back its share. One warp runs as far as it can before the next gets a turn (the
  * first warp first, or the last), so that warps drift apart as far as the barriers let them, as they
  * may on a GPU. So code that only the binary tensor cores run (mma.m16n8k256 .and.popc) is held to
  * its NumPy twins bit for bit on machines without a GPU, and a missing barrier shows.
@@ -78,6 +78,11 @@ struct Fragments { /* what each lane of a warp hands in to one mma */
     int d[32][4];
 };
 
+struct Lanes { /* what each lane of a warp hands in to one vote or shuffle */
+    bool votes[32];
+    float values[32];
+};
+
 static ucontext_t scheduler;
 static Fiber* current;
 static long progress; /* barriers released and threads finished: turns without either are a deadlock */
@@ -85,6 +90,7 @@ static bool trapped;
 static Barrier block_barrier;
 static std::vector<Barrier> warp_barriers;
 static std::vector<Fragments> warp_fragments;
+static std::vector<Lanes> warp_lanes;
 static const std::function<void()>* body;
 static bool eager_copies; /* copy_async lands at its issue, else at its wait */
 static bool misaligned;   /* a copy_async not aligned to its size: ends the launch like __trap() */
@@ -131,6 +137,7 @@ inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool la
     std::vector<std::vector<char>> stacks(threads, std::vector<char>(stack_size));
     warp_barriers.assign(threads / 32, Barrier());
     warp_fragments.assign(threads / 32, Fragments());
+    warp_lanes.assign(threads / 32, Lanes());
     gridDim = {grid_x, grid_y, 1};
     blockDim = {threads, 1, 1};
     body = &kernel;
@@ -213,6 +220,41 @@ inline void mma_and_popc(int (&d)[4], const unsigned (&a)[4], const unsigned (&b
     }
     emu::wait(emu::warp_barriers[warp], 32); /* every lane has read before any hands in the next */
     for (int r = 0; r < 4; ++r) d[r] = sums[r];
+}
+
+/* __ballot_sync and __shfl_xor_sync over the whole warp (the only mask the kernels use; any other
+ * ends the launch as __trap() does): each lane hands in its value, waits for the other 31, reads, and
+ * waits again, so that none hands in its next value before all have read this one. A lane that left
+ * the kernel early never arrives: a deadlock, as the GPU's behaviour is undefined there. */
+inline bool warp_wide(unsigned mask)
+{
+    if (mask != 0xffffffffu) __trap();
+    return true;
+}
+
+inline unsigned __ballot_sync(unsigned mask, bool predicate)
+{
+    int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
+    emu::Lanes& l = emu::warp_lanes[warp];
+    warp_wide(mask);
+    l.votes[lane] = predicate;
+    emu::wait(emu::warp_barriers[warp], 32);
+    unsigned bits = 0u;
+    for (int i = 0; i < 32; ++i) bits |= (unsigned)l.votes[i] << i;
+    emu::wait(emu::warp_barriers[warp], 32);
+    return bits;
+}
+
+inline float __shfl_xor_sync(unsigned mask, float value, int lane_mask)
+{
+    int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
+    emu::Lanes& l = emu::warp_lanes[warp];
+    warp_wide(mask);
+    l.values[lane] = value;
+    emu::wait(emu::warp_barriers[warp], 32);
+    float theirs = l.values[(lane ^ lane_mask) & 31];
+    emu::wait(emu::warp_barriers[warp], 32);
+    return theirs;
 }
 
 /* cp.async: on a GPU a copy may land any time from its issue to the wait that covers it; here it lands

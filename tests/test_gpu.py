@@ -299,6 +299,7 @@ def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
     assert product["corner_equals_twin"] and product["seconds"] > 0 if "mma" in rungs else product is None
     assert all(row["fp32_im2col_seconds"] > 0 for row in report["layers"])
     for row in report["layers"][1:]:
+        assert set(row["pack"]) == {"per_pixel", "ballot"} and all(p["equals_per_pixel"] for p in row["pack"].values())
         assert set(row["xnor"]) == rungs
         assert all(r["max_difference_from_direct"] <= 1e-3 and r["seconds"] > 0 for r in row["xnor"].values())
 

@@ -17,7 +17,8 @@ import pytest
 
 from artem_cli import binarize, cpu_binary, gpu_float, layers
 from artem_cli.errors import ArtemError
-from artem_cli.gpu_binary import CUDA_ONLY, FASTEST_FIRST, KERNELS, RUNGS, SOURCES, BinaryKernels, CudaRuntime, OpenCLRuntime
+from artem_cli.gpu_binary import (CUDA_ONLY, FASTEST_FIRST, KERNELS, PACKERS, RUNGS, SOURCES, BinaryKernels, CudaRuntime,
+                                  OpenCLRuntime)
 from cuda_emulator import EmulatedRuntime
 
 
@@ -51,6 +52,14 @@ def kernels(runtime):
     return BinaryKernels(runtime)
 
 
+@pytest.fixture(params=list(PACKERS))
+def packer(request, runtime):
+    """Every way of bit-packing that runs on ``runtime``."""
+    if not runtime.supports(PACKERS[request.param][0]):
+        pytest.skip(f"the {request.param} packer does not run on {type(runtime).__name__}")
+    return BinaryKernels(runtime, packer=request.param)
+
+
 @pytest.fixture(params=list(RUNGS))
 def rung(request, runtime):
     """Every rung of the XNOR convolution's ladder that runs on ``runtime``."""
@@ -72,8 +81,10 @@ def host(a):
 
 
 @pytest.mark.parametrize("channels", [1, 3, 33, 64, 100, 512])
-@pytest.mark.parametrize("h,w", [(1, 1), (2, 5), (7, 3), (9, 12)])
-def test_packing_kernel_equals_its_twin(kernels, channels, h, w):
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 5), (7, 3), (9, 12), (5, 13)])
+def test_packing_kernel_equals_its_twin(packer, channels, h, w):
+    """Each packer; 65 pixels: a ballot block's 32 and one more."""
+    kernels = packer
     rng = np.random.default_rng(channels + h * w)
     x = rng.standard_normal((channels, h, w)).astype(np.float32)
     centre = rng.standard_normal(channels).astype(np.float32) * 0.5
@@ -204,8 +215,11 @@ def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
 
 def test_every_rung_but_the_tensor_core_ones_runs_on_opencl():
     assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma", "mma_async"]
-    with pytest.raises(ValueError, match="does not run on this device"):
+    with pytest.raises(ValueError, match="the mma rung does not run on this device"):
         BinaryKernels(OpenCLRuntime(), "mma")
+    with pytest.raises(ValueError, match="the ballot packer does not run on this device"):
+        BinaryKernels(OpenCLRuntime(), packer="ballot")
+    assert BinaryKernels(OpenCLRuntime()).packer == "per_pixel"
 
 
 def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
