@@ -47,6 +47,13 @@ def test_modes_become_rgb(tmp_path, mode):
         np.testing.assert_allclose(rgb[0].ravel(), np.arange(48) * 1365 / 65535, atol=1e-6)
 
 
+@pytest.mark.parametrize("top", [1.0, 255.0, 65535.0])
+def test_float_images_in_0_1_or_in_integer_ranges(tmp_path, top):
+    values = np.linspace(0, top, 48, dtype=np.float32).reshape(6, 8)
+    rgb, _ = io.read_image(save(tmp_path, "f.tif", Image.fromarray(values, "F")))
+    np.testing.assert_allclose(rgb[0], values / top, atol=1e-6)
+
+
 def test_palette_transparency_and_alpha_values(tmp_path):
     a = np.dstack([gradient_rgb(), np.full((6, 8), 128, np.uint8)])
     rgb, alpha = io.read_image(save(tmp_path, "a.png", Image.fromarray(a, "RGBA")))
