@@ -536,8 +536,9 @@ def snapshot_path(output, iteration):
 
 def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
                  save_every=0, on_iteration=None, interruptible=None):
-    """Read the images, stylize, write ``output`` (alpha of the content kept), snapshots every
-    ``save_every`` iterations. Checks everything it can before the long work starts."""
+    """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
+    came before the first iteration ended), snapshots every ``save_every`` iterations. Checks
+    everything it can before the long work starts."""
     settings = settings or Settings()
     settings.validate(len(style_paths))
     if settings.init == "previous":
@@ -565,5 +566,6 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
 
     result = stylize(content, styles, settings, weights_path=weights_path, init_image=init_image, on_iteration=each,
                      interruptible=interruptible)
-    io.write_image(output, result.image, out_alpha, overwrite=overwrite)
+    if not (result.interrupted and result.iterations == 0):  # interrupted in the first iteration: nothing to keep
+        io.write_image(output, result.image, out_alpha, overwrite=overwrite)
     return result

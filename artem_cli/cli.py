@@ -205,11 +205,13 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
             if bar is not None:
                 bar.close()
             _fail(e)
-        except KeyboardInterrupt:  # before the first iteration: nothing to save
-            click.echo(f"Interrupted before the first iteration ({stop.name()}); nothing was written", err=True)
-            sys.exit(stop.exit_status())
+        except KeyboardInterrupt:  # before the optimization: nothing to save
+            result = None
         if bar is not None:
             bar.close()
+    if result is None or (result.interrupted and result.iterations == 0):
+        click.echo(f"Interrupted before the first iteration ended ({stop.name()}); nothing was written", err=True)
+        sys.exit(stop.exit_status())
     if as_json:
         summary = {"output": str(output), "settings": settings.__dict__, "iterations": result.iterations,
                    "evaluations": result.evaluations, "seconds": round(result.seconds, 3),

@@ -147,21 +147,28 @@ def test_corrupt_weights_are_one_error_line(tmp_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: weights file") and len(r.stderr.splitlines()) == 1
 
 
-def test_ctrl_c_saves_the_current_image(tmp_path, monkeypatch, weights_path):
+@pytest.mark.parametrize("at", [30, 1])
+def test_ctrl_c_saves_the_current_image(at, tmp_path, monkeypatch, weights_path):
+    """At the 30th evaluation some iterations are done (the first line search from the photo takes
+    several evaluations); at the first none is, and there is nothing to save."""
     calls = {"n": 0}
     real = api.Objective.__call__
 
-    def interrupted_on_fifth(self, x):
+    def interrupted(self, x):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == at:
             raise KeyboardInterrupt
         return real(self, x)
 
-    monkeypatch.setattr(api.Objective, "__call__", interrupted_on_fifth)
+    monkeypatch.setattr(api.Objective, "__call__", interrupted)
     out = tmp_path / "o.png"
     r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100", "-q")
-    assert r.exit_code == 130 and "Interrupted: saved" in r.stderr
-    assert Image.open(out).size == (48, 32)
+    assert r.exit_code == 130
+    if at == 30:
+        assert "Interrupted: saved" in r.stderr and Image.open(out).size == (48, 32)
+    else:
+        assert "Interrupted before the first iteration ended (SIGINT); nothing was written" in r.stderr
+        assert not out.exists()
 
 
 def test_weights_commands(tmp_path, weights_path):
