@@ -546,8 +546,6 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     if Path(output).resolve() in {Path(p).resolve() for p in (content_path, *style_paths)}:
         raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)
-    for i in range(save_every, settings.iterations + 1, save_every) if save_every else ():
-        io.check_writable(snapshot_path(output, i), overwrite)  # a snapshot replaces a file only as the output would
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
     init_image = None
