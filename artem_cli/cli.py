@@ -162,6 +162,21 @@ def settings_options(command):
     return command
 
 
+BINARY_ONLY = ("binary_weights", "binary_from", "binary_backward")  # options that only bwn and xnor use
+
+
+def _settings(options):
+    """``api.Settings`` of the ``settings_options``; the binary networks' options given with another
+    mode are a usage error (they would be ignored)."""
+    if options["mode"] not in ("bwn", "xnor"):
+        source = click.get_current_context().get_parameter_source
+        given = [f"--{name.replace('_', '-')}" for name in BINARY_ONLY if source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with --mode bwn or xnor, "
+                                   f"not {options['mode']}")
+    return api.Settings(**options)
+
+
 @main.command()
 @click.argument("content", type=click.Path(path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -180,7 +195,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     from tqdm import tqdm
 
     output = output or content.with_name(f"{content.stem}_stylized.png")
-    settings = api.Settings(**options)
+    settings = _settings(options)
     if dry_run:
         _dry_run([content], settings, weights_path, as_json)
         return
@@ -268,7 +283,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     init_previous = options["init"] == "previous"
     if init_previous:
         options["init"] = "content"
-    settings = api.Settings(**options)
+    settings = _settings(options)
     if dry_run:
         try:
             contents = [folder / rel for rel in batches.list_images(folder, recursive, include, exclude, skip=out_dir)]

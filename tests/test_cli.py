@@ -81,7 +81,7 @@ def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weigh
 
 @pytest.mark.parametrize(
     "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"],
-             ["--seed", "-1"]]
+             ["--seed", "-1"], ["--binary-weights", "untrained"], ["--mode", "random", "--binary-from", "conv3_1"]]
 )
 def test_usage_errors_exit_2(args):
     r = run("stylize", CONTENT, STYLE, *args)
