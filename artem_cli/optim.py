@@ -42,14 +42,16 @@ def _cubic_minimum(t1, f1, g1, t2, f2, g2, lo, hi):
 SUFFICIENT_DECREASE = 1e-4  # Armijo's constant: a step must lower the loss by this share of its slope's promise
 
 
-def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c2=0.9, max_evaluations=25):
+def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c2=0.9, max_evaluations=25, slope0=None):
     """Line search along ``direction`` for a step meeting the strong Wolfe conditions.
 
     Returns ``(step, x_new, value_new, grad_new, evaluations)``; the returned point always satisfies
     the sufficient-decrease (Armijo) condition, or ``step`` is None when no such point was found.
-    Non-finite trial values count as "too far" and shrink the step.
+    Non-finite trial values count as "too far" and shrink the step. ``slope0``: grad · direction,
+    where the caller has it (on a GPU each inner product is a wait for the device).
     """
-    slope0 = _dot(grad, direction)
+    if slope0 is None:
+        slope0 = _dot(grad, direction)
     evaluations = 0
     best = None  # lowest Armijo-satisfying point seen
 
@@ -230,11 +232,14 @@ class LBFGS:
                 self.stop_reason = "the gradient vanished"
                 return
             direction = pairs.direction(grad)
-            if _dot(grad, direction) >= 0:  # not a descent direction: forget the curvature history
+            slope = _dot(grad, direction)
+            if slope >= 0:  # not a descent direction: forget the curvature history
                 pairs.clear()
                 direction = -grad
+                slope = _dot(grad, direction)
             step = 1.0 if len(pairs) else min(1.0, 1.0 / float(xp.abs(grad).sum()))
-            step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step)
+            step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step,
+                                                                         slope0=slope)
             self.evaluations += evaluations
             stalled = step is None or self._unchanged(value, value_new)
             found = None
