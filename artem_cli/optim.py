@@ -254,7 +254,8 @@ class LBFGS:
                 return
             _check_finite(value_new, grad_new)
             s, y = x_new - x, grad_new - grad
-            if _dot(y, s) > 1e-10 * _dot(y, y):
+            ys, yy = to_host(xp.stack([xp.vdot(y, s), xp.vdot(y, y)])).tolist()  # one read from a GPU, not two
+            if ys > 1e-10 * yy:
                 pairs.add(s, y)
             unchanged = self._unchanged(value, value_new)
             x, value, grad = x_new, value_new, grad_new
