@@ -2,10 +2,12 @@
 settings, the network built and each style's targets computed once, resumable through a manifest.
 
 The manifest, ``artem-batch.json`` in the output folder, holds the settings (and a fingerprint of
-them and of the style files) and each image's state: done (with its output and losses) or failed
-(with the error). It is rewritten atomically after each image, and every output is written
-atomically, so a batch killed at any instant loses at most the image in progress; a rerun skips
-what is done, retries what failed, and refuses (unless ``force``) when the settings changed.
+them and of the style files), each image's state: done (with its output, its content's SHA-256 and
+losses) or failed (with the error), and every output a batch has written there ("written", the
+files a rerun may replace). It is rewritten atomically after each image, and every output is
+written atomically, so a batch killed at any instant loses at most the image in progress; a rerun
+skips what is done (its output there, its content unchanged), retries what failed, and refuses
+(unless ``force``) when the settings changed.
 """
 import contextlib
 import dataclasses
