@@ -401,28 +401,46 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True)
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True, help="As for stylize.")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier comparison in OUT_DIR.")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-def compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path):
+def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overwrite, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
     try:
+        quality.check_compare(contents, styles, modes)
+    except ArtemError as e:
+        _fail(e)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"'{out_dir}' is a file, not a folder")
+    names = [quality.result_name(c, s, m) for c in contents for s in styles for m in modes]
+    existing = [name for name in [*names, "grid.png", "quality.md", "fidelity.md"] if (out_dir / name).exists()]
+    if existing and not overwrite:
+        _fail(f"'{out_dir / existing[0]}' already exists (an earlier comparison?); pass --overwrite to replace its files")
+    try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        _fail(f"cannot create '{out_dir}' ({e.strerror})")
+        _fail(f"cannot create the folder '{out_dir}' ({e.strerror or e})")
 
     def show(row):
         click.echo(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style {row['style_loss']:.4g} "
                    f"content {row['content_loss']:.4g} ({row['seconds']:.1f} s)")
 
-    try:
-        rows = quality.compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path, progress=show)
-        quality.grid(rows, contents, out_dir / "grid.png")
-        report = quality.table(rows)
-        fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"], weights_path=weights_path)
-    except ArtemError as e:
-        _fail(e)
+    with StopOnSignals() as stop:
+        try:
+            rows = quality.compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path,
+                                   progress=show, interruptible=stop.interruptible)
+            quality.grid(rows, contents, out_dir / "grid.png")
+            report = quality.table(rows)
+            fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"],
+                                        weights_path=weights_path)
+        except ArtemError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted ({stop.name()}): no report written; the results saved so far are in '{out_dir}' "
+                       "(a rerun replaces them with --overwrite)", err=True)
+            sys.exit(stop.exit_status())
     io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
     io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))
     click.echo(report)

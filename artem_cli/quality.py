@@ -21,12 +21,36 @@ def label(spec):
     return (f"{mode}-{Path(source).stem}" if source else mode) + (f"@{binary_from}" if binary_from else "")
 
 
+def result_name(content_path, style_path, mode):
+    """The file ``compare`` saves the result of ``mode`` for a pair under."""
+    return f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
+
+
+def check_compare(contents, styles, modes):
+    """What ``compare`` needs of its inputs, before any work: fp32 among the modes (the baseline of
+    every ratio), no two modes, contents or styles of one name (their results and table rows would
+    take each other's place), every image readable."""
+    if "fp32" not in modes:
+        raise ArtemError("compare needs fp32 among the modes: its results are the baseline of every ratio")
+    for what, names in (("modes", [label(m) for m in modes]), ("content images", [Path(p).stem for p in contents]),
+                        ("style images", [Path(p).stem for p in styles])):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ArtemError(f"two of the {what} have the name {twice[0]!r}, which would name their results alike")
+    for path in contents:
+        io.read_image(path, "content image")
+    for path in styles:
+        io.read_image(path, "style image")
+
+
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
-            progress=None):
+            progress=None, interruptible=None):
     """Stylize every (content, style) pair of image files with every network of ``modes`` (specs
     as ``api.network_spec`` takes them: bwn and xnor are the trained networks, bwn:untrained the
     XNOR-Net binarization of fp32); save each result in ``out_dir`` and score it with the fp32
-    network. Returns one row per result."""
+    network. Returns one row per result. A run interrupted (``interruptible``, as for ``stylize``)
+    raises ``KeyboardInterrupt``: a half-optimized result must not be scored as a whole one."""
+    check_compare(contents, styles, modes)
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:
@@ -36,9 +60,11 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
             for mode in modes:
                 settings = Settings(size=size, iterations=iterations, calibrate=calibrate, **network_spec(mode))
                 start = time.perf_counter()
-                result = stylize(content, [style], settings, weights_path=weights_path)
+                result = stylize(content, [style], settings, weights_path=weights_path, interruptible=interruptible)
                 seconds = time.perf_counter() - start
-                name = f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
+                if result.interrupted or (interruptible is not None and interruptible.requested):
+                    raise KeyboardInterrupt
+                name = result_name(content_path, style_path, mode)
                 io.write_image(out_dir / name, result.image, overwrite=True)
                 saved = io.quantize(result.image)
                 losses = score(saved, content, [style], Settings(size=size), weights_path=weights_path)
@@ -118,6 +144,8 @@ def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_S
 
 
 def fidelity_table(values):
+    if not values:
+        return "(no binary or random modes compared: no fidelity to fp32 to report)\n"
     names = list(next(iter(values.values())))
     lines = ["| mode | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     lines += [f"| {mode} | " + " | ".join(f"{v:.3f}" for v in row.values()) + " |" for mode, row in values.items()]

@@ -1,5 +1,6 @@
 """The command line: options reach the API, and every bad input is one `Error:` line, never a traceback."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -312,6 +313,42 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
     assert r.exit_code == 2 and "unknown mode fp16" in r.output
+    before = (tmp_path / "quality.md").read_bytes()
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
+            "--modes", "fp32,bwn")
+    assert r.exit_code == 1 and "already exists (an earlier comparison?); pass --overwrite" in r.stderr
+    assert (tmp_path / "quality.md").read_bytes() == before
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
+            "--modes", "fp32", "--overwrite")  # nothing to hold to fp32's Gram matrices: said, not a traceback
+    assert r.exit_code == 0 and "no fidelity to fp32 to report" in (tmp_path / "fidelity.md").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(CONTENT, other / "chelsea.png")
+    for args, message in [(["--content", CONTENT, "--content", other / "chelsea.png"], "have the name 'chelsea'"),
+                          (["--content", CONTENT, "--modes", "bwn"], "needs fp32 among the modes"),
+                          (["--content", CONTENT, "--modes", "fp32,fp32"], "two of the modes have the name 'fp32'"),
+                          (["--content", tmp_path / "none.png"], "content image")]:
+        r = run("compare", *args, "--style", STYLE, "-o", tmp_path / "fresh", "--size", "48")
+        assert r.exit_code == 1 and message in r.stderr, r.output
+        assert not (tmp_path / "fresh").exists()
+
+
+def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_path):
+    """A half-optimized result scored as a whole one would make every ratio wrong."""
+    real = api.Objective.__call__
+    calls = []
+
+    def interrupted(self, x):
+        calls.append(1)
+        if len(calls) == 30:
+            raise KeyboardInterrupt  # as the signal handler raises it, within the first mode's run
+        return real(self, x)
+
+    monkeypatch.setattr(api.Objective, "__call__", interrupted)
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "100", "-o", tmp_path,
+            "--modes", "fp32,bwn")
+    assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output
+    assert not (tmp_path / "quality.md").exists() and not (tmp_path / "grid.png").exists()
 
 
 def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):
