@@ -757,10 +757,18 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
 
     try:
         settings.validate()
+        for path, what in ((output, "output"), (checkpoint, "checkpoint")):
+            if path.is_dir():
+                raise ArtemError(f"{what} '{path}' is a folder")
+            if not path.parent.is_dir():
+                raise ArtemError(f"the folder of the {what}, '{path.parent}', does not exist")
         if output.exists() and not overwrite:
             raise ArtemError(f"output '{output}' already exists; pass --overwrite to replace it")
         if resume and not checkpoint.is_file():
             raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
+        if checkpoint.exists() and not resume and not overwrite:
+            raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
+                             "to start anew (and replace it)")
         with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
                                        weights_path, progress)
@@ -771,8 +779,12 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        click.echo(f"Interrupted ({stop.name()}): the last checkpoint, {checkpoint}, holds the training so far; "
-                   "go on with --resume", err=True)
+        if checkpoint.is_file():
+            click.echo(f"Interrupted ({stop.name()}): the checkpoint {checkpoint} holds the training up to its last "
+                       f"save (every {checkpoint_every} steps); go on with --resume", err=True)
+        else:
+            click.echo(f"Interrupted ({stop.name()}) before the first checkpoint (every {checkpoint_every} steps): "
+                       "nothing to resume", err=True)
         sys.exit(stop.exit_status())
     if bar is not None:
         bar.close()

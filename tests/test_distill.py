@@ -233,10 +233,33 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "already exists" in r.stderr
     r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "--overwrite", "-o", str(out), "-q"])
     assert r.exit_code == 0, r.output
+    # a new run beside a checkpoint would replace hours of training: --resume or --overwrite says which
+    r = CliRunner().invoke(main, [*args[:-3], "-o", str(tmp_path / "z.npz"), "--checkpoint", str(tmp_path / "x.npz.ckpt.npz"),
+                                  "-q"])
+    assert r.exit_code == 1 and "exists: go on from it with --resume, or pass --overwrite" in r.stderr, r.output
+    (tmp_path / "folder.npz").mkdir()
     for bad, message in [(["--binary-from", "conv9_9"], "binary-from must be one of"),
-                         (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between")]:
-        r = CliRunner().invoke(main, ["distill", *bad, "-o", str(tmp_path / "y.npz"), "-q"])
+                         (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between"),
+                         (["-o", str(tmp_path / "folder.npz"), "--overwrite"], "is a folder"),
+                         (["-o", str(tmp_path / "none" / "y.npz")], "does not exist")]:
+        r = CliRunner().invoke(main, ["distill", "-o", str(tmp_path / "y.npz"), *bad, "-q"])
         assert r.exit_code == 1 and message in r.stderr, r.output
+
+
+def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, weights_path):
+    from artem_cli import distill as training
+
+    def interrupted(self, checkpoint=None, checkpoint_every=100, resume=False, progress=None):
+        raise KeyboardInterrupt  # as the signal handler raises it, during the first steps
+
+    monkeypatch.setattr(training.Trainer, "__init__", lambda self, *args: None)
+    monkeypatch.setattr(training.Trainer, "run", interrupted)
+    out = tmp_path / "x.npz"
+    r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q"])
+    assert r.exit_code == 130 and "before the first checkpoint (every 100 steps): nothing to resume" in r.stderr, r.output
+    (tmp_path / "x.npz.ckpt.npz").write_bytes(b"a checkpoint of an earlier run")
+    r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q", "--resume"])
+    assert r.exit_code == 130 and "holds the training up to its last save (every 100 steps); go on with --resume" in r.stderr
 
 
 @pytest.mark.parametrize("mode", ["bwn", "xnor"])
