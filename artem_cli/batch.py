@@ -210,7 +210,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
     pending = []
     for index, job in enumerate(jobs):
-        if batch.manifest.finished(job, batch.content_sha256(job)):
+        # frames started from the previous result: after one that is painted (again), every later one too
+        if not (init_previous and pending) and batch.manifest.finished(job, batch.content_sha256(job)):
             batch.summary.skipped.append(job.key)
         else:
             pending.append((index, job))
@@ -310,7 +311,7 @@ def _run_here(batch, jobs, pending, settings, weights_path, init_previous, first
                 batch.summary.interrupted = True
                 return
             batch.done(job, result, alpha)
-            previous = result.image
+            previous = io.quantize(result.image)  # as saved, and as a rerun reads it back: the same frames either way
         except ArtemError as e:
             batch.failed(job, str(e))
             previous = None

@@ -305,3 +305,21 @@ def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, wei
         r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", *args)
         assert r.exit_code == 1 and r.stderr.startswith("Error: ") and message in r.stderr, r.output
         assert not out.exists()
+
+
+def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(tmp_path, weights_path):
+    """Each frame starts from the previous one's result: when one is painted again (its content
+    changed), every later one must be too, and from the saved result, as a fresh batch would."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n in (1, 2, 3):
+        shutil.copy(EXAMPLES / "chelsea.png", frames / f"frame{n}.png")
+    again, fresh = tmp_path / "again", tmp_path / "fresh"
+    args = [*FAST, "--init", "previous", "-q", "--json"]
+    assert run("batch", frames, "--style", STYLE, "-o", again, *args).exit_code == 0
+    shutil.copy(EXAMPLES / "coffee.png", frames / "frame2.png")
+    r = run("batch", frames, "--style", STYLE, "-o", again, *args)
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["frame2.png", "frame3.png"]
+    assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 0
+    for n in (1, 2, 3):
+        assert (again / f"frame{n}.png").read_bytes() == (fresh / f"frame{n}.png").read_bytes(), n
