@@ -398,7 +398,7 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
               "protocol": {"content": f"examples/{END_TO_END['content']}", "style": f"examples/{END_TO_END['style']}",
                            "size": size, "iterations": iterations, "optimizer": optimizer,
                            **({"history": settings.history} if optimizer == "lbfgs" else {"lr": settings.lr}),
-                           "device": device}}
+                           "device": device, "with_torch": with_torch}}
     for name, (side, side_settings) in sides.items():
         try:
             with context.Pool(1) as pool:
@@ -544,7 +544,7 @@ def end_to_end_markdown(report):
     """The end-to-end report as Markdown: the machine, the protocol, and artem beside PyTorch."""
     p, a, t = report["protocol"], report["artem"], report.get("torch")
     failed = {"PyTorch": t} if t and "error" in t else {}
-    t, absent = (None, ["failed (below)"]) if failed else (t, ["not installed"])
+    t, absent = (None, ["failed (below)"]) if failed else (t, ["not installed" if p.get("with_torch", True) else "not run"])
     m = report["machine"]
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['blas']}"
              + (f", {m['gpu']} ({m['gpu_clock_mhz']} MHz), CuPy {m['cupy']}" if "gpu" in m else "")

@@ -597,6 +597,11 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
     if (quick or iterations or optimizer) and not end_to_end:
         _fail("--quick, --iterations and --optimizer go with --end-to-end")
+    source = click.get_current_context().get_parameter_source
+    ignored = [f"--{name.replace('_', '-')}" for name in ("aspect", "repeats", "modes", "binary_backward")
+               if source(name) == click.core.ParameterSource.COMMANDLINE] + (["--layers"] if per_layer else [])
+    if end_to_end and ignored:
+        _fail(f"{', '.join(ignored)} time{'s' * (len(ignored) == 1)} the pass, not --end-to-end's whole fp32 run")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
     try:
         if end_to_end:
@@ -686,6 +691,8 @@ def _pass_report(report, shape, device, with_torch):
             click.echo(f"  artem fp32 / PyTorch: best {best / tb:.2f}  median {median / tm:.2f}")
     elif with_torch:
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
+    else:
+        click.echo("  PyTorch: not run (--no-torch)")
     if "layers" in report:
         click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")
         ceiling = report["popcount_ceiling_gmac_per_s"]

@@ -189,6 +189,7 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 0, r.output
     assert "artem fp32" in r.output and "artem xnor" in r.output and "/ artem fp32" in r.output
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "ideal XNOR-popcount loop" in r.output
+    assert "PyTorch: not run (--no-torch)" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
 
@@ -207,8 +208,10 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     assert artem["iterations"] == 3 and artem["evaluations"] >= 3 and artem["seconds"] > 0
     assert artem["seconds_per_iteration"] > 0 and artem["peak_memory_bytes"] > 1e8
     assert set(artem["losses"]) == {"total", "content", "style", "tv"}
-    assert "| seconds per iteration |" in run("benchmark", "--end-to-end", "--quick", "--iterations", "2",
-                                              "--no-torch").output
+    text = run("benchmark", "--end-to-end", "--quick", "--iterations", "2", "--no-torch").output
+    assert "| seconds per iteration |" in text and "| not run |" in text
+    r = run("benchmark", "--end-to-end", "--modes", "bwn", "--layers")
+    assert r.exit_code == 1 and "--modes, --layers time the pass, not --end-to-end's whole fp32 run" in r.stderr
     r = run("benchmark", "--quick")
     assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
     r = run("benchmark", "--optimizer", "adam")
