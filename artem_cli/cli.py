@@ -459,7 +459,10 @@ class ChannelList(click.ParamType):
         try:
             for item in value.split(","):
                 first, _, last = item.partition("-")
-                channels += range(int(first), int(last or first) + 1)
+                first, last = int(first), int(last or first)
+                if last < first:
+                    self.fail(f"{item!r}: a range goes up ({last}-{first})", param, ctx)
+                channels += range(first, last + 1)
         except ValueError:
             self.fail(f"{value!r}: give channels as 0-15 or 0,3,7", param, ctx)
         if not channels or min(channels) < 0 or len(channels) > 256:
@@ -482,16 +485,23 @@ class ChannelList(click.ParamType):
 def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
     """Render the images that most excite CHANNELS of LAYER, one grid PNG per run."""
     output = output or Path(f"visualize_{layer}_{quality.label(mode)}.png")
-    try:
-        api.network_spec(mode)
-        check_layer_names([layer])
-        io.check_writable(output, overwrite)
-        images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,
-                                   progress=lambda ch: click.echo(f"channel {ch} done", err=True))
-        io.write_image(output, quality.tile(images), overwrite=overwrite)
-    except ArtemError as e:
-        _fail(e)
+    with StopOnSignals() as stop:
+        try:
+            api.network_spec(mode)
+            check_layer_names([layer])
+            io.check_writable(output, overwrite)
+            images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,
+                                       progress=lambda ch: click.echo(f"channel {ch} done", err=True))
+            stop.interruptible.now = False  # the grid is written whole, or a later signal only changes the exit status
+            io.write_image(output, quality.tile(images), overwrite=overwrite)
+        except ArtemError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted ({stop.name()}); nothing was written", err=True)
+            sys.exit(stop.exit_status())
     click.echo(f"wrote {output}")
+    if stop.received is not None:
+        sys.exit(stop.exit_status())
 
 
 @main.group("weights")

@@ -10,7 +10,7 @@ from . import io, preprocess, weights
 from .api import DEFAULT_STYLE_LAYERS, Settings, network, network_spec, score, stylize
 from .errors import ArtemError
 from .losses import gram
-from .vgg import LAYER_NAMES, MODES
+from .vgg import CONV_LAYERS, LAYER_NAMES, MODES
 
 
 def label(spec):
@@ -161,12 +161,16 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     from .losses import tv_loss, within_range
     from .optim import Adam
 
-    net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
+    asked = layer
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
         layer = "conv" + layer[4:]
     need = 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1] if name.startswith("pool"))
     if size < need:
-        raise ArtemError(f"{layer} is empty at {size} px (it needs at least {need} px); use a larger --size")
+        raise ArtemError(f"{asked} is empty at {size} px (it needs at least {need} px); use a larger --size")
+    count = [cout for name, _, cout in CONV_LAYERS if LAYER_NAMES.index(name) <= LAYER_NAMES.index(layer)][-1]
+    if max(channels) >= count:
+        raise ArtemError(f"{asked} has {count} channels (0-{count - 1}); channel {max(channels)} does not exist")
+    net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
     images = []
@@ -174,8 +178,6 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
 
         def activation(x):
             out = net.forward(x, [layer])[layer]
-            if not 0 <= ch < out.shape[0]:
-                raise ArtemError(f"{layer} has {out.shape[0]} channels; channel {ch} does not exist")
             grad = np.zeros_like(out)
             grad[ch] = -1.0 / out[ch].size
             tv, tv_grad = tv_loss(x)

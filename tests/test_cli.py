@@ -383,3 +383,8 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     r = run("visualize", "--layer", "pool5", "--size", "16", "--steps", "1", "-o", tmp_path / "w.png")
     assert r.exit_code == 1 and r.stderr == "Error: pool5 is empty at 16 px (it needs at least 32 px); use a larger --size\n"
     assert run("visualize", "--channels", "a-b").exit_code == 2
+    r = run("visualize", "--channels", "5-2")
+    assert r.exit_code == 2 and "'5-2': a range goes up (2-5)" in r.output
+    r = run("visualize", "--layer", "relu3_1", "--channels", "254-256", "--size", "32", "-o", tmp_path / "c.png")
+    assert r.exit_code == 1 and r.stderr == "Error: relu3_1 has 256 channels (0-255); channel 256 does not exist\n"
+    assert not (tmp_path / "c.png").exists()
