@@ -33,13 +33,13 @@ def natural_key(path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
-def list_images(folder, recursive=False, include=(), exclude=(), skip=None):
+def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
     """Image files of ``folder`` (and its subfolders when ``recursive``) in natural order, relative to
     it, hidden ones left out; ``include``/``exclude`` are glob patterns on the relative path or the
     name; ``skip``, a folder (the output folder, which may lie inside) whose files are never inputs."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ArtemError(f"input folder '{folder}' does not exist or is not a folder")
+        raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
     skip = Path(skip).resolve() if skip is not None else None
     found = []
     for path in folder.rglob("*") if recursive else folder.iterdir():
@@ -187,7 +187,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    settings.validate()  # before any folder is made
+    settings.validate(len(style_sets[0]) if style_sets else None)  # before any folder is made (style sets: one size)
     if client is None:  # on a cluster only the workers need the device
         array_module_for(settings.device)
     if first_iterations is not None and not init_previous:

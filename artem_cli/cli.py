@@ -327,7 +327,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             if bool(styles) == bool(style_dir):
                 raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
             if style_dir is not None:
-                style_sets = [(style_dir / p,) for p in batches.list_images(style_dir)]
+                style_sets = [(style_dir / p,) for p in batches.list_images(style_dir, what="style folder")]
                 if not style_sets:
                     raise ArtemError(f"no image files in the style folder '{style_dir}'")
             else:
@@ -774,6 +774,8 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
 
     try:
         settings.validate()
+        if output.suffix.lower() != ".npz":
+            raise ArtemError(f"output '{output}': binary weights are written as an .npz file")
         for path, what in ((output, "output"), (checkpoint, "checkpoint")):
             if path.is_dir():
                 raise ArtemError(f"{what} '{path}' is a folder")

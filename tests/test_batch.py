@@ -299,6 +299,7 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
 def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, weights_path, monkeypatch):
     out = tmp_path / "out"
     for args, message in [(("--first-iterations", "5"), "--first-iterations goes with --init previous"),
+                          (("--style-blend", "0.5,0.5"), "style-blend has 2 weights for 1 style images"),
                           (("--device", "cuda"), "--device cuda needs CuPy"),
                           (("--scheduler", "garbage"), "the Dask cluster at 'garbage'")]:
         monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed

@@ -241,7 +241,8 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     for bad, message in [(["--binary-from", "conv9_9"], "binary-from must be one of"),
                          (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between"),
                          (["-o", str(tmp_path / "folder.npz"), "--overwrite"], "is a folder"),
-                         (["-o", str(tmp_path / "none" / "y.npz")], "does not exist")]:
+                         (["-o", str(tmp_path / "none" / "y.npz")], "does not exist"),
+                         (["-o", str(tmp_path / "y.png")], "written as an .npz file")]:
         r = CliRunner().invoke(main, ["distill", "-o", str(tmp_path / "y.npz"), *bad, "-q"])
         assert r.exit_code == 1 and message in r.stderr, r.output
 
