@@ -344,6 +344,25 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
         assert not (tmp_path / "fresh").exists()
 
 
+def test_a_signal_while_compare_makes_its_reports_stops_it(tmp_path, monkeypatch, weights_path):
+    import os
+    import signal
+
+    from artem_cli import quality
+
+    fidelity = quality.fidelity
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # after every optimization has ended
+        return fidelity(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "fidelity", signalled)
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
+            "--modes", "fp32")
+    assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output
+    assert not (tmp_path / "quality.md").exists()
+
+
 def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_path):
     """A half-optimized result scored as a whole one would make every ratio wrong."""
     real = api.Objective.__call__
