@@ -187,13 +187,17 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
             nets[spec] = lambda s=settings: network(s, w)
         if device == "cuda" and settings.mode == "fp32":
             nets[f"{spec}/im2col"] = lambda s=settings: network(s, w, float_conv="im2col")
-    seconds = {}
+    seconds, graph_errors = {}, {}
     for name, make in nets.items():
         seconds[name] = artem_pass(make(), image, repeats)
         if device == "cuda" and (binary_backward == "fp32" or not name.startswith(("bwn", "xnor"))):
-            seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True)
+            try:
+                seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True)
+            except Exception as e:  # reported; the plain passes' figures stand
+                graph_errors[f"{name}+graph"] = f"{type(e).__name__}: {e}"
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
-              "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(), "seconds": seconds}
+              "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(), "seconds": seconds,
+              **({"graph_errors": graph_errors} if graph_errors else {})}
     if device == "cuda":
         result["sgemm_mac_per_s"] = sgemm_rate(xp)
     if with_torch:

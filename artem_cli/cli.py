@@ -698,6 +698,8 @@ def _pass_report(report, shape, device, with_torch):
         if mode != baseline and baseline in p["seconds"]:
             line += f"   / artem {baseline}: {best / p['seconds'][baseline][0]:.2f}"
         click.echo(line)
+    for mode, error in p.get("graph_errors", {}).items():
+        click.echo(f"  artem {mode}: failed ({error})")
     if device == "cuda":
         sgemm = p["sgemm_mac_per_s"]
         shares = ", ".join(f"{mode} {p['macs'] / best / sgemm:.2f}" for mode, (best, _) in p["seconds"].items())

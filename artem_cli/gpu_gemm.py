@@ -4,7 +4,8 @@ cuBLAS supports stream capture, but CuPy refuses every cuBLAS call on a stream t
 recorded (its bindings raise ``NotImplementedError`` in ``cublasSetStream``). ``matmul`` therefore
 calls cuBLAS itself, through ctypes, on the recording graph's own handle and workspace (``Cublas``,
 made before the recording, so that nothing is allocated during it), in the precision CuPy would use
-by default: ``cublasGemmStridedBatchedEx`` summing in float32, or in TF32 under ``CUPY_TF32=1``.
+by default: ``cublasGemmStridedBatchedEx`` summing in float32, or in TF32 under ``CUPY_TF32=1`` where
+CuPy would (a single product; its batched products stay float32).
 ``backend.matmul`` sends it the products made while a ``backend.CudaGraph`` records; every other
 product is CuPy's (or NumPy's) own.
 
@@ -73,11 +74,11 @@ def gemm_call(a_shape, a_strides, b_shape, b_strides, out_strides, itemsize=4):
 def _loaded_cublas():
     """The cuBLAS library that CuPy has loaded (its path read from /proc/self/maps), else by name."""
     try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "/libcublas.so" in line}
+        with open("/proc/self/maps") as f:  # in the order the libraries were loaded: CuPy's before any other's
+            paths = list(dict.fromkeys(line.split()[-1] for line in f if "/libcublas.so" in line))
     except OSError:
-        paths = set()
-    for name in sorted(paths) + ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]:
+        paths = []
+    for name in paths + ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]:
         try:
             return ctypes.CDLL(name)
         except OSError:
@@ -128,7 +129,9 @@ class Cublas:
         if call is None:
             a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
             call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
-        compute = COMPUTE_32F_FAST_TF32 if int(os.getenv("CUPY_TF32", "0")) > 0 else COMPUTE_32F  # as CuPy decides
+        # as CuPy computes: TF32 under CUPY_TF32=1 for a single product; its batched matmul sums in float32 regardless
+        single = a.ndim == b.ndim == 2
+        compute = COMPUTE_32F_FAST_TF32 if single and int(os.getenv("CUPY_TF32", "0")) > 0 else COMPUTE_32F
         c = call
         with self._calls:
             self._check(self.lib.cublasSetStream_v2(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")

@@ -273,6 +273,19 @@ def test_the_gpu_reports_render():
     assert "artem with each evaluation one CUDA graph: failed (NotImplementedError: no)" in text
 
 
+def test_the_gpu_pass_report_renders_graphed_passes_and_their_failures(capsys):
+    from artem_cli import cli
+
+    seconds = {"fp32": [0.02, 0.021], "fp32+graph": [0.01, 0.011], "xnor/mma": [0.03, 0.031],
+               "xnor/mma+graph": [0.015, 0.016]}
+    report = {"machine": "m", "pass": {"tap": "relu5_1", "macs": 1e11, "seconds": seconds, "sgemm_mac_per_s": 2.5e13,
+                                       "torch": None, "graph_errors": {"bwn+graph": "RuntimeError: no"}}}
+    cli._pass_report(report, (341, 512), "cuda", False)
+    text = capsys.readouterr().out
+    assert "artem xnor/mma+graph" in text and "/ artem fp32+graph: 1.50" in text and "/ artem fp32: 1.50" in text
+    assert "artem bwn+graph: failed (RuntimeError: no)" in text and "PyTorch: not run (--no-torch)" in text
+
+
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("benchmark", "--device", "cuda", "--size", "32", "--repeats", "1")

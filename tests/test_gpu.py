@@ -132,6 +132,7 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name):
     a, b = test_gpu_gemm.layouts(cp)[name]
     expected = cp.matmul(a, b)
     handle, stream = gpu_gemm.Cublas(), cp.cuda.Stream(non_blocking=True)
+    stream.wait_event(cp.cuda.get_current_stream().record())  # a and b are on the device before the graph reads them
     with stream:
         out = cp.zeros(expected.shape, dtype=cp.float32)
         with gpu_gemm.recording(stream, handle):
@@ -162,10 +163,12 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
         x = preprocess.to_vgg(rgb)
         points = [x, x + 3, x * 0.9]
         values[graph] = [(value, cp.asnumpy(grad), dict(objective.parts)) for value, grad in (objective(p) for p in points * 2)]
+    # the graph's products are other cuBLAS calls than CuPy's: the last bits may differ, and with them
+    # a ReLU or max-pool decision near a tie (as between GPU and CPU: the same tolerances)
     for (value, grad, parts), (value_g, grad_g, parts_g) in zip(values[False], values[True]):
-        assert value_g == pytest.approx(value, rel=1e-5)
-        assert relative_l2_error(grad_g, grad) < 1e-5
-        assert parts_g == pytest.approx(parts, rel=1e-5)
+        assert value_g == pytest.approx(value, rel=1e-4)
+        assert relative_l2_error(grad_g, grad) < 1e-3
+        assert parts_g == pytest.approx(parts, rel=1e-4)
     assert values[True][0][0] != values[True][1][0]  # the replays read their points
     plain = stylize(content, [style], Settings(size=96, iterations=20, device="cuda"))
     graphed = stylize(content, [style], Settings(size=96, iterations=20, device="cuda", cuda_graph=True))
@@ -270,6 +273,7 @@ def test_benchmark_times_the_pass_on_the_gpu(weights_path):
     runtime = CudaRuntime()
     rungs = {f"xnor/{rung}" for rung, (name, _, _) in RUNGS.items() if runtime.supports(name)}
     names = {"fp32", "fp32/im2col", "bwn"} | rungs
+    assert report["pass"].get("graph_errors") is None
     assert set(report["pass"]["seconds"]) == names | {f"{n}+graph" for n in names}  # each also as one CUDA graph
     assert report["pass"]["sgemm_mac_per_s"] > 1e12
     torch = report["pass"]["torch"]
