@@ -523,6 +523,10 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     settings.validate(len(styles))
     shape = image.shape[1:]
     _check_depth(shape, settings, "image")
+    expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
+    if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
+        raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "
+                         "a result is scored against its own content (the same proportions)")
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
     objective = build_objective(net, settings, preprocess.resize(content, shape), Targets(style_grams(net, settings, styles)))
     total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))

@@ -324,6 +324,10 @@ def test_score_command(tmp_path, weights_path):
     assert losses["content"] == pytest.approx(0, abs=1e-3) and losses["style"] > 0
     r = run("score", "missing.png", "--content", CONTENT, "--style", STYLE)
     assert r.exit_code == 1 and r.stderr.startswith("Error: image 'missing.png' does not exist")
+    square = tmp_path / "square.png"
+    Image.open(CONTENT).convert("RGB").resize((64, 64)).save(square)  # chelsea is 3:2: not a result of it
+    r = run("score", square, "--content", CONTENT, "--style", STYLE)
+    assert r.exit_code == 1 and "the image is 64x64 but its content at that size is 64x43" in r.stderr, r.output
 
 
 def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
