@@ -414,10 +414,9 @@ class Stylizer:
                     if on_iteration is not None:
                         current = x
                         on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
-                interruptible.now = False  # inside the try: an interrupt just before this line is caught below
             except KeyboardInterrupt:
                 interrupted = True
-            finally:  # also where the run failed (an ArtemError): what follows must not be interrupted
+            finally:  # however the loop ended (a signal, an ArtemError): what follows must not be interrupted
                 interruptible.now = False
         seconds = time.perf_counter() - start
         image = to_host(finish(x)).astype(np.float32)

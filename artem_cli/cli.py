@@ -165,12 +165,17 @@ def settings_options(command):
 BINARY_ONLY = ("binary_weights", "binary_from", "binary_backward")  # options that only bwn and xnor use
 
 
+def _given(*names):
+    """The options among ``names`` (parameter names) given on the command line, as they are spelled there."""
+    source = click.get_current_context().get_parameter_source
+    return [f"--{name.replace('_', '-')}" for name in names if source(name) == click.core.ParameterSource.COMMANDLINE]
+
+
 def _settings(options):
     """``api.Settings`` of the ``settings_options``; the binary networks' options given with another
     mode are a usage error (they would be ignored)."""
     if options["mode"] not in ("bwn", "xnor"):
-        source = click.get_current_context().get_parameter_source
-        given = [f"--{name.replace('_', '-')}" for name in BINARY_ONLY if source(name) == click.core.ParameterSource.COMMANDLINE]
+        given = _given(*BINARY_ONLY)
         if given:
             raise click.UsageError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with --mode bwn or xnor, "
                                    f"not {options['mode']}")
@@ -617,9 +622,7 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
     if (quick or iterations or optimizer) and not end_to_end:
         _fail("--quick, --iterations and --optimizer go with --end-to-end")
-    source = click.get_current_context().get_parameter_source
-    ignored = [f"--{name.replace('_', '-')}" for name in ("aspect", "repeats", "modes", "binary_backward")
-               if source(name) == click.core.ParameterSource.COMMANDLINE] + (["--layers"] if per_layer else [])
+    ignored = _given("aspect", "repeats", "modes", "binary_backward") + (["--layers"] if per_layer else [])
     if end_to_end and ignored:
         _fail(f"{', '.join(ignored)} time{'s' * (len(ignored) == 1)} the pass, not --end-to-end's whole fp32 run")
     shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))

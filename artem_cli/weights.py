@@ -244,6 +244,12 @@ def read_keras_h5(path):
 CONVERTERS = {".onnx": read_onnx, ".h5": read_keras_h5}
 
 
+def _destination(destination):
+    """Where ``convert`` and ``fetch`` write: ``destination`` (a folder: its vgg16.npz), or the default."""
+    destination = Path(destination) if destination else default_destination()
+    return destination / "vgg16.npz" if destination.is_dir() else destination
+
+
 def convert(source, destination=None):
     """Convert an ONNX or Keras .h5 VGG16 into artem's weights file; returns (path, meta)."""
     source = Path(source)
@@ -252,9 +258,7 @@ def convert(source, destination=None):
     reader = CONVERTERS.get(source.suffix.lower())
     if reader is None:
         raise ArtemError(f"'{source}': unknown weights format; known: {', '.join(CONVERTERS)}")
-    destination = Path(destination) if destination else default_destination()
-    if destination.is_dir():
-        destination = destination / "vgg16.npz"
+    destination = _destination(destination)
     if destination.resolve() == source.resolve():
         raise ArtemError(f"--to '{destination}' is the file being converted; give another name")
     if destination.exists():
@@ -298,9 +302,7 @@ def fetch(destination=None, force=False):
     that is not an artem weights file at all is replaced only with ``force``; a folder gets its
     ``vgg16.npz``.
     """
-    destination = Path(destination) if destination else default_destination()
-    if destination.is_dir():
-        destination = destination / "vgg16.npz"
+    destination = _destination(destination)
     if destination.exists() and not force:
         try:
             _, meta = load_file(destination)
