@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io, preprocess, weights
-from .backend import DEVICES, CudaGraph, array_module, array_module_for, available_memory, to_host
+from .backend import DEVICES, CudaGraph, array_module, array_module_for, available_memory, device_vector, read, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
@@ -145,12 +145,6 @@ PARTS = ("content", "style", "tv")  # the objective's terms
 STALL_STEPS = (8, 4, 2, 1, 0.5)
 
 
-def _device_vector(xp, values):
-    """float64 (len(values),) on xp's device from floats and 0-d arrays, with no transfer to it (none
-    may happen while a CUDA graph is recorded)."""
-    return xp.stack([v.astype(xp.float64) if hasattr(v, "astype") else xp.full((), v, dtype=xp.float64) for v in values])
-
-
 class Objective:
     """Weighted content + style + TV loss of an image in VGG space, and its gradient.
 
@@ -170,30 +164,31 @@ class Objective:
         self._graph = CudaGraph(self._evaluate) if settings.cuda_graph else None
 
     def __call__(self, x):
+        """The loss of ``x`` as it will be saved, and its gradient; ``parts`` keeps the three terms."""
+        value, grad, _ = self.probed(x, lambda grad: [])
+        return value, grad
+
+    def probed(self, x, probes):
+        """``(value, grad, readings)``, as the optimizers ask (``optim``): what ``__call__`` gives, and
+        the floats of ``probes(grad)``, all from a GPU in one transfer after the evaluation is queued."""
         if self._graph is not None:
             values, grad = self._graph(x)
-            return self._record(to_host(values).tolist()), grad.copy()
-        value, grad = within_range(self._terms, x, self.low, self.high)
-        return self._read(value), grad
+            grad = grad.copy()  # the graph's own buffer, which its next replay overwrites
+        else:
+            values, grad = self._evaluate(x)
+        values = read([values, *probes(grad)])
+        return self._record(values[: 1 + len(PARTS)]), grad, values[1 + len(PARTS):]
 
     def loss(self, x):
         """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
         value, grad = self._terms(x)
-        return self._read(value), grad
+        return self._record(read([value, *(self._parts[n] for n in PARTS)])), grad
 
     def _evaluate(self, x):
-        """What ``__call__`` computes, all of it on x's device: the value and the three terms as one
-        float64 vector, and the gradient (what a CUDA graph records)."""
+        """The value and the three terms as one float64 vector on x's device, and the gradient (what
+        a CUDA graph records)."""
         value, grad = within_range(self._terms, x, self.low, self.high)
-        return _device_vector(array_module(x), [value, *(self._parts[n] for n in PARTS)]), grad
-
-    def _read(self, value):
-        """``value`` as a float, and the three terms into ``parts``: from a GPU in one transfer, after
-        the whole evaluation is queued."""
-        values = [value, *(self._parts[n] for n in PARTS)]
-        if not all(isinstance(v, float) for v in values):
-            values = to_host(_device_vector(array_module(next(v for v in values if not isinstance(v, float))), values))
-        return self._record(list(map(float, values)))
+        return device_vector(array_module(x), [value, *(self._parts[n] for n in PARTS)]), grad
 
     def _record(self, values):
         """The total of ``values`` (total, then the ``PARTS``); the terms into ``parts``, and at the
@@ -233,7 +228,8 @@ WEIGHTS_MEMORY = 300_000_000  # bytes of the weights and their prepared forms
 
 def estimate_memory(shape, settings):
     """Bytes one run needs at (H, W): activations kept for backward, their gradients, the largest
-    convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x history images)."""
+    convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x (history + 1) images: the
+    pairs and one offered)."""
     taps = [name for name, _ in settings.content_layers + settings.style_layers]
     deepest = max(LAYER_NAMES.index(t) for t in taps)
     h, w = shape
@@ -246,7 +242,7 @@ def estimate_memory(shape, settings):
             activations += 2 * cout * h * w * 4  # conv output and ReLU output
             largest = max(largest, 3 * (cin + cout) * (h + 4) * (w + 4) * 4)  # Winograd tiles (2.25 C, 2.25 O), output
     image = 3 * shape[0] * shape[1] * 4
-    optimizer = (2 * settings.history + 4) * image if settings.optimizer == "lbfgs" else 6 * image
+    optimizer = (2 * (settings.history + 1) + 4) * image if settings.optimizer == "lbfgs" else 6 * image
     return int(1.5 * activations + 2 * largest + optimizer + WEIGHTS_MEMORY)
 
 
@@ -398,9 +394,9 @@ class Stylizer:
             return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
 
         if settings.optimizer == "lbfgs":
-            optimizer = LBFGS(objective, x0, history=settings.history, stall_steps=STALL_STEPS)
+            optimizer = LBFGS(objective.probed, x0, history=settings.history, stall_steps=STALL_STEPS)
         else:
-            optimizer = Adam(objective, x0, lr=settings.lr)
+            optimizer = Adam(objective.probed, x0, lr=settings.lr)
 
         # overflow in a run with absurd weights ends in the one clear error of the NaN check, not in warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -152,6 +152,23 @@ def to_host(a):
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
+def device_vector(xp, values):
+    """float64 vector on xp's device of ``values`` (floats, and arrays there, each flattened in
+    turn), with no transfer to the device (none may happen while a CUDA graph is recorded), for at
+    most 8 values: CuPy joins more with a table of their addresses that it copies to the device."""
+    return xp.concatenate([v.astype(xp.float64, copy=False).ravel() if hasattr(v, "astype")
+                           else xp.full(1, v, dtype=xp.float64) for v in values])
+
+
+def read(values):
+    """The floats of ``values`` (floats, and arrays of one device, each flattened in turn): from a
+    GPU in one transfer, so one wait for the device however many values are read."""
+    on_device = [v for v in values if hasattr(v, "get")]
+    if not on_device:
+        return [float(x) for v in values for x in np.ravel(v)]
+    return to_host(device_vector(array_module(on_device[0]), values)).tolist()
+
+
 def available_memory(xp=np):
     """Bytes of memory available now where ``xp`` keeps its arrays: the host's MemAvailable, or the
     GPU's free memory plus what CuPy's pool holds unused; None where that cannot be read."""

@@ -620,14 +620,14 @@ class Predictor:
             if settings.optimizer == "lbfgs":
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 y = s + 0.1 * xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
-                history = optim.CurvatureHistory(xp, settings.history, image.shape)
-                for _ in range(settings.history):
-                    history.add(s, y)
+                history = optim.CurvatureHistory(image, settings.history)
 
-                def iteration(h=history, s=s, y=y):  # a full history's: the new pair in, the direction out
+                def iteration(h=history, s=s, y=y):  # the new pair in, the direction out
                     h.add(s, y)
-                    return h.direction(s)
+                    return h.direction(s, 1.0)
 
+                for _ in range(settings.history):  # a full history's
+                    iteration()
                 recursions.append((side * side, _best_of(iteration, 2, xp)[0]))
         self.evaluation = _line(evaluations)
         self.recursion = _line(recursions) if recursions else (0.0, 0.0)

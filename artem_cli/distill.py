@@ -32,7 +32,7 @@ from .api import DEFAULT_STYLE_LAYERS, Settings, Targets, build_objective, style
 from .backend import array_module, array_module_for, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss
-from .optim import LBFGS, Adam
+from .optim import LBFGS, Adam, plain
 from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, VGG16
 
 SKIMAGE = "scikit-image==0.26.0"
@@ -294,7 +294,7 @@ class Trainer:
         net, settings = self.network(theta), Settings(size=s.crop)
         objective = build_objective(net, settings, content, Targets(style_grams(net, settings, [to_host(style)])))
         x = preprocess.to_vgg(content)
-        for x, _ in LBFGS(objective, x, history=10).run(s.stylize_iterations):
+        for x, _ in LBFGS(objective.probed, x, history=10).run(s.stylize_iterations):
             pass
         return self.xp.clip(preprocess.from_vgg(self.xp.clip(x, objective.low, objective.high)), 0, 1)
 
@@ -329,7 +329,7 @@ class Trainer:
         theta, state = self.student.theta0, None
         if resume:
             theta, state = self.load_checkpoint(checkpoint)
-        adam = Adam(lambda t: self.loss(t, adam.steps + 1), theta, lr=self.learning_rate, state=state)
+        adam = Adam(plain(lambda t: self.loss(t, adam.steps + 1)), theta, lr=self.learning_rate, state=state)
         for theta, value in adam.run(self.settings.steps - adam.steps):
             self.history.append((adam.steps, value))
             if checkpoint is not None and (adam.steps % checkpoint_every == 0 or adam.steps == self.settings.steps):

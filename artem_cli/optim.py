@@ -1,25 +1,64 @@
 """Optimizers: L-BFGS (two-loop recursion, strong-Wolfe line search) and Adam.
 
 Both are written once against the array module of ``x0``, so they run unchanged on NumPy and CuPy.
-``fun(x)`` returns ``(value, gradient)``. ``run(max_iterations)`` is a generator that yields
-``(x, value)`` after every iteration, so the caller owns progress bars, snapshots and Ctrl-C; when it
-ends by itself, ``stop_reason`` says why. A NaN or infinite loss or gradient raises ``ArtemError``.
+``fun(x, probes)`` returns ``(value, grad, readings)``: the loss, its gradient, and the floats of
+``probes(grad)`` (0-d arrays on x's device: what the optimizer needs to know of the gradient), read
+from the device in one transfer with the value. On a GPU each read is a wait for the device, which
+then idles until Python has queued the next work: L-BFGS reads once per evaluation and once per
+iteration, Adam once per step. ``plain(f)`` makes such a function of an ``f(x) → (value, grad)``.
+``run(max_iterations)`` is a generator that yields ``(x, value)`` after every iteration, so the
+caller owns progress bars, snapshots and Ctrl-C; when it ends by itself, ``stop_reason`` says why. A
+NaN or infinite loss or gradient raises ``ArtemError``.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module, to_host
+from .backend import array_module, read, to_host
 from .errors import ArtemError
 
 
-def _dot(a, b):
-    return float(array_module(a).vdot(a, b))
+def plain(f):
+    """``f(x) → (value, grad)`` as the optimizers call an objective (its probes in a second read)."""
+
+    def fun(x, probes):
+        value, grad = f(x)
+        return value, grad, read(probes(grad))
+
+    return fun
 
 
-def _check_finite(value, grad):
-    xp = array_module(grad)
-    if not math.isfinite(value) or not bool(xp.isfinite(grad).all()):
+class Point(NamedTuple):
+    """A point evaluated, and what L-BFGS knows of its gradient g without reading it again."""
+
+    x: object
+    value: float
+    grad: object
+    l1: float  # sum |g|: NaN or infinite where g has such an entry
+    largest: float  # max |g|
+    square: float  # g·g
+
+    @property
+    def finite(self):
+        return math.isfinite(self.value) and math.isfinite(self.l1)
+
+
+def evaluate(fun, x, direction=None):
+    """``fun`` at x as a ``Point``, and the slope g·direction along a ``direction`` given (else None),
+    in one read."""
+
+    def probes(g):
+        xp = array_module(g)
+        size = xp.abs(g)
+        return [size.sum(), size.max(), xp.vdot(g, g), *([xp.vdot(g, direction)] if direction is not None else [])]
+
+    value, grad, (l1, largest, square, *slope) = fun(x, probes)
+    return Point(x, value, grad, l1, largest, square), (slope[0] if slope else None)
+
+
+def _check_finite(value, l1):
+    if not (math.isfinite(value) and math.isfinite(l1)):
         raise ArtemError("the loss or its gradient became NaN or infinite; try smaller weights or learning rate")
 
 
@@ -42,32 +81,30 @@ def _cubic_minimum(t1, f1, g1, t2, f2, g2, lo, hi):
 SUFFICIENT_DECREASE = 1e-4  # Armijo's constant: a step must lower the loss by this share of its slope's promise
 
 
-def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c2=0.9, max_evaluations=25, slope0=None):
-    """Line search along ``direction`` for a step meeting the strong Wolfe conditions.
+def strong_wolfe(fun, start, direction, step, slope0, c1=SUFFICIENT_DECREASE, c2=0.9, max_evaluations=25):
+    """Line search from the ``Point`` ``start`` along ``direction`` (``slope0``: start.grad ·
+    direction) for a step meeting the strong Wolfe conditions.
 
-    Returns ``(step, x_new, value_new, grad_new, evaluations)``; the returned point always satisfies
-    the sufficient-decrease (Armijo) condition, or ``step`` is None when no such point was found.
-    Non-finite trial values count as "too far" and shrink the step. ``slope0``: grad · direction,
-    where the caller has it (on a GPU each inner product is a wait for the device).
+    Returns ``(step, point, evaluations)``; the point returned always satisfies the sufficient-decrease
+    (Armijo) condition and is finite, or ``step`` is None (and ``point`` is ``start``) when no such
+    point was found. A trial whose value or gradient is not finite counts as "too far" and shrinks
+    the step.
     """
-    if slope0 is None:
-        slope0 = _dot(grad, direction)
     evaluations = 0
-    best = None  # lowest Armijo-satisfying point seen
+    best = None  # the lowest Armijo-satisfying point seen, as (t, point)
 
-    def evaluate(t):
+    def trial(t):
         nonlocal evaluations, best
         evaluations += 1
-        x_t = x + t * direction
-        f_t, g_t = fun(x_t)
-        finite = math.isfinite(f_t)
-        slope = _dot(g_t, direction) if finite else math.nan
-        if finite and f_t <= value + c1 * t * slope0 and (best is None or f_t < best[2]):
-            best = (t, x_t, f_t, g_t)
-        return x_t, (f_t if finite else math.inf), g_t, slope
+        point, slope = evaluate(fun, start.x + t * direction, direction)
+        if not point.finite:
+            return point, math.inf, math.nan
+        if point.value <= start.value + c1 * t * slope0 and (best is None or point.value < best[1].value):
+            best = (t, point)
+        return point, point.value, slope
 
     def armijo_fails(t, f_t):
-        return f_t > value + c1 * t * slope0
+        return f_t > start.value + c1 * t * slope0
 
     def curvature_holds(slope):
         return abs(slope) <= -c2 * slope0
@@ -78,12 +115,12 @@ def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c
             t = _cubic_minimum(lo, f_lo, s_lo, hi, f_hi, s_hi, a, b)
             if min(t - a, b - t) < 0.1 * (b - a):  # too close to an end: bisect instead
                 t = (a + b) / 2
-            x_t, f_t, g_t, s_t = evaluate(t)
+            point, f_t, s_t = trial(t)
             if armijo_fails(t, f_t) or f_t >= f_lo:
                 hi, f_hi, s_hi = t, f_t, s_t
             else:
                 if curvature_holds(s_t):
-                    return t, x_t, f_t, g_t
+                    return t, point
                 if s_t * (hi - lo) >= 0:
                     hi, f_hi, s_hi = lo, f_lo, s_lo
                 lo, f_lo, s_lo = t, f_t, s_t
@@ -91,16 +128,16 @@ def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c
                 break
         return None
 
-    t_prev, f_prev, s_prev = 0.0, value, slope0
+    t_prev, f_prev, s_prev = 0.0, start.value, slope0
     t = step
     found = None
     while evaluations < max_evaluations:
-        x_t, f_t, g_t, s_t = evaluate(t)
+        point, f_t, s_t = trial(t)
         if armijo_fails(t, f_t) or (evaluations > 1 and f_t >= f_prev):
             found = zoom(t_prev, f_prev, s_prev, t, f_t, s_t)
             break
         if curvature_holds(s_t):
-            found = (t, x_t, f_t, g_t)
+            found = (t, point)
             break
         if s_t >= 0:
             found = zoom(t, f_t, s_t, t_prev, f_prev, s_prev)
@@ -110,58 +147,67 @@ def strong_wolfe(fun, x, value, grad, direction, step, c1=SUFFICIENT_DECREASE, c
     if found is None:
         found = best
     if found is None:
-        return None, x, value, grad, evaluations
+        return None, start, evaluations
     return (*found, evaluations)
 
 
 class CurvatureHistory:
-    """L-BFGS's last ``size`` correction pairs (s, y) for images of ``shape``, and the two-loop
-    recursion over them.
+    """L-BFGS's last ``size`` correction pairs (s, y) for images like ``image`` (shape, type and
+    device), and the two-loop recursion over them.
 
-    The pairs are the rows of one matrix on the device (s of slot j at row 2j, y at row 2j + 1), and
-    their inner products s_i·y_j and y_i·y_j sit on the host, each computed once, when its newer pair
-    arrives. The recursion's 2 x ``size`` inner products with the changing vector are then
-    scalar arithmetic on those, in the same order as the textbook loops (Nocedal & Wright, Algorithm
-    7.4), and the device does three passes over the matrix an iteration: the new pair against all
-    (in ``add``), the gradient against all, and the direction as one combination of all rows (in
-    ``direction``), instead of 4 x ``size`` vector operations, each a kernel launch on a GPU.
+    The pairs are the rows of one matrix on the device (s of slot j at row 2j, y at row 2j + 1), with
+    a slot more than ``size`` for a pair offered by ``add``: the next ``direction`` keeps it where
+    s·y > 1e-10 y·y (the curvature that keeps the approximation positive definite), forgetting the
+    oldest pair when full. The inner products s_i·y_j and y_i·y_j sit on the host, each computed
+    once, when its newer pair arrives. The recursion's 2 x ``size`` inner products with the changing
+    vector are then scalar arithmetic on those and on the rows' products with the gradient, in the
+    same order as the textbook loops (Nocedal & Wright, Algorithm 7.4). So the device does three
+    passes over the matrix an iteration (the new pair against all, the gradient against all, the
+    direction as one combination of all rows) and is read once, instead of 4 x ``size`` vector
+    operations, each a kernel launch on a GPU, and a read for each product.
     """
 
-    def __init__(self, xp, size, shape, dtype=np.float32):
-        self.xp, self.size = xp, size
-        self.rows = xp.empty((2 * size, math.prod(shape)), dtype=dtype)
-        self.order = []  # slots, oldest pair first
-        self.sy = np.zeros((size, size))  # sy[i, j] = s_i·y_j, by slot
-        self.yy = np.zeros((size, size))  # yy[i, j] = y_i·y_j
+    def __init__(self, image, size):
+        self.xp, self.size = array_module(image), size
+        self.rows = self.xp.zeros_like(image, shape=(2 * (size + 1), image.size))
+        self.order = []  # slots of the pairs held, oldest first
+        self.offered = None  # the slot of the pair offered, until the next ``direction``
+        self.sy = np.zeros((size + 1, size + 1))  # sy[i, j] = s_i·y_j, by slot
+        self.yy = np.zeros((size + 1, size + 1))  # yy[i, j] = y_i·y_j
 
     def __len__(self):
         return len(self.order)
 
     def clear(self):
         self.order.clear()
+        self.offered = None
 
     def add(self, s, y):
-        """Keep (s, y), forgetting the oldest pair when full."""
-        if len(self.order) < self.size:
-            slot = len(self.order)  # slots fill in order, so the pairs held are rows[:2 * len]
-        else:
-            slot = self.order.pop(0)
-        self.order.append(slot)
-        self.rows[2 * slot], self.rows[2 * slot + 1] = s.ravel(), y.ravel()
-        held = self.rows[: 2 * len(self.order)]
-        products = to_host(held @ self.rows[2 * slot : 2 * slot + 2].T).astype(np.float64)  # every row against s, y
-        for j in self.order:
-            self.sy[j, slot], self.sy[slot, j] = products[2 * j, 1], products[2 * j + 1, 0]
-            self.yy[j, slot] = self.yy[slot, j] = products[2 * j + 1, 1]
+        """Offer (s, y), in the slot no pair held uses (nothing is read from the device here)."""
+        self.offered = min(set(range(self.size + 1)) - set(self.order))
+        self.rows[2 * self.offered], self.rows[2 * self.offered + 1] = s.ravel(), y.ravel()
 
-    def direction(self, grad):
-        """-H grad, H the L-BFGS inverse Hessian approximation of the pairs held (-grad if none)."""
-        k = len(self.order)
+    def direction(self, grad, square):
+        """``(d, slope)``: d = -H grad, H the L-BFGS inverse Hessian approximation of the pairs held
+        once the pair offered is kept or not, and slope = grad·d, from grad's ``square`` (grad·grad);
+        -grad and -square where no pair is held."""
+        xp = self.xp
+        used = self.order + ([self.offered] if self.offered is not None else [])
+        if not used:
+            return -grad, -square
+        held = self.rows[: 2 * (max(used) + 1)]  # every slot in use (and any other below them, unweighted)
+        with_grad = (held @ grad.ravel())[:, None]
+        if self.offered is not None:  # every row against s, y and grad in one read
+            offered = self.rows[2 * self.offered : 2 * self.offered + 2]
+            products = to_host(xp.concatenate((held @ offered.T, with_grad), axis=1)).astype(np.float64)
+            self._keep(self.offered, products)
+            self.offered = None
+        else:
+            products = to_host(with_grad).astype(np.float64)
+        k, order = len(self.order), self.order
         if k == 0:
-            return -grad
-        xp, order = self.xp, self.order
-        held = self.rows[: 2 * k]
-        product = to_host(held @ grad.ravel()).astype(np.float64)
+            return -grad, -square
+        product = products[:, -1]
         sg, yg = product[0::2][order], product[1::2][order]  # s_i·grad, y_i·grad, oldest first
         sy, yy = self.sy[np.ix_(order, order)], self.yy[np.ix_(order, order)]
         rho = 1.0 / np.diag(sy)
@@ -172,10 +218,22 @@ class CurvatureHistory:
         beta = np.zeros(k)
         for i in range(k):  # r = gamma q + sum over older j of (alpha_j - beta_j) s_j;  beta_i = rho_i y_i·r
             beta[i] = rho[i] * (gamma * (-yg[i] - yy[i] @ alpha) + sy[:i, i] @ (alpha[:i] - beta[:i]))
-        weights = np.zeros(2 * k)  # the direction: -gamma grad + sum of (alpha - beta) s - gamma alpha y
+        weights = np.zeros(len(held))  # the direction: -gamma grad + sum of (alpha - beta) s - gamma alpha y
         weights[0::2][order], weights[1::2][order] = alpha - beta, -gamma * alpha
-        weights = xp.asarray(weights.astype(held.dtype))
-        return (weights @ held).reshape(grad.shape) - gamma * grad
+        slope = float(weights @ product) - gamma * square
+        return (xp.asarray(weights.astype(held.dtype)) @ held).reshape(grad.shape) - gamma * grad, slope
+
+    def _keep(self, slot, products):
+        """Keep the pair offered in ``slot`` if its curvature s·y is positive enough, from
+        ``products`` (every row against its s and y, in the first two columns)."""
+        if not products[2 * slot, 1] > 1e-10 * products[2 * slot + 1, 1]:
+            return
+        if len(self.order) == self.size:
+            self.order.pop(0)
+        self.order.append(slot)
+        for j in self.order:
+            self.sy[j, slot], self.sy[slot, j] = products[2 * j, 1], products[2 * j + 1, 0]
+            self.yy[j, slot] = self.yy[slot, j] = products[2 * j + 1, 1]
 
 
 class LBFGS:
@@ -191,6 +249,9 @@ class LBFGS:
     loss with jumps (a binarized network's: each activation whose sign flips moves it) can trap the
     line search in steps far too small to matter, where the jumps outweigh the slope; a step of a set
     size gets past them.
+
+    Reads from the device: one per evaluation (the value with the gradient's sum, max and square,
+    and the slope along the line) and one per iteration (``CurvatureHistory.direction``).
     """
 
     def __init__(self, fun, x0, history=100, gradient_tolerance=1e-7, change_tolerance=1e-9, stall_steps=()):
@@ -206,61 +267,50 @@ class LBFGS:
     def _unchanged(self, value, value_new):
         return abs(value - value_new) <= self.change_tolerance * max(abs(value_new), 1e-30)
 
-    def _steepest_descent(self, x, value, grad):
-        """The first of ``stall_steps`` along -grad that decreases the loss enough (Armijo), as
-        ``(step, x, value, grad)``, or None."""
-        largest, slope = float(array_module(grad).abs(grad).max()), -_dot(grad, grad)
+    def _steepest_descent(self, point):
+        """The first of ``stall_steps`` along -grad from ``point`` that decreases the loss enough
+        (Armijo), as ``(step, point)``, or None."""
         for size in self.stall_steps:
-            step = size / largest
-            x_new = x - step * grad
-            value_new, grad_new = self.fun(x_new)
+            step = size / point.largest
+            new, _ = evaluate(self.fun, point.x - step * point.grad)
             self.evaluations += 1
-            if math.isfinite(value_new) and value_new <= value + SUFFICIENT_DECREASE * step * slope:
-                return step, x_new, value_new, grad_new
+            if new.finite and new.value <= point.value - SUFFICIENT_DECREASE * step * point.square:
+                return step, new
         return None
 
     def run(self, max_iterations):
-        xp = array_module(self.x)
-        x = self.x
-        value, grad = self.fun(x)
+        point, _ = evaluate(self.fun, self.x)
         self.evaluations += 1
-        _check_finite(value, grad)
-        pairs = CurvatureHistory(xp, max(1, min(self.history, max_iterations)), x.shape, x.dtype)
+        _check_finite(point.value, point.l1)
+        pairs = CurvatureHistory(self.x, max(1, min(self.history, max_iterations)))
         rescued = False  # the last step was one of the stall steps
         for _ in range(max_iterations):
-            if float(xp.abs(grad).max()) <= self.gradient_tolerance:
+            if point.largest <= self.gradient_tolerance:
                 self.stop_reason = "the gradient vanished"
                 return
-            direction = pairs.direction(grad)
-            slope = _dot(grad, direction)
+            direction, slope = pairs.direction(point.grad, point.square)
             if slope >= 0:  # not a descent direction: forget the curvature history
                 pairs.clear()
-                direction = -grad
-                slope = _dot(grad, direction)
-            step = 1.0 if len(pairs) else min(1.0, 1.0 / float(xp.abs(grad).sum()))
-            step, x_new, value_new, grad_new, evaluations = strong_wolfe(self.fun, x, value, grad, direction, step,
-                                                                         slope0=slope)
+                direction, slope = -point.grad, -point.square
+            step = 1.0 if len(pairs) else min(1.0, 1.0 / point.l1)
+            step, new, evaluations = strong_wolfe(self.fun, point, direction, step, slope)
             self.evaluations += evaluations
-            stalled = step is None or self._unchanged(value, value_new)
+            stalled = step is None or self._unchanged(point.value, new.value)
             found = None
             if stalled and self.stall_steps and not rescued:
                 pairs.clear()  # they led here
-                found = self._steepest_descent(x, value, grad)
+                found = self._steepest_descent(point)
                 if found is not None:
-                    step, x_new, value_new, grad_new = found
+                    step, new = found
             rescued = found is not None
             if step is None:
                 self.stop_reason = "the line search found no further decrease"
                 return
-            _check_finite(value_new, grad_new)
-            s, y = x_new - x, grad_new - grad
-            ys, yy = to_host(xp.stack([xp.vdot(y, s), xp.vdot(y, y)])).tolist()  # one read from a GPU, not two
-            if ys > 1e-10 * yy:
-                pairs.add(s, y)
-            unchanged = self._unchanged(value, value_new)
-            x, value, grad = x_new, value_new, grad_new
-            self.x = x
-            yield x, value
+            pairs.add(new.x - point.x, new.grad - point.grad)
+            unchanged = self._unchanged(point.value, new.value)
+            point = new
+            self.x = point.x
+            yield point.x, point.value
             if unchanged:
                 self.stop_reason = "the loss stopped changing"
                 return
@@ -292,9 +342,9 @@ class Adam:
         x = self.x
         for _ in range(max_iterations):
             k = self.steps + 1
-            value, grad = self.fun(x)
+            value, grad, (l1,) = self.fun(x, lambda g: [xp.abs(g).sum()])
             self.evaluations += 1
-            _check_finite(value, grad)
+            _check_finite(value, l1)
             self.m = self.beta1 * self.m + (1 - self.beta1) * grad
             self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
             m_hat = self.m / (1 - self.beta1**k)

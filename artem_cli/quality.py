@@ -159,7 +159,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     smoothing, pixels kept in range. The seed used this to see what binarization does to the
     features. Returns RGB float32 (3, H, W) each."""
     from .losses import tv_loss, within_range
-    from .optim import Adam
+    from .optim import Adam, plain
 
     asked = layer
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
@@ -187,7 +187,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
             return within_range(activation, x, low, high)
 
         x = preprocess.to_vgg(np.full((3, size, size), 0.5, np.float32)) + rng.standard_normal((3, size, size), dtype=np.float32) * 8
-        for x, _ in Adam(shown, x, lr=lr).run(steps):
+        for x, _ in Adam(plain(shown), x, lr=lr).run(steps):
             pass
         images.append(np.clip(preprocess.from_vgg(np.clip(x, low, high)), 0, 1))
         if progress is not None:

@@ -271,7 +271,7 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     from artem_cli import api
 
     out = tmp_path / "out"
-    done, evaluate = batch._Batch.done, api.Objective.__call__
+    done, evaluate = batch._Batch.done, api.Objective.probed
     second = []  # evaluations since the first image was written
 
     def done_then_signal(self, job, result, alpha):
@@ -280,15 +280,15 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
         if when == "between two images":
             os.kill(os.getpid(), signal.SIGINT)
 
-    def signal_in_the_second_image(self, x):
+    def signal_in_the_second_image(self, x, probes):
         if second:
             second.append("evaluated")
             if when == "during the second image" and len(second) == 4:
                 os.kill(os.getpid(), signal.SIGINT)
-        return evaluate(self, x)
+        return evaluate(self, x, probes)
 
     monkeypatch.setattr(batch._Batch, "done", done_then_signal)
-    monkeypatch.setattr(api.Objective, "__call__", signal_in_the_second_image)
+    monkeypatch.setattr(api.Objective, "probed", signal_in_the_second_image)
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST[:2], "--iterations", "30", *FAST[4:], "-q")
     assert r.exit_code == 130 and "Interrupted (SIGINT): 1 images done in this run" in r.stderr, r.output
     assert "failed: broken.png: content image" in r.stderr  # under --quiet, listed when the batch stops

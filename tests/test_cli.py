@@ -144,15 +144,15 @@ def test_ctrl_c_saves_the_current_image(at, tmp_path, monkeypatch, weights_path)
     """At the 30th evaluation some iterations are done (the first line search from the photo takes
     several evaluations); at the first none is, and there is nothing to save."""
     calls = {"n": 0}
-    real = api.Objective.__call__
+    real = api.Objective.probed
 
-    def interrupted(self, x):
+    def interrupted(self, x, probes):
         calls["n"] += 1
         if calls["n"] == at:
             raise KeyboardInterrupt
-        return real(self, x)
+        return real(self, x, probes)
 
-    monkeypatch.setattr(api.Objective, "__call__", interrupted)
+    monkeypatch.setattr(api.Objective, "probed", interrupted)
     out = tmp_path / "o.png"
     r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100", "-q")
     assert r.exit_code == 130
@@ -382,16 +382,16 @@ def test_a_signal_while_compare_makes_its_reports_stops_it(tmp_path, monkeypatch
 
 def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_path):
     """A half-optimized result scored as a whole one would make every ratio wrong."""
-    real = api.Objective.__call__
+    real = api.Objective.probed
     calls = []
 
-    def interrupted(self, x):
+    def interrupted(self, x, probes):
         calls.append(1)
         if len(calls) == 30:
             raise KeyboardInterrupt  # as the signal handler raises it, within the first mode's run
-        return real(self, x)
+        return real(self, x, probes)
 
-    monkeypatch.setattr(api.Objective, "__call__", interrupted)
+    monkeypatch.setattr(api.Objective, "probed", interrupted)
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "100", "-o", tmp_path,
             "--modes", "fp32,bwn")
     assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output

@@ -218,7 +218,7 @@ def test_float16_binary_backward_on_gpu_equals_numpy_fp32(mode, images, weights_
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_stylization_on_gpu_lowers_the_loss(optimizer, images, weights_path):
     objective, x0 = _objective_on(cp, "fp32", images, weights_path, 256)
-    run = LBFGS(objective, x0.copy()) if optimizer == "lbfgs" else Adam(objective, x0.copy(), lr=2.0)
+    run = LBFGS(objective.probed, x0.copy()) if optimizer == "lbfgs" else Adam(objective.probed, x0.copy(), lr=2.0)
     for x, value in run.run(30):
         assert isinstance(x, cp.ndarray)
     assert value < 0.5 * objective.initial["total"]

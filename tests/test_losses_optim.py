@@ -4,9 +4,10 @@ import math
 import numpy as np
 import pytest
 
+from artem_cli.backend import read
 from artem_cli.errors import ArtemError
 from artem_cli.losses import content_loss, gram, style_loss, tv_loss
-from artem_cli.optim import LBFGS, Adam, CurvatureHistory
+from artem_cli.optim import LBFGS, Adam, CurvatureHistory, plain
 
 
 def check_gradient(fun, x, rng, eps=1e-6):
@@ -73,10 +74,10 @@ def run(optimizer, n):
 
 
 def test_lbfgs_minimizes_quadratic_and_rosenbrock():
-    opt = LBFGS(quadratic, np.zeros((2, 5)))
+    opt = LBFGS(plain(quadratic), np.zeros((2, 5)))
     np.testing.assert_allclose(run(opt, 100), 3.0, atol=1e-6)
     assert opt.stop_reason in ("the gradient vanished", "the loss stopped changing")
-    opt = LBFGS(rosenbrock, np.array([-1.2, 1.0]))
+    opt = LBFGS(plain(rosenbrock), np.array([-1.2, 1.0]))
     np.testing.assert_allclose(run(opt, 200), [1.0, 1.0], atol=1e-5)
 
 
@@ -96,34 +97,91 @@ def _two_loop(grad, pairs):
 
 @pytest.mark.parametrize("dtype,tolerance", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_curvature_history_gives_the_two_loop_direction(dtype, tolerance):
-    """Fewer pairs than slots, then more (the oldest forgotten, slots reused out of order), then
-    none after ``clear``; on an image-shaped gradient."""
+    """Fewer pairs than slots, then more (the oldest forgotten, slots reused out of order), a pair of
+    negative curvature offered and dropped, then none after ``clear``; on an image-shaped gradient.
+    The slope returned is the gradient's product with the direction."""
     rng = np.random.default_rng(7)
     shape, size = (3, 4, 5), 5
-    history = CurvatureHistory(np, size, shape, dtype)
+    history = CurvatureHistory(np.zeros(shape, dtype), size)
     pairs = []
-    for count in range(1, 9):
+    for count in range(1, 10):
         s = rng.standard_normal(shape)
         y = s * rng.uniform(0.5, 2.0, shape) + 0.1 * rng.standard_normal(shape)  # y·s > 0, as L-BFGS keeps
-        pairs.append((s.astype(dtype).astype(np.float64).ravel(), y.astype(dtype).astype(np.float64).ravel()))
+        if count == 7:
+            y = -y  # y·s < 0: not kept
+        else:
+            pairs.append((s.astype(dtype).astype(np.float64).ravel(), y.astype(dtype).astype(np.float64).ravel()))
         history.add(s.astype(dtype), y.astype(dtype))
         grad = rng.standard_normal(shape).astype(dtype)
-        direction = history.direction(grad)
-        assert direction.shape == shape and direction.dtype == dtype and len(history) == min(count, size)
+        direction, slope = history.direction(grad, float(np.vdot(grad, grad)))
+        assert direction.shape == shape and direction.dtype == dtype and len(history) == min(len(pairs), size)
         expected = _two_loop(grad.astype(np.float64).ravel(), pairs[-size:])
         assert np.linalg.norm(direction.ravel() - expected) < tolerance * np.linalg.norm(expected)
+        assert slope == pytest.approx(grad.astype(np.float64).ravel() @ expected, rel=tolerance)
     history.clear()
-    assert len(history) == 0 and np.array_equal(history.direction(grad), -grad)
+    direction, slope = history.direction(grad, 2.5)
+    assert len(history) == 0 and np.array_equal(direction, -grad) and slope == -2.5
+
+
+class OnDevice(np.ndarray):
+    """A NumPy array standing in for a GPU's: everything computed from it stays an ``OnDevice``
+    (0-d results too), and reading one on the host other than by ``to_host`` (its ``get``, counted)
+    fails, as each read is a wait for a GPU."""
+
+    reads = 0
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        return np.asarray(array).view(OnDevice)
+
+    def __array_function__(self, func, types, args, kwargs):
+        result = super().__array_function__(func, types, args, kwargs)
+        return np.asarray(result).view(OnDevice) if isinstance(result, (np.ndarray, np.generic)) else result
+
+    def get(self):
+        OnDevice.reads += 1
+        return self.view(np.ndarray).copy()
+
+    def _hidden_read(self, *args):
+        raise AssertionError("an array on the device read without to_host")
+
+    __float__ = __int__ = __bool__ = item = tolist = _hidden_read
+
+
+def _on_device(f):
+    """``f`` (on host arrays) as an objective on ``OnDevice`` ones, its value read with the probes."""
+
+    def fun(x, probes):
+        value, grad = f(x.view(np.ndarray))
+        grad = grad.view(OnDevice)
+        values = read([np.asarray(value).view(OnDevice), *probes(grad)])
+        return values[0], grad, values[1:]
+
+    return fun
+
+
+@pytest.mark.parametrize("f,x0", [(quadratic, np.zeros((3, 4, 5))), (rosenbrock, np.array([-1.2, 1.0]))])
+def test_optimizers_read_the_device_once_per_evaluation_and_lbfgs_once_more_per_iteration(f, x0):
+    """The value with what the optimizer needs of the gradient in one read, and L-BFGS's pair and
+    gradient products in one more (none in the first iteration, which has no pair yet)."""
+    OnDevice.reads = 0
+    lbfgs = LBFGS(_on_device(f), x0.view(OnDevice), history=3)
+    iterations = sum(1 for _ in lbfgs.run(40))
+    assert iterations > 5 and lbfgs.evaluations > iterations  # line searches of several trials, too
+    assert OnDevice.reads == lbfgs.evaluations + iterations - 1
+    assert f(lbfgs.x.view(np.ndarray))[0] < 1e-3 * f(x0)[0]
+    OnDevice.reads = 0
+    adam = Adam(_on_device(f), x0.view(OnDevice), lr=0.01)
+    assert sum(1 for _ in adam.run(20)) == 20 and OnDevice.reads == adam.evaluations == 20
 
 
 def test_lbfgs_never_increases_the_loss():
-    values = [v for _, v in LBFGS(rosenbrock, np.array([-1.2, 1.0]), history=3).run(100)]
+    values = [v for _, v in LBFGS(plain(rosenbrock), np.array([-1.2, 1.0]), history=3).run(100)]
     assert all(b <= a for a, b in zip(values, values[1:]))
 
 
 def test_adam_minimizes_quadratic_and_rosenbrock():
-    np.testing.assert_allclose(run(Adam(quadratic, np.zeros(4), lr=0.1), 2000), 3.0, atol=1e-3)
-    np.testing.assert_allclose(run(Adam(rosenbrock, np.array([-1.2, 1.0]), lr=0.02), 20000), [1.0, 1.0], atol=1e-2)
+    np.testing.assert_allclose(run(Adam(plain(quadratic), np.zeros(4), lr=0.1), 2000), 3.0, atol=1e-3)
+    np.testing.assert_allclose(run(Adam(plain(rosenbrock), np.array([-1.2, 1.0]), lr=0.02), 20000), [1.0, 1.0], atol=1e-2)
 
 
 def test_non_finite_loss_is_a_clear_error():
@@ -131,11 +189,11 @@ def test_non_finite_loss_is_a_clear_error():
         return float("nan"), x
 
     with pytest.raises(ArtemError, match="NaN"):
-        run(LBFGS(bad, np.ones(3)), 5)
+        run(LBFGS(plain(bad), np.ones(3)), 5)
     with pytest.raises(ArtemError, match="NaN"):
-        run(Adam(bad, np.ones(3), lr=1.0), 5)
+        run(Adam(plain(bad), np.ones(3), lr=1.0), 5)
     with pytest.raises(ArtemError, match="learning rate"):
-        Adam(quadratic, np.ones(3), lr=-1)
+        Adam(plain(quadratic), np.ones(3), lr=-1)
 
 
 def test_lbfgs_line_search_backs_off_from_infinite_values():
@@ -144,7 +202,7 @@ def test_lbfgs_line_search_backs_off_from_infinite_values():
             return float("inf"), np.array([np.inf])
         return float((x[0] - 0.9) ** 2), np.array([2 * (x[0] - 0.9)])
 
-    np.testing.assert_allclose(run(LBFGS(cliff, np.array([-50.0])), 50), [0.9], atol=1e-6)
+    np.testing.assert_allclose(run(LBFGS(plain(cliff), np.array([-50.0])), 50), [0.9], atol=1e-6)
 
 
 def test_within_range_scores_the_clipped_image_and_pulls_outside_pixels_back():
@@ -178,11 +236,11 @@ def test_lbfgs_steps_past_a_stalled_line_search_with_the_stall_steps():
         return math.floor(smooth / 1000 + 0.5) * 1000.0, x - target  # the start mid-stair
 
     start = np.zeros(1000)
-    plain = LBFGS(stairs, start)
-    stalled = [(x.copy(), v) for x, v in plain.run(50)]
-    assert plain.stop_reason in ("the loss stopped changing", "the line search found no further decrease")
+    stuck = LBFGS(plain(stairs), start)
+    stalled = [(x.copy(), v) for x, v in stuck.run(50)]
+    assert stuck.stop_reason in ("the loss stopped changing", "the line search found no further decrease")
     assert len(stalled) <= 1 and all(v == stairs(start)[0] and np.abs(x).max() < 1e-6 for x, v in stalled)
-    rescued = LBFGS(stairs, start, stall_steps=(8, 4, 2, 1))
+    rescued = LBFGS(plain(stairs), start, stall_steps=(8, 4, 2, 1))
     points = [(x.copy(), v) for x, v in rescued.run(50)]
     assert np.abs(points[0][0] - start).max() == pytest.approx(8)  # the first stall step
     values = [stairs(start)[0]] + [v for _, v in points]
@@ -198,7 +256,7 @@ def test_lbfgs_takes_the_stall_steps_only_once_in_a_row():
     def slope(x):
         return 50.0 * math.floor(-float(x.sum()) / 50 + 0.5), -np.ones_like(x)
 
-    opt = LBFGS(slope, np.zeros(10), stall_steps=(8,))
+    opt = LBFGS(plain(slope), np.zeros(10), stall_steps=(8,))
     points = [(x.copy(), v) for x, v in opt.run(100)]
     assert np.allclose(points[0][0], 8) and points[0][1] == -100  # the stall step
     assert len(points) <= 2 and all(np.allclose(x, 8, atol=1e-6) and v == -100 for x, v in points[1:])
