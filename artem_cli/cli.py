@@ -625,7 +625,9 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     ignored = _given("aspect", "repeats", "modes", "binary_backward") + (["--layers"] if per_layer else [])
     if end_to_end and ignored:
         _fail(f"{', '.join(ignored)} time{'s' * (len(ignored) == 1)} the pass, not --end-to-end's whole fp32 run")
-    shape = (max(16, round(size * aspect)), size) if aspect <= 1 else (size, max(16, round(size / aspect)))
+    shape = (round(size * aspect), size) if aspect <= 1 else (size, round(size / aspect))
+    if min(shape) < 16:
+        _fail(f"--size {size} at --aspect {aspect:g} is {shape[1]}x{shape[0]} px; the pass needs 16 px on each side")
     try:
         if end_to_end:
             report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path,
@@ -678,15 +680,24 @@ def _dry_run(contents, settings, weights_path, as_json):
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
             click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
                        f"{p['memory_bytes'] / 2**30:.2f} GiB of memory{free}, {p['seconds_per_iteration']:.3g} s per "
-                       f"iteration here, {settings.iterations} iterations in about {p['seconds'] / 60:.1f} min")
+                       f"iteration here, {settings.iterations} iterations in about {_duration(p['seconds'])}")
         if len(predictions) > 1:
             total = sum(p["seconds"] for p in predictions.values())
             peak = max(p["memory_bytes"] for p in predictions.values())
-            click.echo(f"all {len(predictions)} images: about {total / 3600:.2f} h, at most {peak / 2**30:.2f} GiB at once")
+            click.echo(f"all {len(predictions)} images: about {_duration(total)}, at most {peak / 2**30:.2f} GiB at once")
     for error in unreadable.values():
         click.echo(f"Error: {error}", err=True)
     if unreadable:
         sys.exit(1)
+
+
+def _duration(seconds):
+    """``seconds`` in the unit a person reads best: "4.2 s", "12.5 min", "3.1 h"."""
+    if seconds < 90:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _pass_report(report, shape, device, with_torch):

@@ -192,6 +192,8 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert "PyTorch: not run (--no-torch)" in r.output
     r = run("benchmark", "--size", "0")
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
+    r = run("benchmark", "--size", "100", "--aspect", "0.05")  # 5 px high: refused, not quietly made 16
+    assert r.exit_code == 1 and r.stderr == "Error: --size 100 at --aspect 0.05 is 100x5 px; the pass needs 16 px on each side\n"
 
 
 def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
@@ -290,6 +292,13 @@ def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("benchmark", "--device", "cuda", "--size", "32", "--repeats", "1")
     assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy")
+
+
+def test_dry_run_times_read_in_the_unit_that_suits_them():
+    from artem_cli.cli import _duration
+
+    assert [_duration(s) for s in (0.004, 4.23, 42, 95, 3000, 5500, 36000)] == [
+        "0.004 s", "4.2 s", "42 s", "1.6 min", "50.0 min", "1.5 h", "10.0 h"]
 
 
 def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
