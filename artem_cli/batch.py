@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -346,8 +347,11 @@ def dask_client(scheduler=None, workers=None):
             if scheduler is not None:
                 client = stack.enter_context(Client(scheduler, timeout="20s"))
             else:
+                # silence_logs: Dask's own warnings (tasks cancelled by Ctrl-C, workers killed after it)
+                # are not the user's business; errors still show
                 cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                           host="127.0.0.1", dashboard_address=None))
+                                                           host="127.0.0.1", dashboard_address=None,
+                                                           silence_logs=logging.ERROR))
                 client = stack.enter_context(Client(cluster))
         except (OSError, ValueError) as e:  # no scheduler at that address, or no such address
             raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
