@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -102,8 +103,12 @@ class Cublas:
         lib.cublasSetWorkspace_v2.argtypes = [void, void, ctypes.c_size_t]
         lib.cublasGemmStridedBatchedEx.argtypes = [void, i32, i32, i32, i32, i32, void, void, i32, i32, i64, void, i32,
                                                    i32, i64, void, void, i32, i32, i64, i32, i32, i32]
+        lib.cublasDestroy_v2.argtypes = [void]
         self.handle = void()
         self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        # given back with this object (a graph's, so with the graph): a batch of thousands of frames
+        # makes as many; cublasDestroy waits for the device, once per graph
+        self.release = weakref.finalize(self, lib.cublasDestroy_v2, self.handle)
         with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):  # not a graph's pool: it outlives them
             self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.one, self.zero = ctypes.c_float(1), ctypes.c_float(0)

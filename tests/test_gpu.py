@@ -148,6 +148,20 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name):
         assert relative_l2_error(got, cp.asnumpy(expected)) < 1e-5
 
 
+def test_a_graphs_cublas_handle_goes_with_the_graph():
+    """A batch of thousands of frames with --cuda-graph records a graph per frame: each graph's cuBLAS
+    handle must be destroyed with it, not kept to the end of the process."""
+    import gc
+
+    graph = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
+    graph(cp.ones((8, 8), dtype=cp.float32))
+    release = graph.cublas.release
+    assert release.alive
+    del graph
+    gc.collect()
+    assert not release.alive
+
+
 @pytest.mark.parametrize("mode", ["fp32", "xnor"])
 def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call(mode, images, weights_path):
     """``Settings.cuda_graph``: the recorded evaluation, replayed at other points (each replay reads
