@@ -1,0 +1,93 @@
+"""artem's GPU code paths where no GPU is: CuPy's arrays as those paths meet them, on NumPy
+(``cupy_on_numpy``), the kernels of ``kernels/`` under the CUDA emulator.
+
+Not a GPU's numbers (``test_gpu.py`` holds those on a GPU): what is checked here is what CuPy would
+refuse (NumPy arrays mixed with device arrays, a device array handed to NumPy), what a 0-d device
+array breaks where a float is expected, and how often the host waits for the device: an evaluation
+of the objective reads from it once, an L-BFGS iteration once more.
+"""
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cupy_on_numpy
+from artem_cli import api, gpu_binary, io, preprocess, weights
+from artem_cli.api import Settings
+from artem_cli.optim import LBFGS, Adam
+from conftest import EXAMPLES
+from cuda_emulator import EmulatedRuntime
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    return EmulatedRuntime(tmp_path_factory.mktemp("emulated"))
+
+
+@pytest.fixture
+def cuda(monkeypatch, emulator):
+    """``cupy_on_numpy`` as CuPy, for artem's imports of ``cupy`` during the test."""
+    monkeypatch.setattr(cupy_on_numpy, "emulator", emulator)
+    monkeypatch.setitem(sys.modules, "cupy", cupy_on_numpy)
+    gpu_binary._runtime.cache_clear()  # the process's CudaRuntime, made with the CuPy of its time
+    yield cupy_on_numpy
+    gpu_binary._runtime.cache_clear()
+
+
+def _objective(xp, mode, weights_path, shape=(32, 48)):
+    content = preprocess.resize(io.read_image(EXAMPLES / "chelsea.png")[0], shape)
+    style = io.read_image(EXAMPLES / "ihc.png")[0]
+    settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda")
+    net = api.network(settings, weights.load(weights_path, xp))
+    objective = api.build_objective(net, settings, xp.asarray(content), api.Targets(api.style_grams(net, settings, [style])))
+    noise = np.random.default_rng(0).standard_normal(content.shape).astype(np.float32) * 10
+    return objective, preprocess.to_vgg(xp.asarray(content)) + xp.asarray(noise)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bwn", "xnor"])
+def test_the_objective_on_the_gpu_path_equals_numpys_and_reads_the_device_once(mode, cuda, weights_path):
+    """The value and gradient as on NumPy (the XNOR layers on the mma rung, emulated), the gradient
+    left on the device, and one read for the value, its terms and the optimizer's probes."""
+    cpu_objective, x = _objective(np, mode, weights_path)
+    value, grad = cpu_objective(x)
+    objective, x = _objective(cuda, mode, weights_path)
+    cuda.reads = 0
+    value_gpu, grad_gpu, (l1,) = objective.probed(x, lambda g: [abs(g).sum()])
+    assert cuda.reads == 1 and isinstance(grad_gpu, cuda.ndarray) and isinstance(value_gpu, float)
+    assert value_gpu == pytest.approx(value, rel=1e-5) and l1 == pytest.approx(float(np.abs(grad).sum()), rel=1e-4)
+    grad_gpu = grad_gpu.get()
+    assert np.linalg.norm(grad_gpu - grad) < 1e-4 * np.linalg.norm(grad)
+
+
+def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_and_once_per_iteration(cuda,
+                                                                                                        weights_path):
+    objective, x0 = _objective(cuda, "fp32", weights_path)
+    cuda.reads = 0
+    lbfgs = LBFGS(objective.probed, x0, stall_steps=api.STALL_STEPS)
+    iterations = sum(1 for _ in lbfgs.run(8))
+    assert iterations == 8 and cuda.reads == lbfgs.evaluations + iterations - 1
+    assert objective.parts["style"] < 0.5 * objective.initial["style"]
+    cuda.reads = 0
+    adam = Adam(objective.probed, x0, lr=2.0)
+    assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == 5
+
+
+def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_path):
+    """The commands whose results come back from the device: a stylized image saved, and a
+    distillation's loss, a float however it was summed on the device, in its checkpoint."""
+    from artem_cli import distill
+    from artem_cli.cli import main
+
+    out = tmp_path / "gpu.png"
+    r = CliRunner().invoke(main, ["stylize", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "ihc.png"), "-o", str(out),
+                                  "--size", "48", "--iterations", "4", "--device", "cuda", "--json"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == (48, 32)
+    options = dict(mode="bwn", binary_from="conv4_1", steps=2, lr=0.03, crop=32, batch=1, stylized=0, device="cuda")
+    trainer = distill.Trainer(distill.DistillSettings(**options), [EXAMPLES / "chelsea.png"], weights_path)
+    trainer.run(checkpoint=tmp_path / "run.npz", checkpoint_every=1)
+    assert [step for step, _ in trainer.history] == [1, 2] and all(isinstance(v, float) for _, v in trainer.history)
+    assert distill.Trainer(distill.DistillSettings(**options), [EXAMPLES / "chelsea.png"],
+                           weights_path).load_checkpoint(tmp_path / "run.npz")[1][2] == 2
