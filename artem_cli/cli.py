@@ -652,7 +652,8 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         click.echo(bench.end_to_end_markdown(report))
     else:
         _pass_report(report, shape, device, with_torch)
-    failed = [name for name in ("artem_graph", "torch") if end_to_end and "error" in (report.get(name) or {})]
+    sides = report if end_to_end else report["pass"]
+    failed = [name for name in ("artem_graph", "torch") if "error" in (sides.get(name) or {})]
     if failed:  # reported above, and the exit status says so too
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
@@ -719,7 +720,9 @@ def _pass_report(report, shape, device, with_torch):
         shares = ", ".join(f"{mode} {p['macs'] / best / sgemm:.2f}" for mode, (best, _) in p["seconds"].items())
         click.echo(f"  cuBLAS SGEMM 4096^3 in this run: {sgemm / 1e12:.2f} T MAC/s; the pass's rate as direct "
                    f"convolutions over it: {shares}")
-    if torch_result:
+    if torch_result and "error" in torch_result:
+        click.echo(f"  PyTorch: failed ({torch_result['error']})")
+    elif torch_result:
         tb, tm = torch_result["seconds"]
         click.echo(f"  PyTorch {torch_result['version']} ({bench.torch_label(torch_result, device)})  best {tb:.4f}  median {tm:.4f}")
         if "fp32" in p["seconds"]:

@@ -196,6 +196,19 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 1 and r.stderr == "Error: --size 100 at --aspect 0.05 is 100x5 px; the pass needs 16 px on each side\n"
 
 
+def test_a_failed_pytorch_pass_is_reported_beside_artems_figures(monkeypatch, weights_path):
+    """A PyTorch without CUDA beside CuPy (--device cuda), or one out of memory: artem's figures are
+    still printed, with the failure, and the exit status says so."""
+    def no_cuda(*args):
+        raise AssertionError("Torch not compiled with CUDA enabled")
+
+    monkeypatch.setattr(bench, "torch_pass", no_cuda)
+    r = run("benchmark", "--size", "32", "--repeats", "1", "--modes", "fp32")
+    assert r.exit_code == 1 and "artem fp32" in r.stdout, r.output
+    assert "PyTorch: failed (AssertionError: Torch not compiled with CUDA enabled)" in r.stdout
+    assert r.stderr == "Error: the torch side of the comparison failed\n"
+
+
 def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     """The numbers are reported, not asserted: here only that every field is there and sane."""
     out = tmp_path / "e2e.json"
