@@ -97,8 +97,6 @@ class Settings:
             raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
         if self.cuda_graph and self.device != "cuda":
             raise ArtemError("a CUDA graph needs device cuda")
-        if self.cuda_graph and self.binary_backward == "fp16" and self.mode in ("bwn", "xnor"):
-            raise ArtemError("a CUDA graph cannot record the float16 backward (it reads each gradient's scale on the host)")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles

@@ -170,7 +170,7 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     backward through the ±1 weights in ``binary_backward``; on a GPU the xnor modes once with each
     rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``, fp32 also with every float
     convolution as one GEMM, ``fp32/im2col``, and each of these also replayed as one CUDA graph,
-    ``NAME+graph``, where the float16 backward does not rule that out), and the baselines of the same
+    ``NAME+graph``), and the baselines of the same
     run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
@@ -190,7 +190,7 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     seconds, graph_errors = {}, {}
     for name, make in nets.items():
         seconds[name] = artem_pass(make(), image, repeats)
-        if device == "cuda" and (binary_backward == "fp32" or not name.startswith(("bwn", "xnor"))):
+        if device == "cuda":
             try:
                 seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True)
             except Exception as e:  # reported; the plain passes' figures stand

@@ -4,8 +4,9 @@ cuBLAS supports stream capture, but CuPy refuses every cuBLAS call on a stream t
 recorded (its bindings raise ``NotImplementedError`` in ``cublasSetStream``). ``matmul`` therefore
 calls cuBLAS itself, through ctypes, on the recording graph's own handle and workspace (``Cublas``,
 made before the recording, so that nothing is allocated during it), in the precision CuPy would use
-by default: ``cublasGemmStridedBatchedEx`` summing in float32, or in TF32 under ``CUPY_TF32=1`` where
-CuPy would (a single product; its batched products stay float32).
+by default: ``cublasGemmStridedBatchedEx`` summing in float32 (float16 operands too, as the float16
+backward through binary weights has them), or in TF32 under ``CUPY_TF32=1`` where CuPy would (a
+single float32 product; its batched products stay float32).
 ``backend.matmul`` sends it the products made while a ``backend.CudaGraph`` records; every other
 product is CuPy's (or NumPy's) own.
 
@@ -23,7 +24,8 @@ import numpy as np
 from .errors import ArtemError
 
 OP_N, OP_T = 0, 1  # cublasOperation_t
-CUDA_R_32F = 0  # cudaDataType
+CUDA_R_32F, CUDA_R_16F = 0, 2  # cudaDataType
+DATA_TYPES = {np.dtype(np.float32): CUDA_R_32F, np.dtype(np.float16): CUDA_R_16F}
 COMPUTE_32F, COMPUTE_32F_FAST_TF32 = 68, 77  # cublasComputeType_t
 GEMM_DEFAULT = -1  # cublasGemmAlgo_t
 WORKSPACE_BYTES = 32 * 2**20  # cuBLAS's recommendation for Hopper
@@ -51,8 +53,8 @@ def _matrices(shape, strides, itemsize):
 
 
 def gemm_call(a_shape, a_strides, b_shape, b_strides, out_strides, itemsize=4):
-    """The arguments of ``cublasGemmStridedBatchedEx`` that write out = a @ b, for row-major float32
-    operands given by shapes and byte strides, a and b each 2-D or a 3-D stack (batches equal, or
+    """The arguments of ``cublasGemmStridedBatchedEx`` that write out = a @ b, for row-major operands
+    of ``itemsize`` bytes given by shapes and byte strides, a and b each 2-D or a 3-D stack (batches equal, or
     one 2-D), ``out`` C-contiguous in its last two axes: a dict of transa, transb, m, n, k, lda,
     stride_a, ldb, stride_b, ldc, stride_c, batch, with cuBLAS's A the right factor ``b`` (a
     row-major product C = a b is the column-major Cᵀ = bᵀ aᵀ). None where an operand is neither
@@ -120,23 +122,26 @@ class Cublas:
             raise ArtemError(f"{what} failed (cuBLAS status {status})")
 
     def matmul(self, a, b, out=None):
-        """out = a @ b on the current stream: float32, 2-D or 3-D operands as ``gemm_call`` takes."""
+        """out = a @ b on the current stream: float32 or float16 (both alike, and ``out``), 2-D or 3-D
+        operands as ``gemm_call`` takes."""
         import cupy
 
-        if not (a.dtype == b.dtype == np.float32):
-            raise ValueError(f"a recorded matrix product takes float32, not {a.dtype} and {b.dtype}")
+        if a.dtype != b.dtype or a.dtype not in DATA_TYPES:
+            raise ValueError(f"a recorded matrix product takes float32 or float16 alike, not {a.dtype} and {b.dtype}")
         shape = (*([max(len(v) for v in (a, b) if v.ndim == 3)] if 3 in (a.ndim, b.ndim) else []), a.shape[-2], b.shape[-1])
         if out is None:
-            out = cupy.empty(shape, dtype=np.float32)
-        if tuple(out.shape) != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"matmul's out must be C-contiguous float32 of shape {shape}")
-        call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
+            out = cupy.empty(shape, dtype=a.dtype)
+        if tuple(out.shape) != shape or out.dtype != a.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"matmul's out must be C-contiguous {a.dtype} of shape {shape}")
+        call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides, a.itemsize)
         if call is None:
             a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
-            call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
-        # as CuPy computes: TF32 under CUPY_TF32=1 for a single product; its batched matmul sums in float32 regardless
-        single = a.ndim == b.ndim == 2
+            call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides, a.itemsize)
+        # as CuPy computes: TF32 under CUPY_TF32=1 for a single float32 product; its batched matmul sums in
+        # float32 regardless, as its float16 products do
+        single = a.ndim == b.ndim == 2 and a.dtype == np.float32
         compute = COMPUTE_32F_FAST_TF32 if single and int(os.getenv("CUPY_TF32", "0")) > 0 else COMPUTE_32F
+        data = DATA_TYPES[a.dtype]
         c = call
         with self._calls:
             self._check(self.lib.cublasSetStream_v2(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
@@ -145,8 +150,8 @@ class Cublas:
                         "cublasSetWorkspace")
             self._check(self.lib.cublasGemmStridedBatchedEx(
                 self.handle, c["transa"], c["transb"], c["m"], c["n"], c["k"], ctypes.byref(self.one),
-                b.data.ptr, CUDA_R_32F, c["lda"], c["stride_a"], a.data.ptr, CUDA_R_32F, c["ldb"], c["stride_b"],
-                ctypes.byref(self.zero), out.data.ptr, CUDA_R_32F, c["ldc"], c["stride_c"], c["batch"], compute,
+                b.data.ptr, data, c["lda"], c["stride_a"], a.data.ptr, data, c["ldb"], c["stride_b"],
+                ctypes.byref(self.zero), out.data.ptr, data, c["ldc"], c["stride_c"], c["batch"], compute,
                 GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
         return out
 
@@ -169,8 +174,8 @@ def recording(stream, handle):
 
 
 def matmul(a, b, out=None):
-    """a @ b for CuPy float32 arrays on the current stream, which is recording a CUDA graph
-    (``recording``)."""
+    """a @ b for CuPy float32 (or float16) arrays on the current stream, which is recording a CUDA
+    graph (``recording``)."""
     import cupy
 
     with _registry:

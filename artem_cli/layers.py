@@ -21,7 +21,6 @@ The input gradient of a convolution is the convolution of the output gradient wi
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
 import functools
-import math
 
 import numpy as np
 
@@ -270,17 +269,18 @@ class HalfInputGradient:
     def __call__(self, grad):
         xp = array_module(grad)
         g = grad * self.alpha[:, None, None]
-        top = float(xp.abs(g).max())
         h, w = grad.shape[1:]
-        if not top > 0:
-            return xp.zeros((len(self.signs), h, w), dtype=grad.dtype)
-        scale = 2.0 ** math.floor(math.log2(HALF_SUM_MAX / (9 * len(g) * top)))
+        # the scale where g is, not read on the host (on a GPU a read is a wait for it): float64 as
+        # Python's, its exponent kept to float32's normal range; a zero gradient keeps its zeros
+        top = xp.abs(g).max().astype(xp.float64)
+        exponent = xp.floor(xp.log2(HALF_SUM_MAX / (9 * len(g) * xp.where(top > 0, top, 1.0))))
+        scale = xp.exp2(xp.clip(exponent, -126, 127)).astype(grad.dtype)
         cols = _im2col((g * scale).astype(xp.float16), self.workspace)
         if xp is np:
             dx = (self.signs @ cols.astype(np.float32)).astype(np.float16)
         else:
-            dx = self.signs @ cols
-        return (dx.astype(grad.dtype) * grad.dtype.type(1 / scale)).reshape(-1, h, w)
+            dx = matmul(self.signs, cols)  # float16 on tensor cores, summed in float32; recordable in a graph
+        return (dx.astype(grad.dtype) * (1 / scale)).reshape(-1, h, w)
 
 
 class BinaryConv3x3(Conv3x3):

@@ -62,7 +62,7 @@ def _xnor_layer_twin(x_packed, filters, channels, scale, alpha, tap_sums, bias):
 def relative_error(gpu, cpu):
     """Largest difference over the largest value (Winograd F(4x4, 3x3) in float32 is within about
     1e-5 of that on each side)."""
-    gpu, cpu = cp.asnumpy(gpu), np.asarray(cpu)
+    gpu, cpu = cp.asnumpy(gpu).astype(np.float64), np.asarray(cpu, dtype=np.float64)
     return float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
 
 
@@ -70,7 +70,7 @@ def relative_l2_error(gpu, cpu):
     """For whole-network gradients: a few ReLU and max-pool decisions on values within float32
     rounding of a tie go either way and move a little gradient to a neighbouring pixel (float32
     against float64 on the CPU shows the same), so the norm of the difference is compared."""
-    gpu, cpu = cp.asnumpy(gpu), np.asarray(cpu)
+    gpu, cpu = cp.asnumpy(gpu).astype(np.float64), np.asarray(cpu, dtype=np.float64)
     return float(np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu))
 
 
@@ -125,16 +125,19 @@ def test_loss_and_gradient_on_gpu_equal_numpy(mode, rung, images, weights_path):
     assert relative_l2_error(grad_gpu, grad) < 1e-3
 
 
+@pytest.mark.parametrize("dtype,tolerance", [(np.float32, 1e-5), (np.float16, 1e-3)])
 @pytest.mark.parametrize("name", list(test_gpu_gemm.layouts()))
-def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name):
+def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name, dtype, tolerance):
     """``backend.matmul`` while a stream is recorded (cuBLAS through ``gpu_gemm``: CuPy refuses it
-    there), replayed, against CuPy's matmul, on every operand layout of the objective's products."""
-    a, b = test_gpu_gemm.layouts(cp)[name]
+    there), replayed, against CuPy's matmul, on every operand layout of the objective's products, in
+    float32 and in float16 (the backward through binary weights; both sum in float32, the results
+    rounded to float16)."""
+    a, b = test_gpu_gemm.layouts(cp, dtype)[name]
     expected = cp.matmul(a, b)
     handle, stream = gpu_gemm.Cublas(), cp.cuda.Stream(non_blocking=True)
     stream.wait_event(cp.cuda.get_current_stream().record())  # a and b are on the device before the graph reads them
     with stream:
-        out = cp.zeros(expected.shape, dtype=cp.float32)
+        out = cp.zeros(expected.shape, dtype=dtype)
         with gpu_gemm.recording(stream, handle):
             stream.begin_capture()
             try:
@@ -145,7 +148,7 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name):
         graph.launch(stream)
         stream.synchronize()
     for got in (recorded, out):
-        assert relative_l2_error(got, cp.asnumpy(expected)) < 1e-5
+        assert got.dtype == dtype and relative_l2_error(got, cp.asnumpy(expected)) < tolerance
 
 
 def test_a_graphs_cublas_handle_goes_with_the_graph():
@@ -162,16 +165,17 @@ def test_a_graphs_cublas_handle_goes_with_the_graph():
     assert not release.alive
 
 
-@pytest.mark.parametrize("mode", ["fp32", "xnor"])
-def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call(mode, images, weights_path):
+@pytest.mark.parametrize("mode,backward", [("fp32", "fp32"), ("xnor", "fp32"), ("xnor", "fp16")])
+def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call(mode, backward, images, weights_path):
     """``Settings.cuda_graph``: the recorded evaluation, replayed at other points (each replay reads
     the new point), against the same objective evaluated kernel by kernel; and a run with it lowers
-    the loss as far as one without."""
+    the loss as far as one without. The float16 backward through binary weights too: its scales
+    stay on the device, its products are recorded in float16."""
     content, style = images
     values = {}
     for graph in (False, True):
-        settings = Settings(size=128, mode=mode, device="cuda", cuda_graph=graph)
-        net = VGG16(weights.load(weights_path, cp), mode=mode)
+        settings = Settings(size=128, mode=mode, device="cuda", cuda_graph=graph, binary_backward=backward)
+        net = VGG16(weights.load(weights_path, cp), mode=mode, half_backward=backward == "fp16")
         rgb = cp.asarray(preprocess.resize(content, preprocess.scaled_shape(content.shape, 128)))
         objective = build_objective(net, settings, rgb, Targets(style_grams(net, settings, [style])))
         x = preprocess.to_vgg(rgb)

@@ -9,8 +9,8 @@ from artem_cli import gpu_gemm
 
 
 def cublas_gemm(call, a_memory, b_memory, c_memory):
-    """cublasGemmStridedBatchedEx as its documentation defines it, on flat float32 memory starting at
-    each operand's pointer: C[p] = op(A[p]) op(B[p]), column-major, A[p] at p·stride_a with leading
+    """cublasGemmStridedBatchedEx as its documentation defines it, on flat memory starting at each
+    operand's pointer: C[p] = op(A[p]) op(B[p]), column-major, A[p] at p·stride_a with leading
     dimension lda, and so on."""
     m, n, k = call["m"], call["n"], call["k"]
     i, j, l = np.arange(m)[:, None, None], np.arange(n)[None, :, None], np.arange(k)[None, None, :]
@@ -22,18 +22,18 @@ def cublas_gemm(call, a_memory, b_memory, c_memory):
 
 
 def memory_of(view):
-    """The flat float32 memory from ``view``'s first element to the end of its base array."""
+    """The flat memory from ``view``'s first element to the end of its base array."""
     base = view
     while base.base is not None:
         base = base.base
-    start = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // 4
+    start = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // view.itemsize
     return base.reshape(-1)[start:]
 
 
-def layouts(xp=np):
-    """Products as the objective makes them, their operands on ``xp`` (numpy or cupy)."""
+def layouts(xp=np, dtype=np.float32):
+    """Products as the objective makes them, their operands of ``dtype`` on ``xp`` (numpy or cupy)."""
     rng = np.random.default_rng(0)
-    r = lambda *shape: xp.asarray(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
+    r = lambda *shape: xp.asarray(rng.standard_normal(shape).astype(dtype))  # noqa: E731
     f = r(6, 40)
     centre = r(7)
     return {
@@ -53,15 +53,18 @@ def layouts(xp=np):
     }
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("name", list(layouts()))
-def test_gemm_call_writes_what_numpy_matmul_does(name):
-    a, b = layouts()[name]
-    expected = np.matmul(a, b)
-    out = np.full(expected.shape, np.nan, dtype=np.float32)
-    call = gpu_gemm.gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides)
+def test_gemm_call_writes_what_numpy_matmul_does(name, dtype):
+    """float32, and float16 (the backward through binary weights in a graph), by its strides in
+    2-byte elements."""
+    a, b = layouts(np, dtype)[name]
+    expected = np.matmul(a.astype(np.float64), b)
+    out = np.full(expected.shape, np.nan, dtype=np.float64)
+    call = gpu_gemm.gemm_call(a.shape, a.strides, b.shape, b.strides, out.astype(dtype).strides, a.itemsize)
     assert call is not None
     cublas_gemm(call, memory_of(b), memory_of(a), out.reshape(-1))  # cuBLAS's A is the right factor
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_gemm_call_declines_what_is_neither_contiguous_nor_transposed():

@@ -36,23 +36,25 @@ def cuda(monkeypatch, emulator):
     gpu_binary._runtime.cache_clear()
 
 
-def _objective(xp, mode, weights_path, shape=(32, 48)):
+def _objective(xp, mode, weights_path, backward="fp32", shape=(32, 48)):
     content = preprocess.resize(io.read_image(EXAMPLES / "chelsea.png")[0], shape)
     style = io.read_image(EXAMPLES / "ihc.png")[0]
-    settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda")
+    settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda", binary_backward=backward)
     net = api.network(settings, weights.load(weights_path, xp))
     objective = api.build_objective(net, settings, xp.asarray(content), api.Targets(api.style_grams(net, settings, [style])))
     noise = np.random.default_rng(0).standard_normal(content.shape).astype(np.float32) * 10
     return objective, preprocess.to_vgg(xp.asarray(content)) + xp.asarray(noise)
 
 
-@pytest.mark.parametrize("mode", ["fp32", "bwn", "xnor"])
-def test_the_objective_on_the_gpu_path_equals_numpys_and_reads_the_device_once(mode, cuda, weights_path):
-    """The value and gradient as on NumPy (the XNOR layers on the mma rung, emulated), the gradient
-    left on the device, and one read for the value, its terms and the optimizer's probes."""
-    cpu_objective, x = _objective(np, mode, weights_path)
+@pytest.mark.parametrize("mode,backward", [("fp32", "fp32"), ("bwn", "fp32"), ("bwn", "fp16"), ("xnor", "fp32"),
+                                           ("xnor", "fp16")])
+def test_the_objective_on_the_gpu_path_equals_numpys_and_reads_the_device_once(mode, backward, cuda, weights_path):
+    """The value and gradient as on NumPy (the XNOR layers on the mma rung, emulated; the backward
+    through binary weights in float16 scaled where the gradient is), the gradient left on the
+    device, and one read for the value, its terms and the optimizer's probes."""
+    cpu_objective, x = _objective(np, mode, weights_path, backward)
     value, grad = cpu_objective(x)
-    objective, x = _objective(cuda, mode, weights_path)
+    objective, x = _objective(cuda, mode, weights_path, backward)
     cuda.reads = 0
     value_gpu, grad_gpu, (l1,) = objective.probed(x, lambda g: [abs(g).sum()])
     assert cuda.reads == 1 and isinstance(grad_gpu, cuda.ndarray) and isinstance(value_gpu, float)
