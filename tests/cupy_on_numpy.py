@@ -152,9 +152,20 @@ def asnumpy(a, stream=None):
     return a.get() if isinstance(a, ndarray) else np.asarray(a)
 
 
-class _Stream:
-    null = None
+class _Synchronous:
+    """What a stream and a device do here: nothing is queued, so there is nothing to wait for."""
 
+    def synchronize(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Stream(_Synchronous):
     def __init__(self, non_blocking=False):
         self.ptr = id(self)
 
@@ -170,51 +181,26 @@ class _Stream:
     def wait_event(self, event):
         pass
 
-    def synchronize(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
 
 _current = _Stream()
 
 
-class _Device:
+class _Device(_Synchronous):
     compute_capability = "90"
     attributes = {"MultiProcessorCount": 1, "ClockRate": 1_000_000, "MemoryClockRate": 1_000_000}
 
     def __init__(self, device=0):
         self.id = device
 
-    def synchronize(self):
-        pass
-
-    def use(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
 
 class _Pool:
+    """CuPy's memory pools: this one holds nothing (NumPy's arrays are freed as they go)."""
+
     def free_bytes(self):
         return 0
 
     def used_bytes(self):
         return 0
-
-    def total_bytes(self):
-        return 0
-
-    def free_all_blocks(self):
-        pass
 
     def malloc(self, size):
         raise NotImplementedError
