@@ -89,6 +89,9 @@ def _loaded_cublas():
     raise ArtemError("a CUDA graph's matrix products need the cuBLAS library, which cannot be found")
 
 
+_spare_handles = []  # cuBLAS handles of graphs gone, for new ones (append and pop: atomic, no lock to hold)
+
+
 class Cublas:
     """A cuBLAS handle of artem's own, on the current device, with its own workspace (from CuPy's
     default pool), one per graph: graphs replayed at the same time on different streams would race
@@ -105,12 +108,16 @@ class Cublas:
         lib.cublasSetWorkspace_v2.argtypes = [void, void, ctypes.c_size_t]
         lib.cublasGemmStridedBatchedEx.argtypes = [void, i32, i32, i32, i32, i32, void, void, i32, i32, i64, void, i32,
                                                    i32, i64, void, void, i32, i32, i64, i32, i32, i32]
-        lib.cublasDestroy_v2.argtypes = [void]
-        self.handle = void()
-        self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
-        # given back with this object (a graph's, so with the graph): a batch of thousands of frames
-        # makes as many; cublasDestroy waits for the device, once per graph
-        self.release = weakref.finalize(self, lib.cublasDestroy_v2, self.handle)
+        try:
+            self.handle = _spare_handles.pop()
+        except IndexError:
+            self.handle = void()
+            self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        # the handle goes back with this object (a graph's, so with the graph), to the next graph's:
+        # a batch of thousands of frames records as many graphs. Not destroyed: cublasDestroy waits
+        # for the whole device, which would spoil a graph that is being recorded meanwhile, and
+        # Python frees a graph when its collector runs, at any moment.
+        self.release = weakref.finalize(self, _spare_handles.append, self.handle)
         with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):  # not a graph's pool: it outlives them
             self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.one, self.zero = ctypes.c_float(1), ctypes.c_float(0)

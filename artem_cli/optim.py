@@ -5,7 +5,7 @@ Both are written once against the array module of ``x0``, so they run unchanged 
 ``probes(grad)`` (0-d arrays on x's device: what the optimizer needs to know of the gradient), read
 from the device in one transfer with the value. On a GPU each read is a wait for the device, which
 then idles until Python has queued the next work: L-BFGS reads once per evaluation and once per
-iteration, Adam once per step. ``plain(f)`` makes such a function of an ``f(x) → (value, grad)``.
+iteration after the first, Adam once per step. ``plain(f)`` makes such a function of an ``f(x) → (value, grad)``.
 ``run(max_iterations)`` is a generator that yields ``(x, value)`` after every iteration, so the
 caller owns progress bars, snapshots and Ctrl-C; when it ends by itself, ``stop_reason`` says why. A
 NaN or infinite loss or gradient raises ``ArtemError``.
@@ -35,18 +35,20 @@ class Point(NamedTuple):
     x: object
     value: float
     grad: object
-    l1: float  # sum |g|: NaN or infinite where g has such an entry
+    l1: float  # sum |g|: NaN or infinite where g has such an entry (or where its float32 sum overflows)
     largest: float  # max |g|
     square: float  # g·g
 
-    @property
-    def finite(self):
-        return math.isfinite(self.value) and math.isfinite(self.l1)
+
+def _check_finite(value, l1):
+    if not (math.isfinite(value) and math.isfinite(l1)):
+        raise ArtemError("the loss or its gradient became NaN or infinite; try smaller weights or learning rate")
 
 
 def evaluate(fun, x, direction=None):
     """``fun`` at x as a ``Point``, and the slope g·direction along a ``direction`` given (else None),
-    in one read."""
+    in one read. A finite loss with a gradient that is not raises ``ArtemError``; an infinite or NaN
+    loss is the caller's to judge (a line search takes it for "too far")."""
 
     def probes(g):
         xp = array_module(g)
@@ -54,12 +56,9 @@ def evaluate(fun, x, direction=None):
         return [size.sum(), size.max(), xp.vdot(g, g), *([xp.vdot(g, direction)] if direction is not None else [])]
 
     value, grad, (l1, largest, square, *slope) = fun(x, probes)
+    if math.isfinite(value):
+        _check_finite(value, l1)
     return Point(x, value, grad, l1, largest, square), (slope[0] if slope else None)
-
-
-def _check_finite(value, l1):
-    if not (math.isfinite(value) and math.isfinite(l1)):
-        raise ArtemError("the loss or its gradient became NaN or infinite; try smaller weights or learning rate")
 
 
 def _cubic_minimum(t1, f1, g1, t2, f2, g2, lo, hi):
@@ -87,8 +86,7 @@ def strong_wolfe(fun, start, direction, step, slope0, c1=SUFFICIENT_DECREASE, c2
 
     Returns ``(step, point, evaluations)``; the point returned always satisfies the sufficient-decrease
     (Armijo) condition and is finite, or ``step`` is None (and ``point`` is ``start``) when no such
-    point was found. A trial whose value or gradient is not finite counts as "too far" and shrinks
-    the step.
+    point was found. A trial whose value is infinite or NaN counts as "too far" and shrinks the step.
     """
     evaluations = 0
     best = None  # the lowest Armijo-satisfying point seen, as (t, point)
@@ -97,7 +95,7 @@ def strong_wolfe(fun, start, direction, step, slope0, c1=SUFFICIENT_DECREASE, c2
         nonlocal evaluations, best
         evaluations += 1
         point, slope = evaluate(fun, start.x + t * direction, direction)
-        if not point.finite:
+        if not math.isfinite(point.value):
             return point, math.inf, math.nan
         if point.value <= start.value + c1 * t * slope0 and (best is None or point.value < best[1].value):
             best = (t, point)
@@ -251,7 +249,8 @@ class LBFGS:
     size gets past them.
 
     Reads from the device: one per evaluation (the value with the gradient's sum, max and square,
-    and the slope along the line) and one per iteration (``CurvatureHistory.direction``).
+    and the slope along the line) and one per iteration after the first (``CurvatureHistory.direction``,
+    once there is a pair).
     """
 
     def __init__(self, fun, x0, history=100, gradient_tolerance=1e-7, change_tolerance=1e-9, stall_steps=()):
@@ -274,7 +273,7 @@ class LBFGS:
             step = size / point.largest
             new, _ = evaluate(self.fun, point.x - step * point.grad)
             self.evaluations += 1
-            if new.finite and new.value <= point.value - SUFFICIENT_DECREASE * step * point.square:
+            if math.isfinite(new.value) and new.value <= point.value - SUFFICIENT_DECREASE * step * point.square:
                 return step, new
         return None
 

@@ -112,9 +112,8 @@ class ndarray(NDArrayOperatorsMixin):
     def __getitem__(self, index):
         return _wrap(self._a[_operand(index) if isinstance(index, (ndarray, tuple, list)) else index])
 
-    def __setitem__(self, index, value):
-        self._a[_operand(index) if isinstance(index, (ndarray, tuple, list)) else index] = (
-            value._a if isinstance(value, ndarray) else value)
+    def __setitem__(self, index, value):  # from a NumPy array too refused, as CuPy refuses it
+        self._a[_operand(index) if isinstance(index, (ndarray, tuple, list)) else index] = _operand(value)
 
     def __len__(self):
         return len(self._a)

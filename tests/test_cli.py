@@ -194,6 +194,8 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
     r = run("benchmark", "--size", "100", "--aspect", "0.05")  # 5 px high: refused, not quietly made 16
     assert r.exit_code == 1 and r.stderr == "Error: --size 100 at --aspect 0.05 is 100x5 px; the pass needs 16 px on each side\n"
+    r = run("benchmark", "--size", "20", "--end-to-end", "--iterations", "1", "--no-torch")  # --aspect is not its
+    assert r.exit_code == 1 and r.stderr.startswith("Error: the content image at 20x13 px is too small"), r.output
 
 
 def test_a_failed_pytorch_pass_is_reported_beside_artems_figures(monkeypatch, weights_path):

@@ -118,6 +118,8 @@ def test_curvature_history_gives_the_two_loop_direction(dtype, tolerance):
         expected = _two_loop(grad.astype(np.float64).ravel(), pairs[-size:])
         assert np.linalg.norm(direction.ravel() - expected) < tolerance * np.linalg.norm(expected)
         assert slope == pytest.approx(grad.astype(np.float64).ravel() @ expected, rel=tolerance)
+    again, slope_again = history.direction(grad, float(np.vdot(grad, grad)))  # no pair offered since: the same
+    assert np.array_equal(again, direction) and slope_again == slope
     history.clear()
     direction, slope = history.direction(grad, 2.5)
     assert len(history) == 0 and np.array_equal(direction, -grad) and slope == -2.5
@@ -192,6 +194,12 @@ def test_non_finite_loss_is_a_clear_error():
         run(LBFGS(plain(bad), np.ones(3)), 5)
     with pytest.raises(ArtemError, match="NaN"):
         run(Adam(plain(bad), np.ones(3), lr=1.0), 5)
+
+    def broken_gradient(x):  # a finite loss whose gradient turns NaN past x = 1: an error, not "too far"
+        return float((x[0] - 3) ** 2), np.array([np.nan if x[0] > 1 else 2 * (x[0] - 3)])
+
+    with pytest.raises(ArtemError, match="NaN"):
+        run(LBFGS(plain(broken_gradient), np.array([0.0]), stall_steps=(8,)), 5)
     with pytest.raises(ArtemError, match="learning rate"):
         Adam(plain(quadratic), np.ones(3), lr=-1)
 
