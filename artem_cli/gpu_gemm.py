@@ -117,7 +117,7 @@ class Cublas:
         # a batch of thousands of frames records as many graphs. Not destroyed: cublasDestroy waits
         # for the whole device, which would spoil a graph that is being recorded meanwhile, and
         # Python frees a graph when its collector runs, at any moment.
-        self.release = weakref.finalize(self, _spare_handles.append, self.handle)
+        weakref.finalize(self, _spare_handles.append, self.handle)
         with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):  # not a graph's pool: it outlives them
             self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.one, self.zero = ctypes.c_float(1), ctypes.c_float(0)
