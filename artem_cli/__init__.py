@@ -3,6 +3,7 @@
 The Python API: ``Settings``, ``stylize`` (arrays) and ``stylize_file`` (files), ``ArtemError``.
 """
 import os
+import signal
 import sys
 import warnings
 
@@ -23,7 +24,27 @@ if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # spin 2^4 cycles, then sleep
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # numba's own pool, no OpenMP spin-wait
 
-from .api import Result, Settings, stylize, stylize_file  # noqa: E402
 from .errors import ArtemError  # noqa: E402
 
 __all__ = ["ArtemError", "Result", "Settings", "stylize", "stylize_file"]
+
+
+def __getattr__(name):
+    """``Result``, ``Settings``, ``stylize`` and ``stylize_file``, from ``api`` when first asked for: so
+    importing the package loads neither NumPy nor numba, and ``main`` can import them itself."""
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def main():
+    """The ``artem`` command. Its imports (NumPy, numba, Pillow, Click: about half a second) are made
+    here, so that a Ctrl-C while they load ends as one line, as it does later, not as a traceback."""
+    try:
+        from .cli import main as command
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted (SIGINT) while starting: nothing was done\n")
+        sys.exit(128 + signal.SIGINT)
+    command(prog_name="artem")

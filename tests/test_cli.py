@@ -1,6 +1,7 @@
 """The command line: options reach the API, and every bad input is one `Error:` line, never a traceback."""
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -321,6 +322,30 @@ def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr == "Error: content image 'nope.jpg' does not exist\n"
+
+
+INTERRUPTED_WHILE_STARTING = """
+import importlib.abc, importlib.metadata, os, signal, sys
+
+class CtrlCAtNumPy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":  # the Ctrl-C lands while artem's imports load NumPy
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCAtNumPy())
+sys.argv = ["artem", "stylize", "nope.jpg", "nope2.jpg"]
+command = next(iter(importlib.metadata.entry_points(group="console_scripts", name="artem")))
+sys.exit(command.load()())
+"""
+
+
+def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path):
+    # the installed console script, as pip's wrapper runs it, with SIGINT sent to itself at NumPy's import
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_STARTING], capture_output=True, text=True, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (128 + signal.SIGINT, "")
+    assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done\n"
 
 
 def test_mode_option_and_its_errors(tmp_path, weights_path):
