@@ -6,11 +6,13 @@ Reductions and single elements are 0-d arrays, not Python numbers; a NumPy array
 operand of a device array and NumPy refuses to turn a device array into one of its own (as CuPy
 does: each would be a silent transfer); every read from the device (``get``, ``asnumpy``,
 ``float``, ``int``, ``bool``, ``item``, ``tolist``) is counted in ``reads``, as on a GPU each is a wait
-for it. Kernels of ``kernels/`` run under the CUDA emulator (``cuda_emulator``), on a device of
-compute capability 9.0. CUDA graphs are not emulated: beginning a capture raises.
+for it. The default memory pool counts the device arrays' bytes and refuses
+those beyond its limit (``set_limit``). Kernels of ``kernels/`` run under the CUDA emulator
+(``cuda_emulator``), on a device of compute capability 9.0. CUDA graphs are not emulated: beginning a capture raises.
 """
 import contextlib
 import types
+import weakref
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
@@ -56,6 +58,7 @@ class ndarray(NDArrayOperatorsMixin):
     """A device array: a NumPy array inside, reached only through CuPy's interface."""
 
     def __init__(self, a):
+        _pool.made(a)
         self._a = a
 
     # reads from the device, each counted
@@ -192,14 +195,48 @@ class _Device(_Synchronous):
         self.id = device
 
 
+class OutOfMemoryError(MemoryError):
+    """CuPy's ``cuda.memory.OutOfMemoryError``, a MemoryError too."""
+
+
 class _Pool:
-    """CuPy's memory pools: this one holds nothing (NumPy's arrays are freed as they go)."""
+    """CuPy's default memory pool: the bytes of the device arrays alive, each counted from when it is
+    made until NumPy frees it, and the limit ``set_limit`` puts on them (an array beyond it is
+    refused as CuPy refuses it). What NumPy allocates inside an operation and frees before it returns
+    is not counted (on a GPU it would be, for that while)."""
+
+    def __init__(self):
+        self.limit, self.used, self._alive = 0, 0, set()
+
+    def made(self, a):
+        """Count ``a``, a NumPy array just made for a device array, if it owns its memory."""
+        if a.base is not None or id(a) in self._alive:
+            return
+        if self.limit and self.used + a.nbytes > self.limit:
+            raise OutOfMemoryError(f"Out of memory allocating {a.nbytes:,} bytes (allocated so far: {self.used:,} "
+                                   f"bytes, limit set to: {self.limit:,} bytes).")
+        self.used += a.nbytes
+        self._alive.add(id(a))
+        weakref.finalize(a, self._freed, id(a), a.nbytes)
+
+    def _freed(self, key, nbytes):
+        self.used -= nbytes
+        self._alive.discard(key)
+
+    def set_limit(self, size=None, fraction=None):
+        self.limit = size or 0
+
+    def get_limit(self):
+        return self.limit
+
+    def used_bytes(self):
+        return self.used
 
     def free_bytes(self):
         return 0
 
-    def used_bytes(self):
-        return 0
+    def free_all_blocks(self):
+        pass
 
     def malloc(self, size):
         raise NotImplementedError
@@ -216,6 +253,7 @@ def _properties(device=0):
 
 cuda = types.SimpleNamespace(
     Stream=_Stream, Device=_Device, MemoryPool=_Pool, Event=object,
+    memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
     get_current_stream=lambda: _current,
     using_allocator=lambda allocator=None: contextlib.nullcontext(),
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, CUDARuntimeError=CUDARuntimeError,

@@ -93,3 +93,24 @@ def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_pa
     assert [step for step, _ in trainer.history] == [1, 2] and all(isinstance(v, float) for _, v in trainer.history)
     assert distill.Trainer(distill.DistillSettings(**options), [EXAMPLES / "chelsea.png"],
                            weights_path).load_checkpoint(tmp_path / "run.npz")[1][2] == 2
+
+
+def test_out_of_memory_on_the_gpu_path_is_one_clear_error(cuda, tmp_path, weights_path):
+    """Out of device memory while the network loads (64 MiB: the weights alone need more), and in a
+    run (a megabyte beyond what the network and the style's targets hold): one ArtemError, no output."""
+    pool = cuda.get_default_memory_pool()
+    settings = Settings(size=96, iterations=2, device="cuda")
+    pool.set_limit(size=64 * 2**20)
+    try:
+        with pytest.raises(api.ArtemError, match="^out of memory on the GPU at 48x48; use a smaller --size$"):
+            api.stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], tmp_path / "oom.png",
+                             Settings(size=48, iterations=2, device="cuda"), weights_path=weights_path)
+        pool.set_limit(size=0)
+        stylizer = api.Stylizer(settings, weights_path=weights_path)
+        targets = stylizer.targets([io.read_image(EXAMPLES / "ihc.png")[0]])
+        pool.set_limit(size=pool.used_bytes() + 2**20)
+        with pytest.raises(api.ArtemError, match="^out of memory on the GPU at 96x64; use a smaller --size$"):
+            stylizer.stylize(io.read_image(EXAMPLES / "chelsea.png")[0], targets)
+    finally:
+        pool.set_limit(size=0)
+    assert not (tmp_path / "oom.png").exists()
