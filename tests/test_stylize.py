@@ -49,6 +49,20 @@ def test_same_seed_same_bits_and_other_seed_differs(images, weights_path):
     assert not np.array_equal(a, c)
 
 
+def test_a_stylizer_paints_many_images_as_stylize_paints_each(images, weights_path):
+    """The library's way for many images (README): ``artem_cli.Stylizer`` builds the network and the
+    style's targets once; each image it paints is the one ``stylize`` paints alone, to the bit."""
+    import artem_cli
+
+    content, style, _ = images
+    settings = Settings(size=48, iterations=5)
+    stylizer = artem_cli.Stylizer(settings)
+    targets = stylizer.targets([style])
+    flipped = np.ascontiguousarray(content[:, ::-1])
+    for image in (content, flipped, content):
+        assert np.array_equal(stylizer.stylize(image, targets).image, stylize(image, [style], settings).image)
+
+
 def test_same_settings_give_the_same_file_in_two_processes(tmp_path, weights_path):
     """Two processes (run at the same time) with the same inputs, settings and seed write the same bytes."""
     import subprocess
