@@ -6,11 +6,22 @@ Reductions and single elements are 0-d arrays, not Python numbers; a NumPy array
 operand of a device array and NumPy refuses to turn a device array into one of its own (as CuPy
 does: each would be a silent transfer); every read from the device (``get``, ``asnumpy``,
 ``float``, ``int``, ``bool``, ``item``, ``tolist``) is counted in ``reads``, as on a GPU each is a wait
-for it. The default memory pool counts the device arrays' bytes and refuses
-those beyond its limit (``set_limit``). Kernels of ``kernels/`` run under the CUDA emulator
-(``cuda_emulator``), on a device of compute capability 9.0. CUDA graphs are not emulated: beginning a capture raises.
+for it. The default memory pool counts the device arrays' bytes and refuses those beyond its limit
+(``set_limit``). Kernels of ``kernels/`` run under the CUDA emulator (``cuda_emulator``), on a device
+of compute capability 9.0; ``cublas`` stands in for the cuBLAS library that ``gpu_gemm`` calls.
+
+CUDA graphs: while a stream records (``begin_capture`` to ``end_capture``), each operation is carried
+out and also recorded, with its arguments as they were (device arrays as themselves, Python numbers
+as their values then); when the recording ends, every array made during it is overwritten with NaN
+bytes, and ``launch`` carries out the recorded operations again, into the same arrays: so a replay
+computes only what was recorded, from what the inputs hold at replay, with the numbers of the
+recording. What CuPy refuses while a stream records is refused here: reads from the device,
+copies from the host, cuBLAS calls of its own (matrix products), concatenating more than 8 small
+arrays (CuPy copies a table of their addresses to the device) and indexing by a boolean mask.
 """
 import contextlib
+import ctypes
+import threading
 import types
 import weakref
 
@@ -22,7 +33,52 @@ reads = 0  # reads from the device so far
 
 def _read():
     global reads
+    _refused_while_recording("D2H transfers")
     reads += 1
+
+
+_by_pointer = weakref.WeakValueDictionary()  # the streams alive, by their pointers
+_streams = threading.local()  # the current stream of each thread (CuPy's is per thread)
+
+
+def _current_stream():
+    stack = getattr(_streams, "stack", None)
+    return stack[-1] if stack else _null
+
+
+def _tape():
+    """The operations of the graph the current stream records, None when it records none."""
+    return _current_stream().tape
+
+
+def _refused_while_recording(what):
+    if _tape() is not None:
+        raise RuntimeError(f"the current stream is capturing, so {what} are disallowed")
+
+
+def _run(fn, args=(), kwargs=None, record=True):
+    """``fn`` on the NumPy arrays inside ``args`` and ``kwargs``, its result as device arrays; while
+    the current stream records a graph, recorded as well (``_Graph.launch`` carries it out again)."""
+    kwargs = kwargs or {}
+    result = _wrap(fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
+    tape = _tape()
+    if tape is not None and record:
+        tape.append((fn, args, kwargs, result))
+    return result
+
+
+def _root(a):
+    while isinstance(a, np.ndarray) and isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _leaves(value):
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
 
 
 def _operand(a):
@@ -92,20 +148,24 @@ class ndarray(NDArrayOperatorsMixin):
 
     # computing on the device
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if ufunc is np.matmul:
+            _refused_while_recording_by_cublas(*inputs)
         if out is not None:
-            kwargs["out"] = tuple(_operand(o) for o in out)
-        result = getattr(ufunc, method)(*(_operand(i) for i in inputs), **kwargs)
+            kwargs["out"] = out
+        result = _run(getattr(ufunc, method), inputs, kwargs)
         if out is not None:
             return out[0] if len(out) == 1 else out
-        return _wrap(result)
+        return result
 
     def __array_function__(self, func, types, args, kwargs):
-        return _wrap(func(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
+        return _function(func, args, kwargs)
 
     def __getattr__(self, name):  # shape, dtype, reshape, sum, astype ... of the array inside
         value = getattr(self._a, name)
         if callable(value):
-            return lambda *args, **kwargs: _wrap(value(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
+            if name == "dot":
+                return lambda other, out=None: _function(np.dot, (self, other), {"out": out})
+            return lambda *args, **kwargs: _run(value, args, kwargs)
         return _wrap(value) if isinstance(value, np.ndarray) else value
 
     @property
@@ -113,10 +173,12 @@ class ndarray(NDArrayOperatorsMixin):
         return _Memory(self._a)
 
     def __getitem__(self, index):
-        return _wrap(self._a[_operand(index) if isinstance(index, (ndarray, tuple, list)) else index])
+        if any(isinstance(i, ndarray) and i.dtype == np.bool_ for i in _leaves(index)):
+            _refused_while_recording("synchronous API calls")  # CuPy counts a mask's elements on the host
+        return _run(_getitem, (self, index))
 
     def __setitem__(self, index, value):  # from a NumPy array too refused, as CuPy refuses it
-        self._a[_operand(index) if isinstance(index, (ndarray, tuple, list)) else index] = _operand(value)
+        _run(_setitem, (self, index, value))
 
     def __len__(self):
         return len(self._a)
@@ -128,26 +190,39 @@ class ndarray(NDArrayOperatorsMixin):
         return f"cupy_on_numpy.ndarray({self._a!r})"
 
 
+def _getitem(a, index):
+    return a[index]
+
+
+def _setitem(a, index, value):
+    a[index] = value
+
+
 ndarray.__module__ = "cupy_on_numpy"  # backend.array_module tells CuPy's arrays by their module
 
 
-def _host(a, dtype=None):
-    """What may be copied to the device: a NumPy array, a scalar, a list (a device array as it is)."""
-    return a._a if isinstance(a, ndarray) else np.asarray(a, dtype=dtype)
+def _from_host(a, dtype=None, order="K"):
+    """A copy of host data (a NumPy array, a scalar, a list) made on the device."""
+    _refused_while_recording("H2D transfers")
+    return ndarray(np.array(a, dtype=dtype, order=order))
 
 
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
-        return ndarray(np.asarray(a._a, dtype=dtype, order=order))
-    return ndarray(np.array(a, dtype=dtype, order=order or "K"))
+        return _run(np.asarray, (a,), {"dtype": dtype, "order": order})
+    return _from_host(a, dtype, order or "K")
 
 
 def array(a, dtype=None, copy=True, order="K", ndmin=0):
-    return ndarray(np.array(_host(a), dtype=dtype, copy=copy, order=order, ndmin=ndmin))
+    if isinstance(a, ndarray):
+        return _run(np.array, (a,), {"dtype": dtype, "copy": copy, "order": order, "ndmin": ndmin})
+    return _from_host(np.array(a, ndmin=ndmin), dtype, order)
 
 
 def ascontiguousarray(a, dtype=None):
-    return ndarray(np.ascontiguousarray(_host(a), dtype=dtype))
+    if isinstance(a, ndarray):
+        return _run(np.ascontiguousarray, (a,), {"dtype": dtype})
+    return _from_host(a, dtype, "C")
 
 
 def asnumpy(a, stream=None):
@@ -168,14 +243,39 @@ class _Synchronous:
 
 
 class _Stream(_Synchronous):
-    def __init__(self, non_blocking=False):
-        self.ptr = id(self)
+    """A stream: current in a ``with`` block (its thread's), recording a graph between
+    ``begin_capture`` and ``end_capture``."""
 
-    def is_capturing(self):
+    def __init__(self, non_blocking=False, null=False):
+        self.ptr = 0 if null else id(self)
+        _by_pointer[self.ptr] = self
+        self.tape = None  # the operations recorded, while recording
+        self.made = None  # the arrays made meanwhile
+
+    def __enter__(self):
+        _streams.stack = [*getattr(_streams, "stack", []), self]
+        return self
+
+    def __exit__(self, *exc):
+        _streams.stack.pop()
         return False
 
-    def begin_capture(self, *args):
-        raise NotImplementedError("CUDA graphs are not emulated on NumPy")
+    def is_capturing(self):
+        return self.tape is not None
+
+    def begin_capture(self, mode=None):
+        if self.ptr == 0:
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if self.tape is not None:
+            raise RuntimeError("the stream is capturing already")
+        self.tape, self.made = [], []
+
+    def end_capture(self):
+        graph = _Graph(self.tape, self.made)
+        self.tape = self.made = None
+        for a in graph.made:  # what only a replay writes
+            ctypes.memset(a.ctypes.data, 0xFF, a.nbytes)
+        return graph
 
     def record(self, event=None):
         return object()
@@ -184,7 +284,22 @@ class _Stream(_Synchronous):
         pass
 
 
-_current = _Stream()
+class _Graph:
+    """A recorded graph: its operations, and the arrays made while it recorded (its memory)."""
+
+    def __init__(self, tape, made):
+        self.tape, self.made = tape, made
+
+    def launch(self, stream=None):
+        for fn, args, kwargs, result in self.tape:
+            again = fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()})
+            for old, new in zip(_leaves(result), _leaves(again)):
+                # into the arrays the recording wrote (an operation that gives a view wrote none)
+                if isinstance(old, ndarray) and _root(new) is not _root(old._a):
+                    np.copyto(old._a, new)
+
+
+_null = _Stream(null=True)
 
 
 class _Device(_Synchronous):
@@ -217,6 +332,9 @@ class _Pool:
                                    f"bytes, limit set to: {self.limit:,} bytes).")
         self.used += a.nbytes
         self._alive.add(id(a))
+        stream = _current_stream()
+        if stream.made is not None:
+            stream.made.append(a)
         weakref.finalize(a, self._freed, id(a), a.nbytes)
 
     def _freed(self, key, nbytes):
@@ -254,7 +372,7 @@ def _properties(device=0):
 cuda = types.SimpleNamespace(
     Stream=_Stream, Device=_Device, MemoryPool=_Pool, Event=object,
     memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
-    get_current_stream=lambda: _current,
+    get_current_stream=_current_stream,
     using_allocator=lambda allocator=None: contextlib.nullcontext(),
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, CUDARuntimeError=CUDARuntimeError,
                                   memGetInfo=lambda: (64 * 2**30, 80 * 2**30), runtimeGetVersion=lambda: 13000,
@@ -278,9 +396,34 @@ class RawModule:
 
     def get_function(self, name):
         def launch(grid, block, args):
-            emulator.launch(name, tuple(grid), block[0], [a._a if isinstance(a, ndarray) else a for a in args])
+            _run(lambda *arrays: emulator.launch(name, tuple(grid), block[0], list(arrays)), args)
 
         return launch
+
+
+_BY_CUBLAS = {"matmul", "dot", "inner", "tensordot", "einsum"}  # CuPy's that call cuBLAS (vdot does not)
+_JOINING = {"concatenate", "stack", "hstack", "vstack"}  # CuPy's that concatenate
+_UNRECORDED = {"empty", "empty_like"}  # allocations alone: nothing for a graph to do
+
+
+def _refused_while_recording_by_cublas(*operands):
+    """A product of ``operands`` by cuBLAS, which CuPy calls for all but one vector times another."""
+    if all(getattr(a, "ndim", 0) <= 1 for a in operands[:2]) and len(operands) >= 2:
+        return
+    if _tape() is not None:  # CuPy's cublasSetStream refuses a stream that records
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+
+def _function(func, args, kwargs):
+    """NumPy's ``func`` on device arrays, refused while recording where CuPy's would be."""
+    name = func.__name__
+    if name in _BY_CUBLAS:
+        _refused_while_recording_by_cublas(*(args if name != "einsum" else ()))
+    if name in _JOINING and len(args[0]) > 8:
+        arrays = [a for a in args[0] if isinstance(a, ndarray)]
+        if len({a.dtype for a in arrays}) == 1 and sum(a.nbytes for a in arrays) < 2 * 2**20 * len(arrays):
+            _refused_while_recording("H2D transfers")  # one kernel, given a table of the arrays' addresses
+    return _run(func, args, kwargs, record=name not in _UNRECORDED)
 
 
 def __getattr__(name):
@@ -288,12 +431,76 @@ def __getattr__(name):
     value = getattr(np, name)
     if isinstance(value, type) or not callable(value):
         return value  # cupy.float32 is numpy.float32
-
-    def on_device(*args, **kwargs):
-        return _wrap(value(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
-
-    return on_device
+    return lambda *args, **kwargs: _function(value, args, kwargs)
 
 
 lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
-    as_strided=lambda a, shape=None, strides=None: ndarray(np.lib.stride_tricks.as_strided(a._a, shape, strides))))
+    as_strided=lambda a, shape=None, strides=None: _run(np.lib.stride_tricks.as_strided, (a, shape, strides))))
+
+
+def cublas_gemm(call, a_memory, b_memory, c_memory):
+    """cublasGemmStridedBatchedEx as its documentation defines it, on flat memory starting at each
+    operand's pointer: C[p] = op(A[p]) op(B[p]), column-major, A[p] at p·stride_a with leading
+    dimension lda, and so on; summed in float32 (cuBLAS's CUBLAS_COMPUTE_32F)."""
+    m, n, k, batch = call["m"], call["n"], call["k"], call["batch"]
+
+    def matrices(memory, rows, cols, ld, stride, transposed):
+        """The matrices at ``memory`` (batch, rows, cols): column by column, or row by row when transposed."""
+        step = memory.itemsize
+        strides = (stride * step, ld * step, step) if transposed else (stride * step, step, ld * step)
+        return np.lib.stride_tricks.as_strided(memory, (batch, rows, cols), strides)
+
+    a = matrices(a_memory, m, k, call["lda"], call["stride_a"], call["transa"] != 0)
+    b = matrices(b_memory, k, n, call["ldb"], call["stride_b"], call["transb"] != 0)
+    matrices(c_memory, m, n, call["ldc"], call["stride_c"], False)[...] = np.matmul(a.astype(np.float32),
+                                                                                   b.astype(np.float32))
+
+
+_cublas_streams = {}  # a cuBLAS handle of the stand-in: the stream set on it
+_CUDA_TYPES = {0: np.float32, 2: np.float16}  # cudaDataType: CUDA_R_32F, CUDA_R_16F
+
+
+def _cublas_create(handle):
+    handle._obj.value = len(_cublas_streams) + 1
+    _cublas_streams[handle._obj.value] = 0
+    return 0
+
+
+def _cublas_set_stream(handle, stream):
+    _cublas_streams[handle.value] = stream
+    return 0
+
+
+def _cublas_gemm_strided_batched(handle, transa, transb, m, n, k, alpha, a, a_type, lda, stride_a, b, b_type, ldb,
+                                 stride_b, beta, c, c_type, ldc, stride_c, batch, compute, algo):
+    """``cublas_gemm`` on the memory at the pointers given, recorded where the handle's stream records."""
+    if (alpha._obj.value, beta._obj.value) != (1, 0) or not a_type == b_type == c_type:
+        raise NotImplementedError("the stand-in computes alpha 1, beta 0, one data type")
+    call = dict(transa=transa, transb=transb, m=m, n=n, k=k, lda=lda, stride_a=stride_a, ldb=ldb, stride_b=stride_b,
+                ldc=ldc, stride_c=stride_c, batch=batch)
+    rows_a, cols_a = (m, k) if transa == 0 else (k, m)
+    rows_b, cols_b = (k, n) if transb == 0 else (n, k)
+    memory = [_at(pointer, _CUDA_TYPES[a_type], (batch - 1) * stride + (rows - 1) + (cols - 1) * ld + 1)
+              for pointer, stride, rows, cols, ld in ((a, stride_a, rows_a, cols_a, lda),
+                                                      (b, stride_b, rows_b, cols_b, ldb), (c, stride_c, m, n, ldc))]
+
+    def gemm():
+        cublas_gemm(call, *memory)
+
+    gemm()
+    stream = _by_pointer.get(_cublas_streams[handle.value])
+    if stream is not None and stream.tape is not None:
+        stream.tape.append((gemm, (), {}, None))
+    return 0
+
+
+def _at(pointer, dtype, length):
+    """The ``length`` elements of ``dtype`` at ``pointer``, as a NumPy array (no copy)."""
+    size = length * np.dtype(dtype).itemsize
+    return np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(pointer)).view(dtype)
+
+
+# the functions of the cuBLAS library that ``gpu_gemm.Cublas`` calls through ctypes
+cublas = types.SimpleNamespace(cublasCreate_v2=_cublas_create, cublasSetStream_v2=_cublas_set_stream,
+                               cublasSetWorkspace_v2=lambda handle, workspace, size: 0,
+                               cublasGemmStridedBatchedEx=_cublas_gemm_strided_batched)

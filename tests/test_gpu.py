@@ -163,9 +163,15 @@ def test_a_graphs_cublas_handle_goes_to_the_next_graph():
     handle = graph.cublas.handle.value
     del graph
     gc.collect()
-    again = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
-    (product,) = again(x)
-    assert again.cublas.handle.value == handle
+    gc.disable()  # no other graph's handle comes back while the next graph takes one
+    try:
+        spare = [h.value for h in gpu_gemm._spare_handles]  # with those of any other graphs gone meanwhile
+        assert handle in spare
+        again = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
+        (product,) = again(x)
+        assert again.cublas.handle.value in spare and len(gpu_gemm._spare_handles) == len(spare) - 1
+    finally:
+        gc.enable()
     assert relative_l2_error(product, cp.asnumpy(x) @ cp.asnumpy(x).T) < 1e-6
 
 

@@ -4,8 +4,10 @@
 Not a GPU's numbers (``test_gpu.py`` holds those on a GPU): what is checked here is what CuPy would
 refuse (NumPy arrays mixed with device arrays, a device array handed to NumPy), what a 0-d device
 array breaks where a float is expected, and how often the host waits for the device: an evaluation
-of the objective reads from it once, an L-BFGS iteration once more.
+of the objective reads from it once, an L-BFGS iteration once more; what a CUDA graph may not do
+while it records, and what its replays compute; running out of device memory.
 """
+import dataclasses
 import sys
 
 import numpy as np
@@ -14,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cupy_on_numpy
-from artem_cli import api, gpu_binary, io, preprocess, weights
+from artem_cli import api, gpu_binary, gpu_gemm, io, preprocess, weights
 from artem_cli.api import Settings
 from artem_cli.optim import LBFGS, Adam
 from conftest import EXAMPLES
@@ -31,15 +33,17 @@ def cuda(monkeypatch, emulator):
     """``cupy_on_numpy`` as CuPy, for artem's imports of ``cupy`` during the test."""
     monkeypatch.setattr(cupy_on_numpy, "emulator", emulator)
     monkeypatch.setitem(sys.modules, "cupy", cupy_on_numpy)
+    monkeypatch.setattr(gpu_gemm, "_loaded_cublas", lambda: cupy_on_numpy.cublas)
     gpu_binary._runtime.cache_clear()  # the process's CudaRuntime, made with the CuPy of its time
     yield cupy_on_numpy
     gpu_binary._runtime.cache_clear()
 
 
-def _objective(xp, mode, weights_path, backward="fp32", shape=(32, 48)):
+def _objective(xp, mode, weights_path, backward="fp32", shape=(32, 48), graph=False):
     content = preprocess.resize(io.read_image(EXAMPLES / "chelsea.png")[0], shape)
     style = io.read_image(EXAMPLES / "ihc.png")[0]
-    settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda", binary_backward=backward)
+    settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda", binary_backward=backward,
+                        cuda_graph=graph)
     net = api.network(settings, weights.load(weights_path, xp))
     objective = api.build_objective(net, settings, xp.asarray(content), api.Targets(api.style_grams(net, settings, [style])))
     noise = np.random.default_rng(0).standard_normal(content.shape).astype(np.float32) * 10
@@ -74,6 +78,63 @@ def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_
     cuda.reads = 0
     adam = Adam(objective.probed, x0, lr=2.0)
     assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == 5
+
+
+@pytest.mark.parametrize("mode,backward", [("fp32", "fp32"), ("xnor", "fp32"), ("bwn", "fp16")])
+def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call(mode, backward, cuda, weights_path):
+    """``Settings.cuda_graph``: the evaluation recorded once (nothing read from the device or copied
+    to it meanwhile, no cuBLAS call of CuPy's: the stand-in refuses each), then replayed at other
+    points, each replay computing from its own point what the objective computes call by call (the
+    XNOR layers on the mma rung; the float16 backward through binary weights, its scales on the
+    device); one read an evaluation."""
+    objective, x = _objective(cuda, mode, weights_path, backward)
+    graphed, _ = _objective(cuda, mode, weights_path, backward, graph=True)
+    for point in (x, x + 3, x * 0.9):  # recorded at the first, replayed at each
+        value, grad, (l1,) = objective.probed(point, lambda g: [abs(g).sum()])
+        cuda.reads = 0
+        value_g, grad_g, (l1_g,) = graphed.probed(point, lambda g: [abs(g).sum()])
+        assert cuda.reads == 1
+        # the recorded products are summed in float64 (the stand-in's cuBLAS), the others in float32, so
+        # a ReLU or max-pool decision near a tie may go the other way (seen: 8e-4 of the gradient at x + 3);
+        # the gradients at these points differ from one another by 9 % (x, x + 3) to 64 %
+        assert value_g == pytest.approx(value, rel=1e-5) and l1_g == pytest.approx(l1, rel=1e-3)
+        assert graphed.parts == pytest.approx(objective.parts, rel=1e-5)
+        grad, grad_g = grad.get(), grad_g.get()
+        assert np.linalg.norm(grad_g - grad) < 1e-2 * np.linalg.norm(grad)
+    assert graphed._graph.graph is not None
+
+
+def test_a_stylization_with_each_evaluation_one_cuda_graph(cuda, weights_path):
+    content, style = (io.read_image(EXAMPLES / name)[0] for name in ("chelsea.png", "ihc.png"))
+    settings = Settings(size=48, iterations=6, device="cuda")
+    plain = api.stylize(content, [style], settings)
+    graphed = api.stylize(content, [style], dataclasses.replace(settings, cuda_graph=True))
+    # the runs part in the last bits at the first products (above), then as L-BFGS runs do (seen: 0.4 %)
+    assert graphed.losses["total"] == pytest.approx(plain.losses["total"], rel=2e-2)
+    assert graphed.losses["total"] < graphed.initial_losses["total"] / 2
+
+
+def test_a_graphs_cublas_handle_goes_to_the_next_graph(cuda):
+    import gc
+
+    from artem_cli import backend
+
+    x = cuda.arange(64, dtype=np.float32).reshape(8, 8)
+    graph = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
+    graph(x)
+    handle = graph.cublas.handle.value
+    del graph
+    gc.collect()
+    gc.disable()  # no other graph's handle comes back while the next graph takes one
+    try:
+        spare = [h.value for h in gpu_gemm._spare_handles]  # with those of any other graphs gone meanwhile
+        assert handle in spare
+        again = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
+        (product,) = again(x)
+        assert again.cublas.handle.value in spare and len(gpu_gemm._spare_handles) == len(spare) - 1
+    finally:
+        gc.enable()
+    assert np.array_equal(product.get(), x.get() @ x.get().T)
 
 
 def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_path):
