@@ -540,9 +540,17 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     settings.validate(len(style_paths))
     if settings.init == "previous":
         raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
-    if Path(output).resolve() in {Path(p).resolve() for p in (content_path, *style_paths)}:
-        raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
+    init_path = () if settings.init in ("content", "random") else (settings.init,)
+    inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path)}
+    snapshots = [snapshot_path(output, i) for i in range(save_every, settings.iterations + 1, save_every)] if save_every else []
+    for path in (output, *snapshots):
+        if Path(path).resolve() in inputs:
+            raise ArtemError(f"the output '{path}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)
+    existing = [path for path in snapshots if path.exists()]
+    if existing and not overwrite:
+        raise ArtemError(f"'{existing[0]}' already exists, and --save-every {save_every} would replace it; pass "
+                         "--overwrite to replace it")
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
     init_image = None

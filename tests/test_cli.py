@@ -126,11 +126,26 @@ def test_a_failed_side_of_the_end_to_end_comparison_fails_the_command(monkeypatc
 
 
 def test_an_output_never_replaces_an_input(tmp_path, weights_path):
-    content = tmp_path / "cat.png"
-    content.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
-    r = run("stylize", content, STYLE, "-o", content, *FAST, "--overwrite")
-    assert r.exit_code == 1 and "would replace an input image" in r.stderr
-    assert content.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes()
+    """Not the result, nor a snapshot, even with --overwrite: not the content, a style or the init image."""
+    content, init, style = tmp_path / "cat.png", tmp_path / "start.png", tmp_path / "out_00002.png"
+    for image in (content, init, style):
+        image.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    for output, options in [(content, []), (init, ["--init", init]), (tmp_path / "out.png", ["--save-every", "2"])]:
+        r = run("stylize", content, style, "-o", output, *FAST, "--overwrite", *options)
+        assert r.exit_code == 1 and "would replace an input image" in r.stderr, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.png", "out_00002.png", "start.png"]
+    assert all(image.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes() for image in (content, init, style))
+
+
+def test_an_existing_snapshot_is_kept_without_overwrite(tmp_path, weights_path):
+    out, snapshot = tmp_path / "out.png", tmp_path / "out_00002.png"
+    snapshot.write_bytes(b"earlier result")
+    r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--save-every", "2")
+    assert r.exit_code == 1 and r.stderr == (f"Error: '{snapshot}' already exists, and --save-every 2 would replace it; "
+                                             "pass --overwrite to replace it\n")
+    assert snapshot.read_bytes() == b"earlier result" and not out.exists()
+    assert run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--save-every", "2", "--overwrite").exit_code == 0
+    assert Image.open(snapshot).size == (48, 32)
 
 
 def test_corrupt_weights_are_one_error_line(tmp_path):

@@ -75,8 +75,12 @@ def test_sigkill_in_the_middle_of_a_write_leaves_no_partial_file(tmp_path, weigh
     expected = ["out_00001.png", "out_00002.png", "out.png"][: nth - 1]
     assert_only_complete_files(tmp_path, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
-    # a later run works
+    # a later run says what is in the way, and replaces it when asked
     done = subprocess.run(artem(*STYLIZE_WRITES, "-o", out), capture_output=True, text=True)
+    if expected:
+        assert (done.returncode, done.stderr) == (1, f"Error: '{tmp_path / expected[0]}' already exists, and "
+                                                     "--save-every 1 would replace it; pass --overwrite to replace it\n")
+        done = subprocess.run(artem(*STYLIZE_WRITES, "-o", out, "--overwrite"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert_only_complete_files(tmp_path, ["out_00001.png", "out_00002.png", "out.png"])
     assert len(list(tmp_path.iterdir())) == 3
