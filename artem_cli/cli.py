@@ -612,8 +612,9 @@ def _binary_network(mode, source):
 @click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, optimizer,
-              device, weights_path, json_file):
+              device, weights_path, json_file, overwrite):
     """Time a VGG16 forward+backward pass (against PyTorch's on the CPU, or cuBLAS's SGEMM rate on a
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
     whole stylization against PyTorch."""
@@ -628,7 +629,10 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     shape = (round(size * aspect), size) if aspect <= 1 else (size, round(size / aspect))
     if min(shape) < 16 and not end_to_end:  # the end-to-end run has its content image's proportions
         _fail(f"--size {size} at --aspect {aspect:g} is {shape[1]}x{shape[0]} px; the pass needs 16 px on each side")
+    to_file = json_file is not None and str(json_file) != "-"
     try:
+        if to_file:
+            io.check_writable(json_file, overwrite, image=False)  # before the minutes of timing
         if end_to_end:
             report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path,
                                       optimizer or "lbfgs")
@@ -641,17 +645,20 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
             elif per_layer:
                 report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
                 report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
-        if json_file is not None and str(json_file) != "-":
-            text = json.dumps(report, indent=1)
-            io.atomic_write(json_file, lambda f: f.write(text.encode()))
     except ArtemError as e:
         _fail(e)
-    if json_file is not None and str(json_file) == "-":
+    if json_file is not None and not to_file:
         click.echo(json.dumps(report, indent=1))
     elif end_to_end:
         click.echo(bench.end_to_end_markdown(report))
     else:
         _pass_report(report, shape, device, with_torch)
+    if to_file:  # after the report is shown: a file that cannot be written loses nothing of it
+        text = json.dumps(report, indent=1)
+        try:
+            io.atomic_write(json_file, lambda f: f.write(text.encode()), overwrite)
+        except ArtemError as e:
+            _fail(e)
     sides = report if end_to_end else report["pass"]
     failed = [name for name in ("artem_graph", "torch") if "error" in (sides.get(name) or {})]
     if failed:  # reported above, and the exit status says so too

@@ -83,12 +83,13 @@ def output_format(path):
     return fmt
 
 
-def check_writable(path, overwrite=False):
-    """Fail now, before any work, if ``path`` could not be written as asked."""
+def check_writable(path, overwrite=False, image=True):
+    """Fail now, before any work, if ``path`` could not be written as asked (an image: in the format its
+    suffix names, which is returned)."""
     path = Path(path)
     if path.is_dir():
         raise ArtemError(f"output '{path}' is a folder")
-    fmt = output_format(path)
+    fmt = output_format(path) if image else None
     if path.exists() and not overwrite:
         raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")

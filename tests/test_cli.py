@@ -214,6 +214,26 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: the content image at 20x13 px is too small"), r.output
 
 
+def test_benchmark_json_file_is_checked_before_the_timing_and_kept_without_overwrite(tmp_path, monkeypatch,
+                                                                                       weights_path):
+    earlier = tmp_path / "report.json"
+    earlier.write_text("an earlier report")
+
+    def not_now(*args):
+        raise AssertionError("timed before the --json file was checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(bench, "network_pass", not_now)
+        for path, message in [(earlier, f"output '{earlier}' already exists; pass --overwrite to replace it"),
+                              (tmp_path / "nowhere" / "r.json", f"output folder '{tmp_path / 'nowhere'}' does not exist"),
+                              (tmp_path, f"output '{tmp_path}' is a folder")]:
+            r = run("benchmark", "--size", "32", "--json", path)
+            assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n")
+    assert earlier.read_text() == "an earlier report"
+    r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--json", earlier, "--overwrite")
+    assert r.exit_code == 0 and "artem fp32" in r.stdout and "fp32" in json.loads(earlier.read_text())["pass"]["seconds"]
+
+
 def test_a_failed_pytorch_pass_is_reported_beside_artems_figures(monkeypatch, weights_path):
     """A PyTorch without CUDA beside CuPy (--device cuda), or one out of memory: artem's figures are
     still printed, with the failure, and the exit status says so."""
