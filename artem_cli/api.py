@@ -318,10 +318,11 @@ def _check_content(content, settings):
 
 
 class _MemoryErrors:
-    """Out of memory (CuPy's OutOfMemoryError is a MemoryError too) as one clear ArtemError."""
+    """Out of memory (CuPy's OutOfMemoryError is a MemoryError too) as one clear ArtemError: "out of
+    memory [on the GPU] ``doing``"."""
 
-    def __init__(self, xp, shape):
-        self.xp, self.shape = xp, shape
+    def __init__(self, xp, doing):
+        self.xp, self.doing = xp, doing
 
     def __enter__(self):
         return self
@@ -329,7 +330,7 @@ class _MemoryErrors:
     def __exit__(self, kind, value, traceback):
         if kind is not None and issubclass(kind, MemoryError):
             where = "" if self.xp is np else " on the GPU"
-            raise ArtemError(f"out of memory{where} at {self.shape[1]}x{self.shape[0]}; use a smaller --size") from None
+            raise ArtemError(f"out of memory{where} {self.doing}") from None
 
 
 class Stylizer:
@@ -342,7 +343,7 @@ class Stylizer:
         self.settings = settings = settings or Settings()
         settings.validate()
         self.xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
-        with _MemoryErrors(self.xp, (settings.size, settings.size)):
+        with _MemoryErrors(self.xp, "while loading the network"):
             vgg_weights = weights.load(weights.locate(weights_path), self.xp)
             self.net = network(settings, vgg_weights)
             self.reference = None
@@ -357,7 +358,8 @@ class Stylizer:
         settings.validate(len(styles))
         for style in styles:
             _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
-        with _MemoryErrors(self.xp, (settings.size, settings.size)):
+        with _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale {settings.style_scale:g}; "
+                                    "use a smaller --size or --style-scale"):
             reference = None if self.reference is None else style_grams(self.reference, settings, styles)
             return Targets(style_grams(self.net, settings, styles), reference)
 
@@ -367,7 +369,7 @@ class Stylizer:
         ``settings.iterations``."""
         shape = _check_content(content, self.settings)
         _check_memory(shape, self.settings, self.xp)
-        with _MemoryErrors(self.xp, shape):
+        with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
             return self._run(content, targets, shape, init_image, iterations or self.settings.iterations,
                              on_iteration, interruptible or Interruptible())
 

@@ -105,7 +105,27 @@ class StopOnSignals:
         return signal.Signals(self.received or signal.SIGINT).name
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """artem's commands. Running out of memory, or a Ctrl-C, that escapes one of them ends as one line,
+    as every other failure a user can cause does (the commands that run long catch Ctrl-C themselves
+    and save what they reached; the runs of stylize and batch say which size ran out of memory)."""
+
+    ADVICE = {"score": "score smaller images", "visualize": "use a smaller --size or fewer --channels",
+              "distill": "use a smaller --crop or --batch", "compare": "use a smaller --size"}
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
+            detail = str(e).strip().rstrip(".")
+            detail = f" ({detail[0].lower()}{detail[1:]})" if detail else ""
+            _fail(f"out of memory{detail}; {self.ADVICE.get(ctx.invoked_subcommand, 'use a smaller --size')}")
+        except KeyboardInterrupt:
+            click.echo("Interrupted (SIGINT)", err=True)
+            sys.exit(128 + signal.SIGINT)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="artem")
 def main():
     """artem: paint a photo in the style of a painting (neural style transfer on VGG16)."""

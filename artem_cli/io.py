@@ -56,10 +56,12 @@ def read_image(path, what="image"):
         raise ArtemError(f"{what} '{path}' does not exist")
     if path.is_dir():
         raise ArtemError(f"{what} '{path}' is a folder, not an image file")
+    size = ""
     try:
         if path.stat().st_size == 0:
             raise ArtemError(f"{what} '{path}' is an empty file")
         with Image.open(path) as img:
+            size = f" ({img.width}x{img.height})"
             if img.width * img.height > MAX_PIXELS:
                 raise Image.DecompressionBombError
             img.seek(0)
@@ -68,6 +70,8 @@ def read_image(path, what="image"):
             return _to_array(img)
     except Image.DecompressionBombError:
         raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS:,} pixels)") from None
+    except MemoryError:
+        raise ArtemError(f"{what} '{path}' is too large for the memory free{size}") from None
     except UnidentifiedImageError:
         raise ArtemError(f"{what} '{path}' is not an image file Pillow can read") from None
     except PermissionError:

@@ -383,6 +383,48 @@ def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path):
     assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done\n"
 
 
+NUMPY_OUT_OF_MEMORY = "Unable to allocate 2.54 GiB for an array with shape (64, 10668000) and data type float32"
+
+
+@pytest.mark.parametrize("command,where,advice,interrupted", [
+    (["score", CONTENT, "--content", CONTENT, "--style", STYLE], "api.score", "score smaller images", ""),
+    (["visualize", "--layer", "relu1_1", "--channels", "0-1", "--steps", "1", "--size", "32"], "quality.visualize",
+     "use a smaller --size or fewer --channels", "; nothing was written"),
+    (["benchmark", "--size", "32", "--no-torch"], "bench.network_pass", "use a smaller --size", ""),
+    (["distill", "--steps", "1", "--crop", "32", "--batch", "1", "-o", "d.npz"], "distill.distill",
+     "use a smaller --crop or --batch", " before the first checkpoint (every 100 steps): nothing to resume"),
+])
+def test_out_of_memory_and_ctrl_c_in_any_command_are_one_line(command, where, advice, interrupted, tmp_path,
+                                                               monkeypatch, weights_path):
+    """Running out of memory is one Error line and exit 1 in every command (stylize and batch say
+    which size ran out), and Ctrl-C one line and exit 130 (the commands that run long say what they
+    kept)."""
+    from artem_cli import distill, quality  # noqa: F401  (the modules patched)
+
+    monkeypatch.chdir(tmp_path)
+    for error, status, line in [(MemoryError(NUMPY_OUT_OF_MEMORY), 1, "Error: out of memory (unable to allocate "
+                                 f"2.54 GiB for an array with shape (64, 10668000) and data type float32); {advice}"),
+                                (KeyboardInterrupt(), 128 + signal.SIGINT, f"Interrupted (SIGINT){interrupted}")]:
+        def fail(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr(f"artem_cli.{where}", fail)
+        r = run(*command)
+        assert (r.exit_code, r.stderr) == (status, line + "\n"), r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):
+    from artem_cli import io as artem_io
+
+    def no_memory(img):
+        raise MemoryError(NUMPY_OUT_OF_MEMORY)
+
+    monkeypatch.setattr(artem_io, "_to_array", no_memory)
+    r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "o.png", *FAST)
+    assert (r.exit_code, r.stderr) == (1, f"Error: content image '{CONTENT}' is too large for the memory free (451x300)\n")
+
+
 def test_mode_option_and_its_errors(tmp_path, weights_path):
     r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "x.png", *FAST, "--mode", "xnor", "--json")
     assert r.exit_code == 0, r.output

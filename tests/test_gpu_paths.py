@@ -163,7 +163,7 @@ def test_out_of_memory_on_the_gpu_path_is_one_clear_error(cuda, tmp_path, weight
     settings = Settings(size=96, iterations=2, device="cuda")
     pool.set_limit(size=64 * 2**20)
     try:
-        with pytest.raises(api.ArtemError, match="^out of memory on the GPU at 48x48; use a smaller --size$"):
+        with pytest.raises(api.ArtemError, match="^out of memory on the GPU while loading the network$"):
             api.stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], tmp_path / "oom.png",
                              Settings(size=48, iterations=2, device="cuda"), weights_path=weights_path)
         pool.set_limit(size=0)
