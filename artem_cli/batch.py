@@ -106,6 +106,24 @@ def fingerprint(settings, style_sets, options):
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
 
+def _manifest_shaped(data):
+    """``data`` (read from a manifest's JSON) if it has the manifest's shape, else a ValueError that
+    says where it does not."""
+    fields = {"fingerprint": str, "record": dict, "images": dict, "written": list}
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for name, kind in fields.items():
+        if not isinstance(data.get(name, [] if name == "written" else None), kind):
+            raise ValueError(f"its '{name}' is not a JSON {'string' if kind is str else 'object' if kind is dict else 'list'}")
+    if not isinstance(data["record"].get("settings", {}), dict):
+        raise ValueError("its record's 'settings' is not a JSON object")
+    if not all(isinstance(e, dict) and isinstance(e.get("output", ""), str) for e in data["images"].values()):
+        raise ValueError("an entry of its 'images' is not an object with a string 'output'")
+    if not all(isinstance(w, str) for w in data.get("written", [])):
+        raise ValueError("an entry of its 'written' is not a string")
+    return data
+
+
 class Manifest:
     """The output folder's record of a batch (see the module's notes)."""
 
@@ -114,7 +132,7 @@ class Manifest:
         data = None
         if self.path.is_file():
             try:
-                data = json.loads(self.path.read_text())
+                data = _manifest_shaped(json.loads(self.path.read_text()))
             except (OSError, ValueError) as e:
                 if not force:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "

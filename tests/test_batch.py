@@ -12,6 +12,7 @@ from PIL import Image
 
 from artem_cli import batch
 from artem_cli.cli import main
+from artem_cli.errors import ArtemError
 from conftest import EXAMPLES, REPO
 
 STYLE = str(EXAMPLES / "ihc.png")
@@ -259,6 +260,22 @@ def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_d
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force")
     assert r.exit_code == 1 and "exists and no batch made it; pass --overwrite" in r.stderr
     assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("text", ["[]", '{"fingerprint": "f", "record": {}, "images": []}', '{"fingerprint": "f"}',
+                                  '{"fingerprint": "f", "record": null, "images": {}}',
+                                  '{"fingerprint": "f", "record": {}, "images": {}, "written": null}',
+                                  '{"fingerprint": "f", "record": {"settings": 3}, "images": {}}',
+                                  '{"fingerprint": "f", "record": {}, "images": {"a.png": {"output": 5}}}'])
+def test_a_manifest_of_another_shape_is_damaged(text, tmp_path):
+    """Valid JSON that is not a manifest: the damaged-manifest error (one line), and with --force a
+    batch anew."""
+    (tmp_path / batch.MANIFEST).write_text(text)
+    record = {"settings": {"size": 48}, "styles": ["s.png"], "options": {}}
+    with pytest.raises(ArtemError, match="is damaged .*; pass --force to start the batch anew"):
+        batch.Manifest(tmp_path, "f", record)
+    assert batch.Manifest(tmp_path, "f", record, force=True).data == {"fingerprint": "f", "record": record, "images": {},
+                                                                       "written": []}
 
 
 @pytest.mark.parametrize("when", ["between two images", "during the second image"])
