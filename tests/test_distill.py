@@ -3,6 +3,7 @@ trained weights file (round trip, checksums), and the command."""
 import dataclasses
 import json
 import os
+import re
 from unittest import mock
 
 import numpy as np
@@ -113,6 +114,19 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(ima
     assert [k for k, _ in resumed.history] == [1, 2]
     with pytest.raises(ArtemError, match=r"other settings \(content_weight\)"):
         distill.Trainer(dataclasses.replace(settings, content_weight=3.0), image_paths[:2]).run(checkpoint, resume=True)
+
+
+def test_a_file_that_is_no_checkpoint_is_one_clear_error(image_paths, weights_path, tmp_path):
+    """An image, the VGG16 weights, trained binary weights (an .npz with settings of its own), text."""
+    from conftest import REPO
+
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive")
+    trainer = distill.Trainer(distill.DistillSettings(mode="bwn", binary_from="conv5_1", steps=2, **TINY), image_paths[:2])
+    for path, reason in [(image_paths[0], "not an .npz archive"), (text, "not an .npz archive"),
+                         (weights_path, "no training state in it"), (REPO / "weights" / "bwn.npz", "no training state in it")]:
+        with pytest.raises(ArtemError, match=rf"^'{re.escape(str(path))}' is not a checkpoint of artem distill \({reason}\)$"):
+            trainer.run(path, resume=True)
 
 
 def test_the_content_weight_weighs_the_features_at_the_content_layer_alone(image_paths, weights_path):
