@@ -21,7 +21,7 @@ from .optim import LBFGS, Adam
 from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer_names, untrained_binary
 
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
-MAX_SIZE = 8192
+MIN_SIZE, MAX_SIZE = 16, 8192  # --size, the longest side
 
 
 @dataclasses.dataclass
@@ -58,8 +58,8 @@ class Settings:
     # (not yet timed on a GPU: `artem benchmark --end-to-end --device cuda` times it beside the default)
 
     def validate(self, n_styles=None):
-        if not 16 <= self.size <= MAX_SIZE:
-            raise ArtemError(f"size must be between 16 and {MAX_SIZE} pixels, not {self.size}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise ArtemError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {self.size}")
         if self.iterations < 1:
             raise ArtemError(f"iterations must be at least 1, not {self.iterations}")
         if not 0 <= self.seed < 2**63:
@@ -258,16 +258,14 @@ def _style_shape(style, size, scale):
     return preprocess.scaled_shape(style.shape, max(16, round(size * scale)))
 
 
-def _check_depth(shape, settings, what):
+def _check_depth(shape, settings, what, advice):
     """Each 2x2 pooling halves the image: the deepest layer needs 2^pools pixels on each side."""
     taps = [name for name, _ in settings.content_layers + settings.style_layers]
     deepest = max(taps, key=LAYER_NAMES.index)
     need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
     if min(shape) < need:
-        raise ArtemError(
-            f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least "
-            f"{need} px on each side; use a larger --size{' or --style-scale' if what == 'style image' else ''}"
-        )
+        raise ArtemError(f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least "
+                         f"{need} px on each side{'; ' + advice if advice else ''}")
 
 
 def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None,
@@ -313,7 +311,7 @@ def style_grams(net, settings, styles):
 
 def _check_content(content, settings):
     shape = preprocess.scaled_shape(content.shape, settings.size)
-    _check_depth(shape, settings, "content image")
+    _check_depth(shape, settings, "content image", "use a larger --size")
     return shape
 
 
@@ -357,7 +355,8 @@ class Stylizer:
             raise ArtemError("at least one style image is needed")
         settings.validate(len(styles))
         for style in styles:
-            _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image")
+            _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image",
+                         "use a larger --size or --style-scale")
         with _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale {settings.style_scale:g}; "
                                     "use a smaller --size or --style-scale"):
             reference = None if self.reference is None else style_grams(self.reference, settings, styles)
@@ -514,10 +513,16 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     """The full-precision network's losses of ``image`` (RGB (3, H, W) 0..1, e.g. a saved result)
     against ``content`` and ``styles``, with the layers and weights of ``settings`` (whatever its
     mode): the common yardstick for results of every mode."""
-    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(image.shape[1:]))
-    settings.validate(len(styles))
     shape = image.shape[1:]
-    _check_depth(shape, settings, "image")
+    if not MIN_SIZE <= max(shape) <= MAX_SIZE:
+        raise ArtemError(f"the image is {shape[1]}x{shape[0]} px; artem scores images of {MIN_SIZE} to {MAX_SIZE} px on "
+                         "their longest side")
+    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(shape))
+    settings.validate(len(styles))
+    _check_depth(shape, settings, "image", None)
+    for style in styles:  # each at the image's size, as stylize had it
+        _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image",
+                     "use a larger --style-scale")
     expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
     if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "

@@ -639,8 +639,8 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
     whole stylization against PyTorch."""
     size = (256 if quick else 512) if size is None else size
-    if not 16 <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
-        _fail(f"size must be 16..{api.MAX_SIZE} and aspect 0.05..20")
+    if not api.MIN_SIZE <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
+        _fail(f"size must be {api.MIN_SIZE}..{api.MAX_SIZE} and aspect 0.05..20")
     if (quick or iterations or optimizer) and not end_to_end:
         _fail("--quick, --iterations and --optimizer go with --end-to-end")
     ignored = _given("aspect", "repeats", "modes", "binary_backward") + (["--layers"] if per_layer else [])

@@ -454,6 +454,16 @@ def test_score_command(tmp_path, weights_path):
     Image.open(CONTENT).convert("RGB").resize((64, 64)).save(square)  # chelsea is 3:2: not a result of it
     r = run("score", square, "--content", CONTENT, "--style", STYLE)
     assert r.exit_code == 1 and "the image is 64x64 but its content at that size is 64x43" in r.stderr, r.output
+    thin, dot = tmp_path / "thin.png", tmp_path / "dot.png"
+    Image.new("RGB", (300, 2)).save(thin)
+    Image.new("RGB", (1, 1)).save(dot)
+    for args, message in [  # said as of score, which has no --size: the image's own is its size
+            ([CONTENT, "--content", CONTENT, "--style", thin], "the style image at 451x3 px is too small for relu5_1, which "
+             "needs at least 16 px on each side; use a larger --style-scale"),
+            ([dot, "--content", dot, "--style", STYLE], "the image is 1x1 px; artem scores images of 16 to 8192 px on "
+             "their longest side")]:
+        r = run("score", *args)
+        assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n"), r.output
 
 
 def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
