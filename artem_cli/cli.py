@@ -1,5 +1,6 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
 import json
+import os
 import signal
 import sys
 import threading
@@ -838,6 +839,8 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
                 raise ArtemError(f"{what} '{path}' is a folder")
             if not path.parent.is_dir():
                 raise ArtemError(f"the folder of the {what}, '{path.parent}', does not exist")
+            if not os.access(path.parent, os.W_OK | os.X_OK):  # found now, not at the first checkpoint
+                raise ArtemError(f"the folder of the {what}, '{path.parent}', is not writable")
         if output.exists() and not overwrite:
             raise ArtemError(f"output '{output}' already exists; pass --overwrite to replace it")
         if resume and not checkpoint.is_file():

@@ -259,6 +259,13 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                          (["-o", str(tmp_path / "y.png")], "written as an .npz file")]:
         r = CliRunner().invoke(main, ["distill", "-o", str(tmp_path / "y.npz"), *bad, "-q"])
         assert r.exit_code == 1 and message in r.stderr, r.output
+    # a read-only folder (root passes permission bits: as a read-only mount refuses) before any step, not at the first checkpoint
+    read_only, access = tmp_path / "ro", os.access
+    read_only.mkdir()
+    with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(read_only))
+                           and access(path, mode)):
+        r = CliRunner().invoke(main, ["distill", "-o", str(read_only / "y.npz"), "-q"])
+    assert (r.exit_code, r.stderr) == (1, f"Error: the folder of the output, '{read_only}', is not writable\n")
 
 
 def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, weights_path):
