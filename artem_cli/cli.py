@@ -435,13 +435,19 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
     try:
+        api.Settings(size=size, iterations=iterations).validate()  # before the folder is made
         quality.check_compare(contents, styles, modes)
     except ArtemError as e:
         _fail(e)
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"'{out_dir}' is a file, not a folder")
-    names = [quality.result_name(c, s, m) for c in contents for s in styles for m in modes]
-    existing = [name for name in [*names, "grid.png", "quality.md", "fidelity.md"] if (out_dir / name).exists()]
+    names = [*(quality.result_name(c, s, m) for c in contents for s in styles for m in modes), "grid.png", "quality.md",
+             "fidelity.md"]
+    inputs = {Path(p).resolve() for p in (*contents, *styles)}
+    replaced = [name for name in names if (out_dir / name).resolve() in inputs]
+    if replaced:
+        _fail(f"'{out_dir / replaced[0]}' would replace an input image; give another --out-dir")
+    existing = [name for name in names if (out_dir / name).exists()]
     if existing and not overwrite:
         _fail(f"'{out_dir / existing[0]}' already exists (an earlier comparison?); pass --overwrite to replace its files")
     try:

@@ -477,6 +477,12 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
     assert r.exit_code == 2 and "unknown mode fp16" in r.output
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "0", "-o", tmp_path / "new")
+    assert (r.exit_code, r.stderr) == (1, "Error: size must be between 16 and 8192 pixels, not 0\n")
+    assert not (tmp_path / "new").exists()  # no folder left behind
+    grid = tmp_path / "grid.png"
+    r = run("compare", "--content", grid, "--style", STYLE, "--modes", "fp32", "-o", tmp_path, "--overwrite")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{grid}' would replace an input image; give another --out-dir\n")
     before = (tmp_path / "quality.md").read_bytes()
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
             "--modes", "fp32,bwn")
