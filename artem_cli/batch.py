@@ -87,9 +87,16 @@ def plan(inputs, style_sets, template):
                                  "give a name inside it")
             io.output_format(name)
             jobs.append(Job(rel, tuple(styles), rel.parent / name))
-    outputs = [j.output for j in jobs]
-    if len(set(outputs)) != len(outputs):
-        raise ArtemError(f"output template {template!r} gives several images the same output name; add {{style}} or {{stem}}")
+    first = {}
+    for job in jobs:
+        other = first.setdefault(job.output, job)
+        if other is not job:
+            if other.content == job.content:  # after two style sets
+                whose, advice = f"two results of '{job.content}'", "add {style}"
+            else:
+                whose = f"the results of '{other.content}' and '{job.content}'"
+                advice = "add {stem}" if "{stem}" not in template else "rename one, or leave one out with --exclude"
+            raise ArtemError(f"output template {template!r} gives {whose} one name, '{job.output}'; {advice}")
     return jobs
 
 

@@ -362,7 +362,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                 io.read_image(path, "style image")  # a bad style fails the batch now, not image by image
             with batches.dask_client(scheduler, workers) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
-                                      template=template or ("{stem}_{style}.png" if style_dir else "{stem}.png"),
+                                      template=("{stem}_{style}.png" if style_dir else "{stem}.png") if template is None else template,
                                       recursive=recursive, include=include, exclude=exclude,
                                       init_previous=init_previous, first_iterations=first_iterations, force=force,
                                       overwrite=overwrite, weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,
@@ -602,6 +602,8 @@ def _binary_network(mode, source):
     except ArtemError as e:
         return f"none: {e}"
     if not path.is_file():
+        if source != "trained":  # a file the user named: an error, as a damaged one is
+            raise ArtemError(f"binary weights file '{path}' " + ("is a folder" if path.is_dir() else "does not exist"))
         return f"none: no file '{path}'"
     facts = weights.binary_info(path)
     if facts["mode"] != mode:

@@ -98,7 +98,7 @@ def check_writable(path, overwrite=False, image=True):
         raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise ArtemError(f"output folder '{folder}' does not exist")
+        raise ArtemError(f"output folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ArtemError(f"output folder '{folder}' is not writable")
     return fmt

@@ -84,7 +84,7 @@ def check_layer_names(names):
     unknown = [n for n in names if n not in LAYER_NAMES]
     if unknown:
         raise ArtemError(
-            f"unknown layer name {', '.join(unknown)}; layers are conv1_1..conv5_3, relu1_1..relu5_3, pool1..pool5"
+            f"unknown layer name {', '.join(map(repr, unknown))}; layers are conv1_1..conv5_3, relu1_1..relu5_3, pool1..pool5"
         )
 
 

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -84,9 +85,22 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
     assert json.loads(r.stdout)["done"] == ["chelsea_cat.png", "chelsea_ihc.png"]
     for args, message in [((), "--style FILE"), (("--style", STYLE, "--style-dir", styles), "--style FILE"),
                           (("--style", tmp_path / "none.png"), "style image"),
-                          (("--style", STYLE, "--template", "{name}.png"), "template")]:
+                          (("--style", STYLE, "--template", "{name}.png"), "template"),
+                          (("--style", STYLE, "--template", ""), "cannot tell the output format of ''")]:
         r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
         assert r.exit_code == 1 and message in r.stderr, r.output
+
+
+@pytest.mark.parametrize("inputs,styles,template,message", [
+    (["a.png", "a.jpg"], [["s.png"]], "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; rename "
+     "one, or leave one out with --exclude"),
+    (["a.png", "b.png"], [["s.png"]], "out.png", "gives the results of 'a.png' and 'b.png' one name, 'out.png'; add {stem}"),
+    (["a.png"], [["s.png"], ["t.png"]], "{stem}.png", "gives two results of 'a.png' one name, 'a.png'; add {style}"),
+])
+def test_a_template_that_gives_two_results_one_name_says_whose_and_what_to_do(inputs, styles, template, message):
+    with pytest.raises(ArtemError) as e:
+        batch.plan([Path(p) for p in inputs], styles, template)
+    assert str(e.value) == f"output template {template!r} {message}"
 
 
 def test_recursive_keeps_subfolders_and_skips_the_output_folder_inside(folder, tmp_path, weights_path):

@@ -233,6 +233,9 @@ def test_a_distilled_file_drives_stylization_and_binary_from(image_paths, weight
     r = CliRunner().invoke(main, ["weights", "info", "--binary-weights", str(tmp_path / "s.npz")])
     assert r.exit_code == 0 and "bwn network: trained:" in r.output and "binary from conv4_1" in r.output
     assert "xnor network: none:" in r.output
+    for missing, what in [(tmp_path / "nope.npz", "does not exist"), (tmp_path, "is a folder")]:
+        r = CliRunner().invoke(main, ["weights", "info", "--binary-weights", str(missing)])
+        assert (r.exit_code, r.stderr) == (1, f"Error: binary weights file '{missing}' {what}\n")
 
 
 def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
