@@ -228,6 +228,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     if not inputs:
         raise ArtemError(f"no image files in '{in_dir}'" + (" that match --include/--exclude" if include or exclude else ""))
     jobs = plan(inputs, style_sets, template)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtemError(f"the output folder '{out_dir}' is a file")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -89,6 +89,8 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
                           (("--style", STYLE, "--template", ""), "cannot tell the output format of ''")]:
         r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
         assert r.exit_code == 1 and message in r.stderr, r.output
+    r = run("batch", folder, "--style", STYLE, "-o", EXAMPLES / "ihc.png", *FAST, "-q")
+    assert (r.exit_code, r.stderr) == (1, f"Error: the output folder '{EXAMPLES / 'ihc.png'}' is a file\n")
 
 
 @pytest.mark.parametrize("inputs,styles,template,message", [
