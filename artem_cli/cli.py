@@ -722,10 +722,10 @@ def _dry_run(contents, settings, weights_path, as_json):
             total = sum(p["seconds"] for p in predictions.values())
             peak = max(p["memory_bytes"] for p in predictions.values())
             click.echo(f"all {len(predictions)} images: about {_duration(total)}, at most {peak / 2**30:.2f} GiB at once")
-    for error in unreadable.values():
-        click.echo(f"Error: {error}", err=True)
+    for error in unreadable.values():  # as a batch lists the images that failed, then one error
+        click.echo(f"unreadable: {error}", err=True)
     if unreadable:
-        sys.exit(1)
+        _fail(f"{len(unreadable)} of the {len(contents)} images cannot be read; the batch would mark them failed")
 
 
 def _duration(seconds):

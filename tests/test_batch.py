@@ -210,7 +210,10 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
 def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, weights_path):
     out = tmp_path / "out"
     r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "64", "--dry-run", "--json")
-    assert r.exit_code == 1 and "broken.png" in r.stderr  # the unreadable file is named, the rest predicted
+    # the unreadable file is named, the rest predicted, and one error line ends it
+    lines = r.stderr.splitlines()
+    assert r.exit_code == 1 and lines[0].startswith(f"unreadable: content image '{folder / 'broken.png'}'")
+    assert lines[1:] == ["Error: 1 of the 3 images cannot be read; the batch would mark them failed"]
     report = json.loads(r.stdout)
     assert sorted(report["images"]) == [str(folder / "chelsea.png"), str(folder / "coffee.png")]
     for p in report["images"].values():
