@@ -7,8 +7,10 @@ on that device.
 """
 import contextvars
 import functools
+import inspect
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -112,10 +114,15 @@ class CudaGraph:
     else allocates from (a replay writes where the recording did), its matrix products through
     ``matmul`` (cuBLAS called directly: CuPy's own calls are refused there); each call copies its arguments into
     the recorded inputs and replays. Returns the recorded outputs, which the next call overwrites:
-    copy what must outlive it. CuPy only; the graph and its pool live as long as this object."""
+    copy what must outlive it. CuPy only; the graph and its pool live as long as this object.
+
+    A bound method ``fn`` is held weakly: an object's graph of its own method would otherwise make a
+    cycle that only Python's collector frees, keeping the object (a network's weights) and the
+    graph's memory on the GPU until it runs."""
 
     def __init__(self, fn):
-        self.fn, self.graph = fn, None
+        self.fn = weakref.WeakMethod(fn) if inspect.ismethod(fn) else lambda: fn
+        self.graph = None
 
     def __call__(self, *args):
         import cupy
@@ -132,13 +139,14 @@ class CudaGraph:
             for recorded, a in zip(self.inputs, args):
                 recorded[...] = a
             if self.graph is None:
+                fn = self.fn()
                 with cupy.cuda.using_allocator(self.pool.malloc):
-                    self.fn(*self.inputs)
+                    fn(*self.inputs)
                     self.stream.synchronize()
                     with gpu_gemm.recording(self.stream, self.cublas):
                         self.stream.begin_capture()
                         try:
-                            self.outputs = self.fn(*self.inputs)
+                            self.outputs = fn(*self.inputs)
                         finally:
                             graph = self.stream.end_capture()
                 self.graph = graph

@@ -8,6 +8,7 @@ of the objective reads from it once, an L-BFGS iteration once more; what a CUDA 
 while it records, and what its replays compute; running out of device memory.
 """
 import dataclasses
+import gc
 import sys
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
         cuda.reads = 0
         value_g, grad_g, (l1_g,) = graphed.probed(point, lambda g: [abs(g).sum()])
         assert cuda.reads == 1
-        # the recorded products are summed in float64 (the stand-in's cuBLAS), the others in float32, so
+        # the recorded products are summed in another order (the stand-in's cuBLAS) than the others, so
         # a ReLU or max-pool decision near a tie may go the other way (seen: 8e-4 of the gradient at x + 3);
         # the gradients at these points differ from one another by 9 % (x, x + 3) to 64 %
         assert value_g == pytest.approx(value, rel=1e-5) and l1_g == pytest.approx(l1, rel=1e-3)
@@ -105,18 +106,26 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
 
 
 def test_a_stylization_with_each_evaluation_one_cuda_graph(cuda, weights_path):
+    """Each evaluation a replay, and what the run held on the device freed as it ends (not whenever
+    Python's collector runs: an objective and its graph of its own method must not make a cycle)."""
     content, style = (io.read_image(EXAMPLES / name)[0] for name in ("chelsea.png", "ihc.png"))
     settings = Settings(size=48, iterations=6, device="cuda")
     plain = api.stylize(content, [style], settings)
-    graphed = api.stylize(content, [style], dataclasses.replace(settings, cuda_graph=True))
+    pool = cuda.get_default_memory_pool()
+    gc.collect()
+    gc.disable()
+    try:
+        used, launches = pool.used_bytes(), cuda.launches
+        graphed = api.stylize(content, [style], dataclasses.replace(settings, cuda_graph=True))
+        assert cuda.launches - launches == graphed.evaluations and pool.used_bytes() == used
+    finally:
+        gc.enable()
     # the runs part in the last bits at the first products (above), then as L-BFGS runs do (seen: 0.4 %)
     assert graphed.losses["total"] == pytest.approx(plain.losses["total"], rel=2e-2)
     assert graphed.losses["total"] < graphed.initial_losses["total"] / 2
 
 
 def test_a_graphs_cublas_handle_goes_to_the_next_graph(cuda):
-    import gc
-
     from artem_cli import backend
 
     x = cuda.arange(64, dtype=np.float32).reshape(8, 8)
@@ -169,6 +178,7 @@ def test_out_of_memory_on_the_gpu_path_is_one_clear_error(cuda, tmp_path, weight
         pool.set_limit(size=0)
         stylizer = api.Stylizer(settings, weights_path=weights_path)
         targets = stylizer.targets([io.read_image(EXAMPLES / "ihc.png")[0]])
+        gc.collect()  # what earlier tests left is not what this run may use
         pool.set_limit(size=pool.used_bytes() + 2**20)
         with pytest.raises(api.ArtemError, match="^out of memory on the GPU at 96x64; use a smaller --size$"):
             stylizer.stylize(io.read_image(EXAMPLES / "chelsea.png")[0], targets)
