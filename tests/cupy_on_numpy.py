@@ -12,15 +12,20 @@ of compute capability 9.0; ``cublas`` stands in for the cuBLAS library that ``gp
 
 CUDA graphs: while a stream records (``begin_capture`` to ``end_capture``), each operation is carried
 out and also recorded, with its arguments as they were (device arrays as themselves, Python numbers
-as their values then); when the recording ends, every array made during it is overwritten with NaN
-bytes, and ``launch`` carries out the recorded operations again, into the same arrays: so a replay
-computes only what was recorded, from what the inputs hold at replay, with the numbers of the
-recording. What CuPy refuses while a stream records is refused here: reads from the device,
-copies from the host, cuBLAS calls of its own (matrix products), concatenating more than 8 small
-arrays (CuPy copies a table of their addresses to the device) and indexing by a boolean mask.
+as their values then); when the recording ends, every array made during it is overwritten with 0xFF
+bytes (NaN in a float array, -1 in an integer one), and ``launch`` carries out the recorded
+operations again, into the same arrays: so a replay computes only what was recorded, from what the
+inputs hold at replay, with the numbers of the recording. What CuPy refuses while a stream records
+is refused here: reads from the device, copies from the host (lists as indices too), cuBLAS calls of
+its own (matrix products), concatenating more than 8 small arrays (CuPy copies a table of their
+addresses to the device), boolean masks and the functions whose results' sizes are read from the
+device (``nonzero`` ...); and so is an array made from the default memory pool (a graph's memory is
+a pool of its own). Not emulated: the order of streams (everything here runs at once, in program
+order), so a missing wait between two streams goes unnoticed.
 """
 import contextlib
 import ctypes
+import gc
 import threading
 import types
 import weakref
@@ -29,6 +34,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 reads = 0  # reads from the device so far
+launches = 0  # graphs launched so far
 
 
 def _read():
@@ -62,9 +68,17 @@ def _run(fn, args=(), kwargs=None, record=True):
     kwargs = kwargs or {}
     result = _wrap(fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
     tape = _tape()
-    if tape is not None and record:
-        tape.append((fn, args, kwargs, result))
+    if tape is not None and record:  # the arguments as they are now: a list changed later changes no replay
+        tape.append((fn, _snapshot(args), _snapshot(kwargs), result))
     return result
+
+
+def _snapshot(value):
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return value
 
 
 def _root(a):
@@ -114,7 +128,7 @@ class ndarray(NDArrayOperatorsMixin):
     """A device array: a NumPy array inside, reached only through CuPy's interface."""
 
     def __init__(self, a):
-        _pool.made(a)
+        _made(a)
         self._a = a
 
     # reads from the device, each counted
@@ -173,11 +187,11 @@ class ndarray(NDArrayOperatorsMixin):
         return _Memory(self._a)
 
     def __getitem__(self, index):
-        if any(isinstance(i, ndarray) and i.dtype == np.bool_ for i in _leaves(index)):
-            _refused_while_recording("synchronous API calls")  # CuPy counts a mask's elements on the host
+        _check_index(index)
         return _run(_getitem, (self, index))
 
     def __setitem__(self, index, value):  # from a NumPy array too refused, as CuPy refuses it
+        _check_index(index)
         _run(_setitem, (self, index, value))
 
     def __len__(self):
@@ -186,8 +200,18 @@ class ndarray(NDArrayOperatorsMixin):
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
-    def __repr__(self):
+    def __repr__(self):  # CuPy copies the array to the host to show it
+        _read()
         return f"cupy_on_numpy.ndarray({self._a!r})"
+
+
+def _check_index(index):
+    """While a graph records: CuPy counts a boolean mask's elements on the host, and copies a list to
+    the device."""
+    if isinstance(index, list) or isinstance(index, tuple) and any(isinstance(i, list) for i in index):
+        _refused_while_recording("H2D transfers")
+    if any(isinstance(i, ndarray) and i.dtype == np.bool_ for i in _leaves(index)):
+        _refused_while_recording("synchronous API calls")
 
 
 def _getitem(a, index):
@@ -291,6 +315,8 @@ class _Graph:
         self.tape, self.made = tape, made
 
     def launch(self, stream=None):
+        global launches
+        launches += 1
         for fn, args, kwargs, result in self.tape:
             again = fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()})
             for old, new in zip(_leaves(result), _leaves(again)):
@@ -315,34 +341,21 @@ class OutOfMemoryError(MemoryError):
 
 
 class _Pool:
-    """CuPy's default memory pool: the bytes of the device arrays alive, each counted from when it is
-    made until NumPy frees it, and the limit ``set_limit`` puts on them (an array beyond it is
-    refused as CuPy refuses it). What NumPy allocates inside an operation and frees before it returns
-    is not counted (on a GPU it would be, for that while)."""
+    """A CuPy memory pool (the default one, or a graph's own): the bytes of the device arrays made
+    from it still alive, each counted from when it is made until NumPy frees it, and the limit
+    ``set_limit`` puts on them (beyond it, after a collection of Python's garbage as CuPy makes one,
+    an array is refused as CuPy refuses it). What NumPy allocates inside an operation and frees
+    before it returns is not counted (on a GPU it would be, for that while)."""
 
     def __init__(self):
-        self.limit, self.used, self._alive = 0, 0, set()
-
-    def made(self, a):
-        """Count ``a``, a NumPy array just made for a device array, if it owns its memory."""
-        if a.base is not None or id(a) in self._alive:
-            return
-        if self.limit and self.used + a.nbytes > self.limit:
-            raise OutOfMemoryError(f"Out of memory allocating {a.nbytes:,} bytes (allocated so far: {self.used:,} "
-                                   f"bytes, limit set to: {self.limit:,} bytes).")
-        self.used += a.nbytes
-        self._alive.add(id(a))
-        stream = _current_stream()
-        if stream.made is not None:
-            stream.made.append(a)
-        weakref.finalize(a, self._freed, id(a), a.nbytes)
+        self.limit, self.used = 0, 0
 
     def _freed(self, key, nbytes):
         self.used -= nbytes
-        self._alive.discard(key)
+        _alive.pop(key, None)
 
     def set_limit(self, size=None, fraction=None):
-        self.limit = size or 0
+        self.limit = size if size is not None else int((fraction or 0) * 80 * 2**30)
 
     def get_limit(self):
         return self.limit
@@ -356,8 +369,54 @@ class _Pool:
     def free_all_blocks(self):
         pass
 
-    def malloc(self, size):
+    def malloc(self, size):  # what using_allocator takes; the arrays here are NumPy's
         raise NotImplementedError
+
+
+_alive = {}  # the NumPy arrays behind device arrays (by id): the pool each is counted in
+_allocators = threading.local()  # the pools of each thread's using_allocator blocks
+
+
+def _allocating_pool():
+    stack = getattr(_allocators, "stack", None)
+    return stack[-1] if stack else _pool
+
+
+@contextlib.contextmanager
+def _using_allocator(allocator=None):
+    """CuPy's ``cuda.using_allocator``, for a pool's ``malloc``: the arrays this thread makes meanwhile
+    are that pool's."""
+    pool = _pool if allocator is None else getattr(allocator, "__self__", None)
+    if not isinstance(pool, _Pool):
+        raise NotImplementedError("the stand-in takes a memory pool's malloc as an allocator")
+    _allocators.stack = [*getattr(_allocators, "stack", []), pool]
+    try:
+        yield
+    finally:
+        _allocators.stack.pop()
+
+
+def _made(a):
+    """Count ``a``, a NumPy array just made for a device array, if it owns its memory, in the pool
+    that allocates now. While a graph records, that may not be the default pool: it would give the
+    memory to other arrays when these are freed, while the graph still writes there (a graph's
+    memory is a pool of its own, as ``backend.CudaGraph`` has it)."""
+    if a.base is not None or id(a) in _alive:
+        return
+    pool, stream = _allocating_pool(), _current_stream()
+    if stream.made is not None and pool is _pool:
+        raise RuntimeError("an array made from the default memory pool while a graph records: give the graph a "
+                           "pool of its own (cupy.cuda.using_allocator)")
+    if pool.limit and pool.used + a.nbytes > pool.limit:
+        gc.collect()
+        if pool.used + a.nbytes > pool.limit:
+            raise OutOfMemoryError(f"Out of memory allocating {a.nbytes:,} bytes (allocated so far: {pool.used:,} "
+                                   f"bytes, limit set to: {pool.limit:,} bytes).")
+    pool.used += a.nbytes
+    _alive[id(a)] = pool
+    if stream.made is not None:
+        stream.made.append(a)
+    weakref.finalize(a, pool._freed, id(a), a.nbytes)
 
 
 class CUDARuntimeError(RuntimeError):
@@ -373,7 +432,7 @@ cuda = types.SimpleNamespace(
     Stream=_Stream, Device=_Device, MemoryPool=_Pool, Event=object,
     memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
     get_current_stream=_current_stream,
-    using_allocator=lambda allocator=None: contextlib.nullcontext(),
+    using_allocator=_using_allocator,
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, CUDARuntimeError=CUDARuntimeError,
                                   memGetInfo=lambda: (64 * 2**30, 80 * 2**30), runtimeGetVersion=lambda: 13000,
                                   getDeviceProperties=_properties),
@@ -403,6 +462,8 @@ class RawModule:
 
 _BY_CUBLAS = {"matmul", "dot", "inner", "tensordot", "einsum"}  # CuPy's that call cuBLAS (vdot does not)
 _JOINING = {"concatenate", "stack", "hstack", "vstack"}  # CuPy's that concatenate
+_SIZED_ON_THE_HOST = {"nonzero", "flatnonzero", "argwhere", "unique"}  # their results' sizes read from the device
+_TESTS = {"allclose", "array_equal", "array_equiv"}  # a 0-d array in CuPy, a bool in NumPy
 _UNRECORDED = {"empty", "empty_like"}  # allocations alone: nothing for a graph to do
 
 
@@ -419,11 +480,17 @@ def _function(func, args, kwargs):
     name = func.__name__
     if name in _BY_CUBLAS:
         _refused_while_recording_by_cublas(*(args if name != "einsum" else ()))
+    if name in _SIZED_ON_THE_HOST or name == "where" and len(args) == 1:
+        _refused_while_recording("synchronous API calls")
     if name in _JOINING and len(args[0]) > 8:
         arrays = [a for a in args[0] if isinstance(a, ndarray)]
         if len({a.dtype for a in arrays}) == 1 and sum(a.nbytes for a in arrays) < 2 * 2**20 * len(arrays):
             _refused_while_recording("H2D transfers")  # one kernel, given a table of the arrays' addresses
-    return _run(func, args, kwargs, record=name not in _UNRECORDED)
+    result = _run(func, args, kwargs, record=name not in _UNRECORDED)
+    if name in _TESTS:
+        return ndarray(np.asarray(result))
+    out = kwargs.get("out")
+    return out if isinstance(out, ndarray) else result
 
 
 def __getattr__(name):
