@@ -3,6 +3,7 @@
 The Python API: ``Settings``, ``stylize`` (arrays) and ``stylize_file`` (files), ``Stylizer`` (one
 network and one set of style targets for many images), ``Result``, ``ArtemError``.
 """
+import importlib
 import os
 import signal
 import sys
@@ -31,13 +32,23 @@ __all__ = ["ArtemError", "Result", "Settings", "Stylizer", "stylize", "stylize_f
 
 
 def __getattr__(name):
-    """``Result``, ``Settings``, ``Stylizer``, ``stylize`` and ``stylize_file``, from ``api`` when first asked for: so
-    importing the package loads neither NumPy nor numba, and ``main`` can import them itself."""
+    """``Result``, ``Settings``, ``Stylizer``, ``stylize`` and ``stylize_file`` from ``api``, and the
+    modules (``artem_cli.api`` ...), when first asked for: so importing the package loads neither
+    NumPy nor numba, and ``main`` can import them itself."""
     if name in __all__:
         from . import api
 
         return getattr(api, name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":  # a module of artem's whose own import failed
+            raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
 
 
 def main():

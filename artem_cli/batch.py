@@ -92,7 +92,8 @@ def plan(inputs, style_sets, template):
         other = first.setdefault(job.output, job)
         if other is not job:
             if other.content == job.content:  # after two style sets
-                whose, advice = f"two results of '{job.content}'", "add {style}"
+                whose = f"two results of '{job.content}'"
+                advice = "add {style}" if "{style}" not in template else "rename one of the styles that share a name"
             else:
                 whose = f"the results of '{other.content}' and '{job.content}'"
                 advice = "add {stem}" if "{stem}" not in template else "rename one, or leave one out with --exclude"

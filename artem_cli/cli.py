@@ -111,16 +111,20 @@ class Commands(click.Group):
     as every other failure a user can cause does (the commands that run long catch Ctrl-C themselves
     and save what they reached; the runs of stylize and batch say which size ran out of memory)."""
 
-    ADVICE = {"score": "score smaller images", "visualize": "use a smaller --size or fewer --channels",
-              "distill": "use a smaller --crop or --batch", "compare": "use a smaller --size"}
+    ADVICE = {"stylize": "use a smaller --size", "batch": "use a smaller --size", "benchmark": "use a smaller --size",
+              "compare": "use a smaller --size", "score": "score smaller images",
+              "visualize": "use a smaller --size or fewer --channels", "distill": "use a smaller --crop or --batch"}
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
+            where = " on the GPU" if type(e).__module__.startswith("cupy") else ""
             detail = str(e).strip().rstrip(".")
-            detail = f" ({detail[0].lower()}{detail[1:]})" if detail else ""
-            _fail(f"out of memory{detail}; {self.ADVICE.get(ctx.invoked_subcommand, 'use a smaller --size')}")
+            if detail.lower().startswith("out of memory "):  # CuPy's
+                detail = detail[len("out of memory "):]
+            detail = f": {detail[0].lower()}{detail[1:]}" if detail else ""
+            _fail(f"out of memory{where}{detail}; {self.ADVICE.get(ctx.invoked_subcommand, 'free some memory')}")
         except KeyboardInterrupt:
             click.echo("Interrupted (SIGINT)", err=True)
             sys.exit(128 + signal.SIGINT)
@@ -722,6 +726,8 @@ def _dry_run(contents, settings, weights_path, as_json):
             total = sum(p["seconds"] for p in predictions.values())
             peak = max(p["memory_bytes"] for p in predictions.values())
             click.echo(f"all {len(predictions)} images: about {_duration(total)}, at most {peak / 2**30:.2f} GiB at once")
+    if len(contents) == 1 and unreadable:  # stylize's one content image
+        _fail(next(iter(unreadable.values())))
     for error in unreadable.values():  # as a batch lists the images that failed, then one error
         click.echo(f"unreadable: {error}", err=True)
     if unreadable:

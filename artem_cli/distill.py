@@ -350,18 +350,21 @@ class Trainer:
     def load_checkpoint(self, path):
         """(θ, Adam's state) from ``path``, whose settings must be these (bar ``steps``, which may grow)."""
         path = Path(path)
+        not_one = f"'{path}' is not a checkpoint of artem distill"
         try:
-            if not zipfile.is_zipfile(path):
-                raise ArtemError(f"'{path}' is not a checkpoint of artem distill (not an .npz archive)")
+            with open(path, "rb") as f:
+                if not zipfile.is_zipfile(f):
+                    raise ArtemError(f"{not_one} (not an .npz archive)")
             with np.load(path, allow_pickle=False) as archive:
+                if not {"__meta__", "theta", "m", "v", "pool"} <= set(archive.files):  # before reading them all
+                    raise ArtemError(f"{not_one} (no training state in it)")
                 arrays = {k: archive[k] for k in archive.files}
-            meta = json.loads(arrays["__meta__"].tobytes()) if "__meta__" in arrays else None
+            meta = json.loads(arrays["__meta__"].tobytes())
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise ArtemError(f"checkpoint '{path}' is not readable ({e})") from None
+            raise ArtemError(f"checkpoint '{path}' is not readable ({e.strerror if isinstance(e, OSError) else e})") from None
         fields = {"settings": dict, "steps": int, "history": list, "pool_steps": list}
-        if (not isinstance(meta, dict) or not all(isinstance(meta.get(k), kind) for k, kind in fields.items())
-                or not {"theta", "m", "v", "pool"} <= set(arrays)):
-            raise ArtemError(f"'{path}' is not a checkpoint of artem distill (no training state in it)")
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), kind) for k, kind in fields.items()):
+            raise ArtemError(f"{not_one} (no training state in it)")
         # what the training does not depend on may differ: steps (which may grow), device, content gain
         free = {"steps": None, "device": None, "content_gain": None}
         mine = {**dataclasses.asdict(self.settings), **free}

@@ -98,6 +98,8 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
      "one, or leave one out with --exclude"),
     (["a.png", "b.png"], [["s.png"]], "out.png", "gives the results of 'a.png' and 'b.png' one name, 'out.png'; add {stem}"),
     (["a.png"], [["s.png"], ["t.png"]], "{stem}.png", "gives two results of 'a.png' one name, 'a.png'; add {style}"),
+    (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style}.png", "gives two results of 'a.png' one name, 'a_s.png'; rename "
+     "one of the styles that share a name"),
 ])
 def test_a_template_that_gives_two_results_one_name_says_whose_and_what_to_do(inputs, styles, template, message):
     with pytest.raises(ArtemError) as e:
@@ -221,6 +223,9 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     assert not out.exists()
     r = run("stylize", folder / "coffee.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
     assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration here" in r.output
+    r = run("stylize", folder / "broken.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
+    assert r.exit_code == 1 and r.stderr.startswith(f"Error: content image '{folder / 'broken.png'}'")
+    assert len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
 
 

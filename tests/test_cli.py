@@ -377,6 +377,15 @@ sys.exit(command.load()())
 """
 
 
+def test_the_package_loads_numpy_when_first_asked_for_what_needs_it():
+    """What lets the console script catch a Ctrl-C during its imports; artem_cli.api and the rest are
+    still there to be asked for."""
+    done = subprocess.run([sys.executable, "-c", "import sys, artem_cli; assert 'numpy' not in sys.modules; "
+                           "assert artem_cli.api.Stylizer is artem_cli.Stylizer and 'numpy' in sys.modules; "
+                           "assert 'Settings' in dir(artem_cli); artem_cli.nope"], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.endswith("AttributeError: module 'artem_cli' has no attribute 'nope'\n")
+
+
 def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path):
     # the installed console script, as pip's wrapper runs it, with SIGINT sent to itself at NumPy's import
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_STARTING], capture_output=True, text=True, cwd=tmp_path)
@@ -403,8 +412,8 @@ def test_out_of_memory_and_ctrl_c_in_any_command_are_one_line(command, where, ad
     from artem_cli import distill, quality  # noqa: F401  (the modules patched)
 
     monkeypatch.chdir(tmp_path)
-    for error, status, line in [(MemoryError(NUMPY_OUT_OF_MEMORY), 1, "Error: out of memory (unable to allocate "
-                                 f"2.54 GiB for an array with shape (64, 10668000) and data type float32); {advice}"),
+    for error, status, line in [(MemoryError(NUMPY_OUT_OF_MEMORY), 1, "Error: out of memory: unable to allocate "
+                                 f"2.54 GiB for an array with shape (64, 10668000) and data type float32; {advice}"),
                                 (KeyboardInterrupt(), 128 + signal.SIGINT, f"Interrupted (SIGINT){interrupted}")]:
         def fail(*args, **kwargs):
             raise error
@@ -413,6 +422,19 @@ def test_out_of_memory_and_ctrl_c_in_any_command_are_one_line(command, where, ad
         r = run(*command)
         assert (r.exit_code, r.stderr) == (status, line + "\n"), r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_of_memory_on_the_gpu_says_so(monkeypatch):
+    import cupy_on_numpy
+
+    def fail(*args, **kwargs):  # as CuPy's pool words it
+        raise cupy_on_numpy.OutOfMemoryError("Out of memory allocating 1,024 bytes (allocated so far: 2,048 bytes, "
+                                             "limit set to: 2,560 bytes).")
+
+    monkeypatch.setattr(bench, "network_pass", fail)
+    r = run("benchmark", "--size", "32", "--no-torch")
+    assert (r.exit_code, r.stderr) == (1, "Error: out of memory on the GPU: allocating 1,024 bytes (allocated so far: "
+                                          "2,048 bytes, limit set to: 2,560 bytes); use a smaller --size\n")
 
 
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):
