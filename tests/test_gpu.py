@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import test_gpu_gemm
+import test_gpu_paths
 from artem_cli import backend, binarize, gpu_gemm, io, layers, preprocess, weights
 from artem_cli.api import Settings, Targets, build_objective, style_grams, stylize, stylize_file
 from artem_cli.errors import ArtemError
@@ -152,27 +153,7 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name, dtype, toler
 
 
 def test_a_graphs_cublas_handle_goes_to_the_next_graph():
-    """A batch of thousands of frames with --cuda-graph records a graph per frame: each graph's cuBLAS
-    handle must serve the next one, not be kept to the end of the process (nor destroyed, which
-    would wait for the whole device)."""
-    import gc
-
-    graph = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
-    x = cp.arange(64, dtype=cp.float32).reshape(8, 8)
-    graph(x)
-    handle = graph.cublas.handle.value
-    del graph
-    gc.collect()
-    gc.disable()  # no other graph's handle comes back while the next graph takes one
-    try:
-        spare = [h.value for h in gpu_gemm._spare_handles]  # with those of any other graphs gone meanwhile
-        assert handle in spare
-        again = backend.CudaGraph(lambda x: (backend.matmul(x, x.T),))
-        (product,) = again(x)
-        assert again.cublas.handle.value in spare and len(gpu_gemm._spare_handles) == len(spare) - 1
-    finally:
-        gc.enable()
-    assert relative_l2_error(product, cp.asnumpy(x) @ cp.asnumpy(x).T) < 1e-6
+    test_gpu_paths.graphs_share_cublas_handles(cp)
 
 
 @pytest.mark.parametrize("mode,backward", [("fp32", "fp32"), ("xnor", "fp32"), ("xnor", "fp16")])
