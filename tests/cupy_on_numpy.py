@@ -20,8 +20,11 @@ is refused here: reads from the device, copies from the host (lists as indices t
 its own (matrix products), concatenating more than 8 small arrays (CuPy copies a table of their
 addresses to the device), boolean masks and the functions whose results' sizes are read from the
 device (``nonzero`` ...); and so is an array made from the default memory pool (a graph's memory is
-a pool of its own). Not emulated: the order of streams (everything here runs at once, in program
-order), so a missing wait between two streams goes unnoticed.
+a pool of its own).
+
+Streams: everything here runs at once, in program order, but the order a GPU would keep is checked
+(``_ordered``): an operation on one stream that uses an array another stream wrote, without an
+event or a synchronization in between, is an error, as it would be a race on a GPU.
 """
 import contextlib
 import ctypes
@@ -37,9 +40,10 @@ reads = 0  # reads from the device so far
 launches = 0  # graphs launched so far
 
 
-def _read():
+def _read(a):
     global reads
     _refused_while_recording("D2H transfers")
+    _ordered(_current_stream(), [a], [])
     reads += 1
 
 
@@ -62,15 +66,58 @@ def _refused_while_recording(what):
         raise RuntimeError(f"the current stream is capturing, so {what} are disallowed")
 
 
-def _run(fn, args=(), kwargs=None, record=True):
-    """``fn`` on the NumPy arrays inside ``args`` and ``kwargs``, its result as device arrays; while
-    the current stream records a graph, recorded as well (``_Graph.launch`` carries it out again)."""
+def _run(fn, args=(), kwargs=None, record=True, writes=()):
+    """``fn`` on the NumPy arrays inside ``args`` and ``kwargs``, its result as device arrays, on the
+    current stream (``writes``: the arguments it writes, besides an ``out``); while that stream
+    records a graph, recorded as well (``_Graph.launch`` carries it out again)."""
     kwargs = kwargs or {}
+    stream = _current_stream()
+    inputs = _arrays(args, kwargs)
+    _ordered(stream, inputs, [])
     result = _wrap(fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()}))
-    tape = _tape()
+    if record:
+        _ordered(stream, [], _written_by(result, inputs, kwargs, writes))
+    tape = stream.tape
     if tape is not None and record:  # the arguments as they are now: a list changed later changes no replay
-        tape.append((fn, _snapshot(args), _snapshot(kwargs), result))
+        tape.append((fn, _snapshot(args), _snapshot(kwargs), result, writes))
     return result
+
+
+def _arrays(*values):
+    return [a for v in values for a in _leaves(list(v.values()) if isinstance(v, dict) else v) if isinstance(a, ndarray)]
+
+
+def _written_by(result, inputs, kwargs, writes):
+    """The arrays an operation writes: the new ones it gives (not views of its inputs), its ``out``,
+    and ``writes``."""
+    roots = {id(_root(a._a)) for a in inputs}
+    made = [a for a in _arrays(result if isinstance(result, (tuple, list)) else [result]) if id(_root(a._a)) not in roots]
+    return [*made, *_arrays([kwargs.get("out")]), *writes]
+
+
+# The order of streams. Each stream counts the operations queued on it that write (its clock); an
+# array remembers the stream and the count of its last write; a stream sees another's writes up to
+# the count of an event it has waited for (``wait_event``; an event passes on what its own stream
+# had seen), and every stream sees all of a stream the host has waited for (``synchronize``). An
+# operation that reads or writes an array whose last write its stream does not see is a race on a
+# GPU, and an error here. Every stream is taken as non-blocking (none waits for the null stream).
+_last_write = {}  # id of an array's memory (its root NumPy array): (stream, count)
+_host_saw = weakref.WeakKeyDictionary()  # stream: the count up to which the host has waited for it
+
+
+def _ordered(stream, reads, writes):
+    for a in [*reads, *writes]:
+        writer, count = _last_write.get(id(_root(a._a)), (stream, 0))
+        if writer is not stream and max(stream.seen.get(writer, 0), _host_saw.get(writer, 0)) < count:
+            raise RuntimeError("a stream uses an array another stream wrote without waiting for it (an event recorded "
+                               "after the write, waited for on this stream, or a synchronize)")
+    if writes:
+        stream.clock += 1
+        for a in writes:
+            root = _root(a._a)
+            if id(root) not in _last_write:
+                weakref.finalize(root, _last_write.pop, id(root), None)
+            _last_write[id(root)] = (stream, stream.clock)
 
 
 def _snapshot(value):
@@ -133,27 +180,27 @@ class ndarray(NDArrayOperatorsMixin):
 
     # reads from the device, each counted
     def get(self, stream=None):
-        _read()
+        _read(self)
         return self._a.copy()
 
     def __float__(self):
-        _read()
+        _read(self)
         return float(self._a)
 
     def __int__(self):
-        _read()
+        _read(self)
         return int(self._a)
 
     def __bool__(self):
-        _read()
+        _read(self)
         return bool(self._a)
 
     def item(self):
-        _read()
+        _read(self)
         return self._a.item()
 
     def tolist(self):
-        _read()
+        _read(self)
         return self._a.tolist()
 
     def __array__(self, dtype=None, copy=None):
@@ -192,7 +239,7 @@ class ndarray(NDArrayOperatorsMixin):
 
     def __setitem__(self, index, value):  # from a NumPy array too refused, as CuPy refuses it
         _check_index(index)
-        _run(_setitem, (self, index, value))
+        _run(_setitem, (self, index, value), writes=(self,))
 
     def __len__(self):
         return len(self._a)
@@ -201,7 +248,7 @@ class ndarray(NDArrayOperatorsMixin):
         return (self[i] for i in range(len(self)))
 
     def __repr__(self):  # CuPy copies the array to the host to show it
-        _read()
+        _read(self)
         return f"cupy_on_numpy.ndarray({self._a!r})"
 
 
@@ -228,7 +275,9 @@ ndarray.__module__ = "cupy_on_numpy"  # backend.array_module tells CuPy's arrays
 def _from_host(a, dtype=None, order="K"):
     """A copy of host data (a NumPy array, a scalar, a list) made on the device."""
     _refused_while_recording("H2D transfers")
-    return ndarray(np.array(a, dtype=dtype, order=order))
+    copy = ndarray(np.array(a, dtype=dtype, order=order))
+    _ordered(_current_stream(), [], [copy])
+    return copy
 
 
 def asarray(a, dtype=None, order=None):
@@ -275,6 +324,10 @@ class _Stream(_Synchronous):
         _by_pointer[self.ptr] = self
         self.tape = None  # the operations recorded, while recording
         self.made = None  # the arrays made meanwhile
+        self.clock, self.seen = 0, weakref.WeakKeyDictionary()  # the order of streams (see _ordered)
+
+    def synchronize(self):
+        _host_saw[self] = self.clock
 
     def __enter__(self):
         _streams.stack = [*getattr(_streams, "stack", []), self]
@@ -302,10 +355,13 @@ class _Stream(_Synchronous):
         return graph
 
     def record(self, event=None):
-        return object()
+        """An event: this stream's count now, and what it has seen."""
+        return {**self.seen, self: self.clock}
 
     def wait_event(self, event):
-        pass
+        for stream, count in event.items():
+            if stream is not self:
+                self.seen[stream] = max(self.seen.get(stream, 0), count)
 
 
 class _Graph:
@@ -317,7 +373,10 @@ class _Graph:
     def launch(self, stream=None):
         global launches
         launches += 1
-        for fn, args, kwargs, result in self.tape:
+        stream = stream or _current_stream()
+        for fn, args, kwargs, result, writes in self.tape:
+            inputs = _arrays(args, kwargs)
+            _ordered(stream, inputs, _written_by(result, inputs, kwargs, writes))
             again = fn(*_operand(list(args)), **{k: _operand(v) for k, v in kwargs.items()})
             for old, new in zip(_leaves(result), _leaves(again)):
                 # into the arrays the recording wrote (an operation that gives a view wrote none)
@@ -330,6 +389,11 @@ _null = _Stream(null=True)
 
 class _Device(_Synchronous):
     compute_capability = "90"
+
+    def synchronize(self):
+        for stream in list(_by_pointer.values()):
+            stream.synchronize()
+
     attributes = {"MultiProcessorCount": 1, "ClockRate": 1_000_000, "MemoryClockRate": 1_000_000}
 
     def __init__(self, device=0):
@@ -454,8 +518,9 @@ class RawModule:
         pass
 
     def get_function(self, name):
-        def launch(grid, block, args):
-            _run(lambda *arrays: emulator.launch(name, tuple(grid), block[0], list(arrays)), args)
+        def launch(grid, block, args):  # which arrays a kernel writes is not known here: any of them
+            _run(lambda *arrays: emulator.launch(name, tuple(grid), block[0], list(arrays)), args,
+                 writes=tuple(a for a in args if isinstance(a, ndarray)))
 
         return launch
 
@@ -557,7 +622,7 @@ def _cublas_gemm_strided_batched(handle, transa, transb, m, n, k, alpha, a, a_ty
     gemm()
     stream = _by_pointer.get(_cublas_streams[handle.value])
     if stream is not None and stream.tape is not None:
-        stream.tape.append((gemm, (), {}, None))
+        stream.tape.append((gemm, (), {}, None, ()))
     return 0
 
 
