@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -235,6 +236,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
+        raise ArtemError(f"the output folder '{out_dir}' is not writable")
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
     batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
     pending, finished = [], set()

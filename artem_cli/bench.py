@@ -635,12 +635,13 @@ class Predictor:
                 recursions.append((side * side, _best_of(iteration, 2, xp)[0]))
         self.evaluation = _line(evaluations)
         self.recursion = _line(recursions) if recursions else (0.0, 0.0)
+        self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up
         self.baseline = _resident_memory() if xp is np else 0
 
     def predict(self, shape):
         from . import api
 
-        pixels, n = shape[0] * shape[1], self.settings.iterations
+        pixels, n = max(shape[0] * shape[1], self.smallest), self.settings.iterations
         (a, b), (c, d) = self.evaluation, self.recursion
         extra = self.LINE_SEARCH_EXTRA if self.settings.optimizer == "lbfgs" else 0
         seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels)

@@ -107,9 +107,10 @@ class StopOnSignals:
 
 
 class Commands(click.Group):
-    """artem's commands. Running out of memory, or a Ctrl-C, that escapes one of them ends as one line,
-    as every other failure a user can cause does (the commands that run long catch Ctrl-C themselves
-    and save what they reached; the runs of stylize and batch say which size ran out of memory)."""
+    """artem's commands. Running out of memory, a Ctrl-C, or a path the OS refuses, that escapes one of
+    them ends as one line, as every other failure a user can cause does (the commands that run long
+    catch Ctrl-C themselves and save what they reached; the runs of stylize and batch say which size
+    ran out of memory)."""
 
     ADVICE = {"stylize": "use a smaller --size", "batch": "use a smaller --size", "benchmark": "use a smaller --size",
               "compare": "use a smaller --size", "score": "score smaller images",
@@ -128,6 +129,8 @@ class Commands(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted (SIGINT)", err=True)
             sys.exit(128 + signal.SIGINT)
+        except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
+            _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

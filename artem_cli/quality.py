@@ -37,6 +37,12 @@ def check_compare(contents, styles, modes):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ArtemError(f"two of the {what} have the name {twice[0]!r}, which would name their results alike")
+    results = {}
+    for run in ((c, s, m) for c in contents for s in styles for m in modes):  # names joined by "_": a_b, c and a, b_c
+        other = results.setdefault(result_name(*run), run)
+        if other != run:
+            raise ArtemError(f"the results of '{other[0]}' after '{other[1]}' and of '{run[0]}' after '{run[1]}' "
+                             f"would have one name, {result_name(*run)!r}; rename one image")
     for path in contents:
         io.read_image(path, "content image")
     for path in styles:

@@ -1,12 +1,15 @@
 """`artem batch`: a folder with a bad file, reruns that skip what is done, changed settings, a batch
 killed and resumed, frames started from the previous result."""
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -91,6 +94,12 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
         assert r.exit_code == 1 and message in r.stderr, r.output
     r = run("batch", folder, "--style", STYLE, "-o", EXAMPLES / "ihc.png", *FAST, "-q")
     assert (r.exit_code, r.stderr) == (1, f"Error: the output folder '{EXAMPLES / 'ihc.png'}' is a file\n")
+    read_only, access = tmp_path / "ro", os.access  # as a read-only mount refuses (root passes permission bits)
+    read_only.mkdir()
+    with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(read_only))
+                           and access(path, mode)):
+        r = run("batch", folder, "--style", STYLE, "-o", read_only, *FAST, "-q")
+    assert (r.exit_code, r.stderr) == (1, f"Error: the output folder '{read_only}' is not writable\n")
 
 
 @pytest.mark.parametrize("inputs,styles,template,message", [
@@ -227,6 +236,18 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     assert r.exit_code == 1 and r.stderr.startswith(f"Error: content image '{folder / 'broken.png'}'")
     assert len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_prediction_below_the_smallest_probe_is_that_probes_time_not_less():
+    """The line through the two probes' timings may cross zero below the smaller (noisy timings, seen
+    at 32 px: -1.4 s an iteration); an image smaller than the probe costs what the probe cost."""
+    from artem_cli import api, bench
+
+    predictor = object.__new__(bench.Predictor)
+    predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=10), np, 0
+    predictor.evaluation, predictor.recursion, predictor.smallest = (-0.5, 2e-4), (0.0, 0.0), 64 * 64
+    at_probe = predictor.predict((64, 64))["seconds_per_iteration"]
+    assert at_probe > 0 and predictor.predict((21, 32))["seconds_per_iteration"] == at_probe
 
 
 def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(folder, tmp_path, weights_path):

@@ -437,6 +437,15 @@ def test_out_of_memory_on_the_gpu_says_so(monkeypatch):
                                           "2,048 bytes, limit set to: 2,560 bytes); use a smaller --size\n")
 
 
+def test_a_path_the_os_refuses_is_one_error_line(tmp_path, weights_path):
+    long = tmp_path / ("x" * 300 + ".png")  # over the 255 bytes a file name may have
+    for args in (["stylize", CONTENT, STYLE, "-o", long, *FAST], ["score", long, "--content", CONTENT, "--style", STYLE],
+                 ["benchmark", "--json", tmp_path / ("x" * 300 + ".json")]):
+        r = run(*args)
+        assert r.exit_code == 1 and r.stderr.startswith("Error: File name too long: '") and len(r.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):
     from artem_cli import io as artem_io
 
@@ -500,6 +509,15 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     assert len(list(tmp_path.glob("chelsea_ihc_*.png"))) == 4
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--modes", "fp16", "-o", tmp_path)
     assert r.exit_code == 2 and "unknown mode fp16" in r.output
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a_b", "a", "c", "b_c"):
+        shutil.copy(CONTENT, images / f"{name}.png")
+    r = run("compare", "--content", images / "a_b.png", "--content", images / "a.png", "--style", images / "c.png",
+            "--style", images / "b_c.png", "--modes", "fp32", "-o", tmp_path / "new")
+    assert (r.exit_code, r.stderr) == (1, f"Error: the results of '{images / 'a_b.png'}' after '{images / 'c.png'}' and of "
+                                          f"'{images / 'a.png'}' after '{images / 'b_c.png'}' would have one name, "
+                                          "'a_b_c_fp32.png'; rename one image\n")
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "0", "-o", tmp_path / "new")
     assert (r.exit_code, r.stderr) == (1, "Error: size must be between 16 and 8192 pixels, not 0\n")
     assert not (tmp_path / "new").exists()  # no folder left behind
