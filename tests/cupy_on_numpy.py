@@ -19,8 +19,9 @@ inputs hold at replay, with the numbers of the recording. What CuPy refuses whil
 is refused here: reads from the device, copies from the host (lists as indices too), cuBLAS calls of
 its own (matrix products), concatenating more than 8 small arrays (CuPy copies a table of their
 addresses to the device), boolean masks and the functions whose results' sizes are read from the
-device (``nonzero`` ...); and so is an array made from the default memory pool (a graph's memory is
-a pool of its own).
+device (``nonzero`` ...). Refused as well, though CuPy allows it: an array made from the default
+memory pool while recording (the pool would give it to others once freed, while the graph still
+writes there; ``backend.CudaGraph`` gives its graph a pool of its own).
 
 Streams: everything here runs at once, in program order, but the order a GPU would keep is checked
 (``_ordered``): an operation on one stream that uses an array another stream wrote, without an
