@@ -8,6 +8,8 @@ vgg (backward) -> optim -> preprocess -> io.
 """
 import dataclasses
 import math
+import os
+import re
 import time
 from pathlib import Path
 
@@ -538,6 +540,21 @@ def snapshot_path(output, iteration):
     return output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
 
 
+def _existing_snapshots(output, iterations, save_every):
+    """The files (or links) in ``output``'s folder now that a run's snapshots would replace: read from
+    the folder, not tried name by name (a run of 10⁹ iterations has as many names)."""
+    output = Path(output)
+    folder = output.parent if str(output.parent) else Path(".")
+    name = re.compile(rf"{re.escape(output.stem)}_(\d{{5,}}){re.escape(output.suffix)}")
+    found = []
+    for entry in sorted(os.listdir(folder)):
+        match = name.fullmatch(entry)
+        if match and 0 < int(match[1]) <= iterations and int(match[1]) % save_every == 0 \
+                and snapshot_path(output, int(match[1])).name == entry:
+            found.append(folder / entry)
+    return found
+
+
 def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
                  save_every=0, on_iteration=None, interruptible=None):
     """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
@@ -549,14 +566,15 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
         raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
     init_path = () if settings.init in ("content", "random") else (settings.init,)
     inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path)}
-    snapshots = [snapshot_path(output, i) for i in range(save_every, settings.iterations + 1, save_every)] if save_every else []
-    for path in (output, *snapshots):
-        if Path(path).resolve() in inputs:
-            raise ArtemError(f"the output '{path}' would replace an input image; give another output name")
+    if Path(output).resolve() in inputs:
+        raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)
-    existing = [path for path in snapshots if path.exists()]
-    if existing and not overwrite:
-        raise ArtemError(f"'{existing[0]}' already exists, and --save-every {save_every} would replace it; pass "
+    snapshots = _existing_snapshots(output, settings.iterations, save_every) if save_every else []
+    for path in snapshots:  # an input a snapshot would replace is there now, as the file or a link to it
+        if path.resolve() in inputs:
+            raise ArtemError(f"the output '{path}' would replace an input image; give another output name")
+    if snapshots and not overwrite:
+        raise ArtemError(f"'{snapshots[0]}' already exists, and --save-every {save_every} would replace it; pass "
                          "--overwrite to replace it")
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]

@@ -131,10 +131,12 @@ def test_an_output_never_replaces_an_input(tmp_path, weights_path):
     content, init, style = tmp_path / "cat.png", tmp_path / "start.png", tmp_path / "out_00002.png"
     for image in (content, init, style):
         image.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
-    for output, options in [(content, []), (init, ["--init", init]), (tmp_path / "out.png", ["--save-every", "2"])]:
+    (tmp_path / "link_00002.png").symlink_to(content)  # a snapshot's name, and the content's file
+    for output, options in [(content, []), (init, ["--init", init]), (tmp_path / "out.png", ["--save-every", "2"]),
+                            (tmp_path / "link.png", ["--save-every", "2"])]:
         r = run("stylize", content, style, "-o", output, *FAST, "--overwrite", *options)
         assert r.exit_code == 1 and "would replace an input image" in r.stderr, r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.png", "out_00002.png", "start.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.png", "link_00002.png", "out_00002.png", "start.png"]
     assert all(image.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes() for image in (content, init, style))
 
 
@@ -145,6 +147,8 @@ def test_an_existing_snapshot_is_kept_without_overwrite(tmp_path, weights_path):
     assert r.exit_code == 1 and r.stderr == (f"Error: '{snapshot}' already exists, and --save-every 2 would replace it; "
                                              "pass --overwrite to replace it\n")
     assert snapshot.read_bytes() == b"earlier result" and not out.exists()
+    r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "1000000000", "--save-every", "2")
+    assert r.exit_code == 1 and "--save-every 2 would replace it" in r.stderr  # found in the folder, not name by name
     assert run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--save-every", "2", "--overwrite").exit_code == 0
     assert Image.open(snapshot).size == (48, 32)
 
