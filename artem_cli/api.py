@@ -565,7 +565,8 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     if settings.init == "previous":
         raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
     init_path = () if settings.init in ("content", "random") else (settings.init,)
-    inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path)}
+    # the inputs that are there (a missing one is said so when it is read, below)
+    inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
     if Path(output).resolve() in inputs:
         raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)

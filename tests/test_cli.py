@@ -58,6 +58,7 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
         ([CONTENT, STYLE, "--style-layers", "relu1_1,relu9_1"], "unknown layer name 'relu9_1'"),
         ([CONTENT, STYLE, "--style-blend", "0.5,0.5"], "style-blend has 2 weights for 1 style images"),
         ([CONTENT, STYLE, "--init", "nowhere.png"], "init image 'nowhere.png' does not exist"),
+        ([CONTENT, STYLE, "--init", "nowhere.png", "-o", "nowhere.png"], "init image 'nowhere.png' does not exist"),
         ([CONTENT, STYLE, "-o", "/nonexistent-dir/out.png"], "output folder '/nonexistent-dir' does not exist"),
         ([CONTENT, STYLE, "-o", f"{CONTENT}/out.png"], f"output folder '{CONTENT}' is a file"),
         ([CONTENT, STYLE, "-o", "out.gifx"], "cannot tell the output format"),
