@@ -1,6 +1,5 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
 import json
-import os
 import signal
 import sys
 import threading
@@ -851,15 +850,8 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         settings.validate()
         if output.suffix.lower() != ".npz":
             raise ArtemError(f"output '{output}': binary weights are written as an .npz file")
-        for path, what in ((output, "output"), (checkpoint, "checkpoint")):
-            if path.is_dir():
-                raise ArtemError(f"{what} '{path}' is a folder")
-            if not path.parent.is_dir():
-                raise ArtemError(f"the folder of the {what}, '{path.parent}', does not exist")
-            if not os.access(path.parent, os.W_OK | os.X_OK):  # found now, not at the first checkpoint
-                raise ArtemError(f"the folder of the {what}, '{path.parent}', is not writable")
-        if output.exists() and not overwrite:
-            raise ArtemError(f"output '{output}' already exists; pass --overwrite to replace it")
+        io.check_writable(output, overwrite, image=False)  # both now, not at the first checkpoint
+        io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
         if resume and not checkpoint.is_file():
             raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
         if checkpoint.exists() and not resume and not overwrite:

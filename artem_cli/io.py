@@ -87,20 +87,20 @@ def output_format(path):
     return fmt
 
 
-def check_writable(path, overwrite=False, image=True):
+def check_writable(path, overwrite=False, image=True, what="output"):
     """Fail now, before any work, if ``path`` could not be written as asked (an image: in the format its
-    suffix names, which is returned)."""
+    suffix names, which is returned); ``what`` names it in the messages."""
     path = Path(path)
     if path.is_dir():
-        raise ArtemError(f"output '{path}' is a folder")
+        raise ArtemError(f"{what} '{path}' is a folder")
     fmt = output_format(path) if image else None
     if path.exists() and not overwrite:
-        raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it")
+        raise ArtemError(f"{what} '{path}' already exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise ArtemError(f"output folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
+        raise ArtemError(f"{what} folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ArtemError(f"output folder '{folder}' is not writable")
+        raise ArtemError(f"{what} folder '{folder}' is not writable")
     return fmt
 
 

@@ -268,7 +268,7 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(read_only))
                            and access(path, mode)):
         r = CliRunner().invoke(main, ["distill", "-o", str(read_only / "y.npz"), "-q"])
-    assert (r.exit_code, r.stderr) == (1, f"Error: the folder of the output, '{read_only}', is not writable\n")
+    assert (r.exit_code, r.stderr) == (1, f"Error: output folder '{read_only}' is not writable\n")
 
 
 def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, weights_path):
