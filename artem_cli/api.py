@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import io, preprocess, weights
-from .backend import DEVICES, CudaGraph, array_module, array_module_for, available_memory, device_vector, read, to_host
+from .backend import (DEVICES, CudaGraph, array_module, array_module_for, available_memory, device_vector,
+                      host_memory_limits, read, to_host)
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
@@ -249,10 +250,11 @@ def estimate_memory(shape, settings):
 def _check_memory(shape, settings, xp):
     need, have = estimate_memory(shape, settings), available_memory(xp)
     if have is not None and need > have:
-        where = "" if xp is np else " on the GPU"
+        where = "free on the GPU" if xp is not np else next(
+            (what for what, v in host_memory_limits().items() if v <= have), "free")
         raise ArtemError(
             f"a {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB of memory but "
-            f"{have / 2**30:.1f} GiB are free{where}; use a smaller --size (or --history for L-BFGS)"
+            f"{have / 2**30:.1f} GiB are {where}; use a smaller --size (or --history for L-BFGS)"
         )
 
 

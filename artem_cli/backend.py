@@ -178,11 +178,26 @@ def read(values):
 
 
 def available_memory(xp=np):
-    """Bytes of memory available now where ``xp`` keeps its arrays: the host's MemAvailable, or the
-    GPU's free memory plus what CuPy's pool holds unused; None where that cannot be read."""
+    """Bytes of memory available now where ``xp`` keeps its arrays: the GPU's free memory plus what
+    CuPy's pool holds unused; on the host the least of MemAvailable, what the address-space limit
+    (``ulimit -v``) leaves this process and what the memory limits of its control groups (a
+    container's, cgroup v1 or v2) leave them, since past a control group's limit the kernel kills
+    the process where it stands. None where none of these can be read."""
     if xp is not np:
         free, _ = xp.cuda.runtime.memGetInfo()
         return free + xp.get_default_memory_pool().free_bytes()
+    limits = host_memory_limits()
+    return min(limits.values()) if limits else None
+
+
+def host_memory_limits():
+    """{what bounds it: bytes} of what ``available_memory`` takes the least of on the host, those known."""
+    limits = {"free": _host_available(), "left under ulimit -v": _address_space_left(),
+              "left under the control group's memory limit": cgroup_memory_left()}
+    return {what: v for what, v in limits.items() if v is not None}
+
+
+def _host_available():
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -194,3 +209,68 @@ def available_memory(xp=np):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_left():
+    """RLIMIT_AS less this process's virtual size, or None where either is unlimited or unknown."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (ImportError, OSError, StopIteration, ValueError):
+        return None
+    return max(limit - size, 0)
+
+
+_UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2^63
+
+
+def _read_number(path, key=None):
+    """The integer in the file ``path``, or that of the line ``key N`` in it; None where it is absent
+    or not a number ("max")."""
+    try:
+        with open(path) as f:
+            if key is None:
+                return int(f.read().strip())
+            return next(int(line.split()[1]) for line in f if line.split()[:1] == [key])
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def cgroup_memory_left(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
+    """Bytes this process's control groups may still take before their memory limits (the least over
+    the group and its ancestors that have one), counting inactive file cache as free, as the kernel
+    reclaims it first; None where no group has a limit. ``root``: where the hierarchies are mounted
+    (cgroup v2 there, v1's memory controller in ``root``/memory)."""
+    try:
+        with open(membership) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    groups = []  # (mount, path in it, limit file, usage file, stat key)
+    for fields in lines:
+        if len(fields) != 3:
+            continue
+        number, controllers, path = fields
+        if number == "0" and controllers == "":
+            groups.append((root, path, "memory.max", "memory.current", "inactive_file"))
+        elif "memory" in controllers.split(","):
+            groups.append((os.path.join(root, "memory"), path, "memory.limit_in_bytes", "memory.usage_in_bytes",
+                           "total_inactive_file"))
+    left = []
+    for mount, path, limit_file, usage_file, inactive_key in groups:
+        parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+        if not os.path.isdir(os.path.join(mount, *parts)):  # a namespaced mount shows the group as its root
+            parts = []
+        for depth in range(len(parts), -1, -1):  # the group, then each ancestor up to the mount
+            folder = os.path.join(mount, *parts[:depth])
+            limit = _read_number(os.path.join(folder, limit_file))
+            usage = _read_number(os.path.join(folder, usage_file))
+            if limit is not None and limit < _UNLIMITED and usage is not None:
+                inactive = _read_number(os.path.join(folder, "memory.stat"), inactive_key) or 0
+                left.append(max(limit - max(usage - inactive, 0), 0))
+    return min(left) if left else None

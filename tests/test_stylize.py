@@ -1,4 +1,7 @@
 """Real stylizations with the real weights on small real images."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -183,6 +186,63 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
     monkeypatch.setattr(api, "available_memory", lambda xp: 2 * 2**30)
     with pytest.raises(ArtemError, match="GiB of memory"):
         stylize(content, [style], Settings(size=4096))
+
+
+def _files(root, files):
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def test_control_group_limits_bound_the_free_memory(tmp_path):
+    """Past a container's memory limit the kernel kills the process where it stands, with no error
+    line: the memory check counts what each control group (v2, and v1's memory controller) and its
+    ancestors leave, inactive file cache counted as free."""
+    from artem_cli.backend import cgroup_memory_left
+
+    gib = 2**30
+    root = tmp_path / "cgroup"
+    _files(root, {
+        "a/memory.max": f"{4 * gib}\n", "a/memory.current": f"{3 * gib}\n",
+        "a/memory.stat": f"anon 1\ninactive_file {gib // 2}\nactive_file 7\n",
+        "a/b/memory.max": "max\n", "a/b/memory.current": f"{gib}\n",
+        "memory/x/memory.limit_in_bytes": "9223372036854771712\n", "memory/x/memory.usage_in_bytes": "5\n",
+        "memory/memory.limit_in_bytes": f"{2 * gib}\n", "memory/memory.usage_in_bytes": f"{gib}\n",
+        "memory/memory.stat": "inactive_file 3\ntotal_inactive_file 0\n",
+    })
+    cases = {
+        "0::/a/b\n": 1.5 * gib,  # v2: the ancestor's limit binds
+        "4:memory:/x\n0::/\n": 1 * gib,  # v1 (the v2 root has no limit): x is unlimited, its parent is not
+        "4:cpu,memory:/x\n0::/a/b\n": 1 * gib,  # both: the least
+        "4:memory:/elsewhere\n": 1 * gib,  # a namespaced mount: the group is the mount's root
+        "4:cpu:/x\n0::/\n": None,  # no group with a limit
+        "0::/../../a/b\n": 1.5 * gib,
+    }
+    membership = tmp_path / "cgroup_of_process"
+    for text, left in cases.items():
+        membership.write_text(text)
+        assert cgroup_memory_left(str(root), str(membership)) == left, text
+    assert cgroup_memory_left(str(root), str(tmp_path / "missing")) is None
+
+
+def test_a_run_past_ulimit_v_is_refused_before_it_starts(tmp_path):
+    """An address-space limit counts as the memory there is: the run is refused up front, naming it,
+    rather than failing part way."""
+    script = tmp_path / "limited.py"
+    script.write_text(
+        "import resource, sys\n"
+        "import artem_cli.api\n"
+        "size = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:'))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.RLIM_INFINITY))\n"
+        "from artem_cli import main\n"
+        "sys.argv = ['artem', *sys.argv[1:]]\n"
+        "main()\n")
+    out = tmp_path / "out.png"
+    done = subprocess.run([sys.executable, str(script), "stylize", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "ihc.png"),
+                           "--size", "1024", "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.startswith("Error: a 1024x681 run needs about") and "left under ulimit -v" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("mode", ["bwn", "xnor", "random"])
