@@ -21,9 +21,11 @@ import threading
 import time
 from pathlib import Path, PurePath
 
+import numpy as np
+
 from . import io, preprocess
-from .api import Stylizer
-from .backend import array_module_for
+from .api import Stylizer, estimate_memory
+from .backend import array_module_for, available_memory
 from .errors import ArtemError
 
 MANIFEST = "artem-batch.json"
@@ -411,6 +413,23 @@ def paint(content, style_key, styles, settings, weights_path):
     return stylizer.stylize(content, targets[style_key])
 
 
+def _check_shared_memory(client, settings, shapes):
+    """The workers of a local cluster (``--workers``) share this machine's memory, and each checks
+    only its own image against what is free as it starts; so, before any is painted, the largest
+    images, one a worker, must fit here at once. Not for a cluster elsewhere (``--scheduler``), nor
+    for a GPU, which the workers would see and this process does not."""
+    if getattr(client, "cluster", None) is None or settings.device != "cpu" or not shapes:
+        return
+    workers = len(client.scheduler_info()["workers"])
+    have = available_memory(np)
+    fits = sorted((need for need in (estimate_memory(s, settings) for s in shapes) if have is None or need <= have),
+                  reverse=True)  # an image that cannot fit alone fails on its own, as without workers
+    need = sum(fits[:workers])
+    if have is not None and len(fits) > 1 and workers > 1 and need > have:
+        raise ArtemError(f"{min(workers, len(fits))} workers painting at once need about {need / 2**30:.1f} GiB of memory "
+                         f"but {have / 2**30:.1f} GiB are free here; use fewer --workers or a smaller --size")
+
+
 def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_start):
     """One task per image; a task lost with its worker is run again elsewhere by the scheduler, and
     each result is written here, once, as it arrives."""
@@ -418,8 +437,7 @@ def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_st
 
     from .api import _style_shape
 
-    styles = {}
-    futures = {}
+    styles, readable = {}, []
     for index, job in pending:
         try:
             content, alpha = batch.read(job, settings.size)
@@ -431,6 +449,10 @@ def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_st
         except ArtemError as e:
             batch.failed(job, str(e))
             continue
+        readable.append((index, job, content, alpha))
+    _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable])
+    futures = {}
+    for index, job, content, alpha in readable:
         if on_start is not None:
             on_start(job, index, total)
         future = client.submit(paint, content, str(job.styles), styles[job.styles], settings, weights_path,

@@ -218,6 +218,34 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
         assert (out / name).read_bytes() == (local / name).read_bytes()
 
 
+def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
+    """Each worker checks its own image against the memory free as it starts, so two starting at
+    once would both go ahead: the batch checks, before any is painted, that the largest images, one
+    a worker, fit at once. With one worker, or a cluster elsewhere, it paints."""
+    from distributed import Client, LocalCluster
+
+    from artem_cli.api import Settings, estimate_memory
+
+    settings = Settings(size=40, iterations=3, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
+    need = estimate_memory((40, 40), settings)  # chelsea and coffee are 40x26 and 40x27: a little less
+    monkeypatch.setattr(batch, "available_memory", lambda xp: int(1.5 * need))
+    for workers, refused in ((2, True), (1, False)):
+        out = tmp_path / f"out{workers}"
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                if refused:
+                    with pytest.raises(ArtemError, match=r"^2 workers painting at once need about 0\.\d GiB of memory but "
+                                                         r"0\.\d GiB are free here; use fewer --workers"):
+                        batch.run(folder, out, [(STYLE,)], settings, weights_path=weights_path, client=client)
+                    assert not list(out.glob("*.png"))
+                    with Client(cluster.scheduler_address) as elsewhere:  # not this process's cluster: not checked
+                        summary = batch.run(folder, out, [(STYLE,)], settings, weights_path=weights_path, client=elsewhere)
+                else:
+                    summary = batch.run(folder, out, [(STYLE,)], settings, weights_path=weights_path, client=client)
+        assert sorted(summary.done) == ["chelsea.png", "coffee.png"] and list(summary.failed) == ["broken.png"]
+
+
 def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, weights_path):
     out = tmp_path / "out"
     r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "64", "--dry-run", "--json")
