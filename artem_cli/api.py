@@ -17,7 +17,7 @@ import numpy as np
 
 from . import io, preprocess, weights
 from .backend import (DEVICES, CudaGraph, array_module, array_module_for, available_memory, device_vector,
-                      host_memory_limits, read, to_host)
+                      host_memory, read, to_host)
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
@@ -247,11 +247,12 @@ def estimate_memory(shape, settings):
     return int(1.5 * activations + 2 * largest + optimizer + WEIGHTS_MEMORY)
 
 
-def _check_memory(shape, settings, xp):
-    need, have = estimate_memory(shape, settings), available_memory(xp)
+def _check_memory(shape, settings, xp, loaded=False):
+    """Refuse a run at ``shape`` that would not fit in the memory free now; ``loaded``: the network
+    is in memory already (its weights counted as used, not needed)."""
+    need = estimate_memory(shape, settings) - (WEIGHTS_MEMORY if loaded else 0)
+    where, have = ("free on the GPU", available_memory(xp)) if xp is not np else (host_memory() or (None, None))
     if have is not None and need > have:
-        where = "free on the GPU" if xp is not np else next(
-            (what for what, v in host_memory_limits().items() if v <= have), "free")
         raise ArtemError(
             f"a {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB of memory but "
             f"{have / 2**30:.1f} GiB are {where}; use a smaller --size (or --history for L-BFGS)"
@@ -371,7 +372,7 @@ class Stylizer:
         when given, is the starting image whatever ``settings.init`` says; ``iterations`` overrides
         ``settings.iterations``."""
         shape = _check_content(content, self.settings)
-        _check_memory(shape, self.settings, self.xp)
+        _check_memory(shape, self.settings, self.xp, loaded=True)
         with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
             return self._run(content, targets, shape, init_image, iterations or self.settings.iterations,
                              on_iteration, interruptible or Interruptible())

@@ -186,15 +186,18 @@ def available_memory(xp=np):
     if xp is not np:
         free, _ = xp.cuda.runtime.memGetInfo()
         return free + xp.get_default_memory_pool().free_bytes()
-    limits = host_memory_limits()
-    return min(limits.values()) if limits else None
+    least = host_memory()
+    return None if least is None else least[1]
 
 
-def host_memory_limits():
-    """{what bounds it: bytes} of what ``available_memory`` takes the least of on the host, those known."""
-    limits = {"free": _host_available(), "left under ulimit -v": _address_space_left(),
-              "left under the control group's memory limit": cgroup_memory_left()}
-    return {what: v for what, v in limits.items() if v is not None}
+def host_memory(shared=False):
+    """(what bounds it, bytes) of the least of the host's limits that ``available_memory`` takes, or
+    None where none is known. ``shared``: only those that other processes share with this one (not
+    ``ulimit -v``, which each process has to itself)."""
+    limits = {"free": _host_available(), "left under the control group's memory limit": cgroup_memory_left(),
+              **({} if shared else {"left under ulimit -v": _address_space_left()})}
+    known = [(what, v) for what, v in limits.items() if v is not None]
+    return min(known, key=lambda item: item[1]) if known else None
 
 
 def _host_available():
@@ -243,34 +246,36 @@ def _read_number(path, key=None):
 
 def cgroup_memory_left(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
     """Bytes this process's control groups may still take before their memory limits (the least over
-    the group and its ancestors that have one), counting inactive file cache as free, as the kernel
-    reclaims it first; None where no group has a limit. ``root``: where the hierarchies are mounted
-    (cgroup v2 there, v1's memory controller in ``root``/memory)."""
+    the group and its ancestors that have one), counting their file cache but shared memory as free,
+    as the kernel reclaims it before it kills (MemAvailable counts it so too); None where no group
+    has a limit. ``root``: where the hierarchies are mounted (cgroup v2 there, v1's memory controller
+    in ``root``/memory)."""
     try:
         with open(membership) as f:
             lines = [line.rstrip("\n").split(":", 2) for line in f]
     except OSError:
         return None
-    groups = []  # (mount, path in it, limit file, usage file, stat key)
+    groups = []  # (mount, path in it, limit file, usage file, memory.stat's keys of file cache and shared memory)
     for fields in lines:
         if len(fields) != 3:
             continue
         number, controllers, path = fields
         if number == "0" and controllers == "":
-            groups.append((root, path, "memory.max", "memory.current", "inactive_file"))
+            groups.append((root, path, "memory.max", "memory.current", ("file", "shmem")))
         elif "memory" in controllers.split(","):
             groups.append((os.path.join(root, "memory"), path, "memory.limit_in_bytes", "memory.usage_in_bytes",
-                           "total_inactive_file"))
+                           ("total_cache", "total_shmem")))
     left = []
-    for mount, path, limit_file, usage_file, inactive_key in groups:
-        parts = [p for p in path.split("/") if p not in ("", ".", "..")]
-        if not os.path.isdir(os.path.join(mount, *parts)):  # a namespaced mount shows the group as its root
-            parts = []
+    for mount, path, limit_file, usage_file, (cache_key, shared_key) in groups:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if ".." in parts or not os.path.isdir(os.path.join(mount, *parts)):
+            parts = []  # a namespaced mount: the group is the mount's root (above it: out of sight)
         for depth in range(len(parts), -1, -1):  # the group, then each ancestor up to the mount
             folder = os.path.join(mount, *parts[:depth])
             limit = _read_number(os.path.join(folder, limit_file))
             usage = _read_number(os.path.join(folder, usage_file))
             if limit is not None and limit < _UNLIMITED and usage is not None:
-                inactive = _read_number(os.path.join(folder, "memory.stat"), inactive_key) or 0
-                left.append(max(limit - max(usage - inactive, 0), 0))
+                stat = os.path.join(folder, "memory.stat")
+                cache = max((_read_number(stat, cache_key) or 0) - (_read_number(stat, shared_key) or 0), 0)
+                left.append(max(limit - max(usage - cache, 0), 0))
     return min(left) if left else None

@@ -21,11 +21,9 @@ import threading
 import time
 from pathlib import Path, PurePath
 
-import numpy as np
-
 from . import io, preprocess
 from .api import Stylizer, estimate_memory
-from .backend import array_module_for, available_memory
+from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
 MANIFEST = "artem-batch.json"
@@ -420,14 +418,16 @@ def _check_shared_memory(client, settings, shapes):
     for a GPU, which the workers would see and this process does not."""
     if getattr(client, "cluster", None) is None or settings.device != "cpu" or not shapes:
         return
-    workers = len(client.scheduler_info()["workers"])
-    have = available_memory(np)
-    fits = sorted((need for need in (estimate_memory(s, settings) for s in shapes) if have is None or need <= have),
-                  reverse=True)  # an image that cannot fit alone fails on its own, as without workers
+    workers = sum(client.nthreads().values())  # a task at a time a thread, one thread a worker
+    where, have = host_memory(shared=True) or (None, None)  # not ulimit -v: each worker has its own
+    if have is None:
+        return
+    # an image that cannot fit alone fails on its own, as without workers
+    fits = sorted((need for need in (estimate_memory(s, settings) for s in shapes) if need <= have), reverse=True)
     need = sum(fits[:workers])
-    if have is not None and len(fits) > 1 and workers > 1 and need > have:
+    if workers > 1 and len(fits) > 1 and need > have:
         raise ArtemError(f"{min(workers, len(fits))} workers painting at once need about {need / 2**30:.1f} GiB of memory "
-                         f"but {have / 2**30:.1f} GiB are free here; use fewer --workers or a smaller --size")
+                         f"but {have / 2**30:.1f} GiB are {where} here; use fewer --workers or a smaller --size")
 
 
 def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_start):

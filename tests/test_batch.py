@@ -228,7 +228,7 @@ def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder,
 
     settings = Settings(size=40, iterations=3, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
     need = estimate_memory((40, 40), settings)  # chelsea and coffee are 40x26 and 40x27: a little less
-    monkeypatch.setattr(batch, "available_memory", lambda xp: int(1.5 * need))
+    monkeypatch.setattr(batch, "host_memory", lambda shared: ("free", int(1.5 * need)))
     for workers, refused in ((2, True), (1, False)):
         out = tmp_path / f"out{workers}"
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",

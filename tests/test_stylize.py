@@ -183,9 +183,17 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
     assert need > 100 * 2**30  # 100 L-BFGS pairs of an 8192 px image alone are 107 GB
     from artem_cli import api
 
-    monkeypatch.setattr(api, "available_memory", lambda xp: 2 * 2**30)
+    monkeypatch.setattr(api, "host_memory", lambda: ("free", 2 * 2**30))
     with pytest.raises(ArtemError, match="GiB of memory"):
         stylize(content, [style], Settings(size=4096))
+    # a Stylizer has its network loaded: the weights are in use, no longer needed
+    settings = Settings(size=48, iterations=2)
+    need = estimate_memory(preprocess.scaled_shape(content.shape, 48), settings)
+    monkeypatch.setattr(api, "host_memory", lambda: ("free", need - api.WEIGHTS_MEMORY // 2))
+    with pytest.raises(ArtemError, match="run needs about"):
+        stylize(content, [style], settings)
+    stylizer = api.Stylizer(settings)
+    assert stylizer.stylize(content, stylizer.targets([style])).iterations == 2
 
 
 def _files(root, files):
@@ -197,18 +205,18 @@ def _files(root, files):
 def test_control_group_limits_bound_the_free_memory(tmp_path):
     """Past a container's memory limit the kernel kills the process where it stands, with no error
     line: the memory check counts what each control group (v2, and v1's memory controller) and its
-    ancestors leave, inactive file cache counted as free."""
+    ancestors leave, their file cache counted as free but for shared memory."""
     from artem_cli.backend import cgroup_memory_left
 
     gib = 2**30
     root = tmp_path / "cgroup"
     _files(root, {
         "a/memory.max": f"{4 * gib}\n", "a/memory.current": f"{3 * gib}\n",
-        "a/memory.stat": f"anon 1\ninactive_file {gib // 2}\nactive_file 7\n",
+        "a/memory.stat": f"anon 1\nfile {gib}\nfile_mapped 9\nshmem {gib // 2}\n",
         "a/b/memory.max": "max\n", "a/b/memory.current": f"{gib}\n",
         "memory/x/memory.limit_in_bytes": "9223372036854771712\n", "memory/x/memory.usage_in_bytes": "5\n",
         "memory/memory.limit_in_bytes": f"{2 * gib}\n", "memory/memory.usage_in_bytes": f"{gib}\n",
-        "memory/memory.stat": "inactive_file 3\ntotal_inactive_file 0\n",
+        "memory/memory.stat": f"cache 3\nshmem 2\ntotal_cache {gib // 4}\ntotal_shmem {gib // 4}\n",
     })
     cases = {
         "0::/a/b\n": 1.5 * gib,  # v2: the ancestor's limit binds
@@ -216,7 +224,7 @@ def test_control_group_limits_bound_the_free_memory(tmp_path):
         "4:cpu,memory:/x\n0::/a/b\n": 1 * gib,  # both: the least
         "4:memory:/elsewhere\n": 1 * gib,  # a namespaced mount: the group is the mount's root
         "4:cpu:/x\n0::/\n": None,  # no group with a limit
-        "0::/../../a/b\n": 1.5 * gib,
+        "0::/../../a/b\n": None,  # a group above the namespace's root, out of sight: not a/b in it
     }
     membership = tmp_path / "cgroup_of_process"
     for text, left in cases.items():
@@ -232,8 +240,11 @@ def test_a_run_past_ulimit_v_is_refused_before_it_starts(tmp_path):
     script.write_text(
         "import resource, sys\n"
         "import artem_cli.api\n"
+        "from artem_cli import backend\n"
+        "backend._host_available = backend.cgroup_memory_left = lambda: None  # the limit, wherever this runs\n"
         "size = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:'))\n"
         "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.RLIM_INFINITY))\n"
+        "print(backend.host_memory(shared=True), backend.host_memory()[0], flush=True)  # a limit of each process's own\n"
         "from artem_cli import main\n"
         "sys.argv = ['artem', *sys.argv[1:]]\n"
         "main()\n")
@@ -243,6 +254,7 @@ def test_a_run_past_ulimit_v_is_refused_before_it_starts(tmp_path):
     assert done.returncode == 1 and not out.exists()
     assert done.stderr.startswith("Error: a 1024x681 run needs about") and "left under ulimit -v" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == "None left under ulimit -v\n"
 
 
 @pytest.mark.parametrize("mode", ["bwn", "xnor", "random"])
