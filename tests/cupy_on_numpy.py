@@ -325,6 +325,7 @@ class _Stream(_Synchronous):
         _by_pointer[self.ptr] = self
         self.tape = None  # the operations recorded, while recording
         self.made = None  # the arrays made meanwhile
+        self.pools = None  # and the pools they came from (weakly: CuPy's arrays do not keep their pool)
         self.clock, self.seen = 0, weakref.WeakKeyDictionary()  # the order of streams (see _ordered)
 
     def synchronize(self):
@@ -346,11 +347,11 @@ class _Stream(_Synchronous):
             raise RuntimeError("cannot capture on the default (legacy) stream")
         if self.tape is not None:
             raise RuntimeError("the stream is capturing already")
-        self.tape, self.made = [], []
+        self.tape, self.made, self.pools = [], [], {}
 
     def end_capture(self):
-        graph = _Graph(self.tape, self.made)
-        self.tape = self.made = None
+        graph = _Graph(self.tape, self.made, list(self.pools.values()))
+        self.tape = self.made = self.pools = None
         for a in graph.made:  # what only a replay writes
             ctypes.memset(a.ctypes.data, 0xFF, a.nbytes)
         return graph
@@ -366,13 +367,18 @@ class _Stream(_Synchronous):
 
 
 class _Graph:
-    """A recorded graph: its operations, and the arrays made while it recorded (its memory)."""
+    """A recorded graph: its operations, and the arrays made while it recorded (its memory), from
+    pools that must outlive it: when a CuPy pool goes, it frees its free blocks, and with them the
+    graph's temporaries, which each replay writes and reads again."""
 
-    def __init__(self, tape, made):
-        self.tape, self.made = tape, made
+    def __init__(self, tape, made, pools):
+        self.tape, self.made, self.pools = tape, made, pools
 
     def launch(self, stream=None):
         global launches
+        if any(pool() is None for pool in self.pools):
+            raise RuntimeError("the memory pool this graph recorded its temporaries in is gone, and with it their "
+                               "memory: keep the pool as long as the graph")
         launches += 1
         stream = stream or _current_stream()
         for fn, args, kwargs, result, writes in self.tape:
@@ -415,10 +421,6 @@ class _Pool:
     def __init__(self):
         self.limit, self.used = 0, 0
 
-    def _freed(self, key, nbytes):
-        self.used -= nbytes
-        _alive.pop(key, None)
-
     def set_limit(self, size=None, fraction=None):
         self.limit = size if size is not None else int((fraction or 0) * 80 * 2**30)
 
@@ -438,7 +440,15 @@ class _Pool:
         raise NotImplementedError
 
 
-_alive = {}  # the NumPy arrays behind device arrays (by id): the pool each is counted in
+_alive = set()  # the NumPy arrays behind device arrays (by id), counted in a pool
+
+
+def _freed(pool, key, nbytes):
+    """``a``'s bytes back to its pool (if the pool is still there) when NumPy frees it."""
+    _alive.discard(key)
+    pool = pool()
+    if pool is not None:
+        pool.used -= nbytes
 _allocators = threading.local()  # the pools of each thread's using_allocator blocks
 
 
@@ -478,10 +488,11 @@ def _made(a):
             raise OutOfMemoryError(f"Out of memory allocating {a.nbytes:,} bytes (allocated so far: {pool.used:,} "
                                    f"bytes, limit set to: {pool.limit:,} bytes).")
     pool.used += a.nbytes
-    _alive[id(a)] = pool
+    _alive.add(id(a))
     if stream.made is not None:
         stream.made.append(a)
-    weakref.finalize(a, pool._freed, id(a), a.nbytes)
+        stream.pools[id(pool)] = weakref.ref(pool)
+    weakref.finalize(a, _freed, weakref.ref(pool), id(a), a.nbytes)
 
 
 class CUDARuntimeError(RuntimeError):

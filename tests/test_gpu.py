@@ -136,10 +136,11 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name, dtype, toler
     a, b = test_gpu_gemm.layouts(cp, dtype)[name]
     expected = cp.matmul(a, b)
     handle, stream = gpu_gemm.Cublas(), cp.cuda.Stream(non_blocking=True)
+    pool = cp.cuda.MemoryPool()  # what the recording allocates, as backend.CudaGraph records: kept with the graph
     stream.wait_event(cp.cuda.get_current_stream().record())  # a and b are on the device before the graph reads them
     with stream:
         out = cp.zeros(expected.shape, dtype=dtype)
-        with gpu_gemm.recording(stream, handle):
+        with gpu_gemm.recording(stream, handle), cp.cuda.using_allocator(pool.malloc):
             stream.begin_capture()
             try:
                 recorded = backend.matmul(a, b)
