@@ -444,11 +444,14 @@ _alive = set()  # the NumPy arrays behind device arrays (by id), counted in a po
 
 
 def _freed(pool, key, nbytes):
-    """``a``'s bytes back to its pool (if the pool is still there) when NumPy frees it."""
+    """When NumPy frees the array ``key``: its bytes back to its pool (a weak reference), if that is
+    still there."""
     _alive.discard(key)
     pool = pool()
     if pool is not None:
         pool.used -= nbytes
+
+
 _allocators = threading.local()  # the pools of each thread's using_allocator blocks
 
 
