@@ -159,6 +159,10 @@ def load_file(path):
     """Read and verify a converted file; returns ({name: float16 array}, meta)."""
     arrays, meta = _read_archive(path, "weights file")
     _check_shapes(arrays, f"weights file '{path}'")
+    for key in expected_shapes():
+        if arrays[key].dtype != np.float16:
+            raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; "
+                             f"convert the weights with 'artem weights convert'")
     _verify(arrays, meta, expected_shapes(), path, "weights file")
     return arrays, meta
 

@@ -76,6 +76,8 @@ def test_bad_weight_files_are_clear_errors(small_file, tmp_path):
         "NaN": (None, lambda a: a["conv4_1.bias"].__setitem__(0, np.nan)),
         "missing": (None, lambda a: a.pop("conv5_3.weight")),
         "no checksums": (None, lambda a: a.pop("__meta__")),
+        "conv3_3.weight is float64, not float16": (None, lambda a: a.__setitem__("conv3_3.weight",
+                                                                                 a["conv3_3.weight"].astype(np.float64))),
     }
     for message, (path, change) in cases.items():
         if path is None:
