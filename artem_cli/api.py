@@ -25,6 +25,7 @@ from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer
 
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
 MIN_SIZE, MAX_SIZE = 16, 8192  # --size, the longest side
+MAX_STYLE_SCALE = 4
 
 
 @dataclasses.dataclass
@@ -75,8 +76,8 @@ class Settings:
                 raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
-        if not (math.isfinite(self.style_scale) and 0 < self.style_scale <= 4):
-            raise ArtemError(f"style-scale must be in (0, 4], not {self.style_scale}")
+        if not (math.isfinite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
+            raise ArtemError(f"style-scale must be in (0, {MAX_STYLE_SCALE}], not {self.style_scale}")
         for label, layers in (("content", self.content_layers), ("style", self.style_layers)):
             if not layers:
                 raise ArtemError(f"at least one {label} layer is needed")
@@ -260,17 +261,44 @@ def _check_memory(shape, settings, xp, loaded=False):
 
 
 def _style_shape(style, size, scale):
-    return preprocess.scaled_shape(style.shape, max(16, round(size * scale)))
+    return preprocess.scaled_shape(style.shape, _style_longest(size, scale))
 
 
-def _check_depth(shape, settings, what, advice):
-    """Each 2x2 pooling halves the image: the deepest layer needs 2^pools pixels on each side."""
+def _style_longest(size, scale):
+    return max(16, round(size * scale))
+
+
+def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE):
+    """The shape (H, W) of an image of ``image_shape`` at ``longest`` px on its longest side, where
+    each 2x2 pooling halves it: the deepest layer tapped needs 2^pools px on each side. If it is
+    short, the error says what value of the option ``knob`` (``px_per_unit`` px of the longest side
+    each) would do, or, past ``limit`` px, that no value would."""
+    shape = preprocess.scaled_shape(image_shape, longest)
     taps = [name for name, _ in settings.content_layers + settings.style_layers]
     deepest = max(taps, key=LAYER_NAMES.index)
     need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
-    if min(shape) < need:
-        raise ArtemError(f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least "
-                         f"{need} px on each side{'; ' + advice if advice else ''}")
+    if min(shape) >= need:
+        return shape
+    message = (f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least {need} px "
+               "on each side")
+    if knob is None:
+        raise ArtemError(message)
+    h, w = image_shape[-2:]
+    reach = math.ceil(need * max(h, w) / min(h, w))  # a longest side at which the shortest has `need` px,
+    while min(preprocess.scaled_shape(image_shape, reach - 1)) >= need:  # the least, rounding as scaled_shape
+        reach -= 1
+    message += f"; at its proportions ({w}x{h}) that takes {reach} px on its longest side"
+    if reach > limit:
+        raise ArtemError(f"{message}, more than {knob} can give ({limit} px): crop it, or tap no layer as deep as {deepest}")
+    value = reach if px_per_unit == 1 else math.ceil(100 * reach / px_per_unit) / 100
+    raise ArtemError(f"{message}: use {knob} {value:g} or more")
+
+
+def check_style(style, settings):
+    """Raise ArtemError if ``style`` (RGB (3, H, W)) at the run's style size is too small for the
+    deepest layer ``settings`` taps."""
+    _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
+                 "--size × --style-scale", limit=MAX_SIZE * MAX_STYLE_SCALE)
 
 
 def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None,
@@ -286,7 +314,7 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     """
     settings = settings or Settings()
     settings.validate(len(styles))
-    _check_memory(_check_content(content, settings), settings, array_module_for(settings.device))  # before any work
+    _check_memory(check_content(content, settings), settings, array_module_for(settings.device))  # before any work
     stylizer = Stylizer(settings, weights_path=weights_path)
     return stylizer.stylize(content, stylizer.targets(styles), init_image=init_image, on_iteration=on_iteration,
                             interruptible=interruptible)
@@ -314,10 +342,10 @@ def style_grams(net, settings, styles):
     return grams
 
 
-def _check_content(content, settings):
-    shape = preprocess.scaled_shape(content.shape, settings.size)
-    _check_depth(shape, settings, "content image", "use a larger --size")
-    return shape
+def check_content(content, settings):
+    """The shape (H, W) of ``content`` (RGB (3, H, W)) at the run's size; ArtemError if that is too
+    small for the deepest layer ``settings`` taps."""
+    return _check_depth(content.shape, settings.size, settings, "content image", "--size")
 
 
 class _MemoryErrors:
@@ -360,8 +388,7 @@ class Stylizer:
             raise ArtemError("at least one style image is needed")
         settings.validate(len(styles))
         for style in styles:
-            _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image",
-                         "use a larger --size or --style-scale")
+            check_style(style, settings)
         with _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale {settings.style_scale:g}; "
                                     "use a smaller --size or --style-scale"):
             reference = None if self.reference is None else style_grams(self.reference, settings, styles)
@@ -371,7 +398,7 @@ class Stylizer:
         """Stylize ``content`` towards ``targets``, as ``artem_cli.stylize`` does. ``init_image`` (RGB),
         when given, is the starting image whatever ``settings.init`` says; ``iterations`` overrides
         ``settings.iterations``."""
-        shape = _check_content(content, self.settings)
+        shape = check_content(content, self.settings)
         _check_memory(shape, self.settings, self.xp, loaded=True)
         with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
             return self._run(content, targets, shape, init_image, iterations or self.settings.iterations,
@@ -524,10 +551,10 @@ def score(image, content, styles, settings=None, *, weights_path=None):
                          "their longest side")
     settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(shape))
     settings.validate(len(styles))
-    _check_depth(shape, settings, "image", None)
+    _check_depth(shape, max(shape), settings, "image")
     for style in styles:  # each at the image's size, as stylize had it
-        _check_depth(_style_shape(style, settings.size, settings.style_scale), settings, "style image",
-                     "use a larger --style-scale")
+        _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
+                     "--style-scale", px_per_unit=settings.size, limit=min(MAX_SIZE, MAX_STYLE_SCALE * settings.size))
     expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
     if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "

@@ -491,16 +491,23 @@ def test_score_command(tmp_path, weights_path):
     Image.open(CONTENT).convert("RGB").resize((64, 64)).save(square)  # chelsea is 3:2: not a result of it
     r = run("score", square, "--content", CONTENT, "--style", STYLE)
     assert r.exit_code == 1 and "the image is 64x64 but its content at that size is 64x43" in r.stderr, r.output
-    thin, dot = tmp_path / "thin.png", tmp_path / "dot.png"
+    thin, narrow, dot = tmp_path / "thin.png", tmp_path / "narrow.png", tmp_path / "dot.png"
     Image.new("RGB", (300, 2)).save(thin)
+    Image.new("RGB", (300, 10)).save(narrow)
     Image.new("RGB", (1, 1)).save(dot)
     for args, message in [  # said as of score, which has no --size: the image's own is its size
             ([CONTENT, "--content", CONTENT, "--style", thin], "the style image at 451x3 px is too small for relu5_1, which "
-             "needs at least 16 px on each side; use a larger --style-scale"),
+             "needs at least 16 px on each side; at its proportions (300x2) that takes 2325 px on its longest side, more "
+             "than --style-scale can give (1804 px): crop it, or tap no layer as deep as relu5_1"),
+            ([CONTENT, "--content", CONTENT, "--style", narrow], "the style image at 451x15 px is too small for relu5_1, "
+             "which needs at least 16 px on each side; at its proportions (300x10) that takes 465 px on its longest side: "
+             "use --style-scale 1.04 or more"),
             ([dot, "--content", dot, "--style", STYLE], "the image is 1x1 px; artem scores images of 16 to 8192 px on "
              "their longest side")]:
         r = run("score", *args)
         assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n"), r.output
+    r = run("score", CONTENT, "--content", CONTENT, "--style", narrow, "--style-scale", "1.04")  # as told
+    assert r.exit_code == 0, r.output
 
 
 def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):

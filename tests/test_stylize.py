@@ -177,6 +177,35 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
             stylize(content, [style], Settings(**options))
 
 
+def test_an_image_too_thin_for_the_deepest_layer_is_told_the_least_size_that_does():
+    """relu5_1 comes after 4 poolings: 16 px on the short side. The error names the least value of
+    the option that gets there (the run then passes the check, one px less does not), or says that
+    no value can."""
+    from artem_cli.api import check_content, check_style
+
+    wide = np.zeros((3, 10, 300), np.float32)  # 30:1, 2 px high at 64 px
+    with pytest.raises(ArtemError, match=r"^the style image at 64x2 px is too small for relu5_1, which needs at least 16 px "
+                                         r"on each side; at its proportions \(300x10\) that takes (\d+) px on its longest "
+                                         r"side: use --size × --style-scale \1 or more$") as refused:
+        check_style(wide, Settings(size=64))
+    least = int(refused.value.args[0].split(" or more")[0].rsplit(" ", 1)[1])
+    assert 450 < least <= 480
+    check_style(wide, Settings(size=least))
+    check_style(wide, Settings(size=least * 2, style_scale=0.5))
+    with pytest.raises(ArtemError, match=f"^the style image at {least - 1}x15 px .* --style-scale {least} or more$"):
+        check_style(wide, Settings(size=least - 1))
+    tall = wide.transpose(0, 2, 1)
+    with pytest.raises(ArtemError, match=f"use --size {least} or more$"):
+        check_content(tall, Settings(size=64))
+    assert check_content(tall, Settings(size=least)) == (least, 16)
+    line = np.zeros((3, 1, 600), np.float32)  # 9600 px long at 16 px high: past --size 8192
+    with pytest.raises(ArtemError, match=r"that takes 9\d\d\d px on its longest side, more than --size can give "
+                                         r"\(8192 px\): crop it, or tap no layer as deep as relu5_1$"):
+        check_content(line, Settings(size=64))
+    shallow = (("relu1_1", 1.0), ("relu2_1", 1.0))  # relu2_1: after 1 pooling, 2 px
+    assert check_content(line, Settings(size=1200, style_layers=shallow, content_layers=(("relu2_2", 1.0),))) == (2, 1200)
+
+
 def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypatch):
     content, style, _ = images
     need = estimate_memory((5461, 8192), Settings(size=8192))
