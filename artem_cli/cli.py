@@ -229,7 +229,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     output = output or content.with_name(f"{content.stem}_stylized.png")
     settings = _settings(options)
     if dry_run:
-        _dry_run([content], settings, weights_path, as_json)
+        _dry_run([content], [tuple(styles)], settings, weights_path, as_json)
         return
     bar = None  # opened at the first iteration, so that errors found before come alone
 
@@ -318,10 +318,11 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     settings = _settings(options)
     if dry_run:
         try:
+            style_sets = _style_sets(styles, style_dir)
             contents = [folder / rel for rel in batches.list_images(folder, recursive, include, exclude, skip=out_dir)]
         except ArtemError as e:
             _fail(e)
-        _dry_run(contents, settings, weights_path, as_json)
+        _dry_run(contents, style_sets, settings, weights_path, as_json)
         return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
@@ -356,14 +357,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
 
     with StopOnSignals() as stop:
         try:
-            if bool(styles) == bool(style_dir):
-                raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
-            if style_dir is not None:
-                style_sets = [(style_dir / p,) for p in batches.list_images(style_dir, what="style folder")]
-                if not style_sets:
-                    raise ArtemError(f"no image files in the style folder '{style_dir}'")
-            else:
-                style_sets = [tuple(styles)]
+            style_sets = _style_sets(styles, style_dir)
             for path in {p for s in style_sets for p in s}:
                 io.read_image(path, "style image")  # a bad style fails the batch now, not image by image
             with batches.dask_client(scheduler, workers) as client:
@@ -395,6 +389,20 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         click.echo(f"  failed: {key}: {error}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _style_sets(styles, style_dir):
+    """``batch``'s style sets: its --style files blended as one, or each image of --style-dir alone."""
+    from . import batch as batches
+
+    if bool(styles) == bool(style_dir):
+        raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
+    if style_dir is None:
+        return [tuple(styles)]
+    style_sets = [(style_dir / p,) for p in batches.list_images(style_dir, what="style folder")]
+    if not style_sets:
+        raise ArtemError(f"no image files in the style folder '{style_dir}'")
+    return style_sets
 
 
 @main.command()
@@ -700,24 +708,28 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
-def _dry_run(contents, settings, weights_path, as_json):
-    """``--dry-run``: the memory and time each content image's run would take here."""
-    predictions, unreadable = {}, {}
+def _dry_run(contents, style_sets, settings, weights_path, as_json):
+    """``--dry-run``: the memory and time each content image's run would take here, after the checks
+    a run makes first: the settings, the style images (each readable and deep enough), each content
+    image (readable and deep enough; a batch would mark one that is not failed)."""
+    predictions, failing = {}, {}
     try:
-        settings.validate()
+        for style_set in style_sets:
+            settings.validate(len(style_set))
+        for path in {p for s in style_sets for p in s}:
+            api.check_style(io.read_image(path, "style image")[0], settings)
         predictor = bench.Predictor(settings, weights_path)
         for path in contents:
             try:
-                rgb, _ = io.read_image(path, "content image")
+                shape = api.check_content(io.read_image(path, "content image")[0], settings)
             except ArtemError as e:
-                unreadable[str(path)] = str(e)
+                failing[str(path)] = str(e)
                 continue
-            shape = preprocess.scaled_shape(rgb.shape, settings.size)
             predictions[str(path)] = predictor.predict(shape)
     except ArtemError as e:
         _fail(e)
     if as_json:
-        click.echo(json.dumps({"images": predictions, "unreadable": unreadable}, indent=1))
+        click.echo(json.dumps({"images": predictions, "failing": failing}, indent=1))
     else:
         for path, p in predictions.items():
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
@@ -728,12 +740,12 @@ def _dry_run(contents, settings, weights_path, as_json):
             total = sum(p["seconds"] for p in predictions.values())
             peak = max(p["memory_bytes"] for p in predictions.values())
             click.echo(f"all {len(predictions)} images: about {_duration(total)}, at most {peak / 2**30:.2f} GiB at once")
-    if len(contents) == 1 and unreadable:  # stylize's one content image
-        _fail(next(iter(unreadable.values())))
-    for error in unreadable.values():  # as a batch lists the images that failed, then one error
-        click.echo(f"unreadable: {error}", err=True)
-    if unreadable:
-        _fail(f"{len(unreadable)} of the {len(contents)} images cannot be read; the batch would mark them failed")
+    if len(contents) == 1 and failing:  # stylize's one content image
+        _fail(next(iter(failing.values())))
+    for path, error in failing.items():  # as a batch lists the images that failed, then one error
+        click.echo(f"would fail: {path}: {error}", err=True)
+    if failing:
+        _fail(f"{len(failing)} of the {len(contents)} images cannot be painted; the batch would mark them failed")
 
 
 def _duration(seconds):

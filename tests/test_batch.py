@@ -251,8 +251,8 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "64", "--dry-run", "--json")
     # the unreadable file is named, the rest predicted, and one error line ends it
     lines = r.stderr.splitlines()
-    assert r.exit_code == 1 and lines[0].startswith(f"unreadable: content image '{folder / 'broken.png'}'")
-    assert lines[1:] == ["Error: 1 of the 3 images cannot be read; the batch would mark them failed"]
+    assert r.exit_code == 1 and lines[0].startswith(f"would fail: {folder / 'broken.png'}: content image ")
+    assert lines[1:] == ["Error: 1 of the 3 images cannot be painted; the batch would mark them failed"]
     report = json.loads(r.stdout)
     assert sorted(report["images"]) == [str(folder / "chelsea.png"), str(folder / "coffee.png")]
     for p in report["images"].values():
@@ -263,6 +263,38 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     r = run("stylize", folder / "broken.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
     assert r.exit_code == 1 and r.stderr.startswith(f"Error: content image '{folder / 'broken.png'}'")
     assert len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_would_fail(folder, tmp_path, weights_path):
+    """The checks a run makes before any work, made by --dry-run too: the styles (a batch's from
+    --style or --style-dir), the settings against them, each content image (a batch would mark one
+    too thin for the deepest layer failed, as it marks one it cannot read)."""
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (300, 2)).save(thin)  # 40x1 px at --size 40: relu3_2 needs 4
+    out = tmp_path / "out"
+    for args, error in [
+            ([], "give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER"),
+            (["--style", thin], "the style image at 40x1 px is too small for relu3_2"),
+            (["--style", tmp_path / "gone.png"], f"style image '{tmp_path / 'gone.png'}' does not exist"),
+            (["--style", STYLE, "--style-blend", "1,1"], "style-blend has 2 weights for 1 style images")]:
+        r = run("batch", folder, "-o", out, *FAST, "--dry-run", *args)
+        assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1, r.output
+        r = run("stylize", folder / "chelsea.png", *(args[1:2] or [STYLE]), "-o", tmp_path / "x.png", *FAST, "--dry-run",
+                *args[2:])
+        if args:
+            assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1
+    shutil.copy(thin, folder / "thin.png")
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--dry-run", "--json")
+    assert r.exit_code == 1 and r.stderr.splitlines()[-1] == ("Error: 2 of the 4 images cannot be painted; the batch would "
+                                                              "mark them failed")
+    assert f"would fail: {folder / 'thin.png'}: the content image at 40x1 px is too small for relu3_2" in r.stderr
+    failing = json.loads(r.stdout)["failing"]
+    assert not out.exists()
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")  # the run fails the same images
+    assert r.exit_code == 1 and sorted(json.loads(r.stdout)["failed"]) == sorted(Path(p).name for p in failing)
+    r = run("stylize", folder / "thin.png", STYLE, "-o", tmp_path / "x.png", *FAST, "--dry-run")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: the content image at 40x1 px is too small for relu3_2")
     assert not (tmp_path / "x.png").exists()
 
 
