@@ -9,6 +9,7 @@ import contextvars
 import functools
 import inspect
 import os
+import re
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -244,32 +245,73 @@ def _read_number(path, key=None):
         return None
 
 
-def cgroup_memory_left(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
+def _cgroup_mounts(mountinfo):
+    """[(mount point, the folder of the hierarchy mounted there, its v1 controllers or None for
+    cgroup v2)] of the control-group file systems in ``mountinfo`` (/proc/PID/mountinfo's format)."""
+    mounts = []
+    try:
+        with open(mountinfo) as f:
+            for line in f:
+                fields = line.split()
+                dash = fields.index("-") if "-" in fields else len(fields)
+                if dash < 5 or len(fields) < dash + 4:
+                    continue
+                root, point = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f) for f in fields[3:5])
+                if fields[dash + 1] == "cgroup2":
+                    mounts.append((point, root, None))
+                elif fields[dash + 1] == "cgroup":
+                    mounts.append((point, root, set(fields[dash + 3].split(","))))
+    except OSError:
+        pass
+    return mounts
+
+
+def _group_folders(mounts, path):
+    """(mount point, [folder, ...] from it down to the group ``path``) in the mount of ``mounts``
+    (point, the hierarchy's folder mounted there) that shows the group with the most of its
+    ancestors (a hierarchy may be mounted whole and in part); where none shows it (out of a
+    namespace's sight: "/.." in the path), the first mount's root, as near as can be seen. None
+    where there is no mount."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    shown = []
+    for point, root in mounts:
+        top = [p for p in root.split("/") if p not in ("", ".")]
+        if ".." not in parts and parts[: len(top)] == top and os.path.isdir(os.path.join(point, *parts[len(top):])):
+            shown.append((point, parts[len(top):]))
+    if shown:
+        return max(shown, key=lambda found: len(found[1]))
+    return (mounts[0][0], []) if mounts else None
+
+
+def cgroup_memory_left(mountinfo="/proc/self/mountinfo", membership="/proc/self/cgroup"):
     """Bytes this process's control groups may still take before their memory limits (the least over
     the group and its ancestors that have one), counting their file cache but shared memory as free,
     as the kernel reclaims it before it kills (MemAvailable counts it so too); None where no group
-    has a limit. ``root``: where the hierarchies are mounted (cgroup v2 there, v1's memory controller
-    in ``root``/memory)."""
+    has a limit. The groups are those ``membership`` names, found where ``mountinfo`` says their
+    hierarchies are mounted (cgroup v2, and v1's memory controller, alone or with others)."""
     try:
         with open(membership) as f:
             lines = [line.rstrip("\n").split(":", 2) for line in f]
     except OSError:
         return None
-    groups = []  # (mount, path in it, limit file, usage file, memory.stat's keys of file cache and shared memory)
+    mounts = _cgroup_mounts(mountinfo)
+    groups = []  # (mount point, folders below it, limit file, usage file, memory.stat's keys of file cache and shared memory)
     for fields in lines:
         if len(fields) != 3:
             continue
         number, controllers, path = fields
         if number == "0" and controllers == "":
-            groups.append((root, path, "memory.max", "memory.current", ("file", "shmem")))
+            found = _group_folders([(point, root) for point, root, kind in mounts if kind is None], path)
+            files = ("memory.max", "memory.current", ("file", "shmem"))
         elif "memory" in controllers.split(","):
-            groups.append((os.path.join(root, "memory"), path, "memory.limit_in_bytes", "memory.usage_in_bytes",
-                           ("total_cache", "total_shmem")))
+            found = _group_folders([(point, root) for point, root, kind in mounts if kind and "memory" in kind], path)
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", ("total_cache", "total_shmem"))
+        else:
+            continue
+        if found is not None:
+            groups.append((*found, *files))
     left = []
-    for mount, path, limit_file, usage_file, (cache_key, shared_key) in groups:
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        if ".." in parts or not os.path.isdir(os.path.join(mount, *parts)):
-            parts = []  # a namespaced mount: the group is the mount's root (above it: out of sight)
+    for mount, parts, limit_file, usage_file, (cache_key, shared_key) in groups:
         for depth in range(len(parts), -1, -1):  # the group, then each ancestor up to the mount
             folder = os.path.join(mount, *parts[:depth])
             limit = _read_number(os.path.join(folder, limit_file))

@@ -234,7 +234,8 @@ def _files(root, files):
 def test_control_group_limits_bound_the_free_memory(tmp_path):
     """Past a container's memory limit the kernel kills the process where it stands, with no error
     line: the memory check counts what each control group (v2, and v1's memory controller) and its
-    ancestors leave, their file cache counted as free but for shared memory."""
+    ancestors leave, their file cache counted as free but for shared memory, each hierarchy read
+    where /proc/self/mountinfo says it is mounted."""
     from artem_cli.backend import cgroup_memory_left
 
     gib = 2**30
@@ -246,20 +247,40 @@ def test_control_group_limits_bound_the_free_memory(tmp_path):
         "memory/x/memory.limit_in_bytes": "9223372036854771712\n", "memory/x/memory.usage_in_bytes": "5\n",
         "memory/memory.limit_in_bytes": f"{2 * gib}\n", "memory/memory.usage_in_bytes": f"{gib}\n",
         "memory/memory.stat": f"cache 3\nshmem 2\ntotal_cache {gib // 4}\ntotal_shmem {gib // 4}\n",
+        "unified/cgroup.procs": "",  # a hybrid's v2, without the memory controller
+        "cpu and memory/memory.limit_in_bytes": f"{3 * gib}\n", "cpu and memory/memory.usage_in_bytes": "0\n",
+        "x_alone/memory.limit_in_bytes": "9223372036854771712\n", "x_alone/memory.usage_in_bytes": "5\n",
+        "cpu and memory/y/memory.limit_in_bytes": f"{gib // 2}\n", "cpu and memory/y/memory.usage_in_bytes": "0\n",
     })
-    cases = {
-        "0::/a/b\n": 1.5 * gib,  # v2: the ancestor's limit binds
-        "4:memory:/x\n0::/\n": 1 * gib,  # v1 (the v2 root has no limit): x is unlimited, its parent is not
-        "4:cpu,memory:/x\n0::/a/b\n": 1 * gib,  # both: the least
-        "4:memory:/elsewhere\n": 1 * gib,  # a namespaced mount: the group is the mount's root
-        "4:cpu:/x\n0::/\n": None,  # no group with a limit
-        "0::/../../a/b\n": None,  # a group above the namespace's root, out of sight: not a/b in it
-    }
-    membership = tmp_path / "cgroup_of_process"
-    for text, left in cases.items():
+    v2 = f"30 23 0:26 / {root} rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+    v1 = f"35 31 0:32 / {root}/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
+    standard = v2 + v1 + f"36 31 0:33 / {root}/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+    hybrid = f"41 31 0:38 / {root}/unified rw,relatime - cgroup2 cgroup2 rw\n" + v1
+    # v1's memory with cpu, where docker without a cgroup namespace mounts its group (spaces as \040)
+    together = f"38 31 0:35 /docker/c1 {root}/cpu\\040and\\040memory rw - cgroup cgroup rw,cpu,memory\n"
+    # x mounted alone too (its own limit: none), before the whole hierarchy that shows x's parent
+    bound_twice = f"39 31 0:32 /x {root}/x_alone rw - cgroup cgroup rw,memory\n" + v1
+    cases = [
+        (standard, "0::/a/b\n", 1.5 * gib),  # v2: the ancestor's limit binds
+        (standard, "4:memory:/x\n0::/\n", 1 * gib),  # v1 (the v2 root has no limit): x is unlimited, its parent is not
+        (standard, "4:memory:/x\n0::/a/b\n", 1 * gib),  # both: the least
+        (standard, "4:memory:/elsewhere\n", 1 * gib),  # not in the mount: its root
+        (standard, "4:cpu:/x\n0::/\n", None),  # no group with a limit
+        (standard, "0::/../../a/b\n", None),  # a group above the namespace's root, out of sight: not a/b in it
+        (hybrid, "4:memory:/x\n0::/a/b\n", 1 * gib),  # v2 elsewhere, with no memory files: v1 alone
+        (together, "4:cpu,memory:/docker/c1/y\n0::/\n", 0.5 * gib),  # y, below the mount's own group
+        (together, "4:cpu,memory:/docker/c1\n", 3 * gib),  # the mount's own group
+        (bound_twice, "4:memory:/x\n", 1 * gib),  # the mount that shows x, and its ancestor
+        (v2, "0::/a/b\n", 1.5 * gib),
+        ("", "0::/a/b\n", None),  # nothing mounted
+    ]
+    membership, mountinfo = tmp_path / "cgroup_of_process", tmp_path / "mountinfo"
+    for mounts, text, left in cases:
         membership.write_text(text)
-        assert cgroup_memory_left(str(root), str(membership)) == left, text
-    assert cgroup_memory_left(str(root), str(tmp_path / "missing")) is None
+        mountinfo.write_text(mounts)
+        assert cgroup_memory_left(str(mountinfo), str(membership)) == left, (mounts, text)
+    assert cgroup_memory_left(str(mountinfo), str(tmp_path / "missing")) is None
+    assert cgroup_memory_left(str(tmp_path / "missing"), str(membership)) is None
 
 
 def test_a_run_past_ulimit_v_is_refused_before_it_starts(tmp_path):
