@@ -562,9 +562,9 @@ def weights_group():
 
 
 @weights_group.command("fetch")
-@click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
-              help="Where to write the converted file (a folder: its vgg16.npz). [default: weights/ of the checkout, "
-                   "else the cache]")
+@click.option("--to", "destination", type=click.Path(), default=None,
+              help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
+                   "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 @click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists, and replace a "
                                             "file there that is not artem's.")
 def weights_fetch(destination, force):
@@ -578,9 +578,9 @@ def weights_fetch(destination, force):
 
 @weights_group.command("convert")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--to", "destination", type=click.Path(path_type=Path), default=None,
-              help="Where to write the converted file (a folder: its vgg16.npz). [default: weights/ of the checkout, "
-                   "else the cache]")
+@click.option("--to", "destination", type=click.Path(), default=None,
+              help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
+                   "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 def weights_convert(source, destination):
     """Convert a VGG16 in ONNX (.onnx) or Keras (.h5) format."""
     try:

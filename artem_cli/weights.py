@@ -249,9 +249,18 @@ CONVERTERS = {".onnx": read_onnx, ".h5": read_keras_h5}
 
 
 def _destination(destination):
-    """Where ``convert`` and ``fetch`` write: ``destination`` (a folder: its vgg16.npz), or the default."""
-    destination = Path(destination) if destination else default_destination()
-    return destination / "vgg16.npz" if destination.is_dir() else destination
+    """Where ``convert`` and ``fetch`` write: ``destination`` (a folder, existing or written with a
+    final /: its vgg16.npz; a new file: a name ending in .npz), or the default."""
+    if not destination:
+        return default_destination()
+    folder = str(destination).endswith(("/", os.sep))
+    destination = Path(destination)
+    if folder or destination.is_dir():
+        return destination / FILE_NAME
+    if not destination.exists() and destination.suffix.lower() != ".npz":
+        raise ArtemError(f"--to '{destination}': give a new weights file a name ending in .npz, or name a folder "
+                         "(one that exists, or with a final /) for its vgg16.npz")
+    return destination
 
 
 def convert(source, destination=None):

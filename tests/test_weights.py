@@ -146,6 +146,12 @@ def test_convert_onnx(tmp_path):
     loaded = weights.load(path)
     for key, value in arrays.items():
         np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
+    # a folder, new (a final /) or existing, gets its vgg16.npz; a new name without .npz is refused
+    assert weights.convert(src, f"{tmp_path}/new/")[0] == tmp_path / "new" / weights.FILE_NAME
+    assert weights.convert(src, tmp_path / "new")[0] == tmp_path / "new" / weights.FILE_NAME
+    with pytest.raises(ArtemError, match=r"^--to '.*other': give a new weights file a name ending in \.npz, or name a folder"):
+        weights.convert(src, tmp_path / "other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out.npz", "vgg.onnx"]
 
 
 def test_convert_rejects_wrong_networks_and_files(tmp_path):
