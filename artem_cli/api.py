@@ -57,7 +57,7 @@ class Settings:
     calibrate: bool = False  # non-fp32 modes: give each layer's term the weight it has in fp32 (by the fp32
     # score: worse for the fully binary untrained networks, better content for xnor from conv4_2; BENCHMARKS.md §4c)
     seed: int = 0
-    device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (fp32, bwn, random)
+    device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (every mode)
     cuda_graph: bool = False  # cuda: each evaluation of the objective replays one recorded CUDA graph
     # (not yet timed on a GPU: `artem benchmark --end-to-end --device cuda` times it beside the default)
 
