@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 STAMP := .installed
 DEMO_OUT ?= demo_out.png
 
-.PHONY: install weights demo test kernels gpu-check bench clean
+.PHONY: install weights demo test kernels gpu-check gpu-rehearsal bench clean
 
 # artem (editable, with the converter and test extras), and the `artem` command on PATH
 install: $(STAMP)
@@ -36,6 +36,11 @@ kernels:
 OUT ?= gpu-check
 gpu-check:
 	.ci/gpu-check $(OUT)
+
+# before a GPU session, on any machine: tests/test_gpu.py with tests/cupy_on_numpy as CuPy and the
+# kernels under the CUDA emulator (tests/stand_in_gpu.py); about 32 min on 2 CPUs
+gpu-rehearsal: weights
+	PYTHONPATH=tests $(PYTHON) -m pytest -q -p stand_in_gpu -p no:cacheprovider --durations=10 tests/test_gpu.py
 
 bench: weights
 	$(PYTHON) -m artem_cli benchmark --size 512 --layers

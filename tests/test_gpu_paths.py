@@ -9,6 +9,8 @@ while it records, and what its replays compute; running out of device memory.
 """
 import dataclasses
 import gc
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -20,7 +22,7 @@ import cupy_on_numpy
 from artem_cli import api, gpu_binary, gpu_gemm, io, preprocess, weights
 from artem_cli.api import Settings
 from artem_cli.optim import LBFGS, Adam
-from conftest import EXAMPLES
+from conftest import EXAMPLES, REPO
 from cuda_emulator import EmulatedRuntime
 
 
@@ -193,3 +195,19 @@ def test_out_of_memory_on_the_gpu_path_is_one_clear_error(cuda, tmp_path, weight
     finally:
         pool.set_limit(size=0)
     assert not (tmp_path / "oom.png").exists()
+
+
+def test_the_gpu_rehearsal_runs_the_gpu_tests_on_the_stand_in_but_the_one_it_names():
+    """`make gpu-rehearsal` (tests/stand_in_gpu.py as a pytest plugin): tests/test_gpu.py is collected,
+    not skipped for want of a device, all but NEEDS_A_GPU (pytest's own count); running them all takes
+    half an hour, so CI only collects them."""
+    import stand_in_gpu
+
+    collected = subprocess.run([sys.executable, "-m", "pytest", "-p", "stand_in_gpu", "-p", "no:cacheprovider",
+                                "--collect-only", "-q", "tests/test_gpu.py"], cwd=REPO, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    names = [line for line in collected.stdout.splitlines() if line.startswith("tests/test_gpu.py::")]
+    assert collected.returncode == 0 and len(names) > 50, collected.stdout + collected.stderr
+    left_out = len(stand_in_gpu.NEEDS_A_GPU)
+    assert f"{len(names)}/{len(names) + left_out} tests collected ({left_out} deselected)" in collected.stdout
+    assert not any(name in line for name in stand_in_gpu.NEEDS_A_GPU for line in names)
