@@ -250,7 +250,7 @@ def _cgroup_mounts(mountinfo):
     cgroup v2)] of the control-group file systems in ``mountinfo`` (/proc/PID/mountinfo's format)."""
     mounts = []
     try:
-        with open(mountinfo) as f:
+        with open(mountinfo, errors="surrogateescape") as f:  # paths are bytes, not always UTF-8
             for line in f:
                 fields = line.split()
                 dash = fields.index("-") if "-" in fields else len(fields)
@@ -270,8 +270,8 @@ def _group_folders(mounts, path):
     """(mount point, [folder, ...] from it down to the group ``path``) in the mount of ``mounts``
     (point, the hierarchy's folder mounted there) that shows the group with the most of its
     ancestors (a hierarchy may be mounted whole and in part); where none shows it (out of a
-    namespace's sight: "/.." in the path), the first mount's root, as near as can be seen. None
-    where there is no mount."""
+    namespace's sight: "/.." in the path), the root of the mount of the most of the hierarchy, as
+    near as can be seen. None where there is no mount."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     shown = []
     for point, root in mounts:
@@ -280,7 +280,7 @@ def _group_folders(mounts, path):
             shown.append((point, parts[len(top):]))
     if shown:
         return max(shown, key=lambda found: len(found[1]))
-    return (mounts[0][0], []) if mounts else None
+    return (min(mounts, key=lambda mount: len(mount[1].strip("/")))[0], []) if mounts else None
 
 
 def cgroup_memory_left(mountinfo="/proc/self/mountinfo", membership="/proc/self/cgroup"):
@@ -290,7 +290,7 @@ def cgroup_memory_left(mountinfo="/proc/self/mountinfo", membership="/proc/self/
     has a limit. The groups are those ``membership`` names, found where ``mountinfo`` says their
     hierarchies are mounted (cgroup v2, and v1's memory controller, alone or with others)."""
     try:
-        with open(membership) as f:
+        with open(membership, errors="surrogateescape") as f:
             lines = [line.rstrip("\n").split(":", 2) for line in f]
     except OSError:
         return None

@@ -271,13 +271,15 @@ def test_control_group_limits_bound_the_free_memory(tmp_path):
         (together, "4:cpu,memory:/docker/c1/y\n0::/\n", 0.5 * gib),  # y, below the mount's own group
         (together, "4:cpu,memory:/docker/c1\n", 3 * gib),  # the mount's own group
         (bound_twice, "4:memory:/x\n", 1 * gib),  # the mount that shows x, and its ancestor
+        (bound_twice, "4:memory:/elsewhere\n", 1 * gib),  # in none: the root of the whole hierarchy, not x's
+        (standard.encode() + b"50 23 8:1 / /media/caf\xe9 rw - vfat /dev/sdb1 rw\n", "0::/a/b\n", 1.5 * gib),  # Latin-1
         (v2, "0::/a/b\n", 1.5 * gib),
         ("", "0::/a/b\n", None),  # nothing mounted
     ]
     membership, mountinfo = tmp_path / "cgroup_of_process", tmp_path / "mountinfo"
     for mounts, text, left in cases:
         membership.write_text(text)
-        mountinfo.write_text(mounts)
+        mountinfo.write_bytes(mounts if isinstance(mounts, bytes) else mounts.encode())
         assert cgroup_memory_left(str(mountinfo), str(membership)) == left, (mounts, text)
     assert cgroup_memory_left(str(mountinfo), str(tmp_path / "missing")) is None
     assert cgroup_memory_left(str(tmp_path / "missing"), str(membership)) is None
