@@ -290,7 +290,12 @@ def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1,
     message += f"; at its proportions ({w}x{h}) that takes {reach} px on its longest side"
     if reach > limit:
         raise ArtemError(f"{message}, more than {knob} can give ({limit} px): crop it, or tap no layer as deep as {deepest}")
-    value = reach if px_per_unit == 1 else math.ceil(100 * reach / px_per_unit) / 100
+    value = reach
+    if px_per_unit != 1:  # the least value in hundredths whose longest side, rounded, is `reach`
+        cents = math.ceil(100 * (reach - 0.5) / px_per_unit)
+        while round(px_per_unit * (cents / 100)) < reach:
+            cents += 1
+        value = cents / 100
     raise ArtemError(f"{message}: use {knob} {value:g} or more")
 
 
@@ -554,7 +559,7 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     _check_depth(shape, max(shape), settings, "image")
     for style in styles:  # each at the image's size, as stylize had it
         _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
-                     "--style-scale", px_per_unit=settings.size, limit=min(MAX_SIZE, MAX_STYLE_SCALE * settings.size))
+                     "--style-scale", px_per_unit=settings.size, limit=MAX_STYLE_SCALE * settings.size)
     expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
     if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "

@@ -501,13 +501,15 @@ def test_score_command(tmp_path, weights_path):
              "than --style-scale can give (1804 px): crop it, or tap no layer as deep as relu5_1"),
             ([CONTENT, "--content", CONTENT, "--style", narrow], "the style image at 451x15 px is too small for relu5_1, "
              "which needs at least 16 px on each side; at its proportions (300x10) that takes 465 px on its longest side: "
-             "use --style-scale 1.04 or more"),
+             "use --style-scale 1.03 or more"),
             ([dot, "--content", dot, "--style", STYLE], "the image is 1x1 px; artem scores images of 16 to 8192 px on "
              "their longest side")]:
         r = run("score", *args)
         assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n"), r.output
-    r = run("score", CONTENT, "--content", CONTENT, "--style", narrow, "--style-scale", "1.04")  # as told
+    r = run("score", CONTENT, "--content", CONTENT, "--style", narrow, "--style-scale", "1.03")  # as told: the least
     assert r.exit_code == 0, r.output
+    r = run("score", CONTENT, "--content", CONTENT, "--style", narrow, "--style-scale", "1.02")
+    assert r.exit_code == 1 and "use --style-scale 1.03 or more" in r.stderr
 
 
 def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
