@@ -158,11 +158,11 @@ def _verify(arrays, meta, keys, path, what):
 def load_file(path):
     """Read and verify a converted file; returns ({name: float16 array}, meta)."""
     arrays, meta = _read_archive(path, "weights file")
-    _check_shapes(arrays, f"weights file '{path}'")
     for key in expected_shapes():
-        if arrays[key].dtype != np.float16:
-            raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; "
-                             f"convert the weights with 'artem weights convert'")
+        if key in arrays and arrays[key].dtype != np.float16:
+            raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; make "
+                             "it again with 'artem weights fetch', or 'artem weights convert' from its .onnx or .h5")
+    _check_shapes(arrays, f"weights file '{path}'")
     _verify(arrays, meta, expected_shapes(), path, "weights file")
     return arrays, meta
 

@@ -78,6 +78,7 @@ def test_bad_weight_files_are_clear_errors(small_file, tmp_path):
         "no checksums": (None, lambda a: a.pop("__meta__")),
         "conv3_3.weight is float64, not float16": (None, lambda a: a.__setitem__("conv3_3.weight",
                                                                                  a["conv3_3.weight"].astype(np.float64))),
+        "conv3_2.bias is <U1, not float16": (None, lambda a: a.__setitem__("conv3_2.bias", np.full(256, "x"))),
     }
     for message, (path, change) in cases.items():
         if path is None:
