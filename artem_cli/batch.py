@@ -59,6 +59,14 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
     return sorted(found, key=natural_key)
 
 
+def input_images(folder, recursive=False, include=(), exclude=(), skip=None):
+    """``list_images`` of a batch's input folder; an ArtemError where there is none."""
+    found = list_images(folder, recursive, include, exclude, skip)
+    if not found:
+        raise ArtemError(f"no image files in '{folder}'" + (" that match --include/--exclude" if include or exclude else ""))
+    return found
+
+
 @dataclasses.dataclass
 class Job:
     """One output: a content image painted after a set of style images."""
@@ -226,10 +234,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError("--init previous follows one sequence of frames: give one style (or blend), not --style-dir")
     if init_previous and client is not None:
         raise ArtemError("--init previous paints the frames in order, in this process: leave out --scheduler and --workers")
-    inputs = list_images(in_dir, recursive, include, exclude, skip=out_dir)
-    if not inputs:
-        raise ArtemError(f"no image files in '{in_dir}'" + (" that match --include/--exclude" if include or exclude else ""))
-    jobs = plan(inputs, style_sets, template)
+    jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtemError(f"the output folder '{out_dir}' is a file")
     try:

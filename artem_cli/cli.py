@@ -229,7 +229,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     output = output or content.with_name(f"{content.stem}_stylized.png")
     settings = _settings(options)
     if dry_run:
-        _dry_run([content], [tuple(styles)], settings, weights_path, as_json)
+        _dry_run([content], [tuple(styles)], settings, weights_path, as_json, batch=False)
         return
     bar = None  # opened at the first iteration, so that errors found before come alone
 
@@ -319,10 +319,10 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     if dry_run:
         try:
             style_sets = _style_sets(styles, style_dir)
-            contents = [folder / rel for rel in batches.list_images(folder, recursive, include, exclude, skip=out_dir)]
+            contents = [folder / rel for rel in batches.input_images(folder, recursive, include, exclude, skip=out_dir)]
         except ArtemError as e:
             _fail(e)
-        _dry_run(contents, style_sets, settings, weights_path, as_json)
+        _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True)
         return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
@@ -358,8 +358,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     with StopOnSignals() as stop:
         try:
             style_sets = _style_sets(styles, style_dir)
-            for path in {p for s in style_sets for p in s}:
-                io.read_image(path, "style image")  # a bad style fails the batch now, not image by image
+            _check_styles(style_sets, settings)
             with batches.dask_client(scheduler, workers) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
                                       template=("{stem}_{style}.png" if style_dir else "{stem}.png") if template is None else template,
@@ -403,6 +402,16 @@ def _style_sets(styles, style_dir):
     if not style_sets:
         raise ArtemError(f"no image files in the style folder '{style_dir}'")
     return style_sets
+
+
+def _check_styles(style_sets, settings):
+    """What a run checks of its style images before any work: the settings against each set, each
+    image readable and large enough for the deepest layer (in a batch: a bad style fails it now, not
+    image by image)."""
+    for style_set in style_sets:
+        settings.validate(len(style_set))
+    for path in dict.fromkeys(p for s in style_sets for p in s):
+        api.check_style(io.read_image(path, "style image")[0], settings)
 
 
 @main.command()
@@ -708,16 +717,13 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
-def _dry_run(contents, style_sets, settings, weights_path, as_json):
-    """``--dry-run``: the memory and time each content image's run would take here, after the checks
-    a run makes first: the settings, the style images (each readable and deep enough), each content
-    image (readable and deep enough; a batch would mark one that is not failed)."""
+def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
+    """``--dry-run``: the memory and time each content image's run would take here (a batch's: after
+    each style set), after the checks of the settings and the style images that a run makes first,
+    and of each content image (readable, large enough; a batch would mark one that is not failed)."""
     predictions, failing = {}, {}
     try:
-        for style_set in style_sets:
-            settings.validate(len(style_set))
-        for path in {p for s in style_sets for p in s}:
-            api.check_style(io.read_image(path, "style image")[0], settings)
+        _check_styles(style_sets, settings)
         predictor = bench.Predictor(settings, weights_path)
         for path in contents:
             try:
@@ -729,18 +735,20 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json):
     except ArtemError as e:
         _fail(e)
     if as_json:
-        click.echo(json.dumps({"images": predictions, "failing": failing}, indent=1))
+        click.echo(json.dumps({"images": predictions, "failing": failing, "style_sets": len(style_sets)}, indent=1))
     else:
         for path, p in predictions.items():
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
             click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
                        f"{p['memory_bytes'] / 2**30:.2f} GiB of memory{free}, {p['seconds_per_iteration']:.3g} s per "
                        f"iteration here, {settings.iterations} iterations in about {_duration(p['seconds'])}")
-        if len(predictions) > 1:
-            total = sum(p["seconds"] for p in predictions.values())
+        if len(predictions) * len(style_sets) > 1:
+            total = sum(p["seconds"] for p in predictions.values()) * len(style_sets)
             peak = max(p["memory_bytes"] for p in predictions.values())
-            click.echo(f"all {len(predictions)} images: about {_duration(total)}, at most {peak / 2**30:.2f} GiB at once")
-    if len(contents) == 1 and failing:  # stylize's one content image
+            after = f" after each of {len(style_sets)} styles" if len(style_sets) > 1 else ""
+            click.echo(f"all {len(predictions)} images{after}: about {_duration(total)}, at most {peak / 2**30:.2f} GiB "
+                       "at once")
+    if not batch and failing:  # stylize's one content image
         _fail(next(iter(failing.values())))
     for path, error in failing.items():  # as a batch lists the images that failed, then one error
         click.echo(f"would fail: {path}: {error}", err=True)

@@ -284,6 +284,22 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
                 *args[2:])
         if args:
             assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    shutil.copy(STYLE, styles / "ihc.png")
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "--dry-run")  # 2 images, 1 unreadable
+    assert r.exit_code == 1 and f"{folder / 'coffee.png'}: 40x27, fp32 on cpu" in r.stdout
+    assert "all 2 images: about" in r.stdout, r.stdout
+    shutil.copy(STYLE, styles / "ihc2.png")
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "--dry-run", "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["style_sets"] == 2
+    assert "all 2 images after each of 2 styles: about" in run("batch", folder, "--style-dir", styles, "-o", out, *FAST,
+                                                               "--dry-run").stdout
+    shutil.copy(thin, styles / "thin.png")  # one style too thin: the dry run and the run refuse the batch at once
+    for dry in (["--dry-run"], []):
+        r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, *dry)
+        assert r.exit_code == 1 and r.stderr.startswith("Error: the style image at 40x1 px is too small for relu3_2")
+        assert len(r.stderr.splitlines()) == 1 and not out.exists()
     shutil.copy(thin, folder / "thin.png")
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--dry-run", "--json")
     assert r.exit_code == 1 and r.stderr.splitlines()[-1] == ("Error: 2 of the 4 images cannot be painted; the batch would "
@@ -296,6 +312,15 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     r = run("stylize", folder / "thin.png", STYLE, "-o", tmp_path / "x.png", *FAST, "--dry-run")
     assert r.exit_code == 1 and r.stderr.startswith("Error: the content image at 40x1 px is too small for relu3_2")
     assert not (tmp_path / "x.png").exists()
+    alone = tmp_path / "alone"  # a batch of one image lists it as one it would fail, as a batch does
+    alone.mkdir()
+    shutil.copy(thin, alone / "thin.png")
+    r = run("batch", alone, "--style", STYLE, "-o", out, *FAST, "--dry-run")
+    lines = r.stderr.splitlines()
+    assert r.exit_code == 1 and len(lines) == 2 and lines[0].startswith(f"would fail: {alone / 'thin.png'}: the content ")
+    assert lines[1] == "Error: 1 of the 1 images cannot be painted; the batch would mark them failed"
+    r = run("batch", tmp_path / "styles", "-o", out, *FAST, "--dry-run", "--style", STYLE, "--include", "*.jpg")
+    assert r.exit_code == 1 and r.stderr == f"Error: no image files in '{tmp_path / 'styles'}' that match --include/--exclude\n"
 
 
 def test_a_prediction_below_the_smallest_probe_is_that_probes_time_not_less():
