@@ -7,6 +7,7 @@ as ``test_gpu_paths``'s fixture does for one test. ``tests/test_gpu.py`` then ru
 slowly: what it checks of artem's arithmetic, of the device paths and of CUDA graphs holds or fails
 here as there; its rates are the CPU's.
 """
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +27,11 @@ def pytest_configure(config):
     cupy_on_numpy.emulator = EmulatedRuntime(Path(tempfile.mkdtemp(prefix="artem-emulated-")))
     sys.modules["cupy"] = cupy_on_numpy
     gpu_gemm._loaded_cublas = lambda: cupy_on_numpy.cublas
+
+
+def pytest_unconfigure(config):
+    """The emulator's kernels, built for this run, go with it."""
+    shutil.rmtree(cupy_on_numpy.emulator.folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
