@@ -126,8 +126,13 @@ def _write_checked(arrays, meta, destination):
     return meta
 
 
-def _read_archive(path, what):
-    """(arrays, meta) of an archive ``_write_checked`` wrote; ``what`` names the file in errors."""
+REMAKE = ("make it again with 'artem weights fetch' (--to for a file of your own), or 'artem weights convert' from "
+          "its .onnx or .h5")
+
+
+def _read_archive(path, what, remake=REMAKE):
+    """(arrays, meta) of an archive ``_write_checked`` wrote; ``what`` names the file in errors,
+    ``remake`` says how to make it again."""
     path = Path(path)
     if not path.is_file():
         raise ArtemError(f"{what} '{path}' does not exist")
@@ -139,7 +144,7 @@ def _read_archive(path, what):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ArtemError(f"{what} '{path}' is not a readable artem weights file ({e})") from None
     if "__meta__" not in arrays:
-        raise ArtemError(f"{what} '{path}' has no checksums; convert it with 'artem weights convert'")
+        raise ArtemError(f"{what} '{path}' has no checksums; {remake}")
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes())
         if not isinstance(meta["sha256"], dict):
@@ -160,8 +165,7 @@ def load_file(path):
     arrays, meta = _read_archive(path, "weights file")
     for key in expected_shapes():
         if key in arrays and arrays[key].dtype != np.float16:
-            raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; make "
-                             "it again with 'artem weights fetch', or 'artem weights convert' from its .onnx or .h5")
+            raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; {REMAKE}")
     _check_shapes(arrays, f"weights file '{path}'")
     _verify(arrays, meta, expected_shapes(), path, "weights file")
     return arrays, meta
@@ -403,7 +407,7 @@ def load_binary(path, xp=np):
     and shift on ``xp`` and the packed signs on the host, meta)."""
     from .binarize import BinaryLayer
 
-    arrays, meta = _read_archive(path, "binary weights file")
+    arrays, meta = _read_archive(path, "binary weights file", "make it with 'artem distill'")
     names, mode = meta.get("layers"), meta.get("mode")
     known = [n for n, _, _ in CONV_LAYERS]
     if mode is None and names is None and "conv1_1.weight" in arrays:
