@@ -280,7 +280,7 @@ def _group_folders(mounts, path):
             shown.append((point, parts[len(top):]))
     if shown:
         return max(shown, key=lambda found: len(found[1]))
-    return (min(mounts, key=lambda mount: len(mount[1].strip("/")))[0], []) if mounts else None
+    return (min(mounts, key=lambda mount: len([p for p in mount[1].split("/") if p]))[0], []) if mounts else None
 
 
 def cgroup_memory_left(mountinfo="/proc/self/mountinfo", membership="/proc/self/cgroup"):

@@ -31,7 +31,8 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     """The emulator's kernels, built for this run, go with it."""
-    shutil.rmtree(cupy_on_numpy.emulator.folder, ignore_errors=True)
+    if cupy_on_numpy.emulator is not None:  # None where an earlier plugin's configuration failed
+        shutil.rmtree(cupy_on_numpy.emulator.folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
