@@ -206,6 +206,21 @@ class Summary:
     images: dict = dataclasses.field(default_factory=dict)  # key: {iterations, seconds, loss}
 
 
+def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False, first_iterations=None, on_cluster=False):
+    """What ``run`` checks of its options before any folder is made (``on_cluster``: with a client)."""
+    settings.validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
+    if not on_cluster:  # on a cluster only the workers need the device
+        array_module_for(settings.device)
+    if first_iterations is not None and not init_previous:
+        raise ArtemError("--first-iterations goes with --init previous")
+    if Path(out_dir).resolve() == Path(in_dir).resolve():
+        raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
+    if init_previous and len(style_sets) > 1:
+        raise ArtemError("--init previous follows one sequence of frames: give one style (or blend), not --style-dir")
+    if init_previous and on_cluster:
+        raise ArtemError("--init previous paints the frames in order, in this process: leave out --scheduler and --workers")
+
+
 def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursive=False, include=(), exclude=(),
         init_previous=False, first_iterations=None, force=False, overwrite=False, weights_path=None, client=None,
         on_start=None, on_done=None, on_iteration=None, interruptible=None):
@@ -223,17 +238,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    settings.validate(len(style_sets[0]) if style_sets else None)  # before any folder is made (style sets: one size)
-    if client is None:  # on a cluster only the workers need the device
-        array_module_for(settings.device)
-    if first_iterations is not None and not init_previous:
-        raise ArtemError("--first-iterations goes with --init previous")
-    if out_dir.resolve() == in_dir.resolve():
-        raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
-    if init_previous and len(style_sets) > 1:
-        raise ArtemError("--init previous follows one sequence of frames: give one style (or blend), not --style-dir")
-    if init_previous and client is not None:
-        raise ArtemError("--init previous paints the frames in order, in this process: leave out --scheduler and --workers")
+    check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
+                  on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtemError(f"the output folder '{out_dir}' is a file")
@@ -365,15 +371,20 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             previous = None
 
 
+def check_cluster(scheduler=None, workers=None):
+    """``dask_client``'s check of its options, before any work."""
+    if scheduler is not None and workers is not None:
+        raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
+
+
 @contextlib.contextmanager
 def dask_client(scheduler=None, workers=None):
     """A Dask distributed Client of the scheduler at ``scheduler``, or of a local cluster of
     ``workers`` processes (one thread each, on loopback), or None for neither."""
+    check_cluster(scheduler, workers)
     if scheduler is None and workers is None:
         yield None
         return
-    if scheduler is not None and workers is not None:
-        raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
     try:
         from distributed import Client, LocalCluster
     except ImportError:

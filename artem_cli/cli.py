@@ -229,6 +229,10 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     output = output or content.with_name(f"{content.stem}_stylized.png")
     settings = _settings(options)
     if dry_run:
+        try:
+            _check_styles([tuple(styles)], settings)
+        except ArtemError as e:
+            _fail(e)
         _dry_run([content], [tuple(styles)], settings, weights_path, as_json, batch=False)
         return
     bar = None  # opened at the first iteration, so that errors found before come alone
@@ -316,9 +320,13 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     if init_previous:
         options["init"] = "content"
     settings = _settings(options)
-    if dry_run:
+    if dry_run:  # the run's checks before any work, in its order
         try:
             style_sets = _style_sets(styles, style_dir)
+            _check_styles(style_sets, settings)
+            batches.check_cluster(scheduler, workers)
+            batches.check_options(folder, out_dir, style_sets, settings, init_previous=init_previous,
+                                  first_iterations=first_iterations, on_cluster=scheduler is not None or workers is not None)
             contents = [folder / rel for rel in batches.input_images(folder, recursive, include, exclude, skip=out_dir)]
         except ArtemError as e:
             _fail(e)
@@ -718,12 +726,11 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
 
 
 def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
-    """``--dry-run``: the memory and time each content image's run would take here (a batch's: after
-    each style set), after the checks of the settings and the style images that a run makes first,
-    and of each content image (readable, large enough; a batch would mark one that is not failed)."""
+    """``--dry-run``, once the checks a run makes before any work have passed (its options, its style
+    sets): each content image checked (readable, large enough; a batch would mark one that is not
+    failed), and the memory and time its run would take here (a batch's: after each style set)."""
     predictions, failing = {}, {}
     try:
-        _check_styles(style_sets, settings)
         predictor = bench.Predictor(settings, weights_path)
         for path in contents:
             try:
