@@ -211,6 +211,9 @@ def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False,
     settings.validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
     if not on_cluster:  # on a cluster only the workers need the device
         array_module_for(settings.device)
+    if settings.init not in ("content", "random"):
+        raise ArtemError(f"--init {settings.init}: a file starts one image (artem stylize); a batch starts each image from "
+                         "its content, random noise or the previous result (--init content, random or previous)")
     if first_iterations is not None and not init_previous:
         raise ArtemError("--first-iterations goes with --init previous")
     if Path(out_dir).resolve() == Path(in_dir).resolve():

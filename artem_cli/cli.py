@@ -159,7 +159,8 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
                  help="Style images are resized to SIZE x STYLE_SCALE."),
     click.option("--init", default=D.init, show_default=True,
-                 help="content, random, or an image file (batch: also previous, the previous image's result)."),
+                 help="content, random, or an image file (batch: content, random or previous, the previous image's "
+                      "result)."),
     click.option("--original-colors", is_flag=True, help="Keep the content's colours."),
     click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True),
     click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,

@@ -289,12 +289,16 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     shutil.copy(STYLE, styles / "ihc.png")
     for args, error in [  # the batch's own options, checked as the run checks them
             (["--style", STYLE, "-o", out, "--first-iterations", "2"], "--first-iterations goes with --init previous"),
+            (["--style", STYLE, "-o", out, "--init", STYLE], f"--init {STYLE}: a file starts one image (artem stylize)"),
             (["--style", STYLE, "-o", folder], "the output folder must be another folder than the input folder"),
             (["--style", STYLE, "-o", out, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "give --scheduler"),
             (["--style-dir", EXAMPLES, "-o", out, "--init", "previous"], "--init previous follows one sequence of frames"),
             (["--style", STYLE, "-o", out, "--init", "previous", "--workers", "2"], "--init previous paints the frames in order")]:
         r = run("batch", folder, *args, *FAST, "--dry-run")
         assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1, r.output
+    r = run("batch", folder, "--style", STYLE, "-o", out, "--init", STYLE, *FAST)  # the run: failed every image before
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --init ") and len(r.stderr.splitlines()) == 1, r.output
+    assert not out.exists()
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "--dry-run")  # 2 images, 1 unreadable
     assert r.exit_code == 1 and f"{folder / 'coffee.png'}: 40x27, fp32 on cpu" in r.stdout
     assert "all 2 images: about" in r.stdout, r.stdout
