@@ -590,6 +590,14 @@ def _existing_snapshots(output, iterations, save_every):
     return found
 
 
+def read_init(settings):
+    """The starting image ``settings.init`` names (RGB), or None for content and random; an
+    ArtemError for previous (a batch's) and for a file that cannot be read."""
+    if settings.init == "previous":
+        raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
+    return None if settings.init in ("content", "random") else io.read_image(settings.init, "init image")[0]
+
+
 def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
                  save_every=0, on_iteration=None, interruptible=None):
     """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
@@ -597,8 +605,6 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     everything it can before the long work starts."""
     settings = settings or Settings()
     settings.validate(len(style_paths))
-    if settings.init == "previous":
-        raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
     init_path = () if settings.init in ("content", "random") else (settings.init,)
     # the inputs that are there (a missing one is said so when it is read, below)
     inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
@@ -614,9 +620,7 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
                          "--overwrite to replace it")
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
-    init_image = None
-    if settings.init not in ("content", "random"):
-        init_image = io.read_image(settings.init, "init image")[0]
+    init_image = read_init(settings)
     weights.locate(weights_path)  # fail before reading is wasted
 
     shape = preprocess.scaled_shape(content.shape, settings.size)

@@ -232,6 +232,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     if dry_run:
         try:
             _check_styles([tuple(styles)], settings)
+            api.read_init(settings)
         except ArtemError as e:
             _fail(e)
         _dry_run([content], [tuple(styles)], settings, weights_path, as_json, batch=False)

@@ -45,9 +45,7 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
     assert "4/4" in r.stderr  # the progress bar
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
+BAD_INPUT = [
         (["missing.png", STYLE], "content image 'missing.png' does not exist"),
         ([CONTENT, str(REPO / "pyproject.toml")], "is not an image file"),
         ([CONTENT, str(EXAMPLES)], "is a folder"),
@@ -69,8 +67,10 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
         ([CONTENT, STYLE, "--style-blend", "nan"], "style-blend weights must be finite numbers"),
         ([CONTENT, STYLE, "--mode", "xnor", "--binary-weights", str(REPO / "weights" / "vgg16.npz")],
          "holds the float VGG16, not a binary network"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT)
 def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weights_path):
     monkeypatch.chdir(tmp_path)
     if "-o" not in args:
@@ -81,6 +81,25 @@ def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weigh
     assert message in r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not list(tmp_path.iterdir())  # no output, not even a partial one
+
+
+@pytest.mark.parametrize("args,message", [(args, message) for args, message in BAD_INPUT
+                                          if "-o" not in args and "--tv-weight" not in args])
+def test_a_dry_run_refuses_bad_input_as_the_run_does(args, message, tmp_path, monkeypatch, weights_path):
+    """The same one line for what the run refuses before any work, but its outputs (--dry-run does
+    not look at them) and what only an evaluation finds (weights so large the loss overflows)."""
+    monkeypatch.chdir(tmp_path)
+    r = run("stylize", *FAST, *args, "--dry-run")
+    assert r.exit_code == 1 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weights_path):
+    """Its probes overflow, as the run would (which then stops with one clear error); a process of
+    its own, where NumPy's warnings reach stderr (pytest catches them in this one)."""
+    r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", CONTENT, STYLE, *FAST, "--tv-weight", "1e308",
+                        "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "" and "s per iteration here" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize(
