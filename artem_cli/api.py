@@ -605,7 +605,8 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     everything it can before the long work starts."""
     settings = settings or Settings()
     settings.validate(len(style_paths))
-    init_path = () if settings.init in ("content", "random") else (settings.init,)
+    init_image = read_init(settings)
+    init_path = () if init_image is None else (settings.init,)
     # the inputs that are there (a missing one is said so when it is read, below)
     inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
     if Path(output).resolve() in inputs:
@@ -620,7 +621,6 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
                          "--overwrite to replace it")
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
-    init_image = read_init(settings)
     weights.locate(weights_path)  # fail before reading is wasted
 
     shape = preprocess.scaled_shape(content.shape, settings.size)

@@ -216,7 +216,8 @@ def _settings(options):
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
 @settings_options
-@click.option("--dry-run", is_flag=True, help="Only check the inputs and say how much memory and time the run would take here.")
+@click.option("--dry-run", is_flag=True,
+              help="Only check the inputs and say how much memory and time the run would take here.")
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -301,7 +302,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
                                             "painted again) or a damaged manifest.")
 @click.option("--overwrite", is_flag=True, help="Replace files in OUT_DIR that no batch made (a batch's own outputs are "
                                                 "replaced when it repaints them; an input never is).")
-@click.option("--dry-run", is_flag=True, help="Only check the inputs and say how much memory and time each image would take here.")
+@click.option("--dry-run", is_flag=True,
+              help="Only check the inputs and say how much memory and time each image would take here.")
 @click.option("--scheduler", default=None,
               help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
