@@ -35,6 +35,8 @@ extern "C" int emulate(unsigned grid_x, unsigned grid_y, unsigned threads, const
                        int early)
 {
     if (count != arity(ENTRY)) return -1;
+#ifndef ARTEM_INDEPENDENT_THREADS
     emu::eager_copies = early;
+#endif
     return emu::launch(grid_x, grid_y, threads, !early, [slots] { call(ENTRY, slots); });
 }

@@ -1,7 +1,8 @@
 /* CUDA's dialect of the kernels in kernels/ on the CPU, for the tests: what the kernels use of CUDA,
  * in C++.
  *
- * A launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
+ * A kernel whose threads never wait for each other (ARTEM_INDEPENDENT_THREADS) runs each as a plain call.
+ * Otherwise a launch runs its blocks one after another; a block's threads are fibers (ucontext) taking turns on
  * one OS thread, each running until it waits at a barrier: __syncthreads() for the block, and the
  * warp-wide mma_and_popc, __ballot_sync and __shfl_xor_sync, whose 32 lanes hand in their fragments
  * or values, wait for each other, and each read back its share. One warp runs as far as it can before the next gets a turn (the
@@ -48,11 +49,35 @@ struct emu_dim3 {
 static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline float __fmul_rn(float a, float b) { return a * b; }
 
 namespace emu {
 
 enum Result { OK = 0, DEADLOCK = 1, TRAP = 2, BAD_LAUNCH = 3, MISALIGNED = 4 };
 
+#ifdef ARTEM_INDEPENDENT_THREADS
+/* A kernel whose threads never wait for each other (no barrier, no warp-wide function, no shared memory,
+ * no asynchronous copy, no __trap: without them it does not compile here): every thread of the grid is
+ * a plain call, one after another, the first block's first thread first, or the last block's last
+ * (last_first); a result that depends on the order is a race between threads. No fibers: a launch
+ * of a million threads takes a fraction of a second. */
+inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool last_first, const std::function<void()>& kernel)
+{
+    if (threads == 0 || threads % 32 != 0 || threads > 1024) return BAD_LAUNCH;
+    gridDim = {grid_x, grid_y, 1};
+    blockDim = {threads, 1, 1};
+    unsigned long blocks = (unsigned long)grid_x * grid_y;
+    for (unsigned long b = 0; b < blocks; ++b) {
+        unsigned long block = last_first ? blocks - 1 - b : b;
+        blockIdx = {(unsigned)(block % grid_x), (unsigned)(block / grid_x), 0};
+        for (unsigned t = 0; t < threads; ++t) {
+            threadIdx = {last_first ? threads - 1 - t : t, 0, 0};
+            kernel();
+        }
+    }
+    return OK;
+}
+#else
 struct Copy {
     void* dst;
     const void* src;
@@ -186,8 +211,11 @@ inline Result launch(unsigned grid_x, unsigned grid_y, unsigned threads, bool la
     return OK;
 }
 
+#endif
+
 } // namespace emu
 
+#ifndef ARTEM_INDEPENDENT_THREADS
 inline void __syncthreads()
 {
     emu::wait(emu::block_barrier, (int)blockDim.x);
@@ -287,5 +315,6 @@ template <int PENDING> inline void copy_async_wait()
         groups.erase(groups.begin());
     }
 }
+#endif
 
 #endif
