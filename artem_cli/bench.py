@@ -292,6 +292,8 @@ def gpu_layers(shape, repeats=10, weights_path=None):
         best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, cupy)
         im2col, _ = _best_of(lambda: fp32_im2col.layer(name).forward(x), repeats, cupy)
         row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best, "fp32_im2col_seconds": im2col}
+        if fp32.layer(name)._forward_weights[0] == "winograd":
+            row["winograd_transforms"] = winograd_transforms(runtime, x, w[f"{name}.bias"], repeats)
         if name != "conv1_1":
             layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
             direct = ladder["direct"]
@@ -315,6 +317,37 @@ def gpu_layers(shape, repeats=10, weights_path=None):
             "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None,
             "binary_gemm": binary_gemm(BinaryKernels(runtime)) if runtime.supports("xnor_gemm_mma") else None,
             "layers": rows}
+
+
+def winograd_transforms(runtime, x, bias, repeats=10):
+    """A Winograd layer's two transforms (of its input x, and of random GEMM products into its output
+    with ``bias``): best seconds as the CUDA kernels of ``gpu_float`` and as their NumPy twins on CuPy
+    (``layers.winograd_input``, ``winograd_output``: the path before the kernels), and the largest
+    difference of the kernels' results from the twins', relative to the largest value."""
+    import cupy
+
+    from . import gpu_float, layers
+
+    c, h, w = x.shape
+    th, tw = (h + 3) // 4, (w + 3) // 4
+    m = cupy.asarray(np.random.default_rng(0).standard_normal((36, len(bias), th, tw), dtype=np.float32))
+    results = {way: (cupy.empty((36, c, th, tw), np.float32), cupy.empty((len(bias), h, w), np.float32))
+               for way in ("kernels", "twins")}
+
+    def by_kernels(v, y):
+        gpu_float.winograd_input(runtime, x, v)
+        gpu_float.winograd_output(runtime, m, bias, y)
+
+    def by_twins(v, y):
+        layers.winograd_input(x, v)
+        layers.winograd_output(m, bias, y)
+
+    report = {}
+    for way, run in (("kernels", by_kernels), ("twins", by_twins)):
+        report[f"{way}_seconds"], _ = _best_of(lambda: run(*results[way]), repeats, cupy)
+    report["max_relative_difference"] = max(float(abs(k - t).max() / abs(t).max())
+                                            for k, t in zip(results["kernels"], results["twins"]))
+    return report
 
 
 def binary_gemm(kernels, n=16384, repeats=5):
@@ -346,14 +379,18 @@ def gpu_layers_markdown(report):
              *([f"Binary GEMM {product['n']}^3 (xnor_gemm_mma): {1e3 * product['seconds']:.3f} ms, "
                 f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
                 + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
-             "", f"| layer | input | {fp} ms (share of GEMM) | {fp} im2col ms (share) | "
-             + "".join(f"pack {p} ms | " for p in packers)
-             + " | ".join(f"xnor {r} ms (share of mma; x {fp})" for r in rungs) + " |",
-             "| --- | --- | ---: | ---: |" + " ---: |" * (len(packers) + len(rungs))]
+             ""]
+    header = ["layer", "input", f"{fp} ms (share of GEMM)", f"{fp} im2col ms (share)", "Winograd transforms ms, kernels / CuPy ops",
+              *(f"pack {p} ms" for p in packers), *(f"xnor {r} ms (share of mma; x {fp})" for r in rungs)]
+    lines += ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
     for row in report["layers"]:
+        t = row.get("winograd_transforms")
         cells = [row["layer"], "x".join(map(str, row["input"])),
                  f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
-                 f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})"]
+                 f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})",
+                 f"{1e3 * t['kernels_seconds']:.3f} / {1e3 * t['twins_seconds']:.3f}"
+                 + ("" if t["max_relative_difference"] < 1e-5 else f" differs by {t['max_relative_difference']:.2g}")
+                 if t else ""]
         for packer in packers:
             p = row.get("pack", {}).get(packer)
             cells.append(f"{1e3 * p['seconds']:.3f}" + ("" if p["equals_per_pixel"] else " WRONG") if p else "")

@@ -2,8 +2,8 @@
 around the convolution's GEMMs (which stay OpenBLAS's), and 2x2 max pooling.
 
 Each replaces NumPy element-wise passes by one read and one write of each element; each has a NumPy
-twin of the same name in ``layers`` (also the path for CuPy) that the tests hold it to. Each parallel
-job is one (channel, row).
+twin of the same name in ``layers`` that the tests hold it to, and a CUDA twin in ``kernels/`` (the
+path for CuPy, ``gpu_float``) that matches it bit for bit. Each parallel job is one (channel, row).
 """
 import numpy as np
 from numba import njit, prange

@@ -1,19 +1,68 @@
-"""The float kernels of ``kernels/`` on a GPU runtime (``gpu_binary``'s runtimes: CUDA through CuPy,
-OpenCL in the tests): the im2col copy of a 3x3 convolution's input, one launch where the NumPy twin
-(``layers._im2col``, which CuPy would otherwise run) takes eleven."""
+"""The float network's kernels of ``kernels/`` on a GPU runtime (``gpu_binary``'s runtimes: CUDA
+through CuPy, OpenCL and the emulator in the tests), each one launch where its NumPy twin in ``layers``
+(which CuPy would otherwise run) takes five to thirteen: the im2col copy of a 3x3 convolution's input,
+Winograd's two transforms, and 2x2 max pooling both ways. Winograd's and pooling's CPU twins are the
+numba kernels of ``cpu_float`` (same names, same arguments but the runtime), which the transforms match
+bit for bit: the same operations in the same order, none fused.
+
+Arrays are float32 (``which``: uint8), contiguous; outputs are written in place and returned."""
+import functools
+
 import numpy as np
 
 from .gpu_binary import BLOCK, cuda_runtime
 
 
+def _blocks(n):
+    return -(-n // BLOCK)
+
+
 def im2col(runtime, x, cols):
-    """cols (9C, H·W) float32, contiguous, gets the nine shifted copies of x (C, H, W) float32 (0
-    outside the image), rows [c, dy, dx], as ``layers._im2col``; returns cols."""
+    """cols (9C, H·W) gets the nine shifted copies of x (C, H, W) (0 outside the image), rows
+    [c, dy, dx], as ``layers._im2col``."""
     c, h, w = x.shape
-    runtime.launch("im2col", (-(-h * w // BLOCK), 9 * c), BLOCK, (runtime.array(x, np.float32), cols, np.int32(h), np.int32(w)))
+    runtime.launch("im2col", (_blocks(h * w), 9 * c), BLOCK, (runtime.array(x, np.float32), cols, np.int32(h), np.int32(w)))
     return cols
 
 
-def cuda_im2col(x, cols):
-    """``im2col`` on the current CUDA device, for CuPy arrays."""
-    return im2col(cuda_runtime(), x, cols)
+def winograd_input(runtime, x, v):
+    """v (36, C, ceil(H/4), ceil(W/4)) gets B^T d B of each zero-padded 6x6 tile d of x (C, H, W), as
+    ``cpu_float.winograd_input``."""
+    c, h, w = x.shape
+    th, tw = v.shape[2:]
+    runtime.launch("winograd_input", (_blocks(th * tw), c), BLOCK,
+                   (runtime.array(x, np.float32), v, *map(np.int32, (c, h, w, th, tw))))
+    return v
+
+
+def winograd_output(runtime, m, bias, y):
+    """y (O, H, W) gets A^T m A + bias[o] of each tile of m (36, O, th, tw), as ``cpu_float.winograd_output``."""
+    o, h, w = y.shape
+    th, tw = m.shape[2:]
+    runtime.launch("winograd_output", (_blocks(th * tw), o), BLOCK,
+                   (runtime.array(m, np.float32), runtime.array(bias, np.float32), y, *map(np.int32, (o, h, w, th, tw))))
+    return y
+
+
+def max_pool(runtime, x, out, which):
+    """out and which (C, H/2, W/2) get each 2x2 window's maximum of x (C, H, W) and its index, as
+    ``cpu_float.max_pool``."""
+    c, h, w = x.shape
+    runtime.launch("max_pool", (_blocks(out.shape[1] * out.shape[2]), c), BLOCK,
+                   (runtime.array(x, np.float32), out, which, np.int32(h), np.int32(w)))
+    return out
+
+
+def max_pool_backward(runtime, grad, which, out):
+    """out (C, H, W) gets grad (C, H/2, W/2) where ``which`` names each window's maximum, 0 elsewhere,
+    as ``cpu_float.max_pool_backward``."""
+    c, h, w = out.shape
+    runtime.launch("max_pool_backward", (_blocks(h * w), c), BLOCK,
+                   (runtime.array(grad, np.float32), runtime.array(which, np.uint8), out, np.int32(h), np.int32(w)))
+    return out
+
+
+def on_cuda(name):
+    """The kernel ``name`` of this module on the current CUDA device, for CuPy arrays (the runtime
+    argument given: ``gpu_binary.cuda_runtime()``)."""
+    return functools.partial(globals()[name], cuda_runtime())

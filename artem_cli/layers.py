@@ -8,8 +8,9 @@ The 3x3 convolution (stride 1, zero padding 1) has three GEMM formulations, chos
 because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, see BENCHMARKS.md):
 
 * ``winograd``: Winograd F(4x4, 3x3): an input transform, 36 batched (O, C) x (C, tiles) GEMMs with
-  4x fewer multiplies than the direct convolution, an output transform with the bias; on NumPy
-  arrays the transforms are numba kernels (``cpu_float``), one pass over memory each. Every VGG16
+  4x fewer multiplies than the direct convolution, an output transform with the bias; the transforms
+  are numba kernels (``cpu_float``) on NumPy arrays and CUDA kernels (``gpu_float``) on CuPy's, one
+  pass over memory each. Every VGG16
   layer but conv1_1 uses it (measured at 512 px: 1.1-1.4x faster than F(2x2, 3x3), which was
   1.3-1.9x faster than the best plain GEMM formulation). Its float32 error is about 1e-5 of the
   output's largest value (F(2x2, 3x3): 5e-7); through the network that only decides a few ReLU
@@ -20,8 +21,6 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
-import functools
-
 import numpy as np
 
 from .backend import array_module, matmul, split_channels
@@ -64,14 +63,20 @@ class Workspace:
 
 
 
-def _kernel(xp, name):
+def _kernel(xp, name, dtype):
     """The float kernel ``name`` for arrays of ``xp``: numba's (``cpu_float``, compiled on first use and
-    cached on disk) for NumPy, else its NumPy twin of the same name here (the CuPy path)."""
+    cached on disk) for NumPy, the CUDA kernel of ``kernels/`` (``gpu_float``) for CuPy's float32. Its
+    NumPy twin of the same name here is the reference both are held to, and CuPy's path for other
+    dtypes."""
     if xp is np:
         from . import cpu_float
 
         return getattr(cpu_float, name)
-    return globals()[name]
+    if dtype != np.float32:
+        return globals()[name]
+    from . import gpu_float
+
+    return gpu_float.on_cuda(name)
 
 
 FORMULATIONS = (None, "im2col")  # None: chosen by channel counts; "im2col": one GEMM for every layer
@@ -103,7 +108,7 @@ def _im2col(x, workspace):
     if xp is not np and x.dtype == np.float32:
         from . import gpu_float
 
-        return gpu_float.cuda_im2col(x, cols.reshape(9 * c, h * w))
+        return gpu_float.on_cuda("im2col")(x, cols.reshape(9 * c, h * w))
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
     xpad[:, 1:-1, 1:-1] = x
     for dy in range(3):
@@ -145,17 +150,17 @@ def _conv_taps(x, wt, workspace):
     return out
 
 
-def winograd_transform(name, xp, dtype):
-    """kron(B^T, B^T) (36, 36) for "input", kron(A^T, A^T) (16, 36) for "output", on xp's device."""
-    t = xp.asarray(_WINOGRAD_BT if name == "input" else _WINOGRAD_AT, dtype=dtype)
+def _transform(rows, xp, dtype):
+    """kron(T, T) of Winograd's ``rows`` (B^T or A^T): the tile's rows and columns at once."""
+    t = xp.asarray(rows, dtype=dtype)
     return xp.kron(t, t)
 
 
-def winograd_input(x, v, transform=None):
+def winograd_input(x, v):
     """v[6a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 6x6 tile of x[c] at row 4i - 1, column
     4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): the tiles gathered as (36, tiles)
-    and transformed by one (36, 36) x (36, tiles) product with ``transform`` (kron(B^T, B^T), made
-    here when not given). The NumPy twin of ``cpu_float.winograd_input`` (and the CuPy path)."""
+    and transformed by one (36, 36) x (36, tiles) product with kron(B^T, B^T). The NumPy twin of
+    ``cpu_float.winograd_input`` and ``kernels/winograd_input.cu``."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
@@ -163,21 +168,17 @@ def winograd_input(x, v, transform=None):
     xpad[:, 1 : h + 1, 1 : w + 1] = x
     sc, sh, sw = xpad.strides
     tiles = xp.lib.stride_tricks.as_strided(xpad, (6, 6, c, th, tw), (sh, sw, sc, 4 * sh, 4 * sw))
-    if transform is None:
-        transform = winograd_transform("input", xp, x.dtype)
-    matmul(transform, tiles.reshape(36, -1), out=v.reshape(36, -1))
+    matmul(_transform(_WINOGRAD_BT, xp, x.dtype), tiles.reshape(36, -1), out=v.reshape(36, -1))
 
 
-def winograd_output(m, bias, y, transform=None):
+def winograd_output(m, bias, y):
     """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), by one
-    (16, 36) x (36, tiles) product with ``transform`` (kron(A^T, A^T), made here when not given),
-    clipped to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output`` (and the CuPy path)."""
+    (16, 36) x (36, tiles) product with kron(A^T, A^T), clipped to y (O, H, W). The NumPy twin of
+    ``cpu_float.winograd_output`` and ``kernels/winograd_output.cu``."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
-    if transform is None:
-        transform = winograd_transform("output", xp, m.dtype)
-    tiles = matmul(transform, m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
+    tiles = matmul(_transform(_WINOGRAD_AT, xp, m.dtype), m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
     full = tiles.transpose(2, 3, 0, 4, 1).reshape(o, 4 * th, 4 * tw)
     xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 
@@ -193,16 +194,11 @@ def _conv_winograd(x, u, bias, workspace):
     v = workspace.get("winograd_in", (36, c, th, tw), x.dtype, xp)
     m = workspace.get("winograd_out", (36, o, th, tw), x.dtype, xp)
     y = xp.empty((o, h, w), dtype=x.dtype)
-    if xp is np:  # numba's kernels, their constants compiled in
-        transform_input, transform_output = _kernel(xp, "winograd_input"), _kernel(xp, "winograd_output")
-    else:  # the NumPy twins on the device, their constants made once per network
-        t_in, t_out = (workspace.constant(f"winograd_{n}_{x.dtype}", lambda n=n: winograd_transform(n, xp, x.dtype))
-                       for n in ("input", "output"))
-        transform_input = functools.partial(winograd_input, transform=t_in)
-        transform_output = functools.partial(winograd_output, transform=t_out)
-    transform_input(x, v)
+    if bias is None:  # the backward pass's: zeros, made once per network
+        bias = workspace.constant(f"no_bias_{o}_{x.dtype}", lambda: xp.zeros(o, x.dtype))
+    _kernel(xp, "winograd_input", x.dtype)(x, v)
     matmul(u, v.reshape(36, c, th * tw), out=m.reshape(36, o, th * tw))
-    transform_output(m, xp.zeros(o, x.dtype) if bias is None else bias.astype(x.dtype, copy=False), y)
+    _kernel(xp, "winograd_output", x.dtype)(m, bias.astype(x.dtype, copy=False), y)
     return y
 
 
@@ -415,8 +411,8 @@ class ReLU:
         """In place on ``grad``, like every ``backward`` here that can be."""
         xp = array_module(grad)
 
-        def mask(ch):
-            grad[ch] *= self._out[ch] > 0
+        def mask(ch):  # in place, without the copy back that CuPy's grad[ch] *= ... makes
+            xp.multiply(grad[ch], self._out[ch] > 0, out=grad[ch])
 
         split_channels(xp, grad.shape[0], mask)
         return grad
@@ -424,7 +420,8 @@ class ReLU:
 
 def max_pool(x, out, which):
     """out[c, i, j] = the maximum of x[c, 2i:2i+2, 2j:2j+2], which[c, i, j] = the index (2dy + dx) of
-    its first occurrence in row-major order. The NumPy twin of ``cpu_float.max_pool``."""
+    its first occurrence in row-major order. The NumPy twin of ``cpu_float.max_pool`` and
+    ``kernels/max_pool.cu``."""
     xp = array_module(x)
     ho, wo = out.shape[1:]
     corners = xp.stack([x[:, dy : 2 * ho : 2, dx : 2 * wo : 2] for dy in (0, 1) for dx in (0, 1)])
@@ -434,7 +431,7 @@ def max_pool(x, out, which):
 
 def max_pool_backward(grad, which, out):
     """out (C, H, W): grad[c, i, j] at the maximum ``which`` names in each window, 0 elsewhere.
-    The NumPy twin of ``cpu_float.max_pool_backward``."""
+    The NumPy twin of ``cpu_float.max_pool_backward`` and ``kernels/max_pool_backward.cu``."""
     ho, wo = grad.shape[1:]
     out[...] = 0
     for k in range(4):
@@ -446,9 +443,10 @@ class MaxPool2:
     """2x2 max pooling, stride 2; odd trailing rows and columns are dropped (floor), as in the peers.
 
     The gradient goes to the first maximum of each window in row-major order (a valid subgradient
-    where values tie, as they do in windows of ReLU zeros). On NumPy arrays both directions are numba
-    kernels (``cpu_float``); the input-gradient buffer is kept and reused from one backward pass to
-    the next (fresh pages for it cost more than the arithmetic).
+    where values tie, as they do in windows of ReLU zeros). Both directions are numba kernels
+    (``cpu_float``) on NumPy arrays and CUDA kernels (``gpu_float``) on CuPy's; the input-gradient
+    buffer is kept and reused from one backward pass to the next (fresh pages for it cost more than
+    the arithmetic).
     """
 
     def __init__(self):
@@ -459,7 +457,7 @@ class MaxPool2:
         c, h, w = self._shape = x.shape
         out = xp.empty((c, h // 2, w // 2), dtype=x.dtype)
         self._which = xp.empty(out.shape, dtype=np.uint8)
-        _kernel(xp, "max_pool")(xp.ascontiguousarray(x), out, self._which)
+        _kernel(xp, "max_pool", x.dtype)(xp.ascontiguousarray(x), out, self._which)
         return out
 
     def backward(self, grad):
@@ -467,7 +465,7 @@ class MaxPool2:
         out = self._grad_in
         if out is None or out.shape != self._shape or out.dtype != grad.dtype or array_module(out) is not xp:
             out = self._grad_in = xp.empty(self._shape, dtype=grad.dtype)
-        _kernel(xp, "max_pool_backward")(xp.ascontiguousarray(grad), self._which, out)
+        _kernel(xp, "max_pool_backward", grad.dtype)(xp.ascontiguousarray(grad), self._which, out)
         return out
 
 

@@ -6,6 +6,7 @@
 
 #ifdef __OPENCL_VERSION__
 typedef uint u32;
+typedef uchar u8;
 #define KERNEL __kernel
 #define GLOBAL __global
 #define LOCAL __local
@@ -15,8 +16,10 @@ typedef uint u32;
 #define GROUP_ID_Y ((int)get_group_id(1))
 #define LOCAL_ID_X ((int)get_local_id(0))
 #define POPC(v) ((int)popcount((u32)(v)))
+#define MUL(a, b) ((a) * (b)) /* a file that needs it unfused says `#pragma OPENCL FP_CONTRACT OFF` */
 #else
 typedef unsigned int u32;
+typedef unsigned char u8;
 #define KERNEL extern "C" __global__
 #define GLOBAL
 #define LOCAL __shared__
@@ -26,6 +29,7 @@ typedef unsigned int u32;
 #define GROUP_ID_Y ((int)blockIdx.y)
 #define LOCAL_ID_X ((int)threadIdx.x)
 #define POPC(v) __popc(v)
+#define MUL(a, b) ((a) * (b)) /* rounded on its own, never fused into an add (an FMA rounds once) */
 #endif
 
 /* Binary tensor cores (sm_80 and later), and what the kernels use of them: the one instruction

@@ -7,6 +7,7 @@ array breaks where a float is expected, and how often the host waits for the dev
 of the objective reads from it once, an L-BFGS iteration once more; what a CUDA graph may not do
 while it records, and what its replays compute; running out of device memory.
 """
+import collections
 import dataclasses
 import gc
 import os
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import count_launches
 import cupy_on_numpy
 from artem_cli import api, gpu_binary, gpu_gemm, io, preprocess, weights
 from artem_cli.api import Settings
@@ -68,6 +70,21 @@ def test_the_objective_on_the_gpu_path_equals_numpys_and_reads_the_device_once(m
     assert value_gpu == pytest.approx(value, rel=1e-5) and l1 == pytest.approx(float(np.abs(grad).sum()), rel=1e-4)
     grad_gpu = grad_gpu.get()
     assert np.linalg.norm(grad_gpu - grad) < 1e-4 * np.linalg.norm(grad)
+
+
+def test_every_float_kernel_of_an_evaluation_is_one_launch_of_kernels(cuda, weights_path, monkeypatch):
+    """On CuPy the fp32 network's own steps run as the CUDA kernels of ``gpu_float``, one launch each,
+    not as their NumPy twins: to relu5_1, 10 Winograd convolutions each way (conv1_2 to conv5_1;
+    conv1_1 is one im2col GEMM forward and taps backward), 4 max poolings each way."""
+    objective, x = _objective(cuda, "fp32", weights_path)
+    objective(x)  # the first evaluation sizes the buffers
+    launched = collections.Counter()
+    launch = cuda.emulator.launch
+    monkeypatch.setattr(cuda.emulator, "launch", lambda name, *args: (launched.update([name]), launch(name, *args))[1])
+    objective(x)
+    assert launched == {"winograd_input": 20, "winograd_output": 20, "max_pool": 4, "max_pool_backward": 4, "im2col": 1}
+    counts = count_launches.count("fp32")  # what BENCHMARKS.md §6 reports: those 49 among all the launches
+    assert counts["kernels of kernels/"] == 49 and counts["matrix products"] == 32 and counts["other operations"] > 0
 
 
 def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_and_once_per_iteration(cuda,
@@ -154,6 +171,19 @@ def graphs_share_cublas_handles(cp):
 
 def test_a_graphs_cublas_handle_goes_to_the_next_graph(cuda):
     graphs_share_cublas_handles(cuda)
+
+
+def test_benchmarks_comparison_of_the_winograd_kernels_with_their_twins_on_the_gpu_path(cuda):
+    """What `benchmark --device cuda --layers` reports of each Winograd layer's transforms, run where
+    it otherwise runs only on a GPU (test_gpu's benchmark test is too slow for the stand-in): the
+    kernels and the NumPy twins on CuPy agree."""
+    from artem_cli import bench
+    from artem_cli.gpu_binary import CudaRuntime
+
+    rng = np.random.default_rng(3)
+    x, bias = (cuda.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in ((5, 9, 14), (3,)))
+    report = bench.winograd_transforms(CudaRuntime(), x, bias, repeats=1)
+    assert 0 < report["max_relative_difference"] < 1e-5 and report["kernels_seconds"] > 0 < report["twins_seconds"]
 
 
 def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_path):

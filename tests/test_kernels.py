@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artem_cli import binarize, cpu_binary, gpu_float, layers
+from artem_cli import binarize, cpu_binary, cpu_float, gpu_float, layers
 from artem_cli.errors import ArtemError
 from artem_cli.gpu_binary import (CUDA_ONLY, FASTEST_FIRST, KERNELS, PACKERS, RUNGS, SOURCES, BinaryKernels, CudaRuntime,
                                   OpenCLRuntime)
@@ -158,6 +158,54 @@ def test_im2col_kernel_equals_its_twin(runtime, channels, h, w):
     x = np.random.default_rng(channels + h).standard_normal((channels, h, w)).astype(np.float32)
     cols = runtime.empty((9 * channels, h * w), np.float32)
     np.testing.assert_array_equal(host(gpu_float.im2col(runtime, x, cols)), layers._im2col(x, layers.Workspace()))
+
+
+@pytest.mark.parametrize("c,o,h,w", [(1, 1, 1, 1), (3, 2, 2, 3), (5, 4, 7, 5), (64, 3, 9, 12), (17, 33, 8, 8), (2, 3, 13, 14),
+                                     (2, 5, 6, 1030)])
+def test_winograd_kernels_equal_the_numba_ones_exactly_and_the_numpy_twins_to_rounding(runtime, c, o, h, w):
+    """Tiles overhanging the image both ways, and 1030 px a row: 258 tiles, more than one block."""
+    rng = np.random.default_rng(c + 10 * h + 100 * w)
+    th, tw = (h + 3) // 4, (w + 3) // 4
+    x = (rng.standard_normal((c, h, w)) * 10).astype(np.float32)
+    v, v_twin = (np.full((36, c, th, tw), np.nan, dtype=np.float32) for _ in range(2))
+    got = host(gpu_float.winograd_input(runtime, x, runtime.empty(v.shape, np.float32)))
+    cpu_float.winograd_input(x, v)
+    layers.winograd_input(x, v_twin)
+    np.testing.assert_array_equal(got, v)
+    np.testing.assert_allclose(got, v_twin, rtol=1e-6, atol=1e-6 * np.abs(v_twin).max())
+    m = (rng.standard_normal((36, o, th, tw)) * 10).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    y, y_twin = (np.full((o, h, w), np.nan, dtype=np.float32) for _ in range(2))
+    got = host(gpu_float.winograd_output(runtime, m, bias, runtime.empty(y.shape, np.float32)))
+    cpu_float.winograd_output(m, bias, y)
+    layers.winograd_output(m, bias, y_twin)
+    np.testing.assert_array_equal(got, y)
+    np.testing.assert_allclose(got, y_twin, rtol=1e-6, atol=1e-6 * np.abs(y_twin).max())
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2), (3, 7, 9), (64, 10, 13), (5, 1, 5), (2, 4, 1030)])
+def test_max_pool_kernels_equal_their_twins_exactly(runtime, shape):
+    """Windows of tied zeros (a ReLU's output), odd trailing rows and columns, a row of 515 windows."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)
+    out_shape = (shape[0], shape[1] // 2, shape[2] // 2)
+    out, which = runtime.empty(out_shape, np.float32), runtime.empty(out_shape, np.uint8)
+    gpu_float.max_pool(runtime, x, out, which)
+    out_cpu, which_cpu = np.full(out_shape, np.nan, dtype=np.float32), np.full(out_shape, 9, dtype=np.uint8)
+    out_twin, which_twin = out_cpu.copy(), which_cpu.copy()
+    cpu_float.max_pool(x, out_cpu, which_cpu)
+    layers.max_pool(x, out_twin, which_twin)
+    for cpu in (out_cpu, out_twin):
+        np.testing.assert_array_equal(host(out), cpu)
+    for cpu in (which_cpu, which_twin):
+        np.testing.assert_array_equal(host(which), cpu)
+    grad = rng.standard_normal(out_shape, dtype=np.float32)
+    back = host(gpu_float.max_pool_backward(runtime, grad, which_cpu, runtime.empty(shape, np.float32)))
+    back_cpu, back_twin = (np.full(shape, np.nan, dtype=np.float32) for _ in range(2))
+    cpu_float.max_pool_backward(grad, which_cpu, back_cpu)
+    layers.max_pool_backward(grad, which_cpu, back_twin)
+    np.testing.assert_array_equal(back, back_cpu)
+    np.testing.assert_array_equal(back, back_twin)
 
 
 @pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])
