@@ -764,7 +764,8 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
     for path, error in failing.items():  # as a batch lists the images that failed, then one error
         click.echo(f"would fail: {path}: {error}", err=True)
     if failing:
-        _fail(f"{len(failing)} of the {len(contents)} images cannot be painted; the batch would mark them failed")
+        which = "the one image" if len(contents) == 1 else f"{len(failing)} of the {len(contents)} images"
+        _fail(f"{which} cannot be painted; the batch would mark {'it' if len(failing) == 1 else 'them'} failed")
 
 
 def _duration(seconds):

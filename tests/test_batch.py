@@ -252,7 +252,7 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     # the unreadable file is named, the rest predicted, and one error line ends it
     lines = r.stderr.splitlines()
     assert r.exit_code == 1 and lines[0].startswith(f"would fail: {folder / 'broken.png'}: content image ")
-    assert lines[1:] == ["Error: 1 of the 3 images cannot be painted; the batch would mark them failed"]
+    assert lines[1:] == ["Error: 1 of the 3 images cannot be painted; the batch would mark it failed"]
     report = json.loads(r.stdout)
     assert sorted(report["images"]) == [str(folder / "chelsea.png"), str(folder / "coffee.png")]
     for p in report["images"].values():
@@ -330,7 +330,7 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     r = run("batch", alone, "--style", STYLE, "-o", out, *FAST, "--dry-run")
     lines = r.stderr.splitlines()
     assert r.exit_code == 1 and len(lines) == 2 and lines[0].startswith(f"would fail: {alone / 'thin.png'}: the content ")
-    assert lines[1] == "Error: 1 of the 1 images cannot be painted; the batch would mark them failed"
+    assert lines[1] == "Error: the one image cannot be painted; the batch would mark it failed"
     r = run("batch", tmp_path / "styles", "-o", out, *FAST, "--dry-run", "--style", STYLE, "--include", "*.jpg")
     assert r.exit_code == 1 and r.stderr == f"Error: no image files in '{tmp_path / 'styles'}' that match --include/--exclude\n"
 
