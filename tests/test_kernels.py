@@ -40,7 +40,31 @@ def emulated(tmp_path_factory):
     return EmulatedRuntime(tmp_path_factory.mktemp("emulated"))
 
 
-@pytest.fixture(scope="module", params=["opencl", "emulated", "cuda"])
+RUNTIMES = ("opencl", "emulated", "cuda")
+
+
+def _runs_on(runtime, kernels):
+    """Whether ``kernels`` can run on the runtime named ``runtime``: OpenCL runs none of ``CUDA_ONLY``,
+    the emulator all, a CUDA device what its compute capability allows (asked of it when the test
+    runs: the others are skipped there)."""
+    return runtime != "opencl" or not set(kernels) & set(CUDA_ONLY)
+
+
+def pytest_generate_tests(metafunc):
+    """Each test on every runtime that can run its kernels (``@pytest.mark.kernel(NAME)``), and each
+    rung or packer only there."""
+    if "runtime" not in metafunc.fixturenames:
+        return
+    needs = [mark.args[0] for mark in metafunc.definition.iter_markers("kernel")]
+    for name, table in (("rung", RUNGS), ("packer", PACKERS)):
+        if name in metafunc.fixturenames:
+            pairs = [(r, k) for r in RUNTIMES for k, (kernel, _, _) in table.items() if _runs_on(r, [kernel, *needs])]
+            metafunc.parametrize(("runtime", name), pairs, indirect=True, scope="module")
+            return
+    metafunc.parametrize("runtime", [r for r in RUNTIMES if _runs_on(r, needs)], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def runtime(request):
     if request.param == "emulated":
         return request.getfixturevalue("emulated")
@@ -52,19 +76,19 @@ def kernels(runtime):
     return BinaryKernels(runtime)
 
 
-@pytest.fixture(params=list(PACKERS))
+@pytest.fixture(scope="module")
 def packer(request, runtime):
-    """Every way of bit-packing that runs on ``runtime``."""
+    """Each way of bit-packing (``pytest_generate_tests`` names it) on ``runtime``."""
     if not runtime.supports(PACKERS[request.param][0]):
-        pytest.skip(f"the {request.param} packer does not run on {type(runtime).__name__}")
+        pytest.skip(f"the {request.param} packer does not run on this CUDA device")
     return BinaryKernels(runtime, packer=request.param)
 
 
-@pytest.fixture(params=list(RUNGS))
+@pytest.fixture(scope="module")
 def rung(request, runtime):
-    """Every rung of the XNOR convolution's ladder that runs on ``runtime``."""
+    """Each rung of the XNOR convolution's ladder (``pytest_generate_tests`` names it) on ``runtime``."""
     if not runtime.supports(RUNGS[request.param][0]):
-        pytest.skip(f"the {request.param} rung does not run on {type(runtime).__name__}")
+        pytest.skip(f"the {request.param} rung does not run on this CUDA device")
     return BinaryKernels(runtime, request.param)
 
 
@@ -208,12 +232,13 @@ def test_max_pool_kernels_equal_their_twins_exactly(runtime, shape):
     np.testing.assert_array_equal(back, back_twin)
 
 
+@pytest.mark.kernel("xnor_gemm_mma")
 @pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])
 def test_binary_gemm_equals_its_twin_exactly(runtime, m, n, bits):
     """Blocks that overhang both ways (257 x 65: 3 x 2 blocks of 128 x 64), reductions of one word,
     of an odd number of words (600 bits: 19, padded to 20) and longer than one staged chunk."""
     if not runtime.supports("xnor_gemm_mma"):
-        pytest.skip(f"no binary tensor cores on {type(runtime).__name__}")
+        pytest.skip("this CUDA device has no binary tensor cores")
     rng = np.random.default_rng(m + n + bits)
     width = -(-bits // 32) * 32
     a, b = (np.where(np.arange(width) < bits, rng.integers(0, 2, (rows, width)), 0).astype(np.uint8) for rows in (m, n))
