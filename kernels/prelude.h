@@ -29,7 +29,7 @@ typedef unsigned char u8;
 #define GROUP_ID_Y ((int)blockIdx.y)
 #define LOCAL_ID_X ((int)threadIdx.x)
 #define POPC(v) __popc(v)
-#define MUL(a, b) ((a) * (b)) /* rounded on its own, never fused into an add (an FMA rounds once) */
+#define MUL(a, b) __fmul_rn((a), (b)) /* rounded on its own, never fused into an add (an FMA rounds once) */
 #endif
 
 /* Binary tensor cores (sm_80 and later), and what the kernels use of them: the one instruction

@@ -56,6 +56,7 @@ def pytest_generate_tests(metafunc):
     if "runtime" not in metafunc.fixturenames:
         return
     needs = [mark.args[0] for mark in metafunc.definition.iter_markers("kernel")]
+    assert not {"rung", "packer"} <= set(metafunc.fixturenames), "a test takes a rung or a packer, not both"
     for name, table in (("rung", RUNGS), ("packer", PACKERS)):
         if name in metafunc.fixturenames:
             pairs = [(r, k) for r in RUNTIMES for k, (kernel, _, _) in table.items() if _runs_on(r, [kernel, *needs])]
@@ -301,6 +302,16 @@ def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
     assert BinaryKernels(runtime).rung == expected
 
 
+# kernels whose arithmetic must be cpu_float's operation for operation: no multiply fused into an add
+UNFUSED = ("winograd_input", "winograd_output")
+
+
+def _check_ptx(name, ptx):
+    assert f".entry {name}(" in ptx
+    if name in UNFUSED:
+        assert "fma." not in ptx, f"{name}: a multiply fused into an add (FMA), which cpu_float's kernel rounds twice"
+
+
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("name", SOURCES)
 def test_kernel_compiles_with_nvcc(name, arch, tmp_path):
@@ -310,7 +321,7 @@ def test_kernel_compiles_with_nvcc(name, arch, tmp_path):
     result = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-o", str(tmp_path / f"{name}.ptx"), str(KERNELS / f"{name}.cu")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f".entry {name}(" in (tmp_path / f"{name}.ptx").read_text()
+    _check_ptx(name, (tmp_path / f"{name}.ptx").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -340,5 +351,11 @@ def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
     log = ctypes.create_string_buffer(size.value)
     nvrtc.nvrtcGetProgramLog(program, log)
+    ptx = b""
+    if result == 0:
+        nvrtc.nvrtcGetPTXSize(program, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetPTX(program, ptx)
     nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
     assert result == 0, log.value.decode()
+    _check_ptx(name, ptx.value.decode())
