@@ -322,31 +322,35 @@ def gpu_layers(shape, repeats=10, weights_path=None):
 def winograd_transforms(runtime, x, bias, repeats=10):
     """A Winograd layer's two transforms (of its input x, and of random GEMM products into its output
     with ``bias``): best seconds as the CUDA kernels of ``gpu_float`` and as their NumPy twins on CuPy
-    (``layers.winograd_input``, ``winograd_output``: the path before the kernels), and the largest
-    difference of the kernels' results from the twins', relative to the largest value."""
+    (``layers.winograd_input``, ``winograd_output`` with their matrices made once: the path before
+    the kernels), and whether the kernels' results equal the CPU's numba kernels' (``cpu_float``) bit
+    for bit."""
     import cupy
 
-    from . import gpu_float, layers
+    from . import cpu_float, gpu_float, layers
 
     c, h, w = x.shape
     th, tw = (h + 3) // 4, (w + 3) // 4
-    m = cupy.asarray(np.random.default_rng(0).standard_normal((36, len(bias), th, tw), dtype=np.float32))
-    results = {way: (cupy.empty((36, c, th, tw), np.float32), cupy.empty((len(bias), h, w), np.float32))
-               for way in ("kernels", "twins")}
+    m = np.random.default_rng(0).standard_normal((36, len(bias), th, tw), dtype=np.float32)
+    m_gpu = cupy.asarray(m)
+    v, y = cupy.empty((36, c, th, tw), np.float32), cupy.empty((len(bias), h, w), np.float32)
+    t_in, t_out = (layers.winograd_transform(name, cupy, np.float32) for name in ("input", "output"))
 
-    def by_kernels(v, y):
+    def by_kernels():
         gpu_float.winograd_input(runtime, x, v)
-        gpu_float.winograd_output(runtime, m, bias, y)
+        gpu_float.winograd_output(runtime, m_gpu, bias, y)
 
-    def by_twins(v, y):
-        layers.winograd_input(x, v)
-        layers.winograd_output(m, bias, y)
+    def by_twins():
+        layers.winograd_input(x, v, t_in)
+        layers.winograd_output(m_gpu, bias, y, t_out)
 
-    report = {}
-    for way, run in (("kernels", by_kernels), ("twins", by_twins)):
-        report[f"{way}_seconds"], _ = _best_of(lambda: run(*results[way]), repeats, cupy)
-    report["max_relative_difference"] = max(float(abs(k - t).max() / abs(t).max())
-                                            for k, t in zip(results["kernels"], results["twins"]))
+    report = {"kernels_seconds": _best_of(by_kernels, repeats, cupy)[0],
+              "twins_seconds": _best_of(by_twins, repeats, cupy)[0]}
+    by_kernels()
+    v_cpu, y_cpu = np.empty(v.shape, np.float32), np.empty(y.shape, np.float32)
+    cpu_float.winograd_input(to_host(x), v_cpu)
+    cpu_float.winograd_output(m, to_host(bias).astype(np.float32), y_cpu)
+    report["equals_cpu"] = bool(np.array_equal(to_host(v), v_cpu) and np.array_equal(to_host(y), y_cpu))
     return report
 
 
@@ -389,8 +393,7 @@ def gpu_layers_markdown(report):
                  f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
                  f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})",
                  f"{1e3 * t['kernels_seconds']:.3f} / {1e3 * t['twins_seconds']:.3f}"
-                 + ("" if t["max_relative_difference"] < 1e-5 else f" differs by {t['max_relative_difference']:.2g}")
-                 if t else ""]
+                 + ("" if t["equals_cpu"] else " WRONG: not the CPU's") if t else ""]
         for packer in packers:
             p = row.get("pack", {}).get(packer)
             cells.append(f"{1e3 * p['seconds']:.3f}" + ("" if p["equals_per_pixel"] else " WRONG") if p else "")

@@ -150,17 +150,17 @@ def _conv_taps(x, wt, workspace):
     return out
 
 
-def _transform(rows, xp, dtype):
-    """kron(T, T) of Winograd's ``rows`` (B^T or A^T): the tile's rows and columns at once."""
-    t = xp.asarray(rows, dtype=dtype)
+def winograd_transform(name, xp, dtype):
+    """kron(B^T, B^T) (36, 36) for "input", kron(A^T, A^T) (16, 36) for "output", on xp's device."""
+    t = xp.asarray(_WINOGRAD_BT if name == "input" else _WINOGRAD_AT, dtype=dtype)
     return xp.kron(t, t)
 
 
-def winograd_input(x, v):
+def winograd_input(x, v, transform=None):
     """v[6a + b, c, i, j] = (B^T d B)[a, b], d the zero-padded 6x6 tile of x[c] at row 4i - 1, column
     4j - 1, into the GEMM operand v (36, C, ceil(H/4), ceil(W/4)): the tiles gathered as (36, tiles)
-    and transformed by one (36, 36) x (36, tiles) product with kron(B^T, B^T). The NumPy twin of
-    ``cpu_float.winograd_input`` and ``kernels/winograd_input.cu``."""
+    and transformed by one (36, 36) x (36, tiles) product with ``transform`` (kron(B^T, B^T), made
+    here when not given). The NumPy twin of ``cpu_float.winograd_input`` and ``kernels/winograd_input.cu``."""
     xp = array_module(x)
     c, h, w = x.shape
     th, tw = v.shape[2:]
@@ -168,17 +168,21 @@ def winograd_input(x, v):
     xpad[:, 1 : h + 1, 1 : w + 1] = x
     sc, sh, sw = xpad.strides
     tiles = xp.lib.stride_tricks.as_strided(xpad, (6, 6, c, th, tw), (sh, sw, sc, 4 * sh, 4 * sw))
-    matmul(_transform(_WINOGRAD_BT, xp, x.dtype), tiles.reshape(36, -1), out=v.reshape(36, -1))
+    if transform is None:
+        transform = winograd_transform("input", xp, x.dtype)
+    matmul(transform, tiles.reshape(36, -1), out=v.reshape(36, -1))
 
 
-def winograd_output(m, bias, y):
+def winograd_output(m, bias, y, transform=None):
     """y[o, 4i + a, 4j + b] = (A^T m A)[a, b] + bias[o] for each tile of m (36, O, th, tw), by one
-    (16, 36) x (36, tiles) product with kron(A^T, A^T), clipped to y (O, H, W). The NumPy twin of
-    ``cpu_float.winograd_output`` and ``kernels/winograd_output.cu``."""
+    (16, 36) x (36, tiles) product with ``transform`` (kron(A^T, A^T), made here when not given),
+    clipped to y (O, H, W). The NumPy twin of ``cpu_float.winograd_output`` and ``kernels/winograd_output.cu``."""
     xp = array_module(m)
     o, h, w = y.shape
     th, tw = m.shape[2:]
-    tiles = matmul(_transform(_WINOGRAD_AT, xp, m.dtype), m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
+    if transform is None:
+        transform = winograd_transform("output", xp, m.dtype)
+    tiles = matmul(transform, m.reshape(36, -1)).reshape(4, 4, o, th, tw)  # [a, b, o, i, j]
     full = tiles.transpose(2, 3, 0, 4, 1).reshape(o, 4 * th, 4 * tw)
     xp.add(full[:, :h, :w], bias[:, None, None], out=y)
 

@@ -6,8 +6,8 @@
 
 Counted: each launch of a kernel of ``kernels/``, each matrix product, and each other operation that
 writes device memory (an element-wise operation, a reduction, a copy). Not counted: what CuPy does
-without a kernel (views: reshape, transpose, slicing; astype to the same dtype). The counts do not
-depend on the image's size (32 x 48 here).
+without a kernel (views: reshape, transpose, slicing, which is all the objective indexes with; astype
+to the same dtype). The counts do not depend on the image's size (32 x 48 here).
 """
 import collections
 import sys

@@ -36,7 +36,8 @@ def _independent_threads(name):
 
 class EmulatedRuntime:
     """Each kernel built by g++ into ``folder`` on first use; a launch runs its blocks one after
-    another, a block's threads as fibers on the calling thread."""
+    another, a block's threads as fibers on the calling thread (as plain calls, one after another,
+    where they never wait for each other)."""
 
     xp = np
 

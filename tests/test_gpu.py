@@ -321,7 +321,7 @@ def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
     assert all(row["fp32_im2col_seconds"] > 0 for row in report["layers"])
     transforms = [row["winograd_transforms"] for row in report["layers"][1:]]  # conv1_1 is one im2col GEMM
     assert "winograd_transforms" not in report["layers"][0] and len(transforms) == 12
-    assert all(t["max_relative_difference"] < 1e-5 and t["kernels_seconds"] > 0 < t["twins_seconds"] for t in transforms)
+    assert all(t["equals_cpu"] and t["kernels_seconds"] > 0 < t["twins_seconds"] for t in transforms)
     for row in report["layers"][1:]:
         assert set(row["pack"]) == {"per_pixel", "ballot"} and all(p["equals_per_pixel"] for p in row["pack"].values())
         assert set(row["xnor"]) == rungs

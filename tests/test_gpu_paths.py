@@ -176,15 +176,15 @@ def test_a_graphs_cublas_handle_goes_to_the_next_graph(cuda):
 
 def test_benchmarks_comparison_of_the_winograd_kernels_with_their_twins_on_the_gpu_path(cuda):
     """What `benchmark --device cuda --layers` reports of each Winograd layer's transforms, run where
-    it otherwise runs only on a GPU (test_gpu's benchmark test is too slow for the stand-in): the
-    kernels and the NumPy twins on CuPy agree."""
+    it otherwise runs only on a GPU (test_gpu's benchmark test is too slow for the stand-in): both
+    ways timed, the kernels' results the CPU's."""
     from artem_cli import bench
     from artem_cli.gpu_binary import CudaRuntime
 
     rng = np.random.default_rng(3)
     x, bias = (cuda.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in ((5, 9, 14), (3,)))
     report = bench.winograd_transforms(CudaRuntime(), x, bias, repeats=1)
-    assert 0 < report["max_relative_difference"] < 1e-5 and report["kernels_seconds"] > 0 < report["twins_seconds"]
+    assert report["equals_cpu"] and report["kernels_seconds"] > 0 < report["twins_seconds"]
 
 
 def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_path):
