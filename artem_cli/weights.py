@@ -423,6 +423,9 @@ def load_binary(path, xp=np):
             value = arrays.get(key)
             if value is None or value.shape != shape:
                 raise ArtemError(f"binary weights file '{path}': {key} is missing or has the wrong shape")
+            if value.dtype != (np.uint32 if part == "signs" else np.float32):
+                raise ArtemError(f"binary weights file '{path}': {key} is {value.dtype}, not "
+                                 f"{'uint32' if part == 'signs' else 'float32'}; make it again with 'artem distill'")
             _verify(arrays, meta, [key], path, "binary weights file")
             if part != "signs" and not np.isfinite(value).all():
                 raise ArtemError(f"binary weights file '{path}': {key} contains NaN or infinite values")

@@ -217,6 +217,20 @@ def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altere
         weights.load_binary(altered)
 
 
+@pytest.mark.parametrize("forged", [np.array(["x"] * 512), np.ones(512, np.float64)])
+def test_a_binary_file_with_a_part_of_another_dtype_and_a_matching_checksum_is_one_clear_error(weights_path, tmp_path,
+                                                                                                forged):
+    """A file written with artem's checksums (not by `artem distill`) whose alpha is strings (the
+    NaN check raised a TypeError there) or float64 (it passed, and made float64 layers)."""
+    w = weights.load(weights_path)
+    layer = binarize.untrained(w["conv5_1.weight"], w["conv5_1.bias"])
+    arrays = {f"conv5_1.{part}": getattr(layer, part) for part in weights.BINARY_PARTS}
+    arrays["conv5_1.alpha"] = forged
+    weights._write_checked(arrays, {"mode": "xnor", "layers": ["conv5_1"]}, tmp_path / "forged.npz")
+    with pytest.raises(ArtemError, match=f"conv5_1.alpha is {forged.dtype}, not float32; make it again with 'artem distill'"):
+        weights.load_binary(tmp_path / "forged.npz")
+
+
 def test_a_distilled_file_drives_stylization_and_binary_from(image_paths, weights_path, tmp_path):
     settings = distill.DistillSettings(mode="bwn", binary_from="conv4_1", steps=1, **TINY)
     trainer = distill.Trainer(settings, image_paths[:2])
