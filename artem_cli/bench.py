@@ -292,7 +292,7 @@ def gpu_layers(shape, repeats=10, weights_path=None):
         best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, cupy)
         im2col, _ = _best_of(lambda: fp32_im2col.layer(name).forward(x), repeats, cupy)
         row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best, "fp32_im2col_seconds": im2col}
-        if fp32.layer(name)._forward_weights[0] == "winograd":
+        if fp32.layer(name).formulation == "winograd":
             row["winograd_transforms"] = winograd_transforms(runtime, x, w[f"{name}.bias"], repeats)
         if name != "conv1_1":
             layer = binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"], cupy)
@@ -384,8 +384,9 @@ def gpu_layers_markdown(report):
                 f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
                 + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
              ""]
-    header = ["layer", "input", f"{fp} ms (share of GEMM)", f"{fp} im2col ms (share)", "Winograd transforms ms, kernels / CuPy ops",
-              *(f"pack {p} ms" for p in packers), *(f"xnor {r} ms (share of mma; x {fp})" for r in rungs)]
+    header = ["layer", "input", f"{fp} ms (share of GEMM)", f"{fp} im2col ms (share)",
+              "Winograd transforms ms, kernels / CuPy ops", *(f"pack {p} ms" for p in packers),
+              *(f"xnor {r} ms (share of mma; x {fp})" for r in rungs)]
     lines += ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
     for row in report["layers"]:
         t = row.get("winograd_transforms")

@@ -10,11 +10,10 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 * ``winograd``: Winograd F(4x4, 3x3): an input transform, 36 batched (O, C) x (C, tiles) GEMMs with
   4x fewer multiplies than the direct convolution, an output transform with the bias; the transforms
   are numba kernels (``cpu_float``) on NumPy arrays and CUDA kernels (``gpu_float``) on CuPy's, one
-  pass over memory each. Every VGG16
-  layer but conv1_1 uses it (measured at 512 px: 1.1-1.4x faster than F(2x2, 3x3), which was
-  1.3-1.9x faster than the best plain GEMM formulation). Its float32 error is about 1e-5 of the
-  output's largest value (F(2x2, 3x3): 5e-7); through the network that only decides a few ReLU
-  and max-pool near-ties the other way (BENCHMARKS.md §1);
+  pass over memory each. Every VGG16 layer but conv1_1 uses it (measured at 512 px: 1.1-1.4x faster
+  than F(2x2, 3x3), which was 1.3-1.9x faster than the best plain GEMM formulation). Its float32
+  error is about 1e-5 of the output's largest value (F(2x2, 3x3): 5e-7); through the network that
+  only decides a few ReLU and max-pool near-ties the other way (BENCHMARKS.md §1);
 * ``taps``: for few outputs (O <= 16): a (9O, C) GEMM on the image itself, then nine shifted sums;
 * ``im2col``: for few inputs (C <= 16): the full (9C, H·W) copy and one (O, 9C) GEMM.
 
@@ -236,6 +235,11 @@ class Conv3x3:
         self.workspace = workspace or Workspace()
         self._forward_weights = _prepare(weight, formulation)
         self._backward_weights = _prepare(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], formulation)
+
+    @property
+    def formulation(self):
+        """The forward pass's: "winograd", "taps" or "im2col"."""
+        return self._forward_weights[0]
 
     def forward(self, x):
         self._x = x  # the previous layer's output, which nothing changes afterwards: no copy

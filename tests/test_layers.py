@@ -41,7 +41,7 @@ def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w, formu
     b = rng.standard_normal(out_ch)
     conv = layers.Conv3x3(wt.astype(np.float32), b.astype(np.float32), formulation=formulation)
     expected = FORMULATIONS[in_ch, out_ch] if formulation is None else ("im2col", "im2col")
-    assert (conv._forward_weights[0], conv._backward_weights[0]) == expected
+    assert (conv.formulation, conv._backward_weights[0]) == expected
     y = conv.forward(x.astype(np.float32))
     ref = conv_reference(x, wt, b)
     assert y.dtype == np.float32 and y.shape == (out_ch, h, w)
