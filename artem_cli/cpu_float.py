@@ -1,5 +1,6 @@
 """Compiled CPU kernels for the float network (numba): the two transforms of Winograd F(4x4, 3x3)
-around the convolution's GEMMs (which stay OpenBLAS's), and 2x2 max pooling.
+around the convolution's GEMMs (which stay OpenBLAS's), 2x2 max pooling, a ReLU's backward and the
+sums of the `taps` formulation.
 
 Each replaces NumPy element-wise passes by one read and one write of each element; each has a NumPy
 twin of the same name in ``layers`` that the tests hold it to, and a CUDA twin in ``kernels/`` (the
@@ -124,3 +125,32 @@ def max_pool_backward(grad, which, out):
             out[ch, r, 2 * j + 1] = g if k == 1 else 0
         if w % 2:
             out[ch, r, w - 1] = 0
+
+
+@one_at_a_time
+@njit(parallel=True, cache=True)
+def relu_backward(grad, out):
+    """grad (C, H, W) times [out > 0], in place: a ReLU's input gradient, ``out`` its output."""
+    c, h, w = grad.shape
+    one, zero = np.float32(1), np.float32(0)
+    for job in prange(c * h):
+        ch, r = job // h, job % h
+        for j in range(w):
+            grad[ch, r, j] = grad[ch, r, j] * (one if out[ch, r, j] > 0 else zero)
+
+
+@one_at_a_time
+@njit(parallel=True, cache=True)
+def taps_sum(y, out):
+    """out[o, i, j] = the sum over dy, dx of y[dy, dx, o, i + dy - 1, j + dx - 1] (3, 3, O, H, W),
+    taps outside the image left out, added from 0 in the order dy, dx."""
+    o, h, w = out.shape
+    for job in prange(o * h):
+        ch, i = job // h, job % h
+        for j in range(w):
+            s = np.float32(0)
+            for t in range(9):
+                r, q = i + t // 3 - 1, j + t % 3 - 1
+                if 0 <= r < h and 0 <= q < w:
+                    s += y[t // 3, t % 3, ch, r, q]
+            out[ch, i, j] = s

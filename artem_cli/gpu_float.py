@@ -1,9 +1,10 @@
 """The float network's kernels of ``kernels/`` on a GPU runtime (``gpu_binary``'s runtimes: CUDA
 through CuPy, OpenCL and the emulator in the tests), each one launch where its NumPy twin in ``layers``
-(which CuPy would otherwise run) takes five to thirteen: the im2col copy of a 3x3 convolution's input,
-Winograd's two transforms, and 2x2 max pooling both ways. Winograd's and pooling's CPU twins are the
-numba kernels of ``cpu_float`` (same names, same arguments but the runtime), which the transforms match
-bit for bit: the same operations in the same order, none fused.
+(which CuPy would otherwise run) takes two to nineteen: the im2col copy of a 3x3 convolution's input,
+Winograd's two transforms, 2x2 max pooling both ways, a ReLU's backward and the sums of the `taps`
+formulation. All but im2col have CPU twins in the numba kernels of ``cpu_float`` (same names, same
+arguments but the runtime), which they match bit for bit: the same operations in the same order, none
+fused.
 
 Arrays are float32 (``which``: uint8), contiguous; outputs are written in place and returned."""
 import functools
@@ -59,6 +60,21 @@ def max_pool_backward(runtime, grad, which, out):
     c, h, w = out.shape
     runtime.launch("max_pool_backward", (_blocks(h * w), c), BLOCK,
                    (runtime.array(grad, np.float32), runtime.array(which, np.uint8), out, np.int32(h), np.int32(w)))
+    return out
+
+
+def relu_backward(runtime, grad, out):
+    """grad (C, H, W) times [out > 0], in place, as ``cpu_float.relu_backward``."""
+    c, h, w = grad.shape
+    runtime.launch("relu_backward", (_blocks(h * w), c), BLOCK, (grad, runtime.array(out, np.float32), np.int32(h * w)))
+    return grad
+
+
+def taps_sum(runtime, y, out):
+    """out (O, H, W) gets the sum over the taps of y (3, 3, O, H, W) at each pixel, as
+    ``cpu_float.taps_sum``."""
+    o, h, w = out.shape
+    runtime.launch("taps_sum", (_blocks(h * w), o), BLOCK, (runtime.array(y, np.float32), out, *map(np.int32, (o, h, w))))
     return out
 
 

@@ -139,14 +139,22 @@ def _conv_taps(x, wt, workspace):
     c, h, w = x.shape
     y = workspace.get("taps_out", (wt.shape[0], h * w), x.dtype, xp)
     matmul(wt, x.reshape(c, -1), out=y)
-    y = y.reshape(3, 3, -1, h, w)
-    out = xp.zeros((y.shape[2], h, w), dtype=x.dtype)
+    out = xp.empty((wt.shape[0] // 9, h, w), dtype=x.dtype)
+    _kernel(xp, "taps_sum", x.dtype)(y.reshape(3, 3, -1, h, w), out)
+    return out
+
+
+def taps_sum(y, out):
+    """out[o, i, j] = the sum over dy, dx of y[dy, dx, o, i + dy - 1, j + dx - 1] (3, 3, O, H, W),
+    taps outside the image left out, added from 0 in the order dy, dx. The NumPy twin of
+    ``cpu_float.taps_sum`` and ``kernels/taps_sum.cu``."""
+    h, w = out.shape[1:]
+    out[...] = 0
     for dy in range(3):
         i0, i1 = max(0, 1 - dy), min(h, h + 1 - dy)
         for dx in range(3):
             j0, j1 = max(0, 1 - dx), min(w, w + 1 - dx)
             out[:, i0:i1, j0:j1] += y[dy, dx, :, i0 + dy - 1 : i1 + dy - 1, j0 + dx - 1 : j1 + dx - 1]
-    return out
 
 
 def winograd_transform(name, xp, dtype):
@@ -417,13 +425,15 @@ class ReLU:
 
     def backward(self, grad):
         """In place on ``grad``, like every ``backward`` here that can be."""
-        xp = array_module(grad)
-
-        def mask(ch):  # in place, without the copy back that CuPy's grad[ch] *= ... makes
-            xp.multiply(grad[ch], self._out[ch] > 0, out=grad[ch])
-
-        split_channels(xp, grad.shape[0], mask)
+        _kernel(array_module(grad), "relu_backward", grad.dtype)(grad, self._out)
         return grad
+
+
+def relu_backward(grad, out):
+    """grad (C, H, W) times [out > 0], in place: a ReLU's input gradient, ``out`` its output. The
+    NumPy twin of ``cpu_float.relu_backward`` and ``kernels/relu_backward.cu``."""
+    xp = array_module(grad)
+    xp.multiply(grad, out > 0, out=grad)  # without the copy back that CuPy's grad *= ... makes
 
 
 def max_pool(x, out, which):

@@ -233,6 +233,45 @@ def test_max_pool_kernels_equal_their_twins_exactly(runtime, shape):
     np.testing.assert_array_equal(back, back_twin)
 
 
+def _assert_same_floats(a, b):
+    """Equal to the bit, -0.0 told apart from 0.0 (assert_array_equal does not), NaN where NaN: its bits
+    are the hardware's (x86 and CUDA make different ones)."""
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(nan, np.isnan(b))
+    np.testing.assert_array_equal(a[~nan].view(np.uint32), b[~nan].view(np.uint32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 9), (2, 4, 1030)])
+def test_relu_backward_kernels_equal_their_twins_exactly(runtime, shape):
+    """Positive, zero (a ReLU's) and negative outputs; negative, zero, infinite and NaN gradients: the
+    product keeps -0 and turns inf·0 into NaN, as NumPy's does. 1030 pixels a row: more than a block."""
+    rng = np.random.default_rng(sum(shape))
+    out = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)
+    out.flat[::5] = -1.0  # not a ReLU's output, but the kernels must not take it for positive
+    grad = rng.standard_normal(shape, dtype=np.float32)
+    grad.flat[1::7], grad.flat[2::11], grad.flat[3::13], grad.flat[4::17] = -0.0, np.inf, np.nan, -np.inf
+    got = host(gpu_float.relu_backward(runtime, runtime.array(grad, np.float32), out))
+    cpu, twin = grad.copy(), grad.copy()
+    cpu_float.relu_backward(cpu, out)
+    with np.errstate(invalid="ignore"):
+        layers.relu_backward(twin, out)
+    _assert_same_floats(got, cpu)
+    _assert_same_floats(got, twin)
+    assert np.signbit(twin[(out <= 0) & (grad < 0)]).all()  # the -0s are there to be told apart
+
+
+@pytest.mark.parametrize("o,h,w", [(1, 1, 1), (3, 2, 3), (3, 7, 9), (5, 1, 6), (2, 3, 1030)])
+def test_taps_sum_kernels_equal_their_twins_exactly(runtime, o, h, w):
+    """Images of one row or column (each tap outside on some side), a row longer than a block."""
+    y = np.random.default_rng(o + h + w).standard_normal((3, 3, o, h, w), dtype=np.float32) * 100
+    got = host(gpu_float.taps_sum(runtime, y, runtime.empty((o, h, w), np.float32)))
+    cpu, twin = (np.full((o, h, w), np.nan, dtype=np.float32) for _ in range(2))
+    cpu_float.taps_sum(y, cpu)
+    layers.taps_sum(y, twin)
+    _assert_same_floats(got, cpu)
+    _assert_same_floats(got, twin)
+
+
 @pytest.mark.kernel("xnor_gemm_mma")
 @pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])
 def test_binary_gemm_equals_its_twin_exactly(runtime, m, n, bits):
