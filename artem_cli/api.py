@@ -211,18 +211,18 @@ class Objective:
             grads[layer] = g if layer not in grads else grads[layer] + g
 
         for layer, (weight, target) in self.content_targets.items():
-            value, g = content_loss(features[layer], target)
-            content += weight * value
-            add(layer, g * (s.content_weight * weight))
+            value, g = content_loss(features[layer], target, s.content_weight * weight)
+            content += value
+            add(layer, g)
         for layer, (weight, target) in self.style_targets.items():
-            value, g = style_loss(features[layer], target)
-            style += weight * value
-            add(layer, g * (s.style_weight * weight))
+            value, g = style_loss(features[layer], target, s.style_weight * weight)
+            style += value
+            add(layer, g)
         image_grad = self.net.backward(grads)
-        tv, tv_grad = tv_loss(x)
-        image_grad += s.tv_weight * tv_grad
-        self._parts = dict(zip(PARTS, (s.content_weight * content, s.style_weight * style, s.tv_weight * tv)))
-        return sum(self._parts.values()), image_grad
+        tv, tv_grad = tv_loss(x, s.tv_weight)
+        image_grad += tv_grad
+        self._parts = dict(zip(PARTS, (content, style, tv)))
+        return content + style + tv, image_grad
 
 
 WEIGHTS_MEMORY = 300_000_000  # bytes of the weights and their prepared forms

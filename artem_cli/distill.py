@@ -246,16 +246,13 @@ def distill_loss(student_net, teacher, image, settings, first):
     total, grads = 0.0, {}
     for tap in taps:
         t = target[tap]
-        value, g = content_loss(features[tap], t)
         weight = settings.feature_weight * (settings.content_weight if tap == CONTENT_TAP else 1.0)
-        scale = float((t * t).mean()) + 1e-12
-        total += weight * value / scale
-        grads[tap] = g * (weight / scale)
+        value, grads[tap] = content_loss(features[tap], t, weight / (float((t * t).mean()) + 1e-12))
+        total += value
         t_gram = gram(t)
-        value, g = style_loss(features[tap], t_gram)
-        scale = float((t_gram * t_gram).mean()) + 1e-12
-        total += settings.gram_weight * value / scale
-        grads[tap] += g * (settings.gram_weight / scale)
+        value, g = style_loss(features[tap], t_gram, settings.gram_weight / (float((t_gram * t_gram).mean()) + 1e-12))
+        total += value
+        grads[tap] += g
     student_net.backward(grads, parameters=True)
     return float(total)  # from a GPU too (its terms are 0-d device arrays): the history and checkpoints hold floats
 

@@ -20,11 +20,11 @@ def _value(total):
     return float(total) if isinstance(total, (np.generic, np.ndarray, float)) else total
 
 
-def content_loss(features, target):
-    """Mean squared difference and its gradient with respect to ``features``."""
+def content_loss(features, target, weight=1.0):
+    """``weight`` times the mean squared difference, and its gradient with respect to ``features``."""
     diff = features - target
     n = diff.size
-    return _value((diff * diff).sum()) / n, diff * (2.0 / n)
+    return _value((diff * diff).sum()) * (weight / n), diff * (2.0 * weight / n)
 
 
 def gram(features):
@@ -34,14 +34,14 @@ def gram(features):
     return matmul(f, f.T) / f.size
 
 
-def style_loss(features, target_gram):
-    """Mean over C·C of (G - A)^2 and its gradient with respect to ``features``."""
+def style_loss(features, target_gram, weight=1.0):
+    """``weight`` times the mean over C·C of (G - A)^2, and its gradient with respect to ``features``."""
     c = features.shape[0]
     f = features.reshape(c, -1)
     diff = matmul(f, f.T) / f.size - target_gram
-    value = _value((diff * diff).sum()) / diff.size
+    value = _value((diff * diff).sum()) * (weight / diff.size)
     # dL/dG = 2 (G - A) / C², and G = F Fᵀ / n with symmetric (G - A) gives dL/dF = 2 dL/dG F / n
-    grad = matmul(diff, f) * (4.0 / (diff.size * f.size))
+    grad = matmul(diff, f) * (4.0 * weight / (diff.size * f.size))
     return value, grad.reshape(features.shape)
 
 
@@ -55,20 +55,21 @@ def within_range(loss, x, low, high, weight=1e4):
     value, grad = loss(clipped)
     grad *= outside == 0
     grad += outside * (2 * weight / x.size)
-    return value + weight * _value(xp.vdot(outside, outside)) / x.size, grad
+    return value + _value(xp.vdot(outside, outside)) * (weight / x.size), grad
 
 
-def tv_loss(image):
-    """Mean squared difference of vertically and horizontally neighbouring pixels, and its gradient."""
+def tv_loss(image, weight=1.0):
+    """``weight`` times the mean squared difference of vertically and horizontally neighbouring
+    pixels, and its gradient."""
     xp = array_module(image)
     dy = image[:, 1:, :] - image[:, :-1, :]
     dx = image[:, :, 1:] - image[:, :, :-1]
     n = image.size
-    value = (_value((dy * dy).sum()) + _value((dx * dx).sum())) / n
+    value = (_value((dy * dy).sum()) + _value((dx * dx).sum())) * (weight / n)
     grad = xp.zeros_like(image)
-    grad[:, 1:, :] += dy
-    grad[:, :-1, :] -= dy
-    grad[:, :, 1:] += dx
-    grad[:, :, :-1] -= dx
-    grad *= 2.0 / n
+    # each in place on a view (``grad[...] += d`` would also write the view back: one more pass on a GPU)
+    for view, d, subtract in ((grad[:, 1:, :], dy, False), (grad[:, :-1, :], dy, True),
+                              (grad[:, :, 1:], dx, False), (grad[:, :, :-1], dx, True)):
+        (xp.subtract if subtract else xp.add)(view, d, out=view)
+    grad *= 2.0 * weight / n
     return value, grad

@@ -43,6 +43,20 @@ def test_tv_loss_gradient_and_value():
     assert tv_loss(ramp)[0] == pytest.approx(12 / 16)
 
 
+def test_a_weight_scales_each_loss_and_its_gradient():
+    """The weight the objective gives each term is folded into the term's own scalar factors (one pass
+    over the gradient on a GPU, not two): the same as weighting afterwards, and still the gradient."""
+    rng = np.random.default_rng(4)
+    f, target = rng.standard_normal((4, 5, 6)), rng.standard_normal((4, 5, 6))
+    a = gram(rng.standard_normal((4, 3, 3)))
+    for loss in (lambda x, w=1.0: content_loss(x, target, w), lambda x, w=1.0: style_loss(x, a, w), tv_loss):
+        value, grad = loss(f)
+        weighted, weighted_grad = loss(f, 2.5)
+        assert weighted == pytest.approx(2.5 * value, rel=1e-12)
+        np.testing.assert_allclose(weighted_grad, 2.5 * grad, rtol=1e-12)
+        check_gradient(lambda x: loss(x, 2.5), f, rng)
+
+
 def test_losses_do_not_grow_with_image_size():
     """Same content at twice the resolution gives about the same style and content values."""
     rng = np.random.default_rng(3)
