@@ -28,7 +28,7 @@ KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SOURCES = ("pack_pixels", "pack_pixels_ballot", "scale_map", "straight_through", "xnor_conv", "xnor_conv_tiled",
            "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak",
            # gpu_float's
-           "im2col", "winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum")  # kernels/NAME.cu: NAME
+           "im2col", "im2col_16", "winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum")  # kernels/NAME.cu: NAME
 # PTX or warp intrinsics in the source: no OpenCL
 CUDA_ONLY = ("pack_pixels_ballot", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)

@@ -6,7 +6,7 @@ formulation. All but im2col have CPU twins in the numba kernels of ``cpu_float``
 arguments but the runtime), which they match bit for bit: the same operations in the same order, none
 fused.
 
-Arrays are float32 (``which``: uint8), contiguous; outputs are written in place and returned."""
+Arrays are float32 (``which``: uint8; im2col's may be float16), contiguous; outputs are written in place and returned."""
 import functools
 
 import numpy as np
@@ -20,9 +20,10 @@ def _blocks(n):
 
 def im2col(runtime, x, cols):
     """cols (9C, H·W) gets the nine shifted copies of x (C, H, W) (0 outside the image), rows
-    [c, dy, dx], as ``layers._im2col``."""
+    [c, dy, dx], as ``layers._im2col``; float32, or float16 (``im2col_16``: copied as its bits)."""
     c, h, w = x.shape
-    runtime.launch("im2col", (_blocks(h * w), 9 * c), BLOCK, (runtime.array(x, np.float32), cols, np.int32(h), np.int32(w)))
+    name = {np.dtype(np.float32): "im2col", np.dtype(np.float16): "im2col_16"}[np.dtype(cols.dtype)]
+    runtime.launch(name, (_blocks(h * w), 9 * c), BLOCK, (runtime.array(x, cols.dtype), cols, np.int32(h), np.int32(w)))
     return cols
 
 

@@ -20,6 +20,8 @@ because that is where each is fastest on a 2-core CPU with OpenBLAS (measured, s
 The input gradient of a convolution is the convolution of the output gradient with the weights
 transposed (in/out swapped) and flipped, so ``backward`` reuses the forward code.
 """
+import math
+
 import numpy as np
 
 from .backend import array_module, matmul, split_channels
@@ -100,11 +102,12 @@ def _prepare(weight, formulation=None):
 
 def _im2col(x, workspace):
     """All nine shifted copies of x (C, H, W) zero-padded by 1, as (9C, H·W) rows [c, dy, dx]. The
-    NumPy twin of ``kernels/im2col.cu``, which does it in one launch for CuPy's float32 arrays."""
+    NumPy twin of ``kernels/im2col.cu`` (and ``im2col_16.cu``), which does it in one launch for CuPy's
+    float32 (float16) arrays."""
     xp = array_module(x)
     c, h, w = x.shape
     cols = workspace.get(f"im2col_{x.dtype}", (c, 3, 3, h, w), x.dtype, xp)
-    if xp is not np and x.dtype == np.float32:
+    if xp is not np and x.dtype in (np.float32, np.float16):
         from . import gpu_float
 
         return gpu_float.on_cuda("im2col")(x, cols.reshape(9 * c, h * w))
@@ -277,22 +280,24 @@ class HalfInputGradient:
         self.alpha, self.workspace = alpha, workspace
         flipped = signs.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]  # (C, O, 3, 3): the transposed convolution
         self.signs = xp.ascontiguousarray(flipped.reshape(len(flipped), -1), dtype=xp.float16 if xp is not np else np.float32)
+        # k, with 2^k <= HALF_SUM_MAX / (9·O): a sum of 9·O terms below 2^k each stays below HALF_SUM_MAX
+        self._exponent = math.frexp(HALF_SUM_MAX / (9 * signs.shape[0]))[1] - 1
 
     def __call__(self, grad):
         xp = array_module(grad)
         g = grad * self.alpha[:, None, None]
         h, w = grad.shape[1:]
-        # the scale where g is, not read on the host (on a GPU a read is a wait for it): float64 as
-        # Python's, its exponent kept to float32's normal range; a zero gradient keeps its zeros
-        top = xp.abs(g).max().astype(xp.float64)
-        exponent = xp.floor(xp.log2(HALF_SUM_MAX / (9 * len(g) * xp.where(top > 0, top, 1.0))))
-        scale = xp.exp2(xp.clip(exponent, -126, 127)).astype(grad.dtype)
+        # The scale, where g is (on a GPU a read on the host is a wait for it): with top = m·2^e,
+        # 1/2 <= m < 1, the scale 2^(k - e) puts top·scale = m·2^k below 2^k (within 2x of it), exactly
+        # in integers; kept a normal float32 (top's own exponent may not be); a zero top leaves 2^k.
+        e = xp.frexp(xp.abs(g).max())[1]
+        scale = xp.ldexp(np.float32(1), xp.clip(self._exponent - e, -126, 127))
         cols = _im2col((g * scale).astype(xp.float16), self.workspace)
         if xp is np:
             dx = (self.signs @ cols.astype(np.float32)).astype(np.float16)
         else:
             dx = matmul(self.signs, cols)  # float16 on tensor cores, summed in float32; recordable in a graph
-        return (dx.astype(grad.dtype) * (1 / scale)).reshape(-1, h, w)
+        return xp.divide(dx, scale, dtype=grad.dtype).reshape(-1, h, w)  # exact: a power of two
 
 
 class BinaryConv3x3(Conv3x3):

@@ -177,12 +177,16 @@ def test_fused_xnor_layer_equals_the_cpu_kernel(rung, channels, outs, h, w):
     np.testing.assert_allclose(host(got), cpu, rtol=1e-6, atol=1e-6 * np.abs(cpu).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("channels,h,w", [(1, 1, 1), (3, 7, 300), (64, 13, 6), (130, 5, 9)])
-def test_im2col_kernel_equals_its_twin(runtime, channels, h, w):
-    """The float kernel: exact copies (300 pixels a row: more than one block of 256)."""
-    x = np.random.default_rng(channels + h).standard_normal((channels, h, w)).astype(np.float32)
-    cols = runtime.empty((9 * channels, h * w), np.float32)
-    np.testing.assert_array_equal(host(gpu_float.im2col(runtime, x, cols)), layers._im2col(x, layers.Workspace()))
+def test_im2col_kernel_equals_its_twin(runtime, channels, h, w, dtype):
+    """The float kernels, im2col.cu and im2col_16.cu: exact copies, to the bit (-0.0 and NaN among
+    them), and zeros outside the image (300 pixels a row: more than one block of 256)."""
+    x = np.random.default_rng(channels + h).standard_normal((channels, h, w)).astype(dtype)
+    x.flat[::7], x.flat[3::11] = -0.0, np.nan
+    cols = runtime.empty((9 * channels, h * w), dtype)
+    twin = layers._im2col(x, layers.Workspace())
+    np.testing.assert_array_equal(host(gpu_float.im2col(runtime, x, cols)).view(f"u{x.itemsize}"), twin.view(f"u{x.itemsize}"))
 
 
 @pytest.mark.parametrize("c,o,h,w", [(1, 1, 1, 1), (3, 2, 2, 3), (5, 4, 7, 5), (64, 3, 9, 12), (17, 33, 8, 8), (2, 3, 13, 14),

@@ -77,6 +77,21 @@ def test_float16_input_gradient_of_binary_weights_is_the_float_one_to_5e4(in_ch,
     assert not layers.HalfInputGradient(alpha, signs, layers.Workspace())(np.zeros_like(grad)).any()
 
 
+@pytest.mark.parametrize("top", [1e-40, 1e-20, 1.0, 3e4, 1e30])
+@pytest.mark.parametrize("out_ch", [1, 7, 512])
+def test_float16_input_gradient_neither_overflows_nor_underflows(top, out_ch):
+    """The largest sum there can be, every one of its 9·O terms the gradient's largest value with one
+    sign (a constant gradient, all signs +1): finite and the float one to float16's rounding, from a
+    gradient of subnormal float32 size (1e-40: the scale stops at 2^127) to 1e30."""
+    signs = np.ones((out_ch, 2, 3, 3), np.float32)
+    alpha = np.ones(out_ch, np.float32)
+    grad = np.full((out_ch, 4, 5), top, np.float32)
+    half = layers.HalfInputGradient(alpha, signs, layers.Workspace())(grad)
+    exact = layers.Conv3x3(signs.astype(np.float64), np.zeros(out_ch)).backward(grad.astype(np.float64))
+    assert np.isfinite(half).all()
+    np.testing.assert_allclose(half, exact, rtol=2e-3)
+
+
 @pytest.mark.parametrize("mode", ["bwn", "xnor"])
 def test_float16_backward_of_a_binary_layer_is_its_float_backward_to_5e4(mode):
     rng = np.random.default_rng(3)
