@@ -28,7 +28,8 @@ KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SOURCES = ("pack_pixels", "pack_pixels_ballot", "scale_map", "straight_through", "xnor_conv", "xnor_conv_tiled",
            "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak",
            # gpu_float's
-           "im2col", "im2col_16", "winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum")  # kernels/NAME.cu: NAME
+           "im2col", "im2col_16", "winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum",
+           "adam_step")  # kernels/NAME.cu: NAME
 # PTX or warp intrinsics in the source: no OpenCL
 CUDA_ONLY = ("pack_pixels_ballot", "xnor_conv_mma", "xnor_conv_mma_async", "xnor_gemm_mma", "mma_peak")
 BLOCK = 256  # threads per block (CUDA) or work-group (OpenCL)
@@ -122,7 +123,8 @@ class OpenCLRuntime:
 
     def launch(self, name, groups, block, args):
         if name not in self._kernels:
-            program = self._cl.Program(self.context, _source(name)).build(options=["-I", str(KERNELS)])
+            program = self._cl.Program(self.context, _source(name)).build(
+                options=["-I", str(KERNELS), "-cl-fp32-correctly-rounded-divide-sqrt"])  # as CUDA's are
             self._kernels[name] = self._cl.Kernel(program, name)
         buffers = [a.data if isinstance(a, self._cl_array.Array) else a for a in args]
         size = (groups[0] * block, *groups[1:])  # OpenCL counts work-items; the group is along x

@@ -2,11 +2,13 @@
 through CuPy, OpenCL and the emulator in the tests), each one launch where its NumPy twin in ``layers``
 (which CuPy would otherwise run) takes two to nineteen: the im2col copy of a 3x3 convolution's input,
 Winograd's two transforms, 2x2 max pooling both ways, a ReLU's backward and the sums of the `taps`
-formulation. All but im2col have CPU twins in the numba kernels of ``cpu_float`` (same names, same
-arguments but the runtime), which they match bit for bit: the same operations in the same order, none
-fused.
+formulation; and Adam's step (twin: ``optim.adam_step``). All but im2col and Adam's step also have CPU
+twins in the numba kernels of ``cpu_float`` (same names, same arguments but the runtime). Each
+matches its compiled CPU twin, or where it has none its NumPy twin, bit for bit: the same operations
+in the same order, none fused.
 
-Arrays are float32 (``which``: uint8; im2col's may be float16), contiguous; outputs are written in place and returned."""
+Arrays are float32 (``which``: uint8; im2col's may be float16), contiguous; outputs are written in
+place and returned."""
 import functools
 
 import numpy as np
@@ -77,6 +79,15 @@ def taps_sum(runtime, y, out):
     o, h, w = out.shape
     runtime.launch("taps_sum", (_blocks(h * w), o), BLOCK, (runtime.array(y, np.float32), out, *map(np.int32, (o, h, w))))
     return out
+
+
+def adam_step(runtime, x, grad, m, v, k, lr, beta1, beta2, eps):
+    """Adam's step number k: the new (x, m, v) as new arrays, as ``optim.adam_step``."""
+    out = [runtime.empty(x.shape, np.float32) for _ in range(3)]
+    arrays = [runtime.array(a, np.float32) for a in (x, grad, m, v)]
+    scalars = map(np.float32, (beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1**k, 1 - beta2**k, lr, eps))
+    runtime.launch("adam_step", (_blocks(x.size),), BLOCK, (*arrays, *out, np.int32(x.size), *scalars))
+    return tuple(out)
 
 
 def on_cuda(name):

@@ -339,17 +339,30 @@ class Adam:
     def run(self, max_iterations):
         xp = array_module(self.x)
         x = self.x
+        if xp is np or x.dtype != np.float32:
+            step = adam_step
+        else:  # CuPy's float32: one launch of kernels/adam_step.cu
+            from . import gpu_float
+
+            step = gpu_float.on_cuda("adam_step")
         for _ in range(max_iterations):
             k = self.steps + 1
             value, grad, (l1,) = self.fun(x, lambda g: [xp.abs(g).sum()])
             self.evaluations += 1
             _check_finite(value, l1)
-            self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-            self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
-            m_hat = self.m / (1 - self.beta1**k)
-            v_hat = self.v / (1 - self.beta2**k)
             lr = self.lr(k) if callable(self.lr) else self.lr
-            x = x - lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+            x, self.m, self.v = step(x, grad, self.m, self.v, k, lr, self.beta1, self.beta2, self.eps)
             self.x, self.steps = x, k
             yield x, value
         self.stop_reason = "the iteration limit was reached"
+
+
+def adam_step(x, grad, m, v, k, lr, beta1, beta2, eps):
+    """Adam's step number ``k`` from x with the gradient ``grad`` and the moments m and v before it:
+    the new (x, m, v), as new arrays. The NumPy twin of ``kernels/adam_step.cu``."""
+    xp = array_module(x)
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    m_hat = m / (1 - beta1**k)
+    v_hat = v / (1 - beta2**k)
+    return x - lr * m_hat / (xp.sqrt(v_hat) + eps), m, v

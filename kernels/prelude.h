@@ -17,6 +17,7 @@ typedef uchar u8;
 #define LOCAL_ID_X ((int)get_local_id(0))
 #define POPC(v) ((int)popcount((u32)(v)))
 #define MUL(a, b) ((a) * (b)) /* a file that needs it unfused says `#pragma OPENCL FP_CONTRACT OFF` */
+#define SQRT(x) sqrt(x) /* float32's, correctly rounded when built with -cl-fp32-correctly-rounded-divide-sqrt */
 #else
 typedef unsigned int u32;
 typedef unsigned char u8;
@@ -30,6 +31,7 @@ typedef unsigned char u8;
 #define LOCAL_ID_X ((int)threadIdx.x)
 #define POPC(v) __popc(v)
 #define MUL(a, b) __fmul_rn((a), (b)) /* rounded on its own, never fused into an add (an FMA rounds once) */
+#define SQRT(x) sqrtf(x) /* float32's (C++'s sqrt of a float may be double's), correctly rounded but under -use_fast_math */
 #endif
 
 /* Binary tensor cores (sm_80 and later), and what the kernels use of them: the one instruction

@@ -1,8 +1,10 @@
 /* One kernel of kernels/ built for the CPU under cuda_emulator.h, with one C entry point for ctypes:
  * g++ -shared -fPIC -I kernels -DKERNEL_SOURCE='"NAME.cu"' -DENTRY=NAME (tests/cuda_emulator.py).
- * Every kernel takes pointers and int32 values; the caller passes each argument as one int64 slot. */
+ * Every kernel takes pointers, int32 and float32 values; the caller passes each argument as one int64
+ * slot (a float32 as its 32 bits). */
 #include "cuda_emulator.h"
 
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -10,10 +12,16 @@
 
 template <class T> static T from_slot(long long slot)
 {
-    if constexpr (std::is_pointer_v<T>)
+    if constexpr (std::is_pointer_v<T>) {
         return reinterpret_cast<T>(slot);
-    else
+    } else if constexpr (std::is_same_v<T, float>) {
+        unsigned bits = (unsigned)slot;
+        float value;
+        std::memcpy(&value, &bits, sizeof value);
+        return value;
+    } else {
         return static_cast<T>(slot);
+    }
 }
 
 template <class... A, size_t... I>

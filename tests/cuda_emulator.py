@@ -78,7 +78,8 @@ class EmulatedRuntime:
         and the last warp ahead (a kernel of independent threads: first to last, then last to first);
         results that differ are a race, and an error here."""
         library = self._library(name)
-        slots = np.array([a.ctypes.data if isinstance(a, np.ndarray) else int(a) for a in args], np.int64)
+        slots = np.array([a.ctypes.data if isinstance(a, np.ndarray) else int(a.view(np.uint32)) if isinstance(a, np.float32)
+                          else int(a) for a in args], np.int64)
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         grid_x, grid_y = (*groups, 1)[:2]
         before = [a.copy() for a in arrays]

@@ -23,7 +23,7 @@ import count_launches
 import cupy_on_numpy
 from artem_cli import api, gpu_binary, gpu_gemm, io, preprocess, weights
 from artem_cli.api import Settings
-from artem_cli.optim import LBFGS, Adam
+from artem_cli.optim import LBFGS, Adam, plain
 from conftest import EXAMPLES, REPO
 from cuda_emulator import EmulatedRuntime
 
@@ -100,6 +100,22 @@ def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_
     cuda.reads = 0
     adam = Adam(objective.probed, x0, lr=2.0)
     assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == 5
+
+
+def test_each_adam_step_on_the_gpu_path_is_one_launch_and_the_cpus_step_to_the_bit(cuda, monkeypatch):
+    """On CuPy's float32 each step of Adam is kernels/adam_step.cu (where CuPy ran twelve operations),
+    and the iterates equal NumPy's to the last bit, first steps and later ones."""
+    x0 = np.random.default_rng(5).standard_normal((3, 8, 9), dtype=np.float32) * 50
+    fun = plain(lambda x: (0.0, (x - 3) * x * 0.01))  # float32 on either device
+    launched = collections.Counter()
+    launch = cuda.emulator.launch
+    monkeypatch.setattr(cuda.emulator, "launch", lambda name, *args: (launched.update([name]), launch(name, *args))[1])
+    on_gpu = [x.get() for x, _ in Adam(fun, cuda.asarray(x0), lr=2.0).run(30)]
+    assert launched == {"adam_step": 30}
+    on_cpu = [x for x, _ in Adam(fun, x0, lr=2.0).run(30)]
+    assert on_cpu[-1].dtype == np.float32 and not np.array_equal(on_cpu[-1], on_cpu[-2])
+    for gpu, cpu in zip(on_gpu, on_cpu):
+        np.testing.assert_array_equal(gpu.view(np.uint32), cpu.view(np.uint32))
 
 
 @pytest.mark.parametrize("mode,backward", [("fp32", "fp32"), ("xnor", "fp32"), ("bwn", "fp16")])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artem_cli import binarize, cpu_binary, cpu_float, gpu_float, layers
+from artem_cli import binarize, cpu_binary, cpu_float, gpu_float, layers, optim
 from artem_cli.errors import ArtemError
 from artem_cli.gpu_binary import (CUDA_ONLY, FASTEST_FIRST, KERNELS, PACKERS, RUNGS, SOURCES, BinaryKernels, CudaRuntime,
                                   OpenCLRuntime)
@@ -276,6 +276,21 @@ def test_taps_sum_kernels_equal_their_twins_exactly(runtime, o, h, w):
     _assert_same_floats(got, twin)
 
 
+@pytest.mark.parametrize("size,k,lr", [(1, 1, 10.0), (1030, 7, 0.01), (300, 1000, 2.5)])
+def test_adam_kernel_equals_its_twin_exactly(runtime, size, k, lr):
+    """Adam's step: moments, bias corrections, square root and division as optim.adam_step makes them
+    (a first step, a late one; zeros in the gradient and the moments; 1030: more than one block)."""
+    rng = np.random.default_rng(size + k)
+    x, g, m = (rng.standard_normal(size, dtype=np.float32) * s for s in (100, 1e-3, 1e-3))
+    v = rng.random(size, dtype=np.float32) * 1e-6
+    g[::5], m[::7], v[::7] = 0, 0, 0
+    got = gpu_float.adam_step(runtime, x, g, m, v, k, lr, 0.9, 0.999, 1e-8)
+    twin = optim.adam_step(x, g, m, v, k, lr, 0.9, 0.999, 1e-8)
+    for a, b in zip(got, twin):
+        assert b.dtype == np.float32
+        _assert_same_floats(host(a), b)
+
+
 @pytest.mark.kernel("xnor_gemm_mma")
 @pytest.mark.parametrize("m,n,bits", [(1, 1, 1), (16, 8, 256), (130, 70, 64), (200, 129, 600), (257, 65, 2048)])
 def test_binary_gemm_equals_its_twin_exactly(runtime, m, n, bits):
@@ -345,14 +360,14 @@ def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
     assert BinaryKernels(runtime).rung == expected
 
 
-# kernels whose arithmetic must be cpu_float's operation for operation: no multiply fused into an add
-UNFUSED = ("winograd_input", "winograd_output")
+# kernels whose arithmetic must be their twins' operation for operation: no multiply fused into an add
+UNFUSED = ("winograd_input", "winograd_output", "adam_step")
 
 
 def _check_ptx(name, ptx):
     assert f".entry {name}(" in ptx
     if name in UNFUSED:
-        assert "fma." not in ptx, f"{name}: a multiply fused into an add (FMA), which cpu_float's kernel rounds twice"
+        assert "fma." not in ptx, f"{name}: a multiply fused into an add (FMA), which its twin rounds twice"
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
