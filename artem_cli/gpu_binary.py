@@ -15,6 +15,7 @@ uses by default the first of ``FASTEST_FIRST`` that it runs. The bit-packing com
 (``PACKERS``): a thread per pixel (portable), or warp votes (``__ballot_sync``, CUDA only).
 """
 import functools
+import re
 import threading
 from pathlib import Path
 
@@ -63,8 +64,19 @@ def runnable_rungs(runtime):
     return [rung for rung in FASTEST_FIRST if runtime.supports(RUNGS[rung][0])]
 
 
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[^\n]*$', re.MULTILINE)
+
+
 def _source(name):
-    return (KERNELS / f"{name}.cu").read_text(encoding="utf-8")
+    """kernels/NAME.cu with the files of kernels/ it includes written in (recursively; their include
+    guards keep each once): the text then determines the kernel, as CuPy's cache of compiled kernels
+    assumes (it keys them by the source text, and would reuse a kernel built before a header changed)."""
+
+    def expand(file):
+        text = (KERNELS / file).read_text(encoding="utf-8")
+        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+
+    return expand(f"{name}.cu")
 
 
 class CudaRuntime:
@@ -92,7 +104,7 @@ class CudaRuntime:
         """``groups`` blocks (a tuple, x first) of ``block`` threads each."""
         with self._compiling:
             if name not in self._functions:
-                module = self.xp.RawModule(code=_source(name), options=(f"-I{KERNELS}",))
+                module = self.xp.RawModule(code=_source(name))  # CuPy adds -ftz=true (subnormals flush)
                 self._functions[name] = module.get_function(name)
         self._functions[name](groups, (block,), args)
 
@@ -124,7 +136,7 @@ class OpenCLRuntime:
     def launch(self, name, groups, block, args):
         if name not in self._kernels:
             program = self._cl.Program(self.context, _source(name)).build(
-                options=["-I", str(KERNELS), "-cl-fp32-correctly-rounded-divide-sqrt"])  # as CUDA's are
+                options=["-cl-fp32-correctly-rounded-divide-sqrt"])  # as CUDA's are
             self._kernels[name] = self._cl.Kernel(program, name)
         buffers = [a.data if isinstance(a, self._cl_array.Array) else a for a in args]
         size = (groups[0] * block, *groups[1:])  # OpenCL counts work-items; the group is along x

@@ -429,8 +429,10 @@ class ReLU:
         return x
 
     def backward(self, grad):
-        """In place on ``grad``, like every ``backward`` here that can be."""
-        _kernel(array_module(grad), "relu_backward", grad.dtype)(grad, self._out)
+        """In place on ``grad`` (on a contiguous copy where it is not), like every ``backward`` here that can be."""
+        xp = array_module(grad)
+        grad = xp.ascontiguousarray(grad)  # as the kernels index it
+        _kernel(xp, "relu_backward", grad.dtype)(grad, self._out)
         return grad
 
 

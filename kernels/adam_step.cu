@@ -1,9 +1,10 @@
 /* One step of Adam (optim.Adam) on every element, one thread each: the moments m and v updated by the
  * gradient g, and x moved by lr · m̂ / (√v̂ + eps), m̂ and v̂ the moments divided by their bias
- * corrections. One launch where CuPy ran twelve. The arithmetic is the NumPy twin's, operation for
+ * corrections. One launch where CuPy ran fourteen. The arithmetic is the NumPy twin's, operation for
  * operation and unfused (MUL; division and square root correctly rounded, as NVRTC's defaults and
  * C++'s are, and OpenCL's when built with -cl-fp32-correctly-rounded-divide-sqrt), so the two agree
- * bit for bit. Twin: optim.adam_step (NumPy).
+ * bit for bit (on normal numbers: CuPy builds with -ftz=true, subnormals flush to zero on a GPU).
+ * Twin: optim.adam_step (NumPy).
  *
  * x, g, m, v -> x_out, m_out, v_out, n floats each (new arrays: a caller may keep the old x). The
  * scalars as float32: beta1, 1 − beta1, beta2, 1 − beta2, the corrections 1 − beta1^k and

@@ -103,7 +103,7 @@ def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_
 
 
 def test_each_adam_step_on_the_gpu_path_is_one_launch_and_the_cpus_step_to_the_bit(cuda, monkeypatch):
-    """On CuPy's float32 each step of Adam is kernels/adam_step.cu (where CuPy ran twelve operations),
+    """On CuPy's float32 each step of Adam is kernels/adam_step.cu (where CuPy ran fourteen operations),
     and the iterates equal NumPy's to the last bit, first steps and later ones."""
     x0 = np.random.default_rng(5).standard_normal((3, 8, 9), dtype=np.float32) * 50
     fun = plain(lambda x: (0.0, (x - 3) * x * 0.01))  # float32 on either device

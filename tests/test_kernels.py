@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artem_cli import binarize, cpu_binary, cpu_float, gpu_float, layers, optim
+from artem_cli import binarize, cpu_binary, cpu_float, gpu_binary, gpu_float, layers, optim
 from artem_cli.errors import ArtemError
 from artem_cli.gpu_binary import (CUDA_ONLY, FASTEST_FIRST, KERNELS, PACKERS, RUNGS, SOURCES, BinaryKernels, CudaRuntime,
                                   OpenCLRuntime)
@@ -254,8 +254,8 @@ def test_relu_backward_kernels_equal_their_twins_exactly(runtime, shape):
     out.flat[::5] = -1.0  # not a ReLU's output, but the kernels must not take it for positive
     grad = rng.standard_normal(shape, dtype=np.float32)
     grad.flat[1::7], grad.flat[2::11], grad.flat[3::13], grad.flat[4::17] = -0.0, np.inf, np.nan, -np.inf
-    got = host(gpu_float.relu_backward(runtime, runtime.array(grad, np.float32), out))
-    cpu, twin = grad.copy(), grad.copy()
+    cpu, twin = grad.copy(), grad.copy()  # first: the emulator's device arrays are the host's
+    got = host(gpu_float.relu_backward(runtime, runtime.array(grad.copy(), np.float32), out))
     cpu_float.relu_backward(cpu, out)
     with np.errstate(invalid="ignore"):
         layers.relu_backward(twin, out)
@@ -360,6 +360,16 @@ def test_the_default_rung_is_the_fastest_the_runtime_runs(runtime):
     assert BinaryKernels(runtime).rung == expected
 
 
+def test_a_kernels_source_has_its_includes_written_in():
+    """CuPy caches each compiled kernel under its source text: a header's text must be part of it, or
+    an edited header would leave kernels built before it in use."""
+    for name in SOURCES:
+        source = gpu_binary._source(name)
+        assert '#include "' not in source and "KERNEL void" in source
+    assert "#define KERNEL" in gpu_binary._source("im2col_16") and "(ELEMENT)0" in gpu_binary._source("im2col_16")
+    assert "mma_and_popc" in gpu_binary._source("xnor_gemm_mma")  # prelude.h's, and mma_tile.h's use of it
+
+
 # kernels whose arithmetic must be their twins' operation for operation: no multiply fused into an add
 UNFUSED = ("winograd_input", "winograd_output", "adam_step")
 
@@ -399,11 +409,13 @@ def nvrtc():
 @pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
 @pytest.mark.parametrize("name", SOURCES)
 def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
-    """What nvcc accepts NVRTC may not (no host headers): the kernels as CuPy's RawModule compiles them."""
+    """What nvcc accepts NVRTC may not (no host headers): the kernels as CuPy's RawModule compiles them,
+    the source as ``CudaRuntime`` gives it (its includes written in: no include path) and the option
+    CuPy appends to every kernel's."""
     program = ctypes.c_void_p()
-    source = (KERNELS / f"{name}.cu").read_bytes()
+    source = gpu_binary._source(name).encode()
     assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None) == 0
-    options = [f"-I{KERNELS}".encode(), f"--gpu-architecture={arch}".encode()]
+    options = [f"--gpu-architecture={arch}".encode(), b"-ftz=true"]
     result = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
