@@ -64,6 +64,10 @@ class Workspace:
 
 
 
+# the float kernels of ``cpu_float`` (numba) and ``gpu_float`` (CUDA), each with its NumPy twin here
+FLOAT_KERNELS = ("winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum")
+
+
 def _kernel(xp, name, dtype):
     """The float kernel ``name`` for arrays of ``xp``: numba's (``cpu_float``, compiled on first use and
     cached on disk) for NumPy, the CUDA kernel of ``kernels/`` (``gpu_float``) for CuPy's float32. Its

@@ -33,7 +33,7 @@ if not _devices:
 @pytest.fixture(autouse=True)
 def _numpy_twins(monkeypatch):
     twins = types.ModuleType("artem_cli.cpu_float")
-    for name in ("winograd_input", "winograd_output", "max_pool", "max_pool_backward"):
+    for name in layers.FLOAT_KERNELS:
         setattr(twins, name, getattr(layers, name))
     monkeypatch.setitem(sys.modules, "artem_cli.cpu_float", twins)
     binary = types.ModuleType("artem_cli.cpu_binary")

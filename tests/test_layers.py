@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from artem_cli import binarize, layers
+from artem_cli import binarize, cpu_float, layers
 from artem_cli.vgg import CONV_LAYERS, VGG16
 
 
@@ -52,6 +52,14 @@ def test_conv_forward_and_backward_match_direct_loops(in_ch, out_ch, h, w, formu
     lhs = np.vdot(conv64.forward(x) - b[:, None, None], g)
     rhs = np.vdot(x, conv64.backward(g))
     assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_every_float_kernel_is_listed_with_its_numpy_twin():
+    """``layers.FLOAT_KERNELS`` names every kernel of ``cpu_float``, each with a twin in ``layers``: the
+    GPU tests put the twins in numba's place by that list."""
+    compiled = {name for name, f in vars(cpu_float).items() if getattr(f, "__module__", None) == cpu_float.__name__}
+    assert compiled == set(layers.FLOAT_KERNELS)
+    assert all(callable(getattr(layers, name)) for name in layers.FLOAT_KERNELS)
 
 
 def test_an_unknown_formulation_is_refused():
