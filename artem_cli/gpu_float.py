@@ -20,12 +20,14 @@ def _blocks(n):
     return -(-n // BLOCK)
 
 
+_IM2COL = {np.dtype(np.float32): "im2col", np.dtype(np.float16): "im2col_16"}  # the kernel for each dtype
+
+
 def im2col(runtime, x, cols):
     """cols (9C, H·W) gets the nine shifted copies of x (C, H, W) (0 outside the image), rows
     [c, dy, dx], as ``layers._im2col``; float32, or float16 (``im2col_16``: copied as its bits)."""
     c, h, w = x.shape
-    name = {np.dtype(np.float32): "im2col", np.dtype(np.float16): "im2col_16"}[np.dtype(cols.dtype)]
-    runtime.launch(name, (_blocks(h * w), 9 * c), BLOCK, (runtime.array(x, cols.dtype), cols, np.int32(h), np.int32(w)))
+    runtime.launch(_IM2COL[np.dtype(cols.dtype)], (_blocks(h * w), 9 * c), BLOCK, (runtime.array(x, cols.dtype), cols, np.int32(h), np.int32(w)))
     return cols
 
 
@@ -90,7 +92,14 @@ def adam_step(runtime, x, grad, m, v, k, lr, beta1, beta2, eps):
     return tuple(out)
 
 
-def on_cuda(name):
-    """The kernel ``name`` of this module on the current CUDA device, for CuPy arrays (the runtime
-    argument given: ``gpu_binary.cuda_runtime()``)."""
+DTYPES = {"im2col": tuple(_IM2COL)}  # the dtypes each kernel takes: float32 where not listed
+_FLOAT32 = (np.dtype(np.float32),)
+
+
+def for_arrays(xp, name, dtype):
+    """The kernel ``name`` of this module on the current CUDA device (its runtime argument given:
+    ``gpu_binary.cuda_runtime()``) for CuPy arrays of ``dtype``; None for NumPy's, or for a dtype it
+    does not take: the caller then runs the kernel's twin."""
+    if xp is np or np.dtype(dtype) not in DTYPES.get(name, _FLOAT32):
+        return None
     return functools.partial(globals()[name], cuda_runtime())

@@ -77,11 +77,9 @@ def _kernel(xp, name, dtype):
         from . import cpu_float
 
         return getattr(cpu_float, name)
-    if dtype != np.float32:
-        return globals()[name]
     from . import gpu_float
 
-    return gpu_float.on_cuda(name)
+    return gpu_float.for_arrays(xp, name, dtype) or globals()[name]
 
 
 FORMULATIONS = (None, "im2col")  # None: chosen by channel counts; "im2col": one GEMM for every layer
@@ -111,10 +109,10 @@ def _im2col(x, workspace):
     xp = array_module(x)
     c, h, w = x.shape
     cols = workspace.get(f"im2col_{x.dtype}", (c, 3, 3, h, w), x.dtype, xp)
-    if xp is not np and x.dtype in (np.float32, np.float16):
-        from . import gpu_float
+    from . import gpu_float
 
-        return gpu_float.on_cuda("im2col")(x, cols.reshape(9 * c, h * w))
+    if kernel := gpu_float.for_arrays(xp, "im2col", x.dtype):
+        return kernel(x, cols.reshape(9 * c, h * w))
     xpad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
     xpad[:, 1:-1, 1:-1] = x
     for dy in range(3):

@@ -339,12 +339,9 @@ class Adam:
     def run(self, max_iterations):
         xp = array_module(self.x)
         x = self.x
-        if xp is np or x.dtype != np.float32:
-            step = adam_step
-        else:  # CuPy's float32: one launch of kernels/adam_step.cu
-            from . import gpu_float
+        from . import gpu_float
 
-            step = gpu_float.on_cuda("adam_step")
+        step = gpu_float.for_arrays(xp, "adam_step", x.dtype) or adam_step  # CuPy's float32: one launch
         for _ in range(max_iterations):
             k = self.steps + 1
             value, grad, (l1,) = self.fun(x, lambda g: [xp.abs(g).sum()])

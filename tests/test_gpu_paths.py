@@ -21,7 +21,7 @@ from PIL import Image
 
 import count_launches
 import cupy_on_numpy
-from artem_cli import api, gpu_binary, gpu_gemm, io, preprocess, weights
+from artem_cli import api, gpu_binary, gpu_float, gpu_gemm, io, preprocess, weights
 from artem_cli.api import Settings
 from artem_cli.optim import LBFGS, Adam, plain
 from conftest import EXAMPLES, REPO
@@ -100,6 +100,15 @@ def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_
     cuda.reads = 0
     adam = Adam(objective.probed, x0, lr=2.0)
     assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == 5
+
+
+def test_a_cuda_kernel_is_chosen_for_cupy_arrays_of_the_dtypes_it_takes(cuda):
+    """``gpu_float.for_arrays``: the kernel for CuPy's arrays of its dtypes (im2col float32 and float16,
+    the others float32), None elsewhere (the callers then run the twins)."""
+    assert gpu_float.for_arrays(cuda, "im2col", np.float16) and gpu_float.for_arrays(cuda, "adam_step", np.float32)
+    assert gpu_float.for_arrays(cuda, "relu_backward", np.float16) is None
+    assert gpu_float.for_arrays(cuda, "adam_step", np.float64) is None
+    assert gpu_float.for_arrays(np, "im2col", np.float32) is None
 
 
 def test_each_adam_step_on_the_gpu_path_is_one_launch_and_the_cpus_step_to_the_bit(cuda, monkeypatch):
