@@ -1,5 +1,6 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
 import json
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,14 @@ from . import api, bench, io, preprocess, quality, weights
 from .backend import DEVICES
 from .errors import ArtemError
 from .vgg import MODES, check_layer_names
+
+
+class UserPath(click.Path):
+    """A path with a leading ``~`` expanded to the home folder, as the shell does only where a word
+    begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
 
 
 class LayerList(click.ParamType):
@@ -48,14 +57,15 @@ class NumberList(click.ParamType):
 class ModeList(click.ParamType):
     """``fp32,bwn,xnor:untrained`` -> ("fp32", "bwn", "xnor:untrained"): networks as
     ``api.network_spec`` takes them (a mode, and for bwn and xnor optionally :trained, :untrained or
-    :FILE)."""
+    :FILE, with a leading ``~`` expanded as ``UserPath`` does)."""
 
     name = "modes"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        modes = tuple(m.strip() for m in value.split(","))
+        modes = tuple(mode + colon + os.path.expanduser(source)
+                      for mode, colon, source in (m.strip().partition(":") for m in value.split(",")))
         for spec in modes:
             try:
                 api.network_spec(spec)
@@ -158,7 +168,7 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--style-blend", type=NumberList(), default=None, help="Weights of the style images, e.g. 0.7,0.3."),
     click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
                  help="Style images are resized to SIZE x STYLE_SCALE."),
-    click.option("--init", default=D.init, show_default=True,
+    click.option("--init", type=UserPath(), metavar="SOURCE", default=D.init, show_default=True,
                  help="content, random, or an image file (batch: content, random or previous, the previous image's "
                       "result)."),
     click.option("--original-colors", is_flag=True, help="Keep the content's colours."),
@@ -166,7 +176,7 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
                  help="fp32: the network as trained; bwn: binary weights; xnor: binary weights and inputs; "
                       "random: random weights of each layer's scale (a baseline)."),
-    click.option("--binary-weights", default=D.binary_weights, show_default=True,
+    click.option("--binary-weights", type=UserPath(), metavar="SOURCE", default=D.binary_weights, show_default=True,
                  help="bwn, xnor: 'trained' (distilled from fp32, shipped in weights/), 'untrained' (XNOR-Net's "
                       "binarization of fp32), or a file made by 'artem distill'."),
     click.option("--binary-from", default=None,
@@ -211,9 +221,9 @@ def _settings(options):
 
 
 @main.command()
-@click.argument("content", type=click.Path(path_type=Path))
-@click.argument("styles", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.argument("content", type=UserPath(path_type=Path))
+@click.argument("styles", nargs=-1, required=True, type=UserPath(path_type=Path))
+@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
               help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
 @settings_options
 @click.option("--dry-run", is_flag=True,
@@ -221,7 +231,7 @@ def _settings(options):
 @click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def stylize(content, styles, output, dry_run, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
@@ -284,12 +294,12 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 
 
 @main.command()
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True,
+@click.argument("folder", type=UserPath(path_type=Path))
+@click.option("--style", "styles", type=UserPath(path_type=Path), multiple=True,
               help="A style image (repeat to blend several, as with stylize).")
-@click.option("--style-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--style-dir", type=UserPath(path_type=Path), default=None,
               help="Paint every image after every style image of this folder instead.")
-@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Folder for the results and the manifest.")
+@click.option("-o", "--out-dir", type=UserPath(path_type=Path), required=True, help="Folder for the results and the manifest.")
 @settings_options
 @click.option("--template", default=None,
               help="Output names, from {stem} (the input's) and {style}. [default: {stem}.png; {stem}_{style}.png with --style-dir]")
@@ -308,7 +318,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
               help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Start a local Dask cluster of this many worker processes (one thread each) and use it.")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="VGG16 weights file.")
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force, overwrite,
@@ -427,15 +437,15 @@ def _check_styles(style_sets, settings):
 
 
 @main.command()
-@click.argument("image", type=click.Path(path_type=Path))
-@click.option("--content", type=click.Path(path_type=Path), required=True, help="The content image.")
-@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True, required=True,
+@click.argument("image", type=UserPath(path_type=Path))
+@click.option("--content", type=UserPath(path_type=Path), required=True, help="The content image.")
+@click.option("--style", "styles", type=UserPath(path_type=Path), multiple=True, required=True,
               help="A style image (repeat for several).")
 @click.option("--style-blend", type=NumberList(), default=None)
 @click.option("--style-scale", type=float, default=D.style_scale, show_default=True)
 @click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True)
 @click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True)
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
 def score(image, content, styles, weights_path, as_json, **options):
     """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs."""
@@ -453,17 +463,17 @@ def score(image, content, styles, weights_path, as_json, **options):
 
 
 @main.command()
-@click.option("--content", "contents", type=click.Path(path_type=Path), multiple=True, required=True,
+@click.option("--content", "contents", type=UserPath(path_type=Path), multiple=True, required=True,
               help="A content image (repeat for several).")
-@click.option("--style", "styles", type=click.Path(path_type=Path), multiple=True, required=True,
+@click.option("--style", "styles", type=UserPath(path_type=Path), multiple=True, required=True,
               help="A style image (repeat for several).")
-@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Folder for the results.")
+@click.option("-o", "--out-dir", type=UserPath(path_type=Path), required=True, help="Folder for the results.")
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True)
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True, help="As for stylize.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier comparison in OUT_DIR.")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
 def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overwrite, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
@@ -548,13 +558,13 @@ class ChannelList(click.ParamType):
 @click.option("--channels", type=ChannelList(), default="0-15", show_default=True)
 @click.option("--mode", default="fp32", show_default=True,
               help="The network: a mode, or MODE:WEIGHTS[@LAYER] as for compare (e.g. xnor:untrained).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
               help="Grid PNG. [default: visualize_LAYER_MODE.png]")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 10000), default=100, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True)
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
 def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
     """Render the images that most excite CHANNELS of LAYER, one grid PNG per run."""
     output = output or Path(f"visualize_{layer}_{quality.label(mode)}.png")
@@ -583,7 +593,7 @@ def weights_group():
 
 
 @weights_group.command("fetch")
-@click.option("--to", "destination", type=click.Path(), default=None,
+@click.option("--to", "destination", type=UserPath(), default=None,
               help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
                    "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 @click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists, and replace a "
@@ -598,8 +608,8 @@ def weights_fetch(destination, force):
 
 
 @weights_group.command("convert")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.option("--to", "destination", type=click.Path(), default=None,
+@click.argument("source", type=UserPath(path_type=Path))
+@click.option("--to", "destination", type=UserPath(), default=None,
               help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
                    "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 def weights_convert(source, destination):
@@ -613,8 +623,8 @@ def weights_convert(source, destination):
 
 
 @weights_group.command("info")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-@click.option("--binary-weights", default=D.binary_weights, show_default=True,
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--binary-weights", type=UserPath(), metavar="SOURCE", default=D.binary_weights, show_default=True,
               help="Which binary networks --mode bwn and xnor would use: trained, untrained or a file.")
 def weights_info(weights_path, binary_weights):
     """Where the weights are, their checksum and size, and which binary networks bwn and xnor use."""
@@ -673,8 +683,8 @@ def _binary_network(mode, source):
               help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate and PyTorch in the same run; xnor "
                    "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col; each of these also "
                    "replayed as one CUDA graph: NAME+graph).")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "json_file", type=click.Path(path_type=Path, allow_dash=True), default=None,
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--json", "json_file", type=UserPath(path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, optimizer,
@@ -845,18 +855,18 @@ def _pass_report(report, shape, device, with_torch):
               help="Multiply relu4_2's features by this in the file written (the next layer compensates): "
                    "stylizations then weigh the content loss gain² times as much. Training does not change.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--images", "image_folders", type=click.Path(path_type=Path), multiple=True,
+@click.option("--images", "image_folders", type=UserPath(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+@click.option("--checkpoint", type=UserPath(path_type=Path), default=None,
               help="Checkpoint file, written every --checkpoint-every steps. [default: OUTPUT.ckpt.npz]")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file, and start anew beside an existing checkpoint "
                                                 "(replacing it).")
-@click.option("--weights", "weights_path", type=click.Path(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resume, output, overwrite, weights_path,
             quiet, **options):

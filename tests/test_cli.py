@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from artem_cli import api, bench
-from artem_cli.cli import main
+from artem_cli.cli import ModeList, main
 from conftest import EXAMPLES, REPO
 
 CONTENT = str(EXAMPLES / "chelsea.png")
@@ -158,6 +158,21 @@ def test_an_output_never_replaces_an_input(tmp_path, weights_path):
         assert r.exit_code == 1 and "would replace an input image" in r.stderr, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.png", "link_00002.png", "out_00002.png", "start.png"]
     assert all(image.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes() for image in (content, init, style))
+
+
+def test_a_leading_tilde_is_the_home_folder(tmp_path, monkeypatch, weights_path):
+    """Where the shell leaves ``~`` as it is (``--init=~/x``, or no shell at all), artem expands it, in
+    paths, the sources of --init and --binary-weights, and a network's file in --modes."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cat.png").write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    shutil.copy(EXAMPLES / "ihc.png", tmp_path / "stain.png")
+    r = run("stylize", "~/cat.png", "~/stain.png", "-o", "~/out.png", "--init=~/cat.png", *FAST)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out.png").size == (48, 32)
+    r = run("stylize", CONTENT, STYLE, "--mode", "xnor", "--binary-weights=~/none.npz", *FAST)
+    assert r.exit_code == 1 and f"{tmp_path / 'none.npz'}" in r.stderr, r.output
+    assert ModeList().convert("fp32, bwn:~/b.npz@conv3_1,xnor:untrained", None, None) == (
+        "fp32", f"bwn:{tmp_path / 'b.npz'}@conv3_1", "xnor:untrained")
 
 
 def test_an_existing_snapshot_is_kept_without_overwrite(tmp_path, weights_path):
