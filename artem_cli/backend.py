@@ -97,13 +97,16 @@ def one_at_a_time(kernel):
 
 def matmul(a, b, out=None):
     """a @ b (into ``out`` when given), by the array module's matmul; on a CUDA stream that a
-    ``CudaGraph`` is recording, by ``gpu_gemm`` (CuPy refuses to call cuBLAS there). Every matrix
-    product of an evaluation of the objective goes through here."""
+    ``CudaGraph`` is recording (CuPy refuses to call cuBLAS there), or whose products
+    ``gpu_gemm.products_on`` takes, by ``gpu_gemm``. Every matrix product of an evaluation of the
+    objective goes through here."""
     xp = array_module(a)
-    if xp is not np and xp.cuda.get_current_stream().is_capturing():
+    if xp is not np:
         from . import gpu_gemm
 
-        return gpu_gemm.matmul(a, b, out)
+        stream = xp.cuda.get_current_stream()
+        if stream.is_capturing() or gpu_gemm.routed(stream):
+            return gpu_gemm.matmul(a, b, out)
     return xp.matmul(a, b, out=out)
 
 
@@ -144,7 +147,7 @@ class CudaGraph:
                 with cupy.cuda.using_allocator(self.pool.malloc):
                     fn(*self.inputs)
                     self.stream.synchronize()
-                    with gpu_gemm.recording(self.stream, self.cublas):
+                    with gpu_gemm.products_on(self.stream, self.cublas):
                         self.stream.begin_capture()
                         try:
                             self.outputs = fn(*self.inputs)

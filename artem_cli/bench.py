@@ -20,7 +20,7 @@ import numpy as np
 
 from . import weights
 from .api import Settings, network, network_spec
-from .backend import CudaGraph, array_module, array_module_for, to_host
+from .backend import CudaGraph, array_module, array_module_for, matmul, to_host
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
@@ -109,9 +109,10 @@ def pass_macs(shape):
 
 
 def sgemm_rate(xp, n=4096, repeats=5):
-    """Multiply-accumulates per second of an (n, n) x (n, n) float32 product on ``xp``'s device."""
+    """Multiply-accumulates per second of an (n, n) x (n, n) float32 product on ``xp``'s device (by
+    ``backend.matmul``: in TF32 within ``gpu_gemm.products_on(..., tf32=True)``)."""
     a = xp.ones((n, n), dtype=np.float32)
-    best, _ = _best_of(lambda: a @ a, repeats, xp)
+    best, _ = _best_of(lambda: matmul(a, a), repeats, xp)
     return n**3 / best
 
 
@@ -269,15 +270,24 @@ def mma_peak_rate(runtime, iterations=4096, repeats=5):
 
 def gpu_layers(shape, repeats=10, weights_path=None):
     """Each convolution's forward on the GPU at ``shape``: fp32 (TF32 when CuPy runs with
-    CUPY_TF32=1) in its default formulation and as one GEMM (im2col), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
+    CUPY_TF32=1) in its default formulation and as one GEMM (im2col), that GEMM in TF32 too
+    (``gpu_gemm.products_on``), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
     input, in every rung of ``gpu_binary.RUNGS`` that runs on this device, with the packing timed
     apart (each of ``gpu_binary.PACKERS`` that runs here); and the peaks of the same run: cuBLAS's GEMM
-    (SGEMM, or TF32 under CUPY_TF32=1) and the binary tensor cores' (``mma_peak_rate``). Each rung's
+    (SGEMM, or TF32 under CUPY_TF32=1), its TF32 GEMM and the binary tensor cores' (``mma_peak_rate``). Each rung's
     output is compared with the direct rung's, each packer's with the per-pixel one's."""
     import cupy
 
-    from . import binarize
+    from . import binarize, gpu_gemm
     from .gpu_binary import PACKERS, BinaryKernels, CudaRuntime, runnable_rungs
+
+    cublas = gpu_gemm.Cublas()
+
+    def in_tf32(fn):  # fn's products on this stream in TF32
+        def tf32():
+            with gpu_gemm.products_on(cupy.cuda.get_current_stream(), cublas, tf32=True):
+                return fn()
+        return tf32
 
     runtime = CudaRuntime()
     ladder = {rung: BinaryKernels(runtime, rung) for rung in reversed(runnable_rungs(runtime))}  # direct first
@@ -291,7 +301,9 @@ def gpu_layers(shape, repeats=10, weights_path=None):
         macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
         best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, cupy)
         im2col, _ = _best_of(lambda: fp32_im2col.layer(name).forward(x), repeats, cupy)
-        row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best, "fp32_im2col_seconds": im2col}
+        tf32, _ = _best_of(in_tf32(lambda: fp32_im2col.layer(name).forward(x)), repeats, cupy)
+        row = {"layer": name, "input": [cin, h, width], "macs": macs, "fp32_seconds": best, "fp32_im2col_seconds": im2col,
+               "tf32_im2col_seconds": tf32}
         if fp32.layer(name).formulation == "winograd":
             row["winograd_transforms"] = winograd_transforms(runtime, x, w[f"{name}.bias"], repeats)
         if name != "conv1_1":
@@ -314,6 +326,7 @@ def gpu_layers(shape, repeats=10, weights_path=None):
                 row["xnor"][rung] = {"seconds": seconds, "max_difference_from_direct": float(abs(conv() - reference).max())}
         rows.append(row)
     return {"tf32": _tf32(), "gemm_mac_per_s": sgemm_rate(cupy, 8192),
+            "tf32_gemm_mac_per_s": in_tf32(lambda: sgemm_rate(cupy, 8192))(),
             "mma_b1_mac_per_s": mma_peak_rate(runtime) if runtime.supports("mma_peak") else None,
             "binary_gemm": binary_gemm(BinaryKernels(runtime)) if runtime.supports("xnor_gemm_mma") else None,
             "layers": rows}
@@ -372,27 +385,29 @@ def binary_gemm(kernels, n=16384, repeats=5):
 
 def gpu_layers_markdown(report):
     """``gpu_layers``' report as a Markdown table: each layer's time and rate, each rate as a share of
-    the same run's peak (fp32 of the GEMM's, XNOR of the binary tensor cores'), each rung against fp32."""
-    gemm, peak = report["gemm_mac_per_s"], report["mma_b1_mac_per_s"]
+    the same run's peak (fp32 of the GEMM's, TF32 of the TF32 GEMM's, XNOR of the binary tensor
+    cores'), each rung against fp32 and against the layer as one GEMM in TF32."""
+    gemm, tf32_gemm, peak = report["gemm_mac_per_s"], report["tf32_gemm_mac_per_s"], report["mma_b1_mac_per_s"]
     rungs = list(dict.fromkeys(r for row in report["layers"] for r in row.get("xnor", {})))
     packers = list(dict.fromkeys(p for row in report["layers"] for p in row.get("pack", {})))
     fp = "TF32" if report["tf32"] else "fp32"
     product = report.get("binary_gemm")
-    lines = [f"Peaks in this run: cuBLAS {fp} GEMM 8192^3 {gemm / 1e12:.1f} T MAC/s; "
+    lines = [f"Peaks in this run: cuBLAS {fp} GEMM 8192^3 {gemm / 1e12:.1f} T MAC/s, TF32 {tf32_gemm / 1e12:.1f} T MAC/s; "
              + (f"mma .b1 .and.popc {peak / 1e12:.0f} T binary MAC/s." if peak else "no binary tensor cores."),
              *([f"Binary GEMM {product['n']}^3 (xnor_gemm_mma): {1e3 * product['seconds']:.3f} ms, "
                 f"{product['mac_per_s'] / 1e12:.0f} T binary MAC/s = {product['mac_per_s'] / peak:.2f} of the mma peak"
                 + ("" if product["corner_equals_twin"] else "; WRONG: differs from its twin") + "."] if product else []),
              ""]
-    header = ["layer", "input", f"{fp} ms (share of GEMM)", f"{fp} im2col ms (share)",
+    header = ["layer", "input", f"{fp} ms (share of GEMM)", f"{fp} im2col ms (share)", "im2col in TF32 ms (share of TF32 GEMM)",
               "Winograd transforms ms, kernels / CuPy ops", *(f"pack {p} ms" for p in packers),
-              *(f"xnor {r} ms (share of mma; x {fp})" for r in rungs)]
+              *(f"xnor {r} ms (share of mma; x {fp}, x im2col in TF32)" for r in rungs)]
     lines += ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
     for row in report["layers"]:
         t = row.get("winograd_transforms")
         cells = [row["layer"], "x".join(map(str, row["input"])),
                  f"{1e3 * row['fp32_seconds']:.3f} ({row['macs'] / row['fp32_seconds'] / gemm:.2f})",
                  f"{1e3 * row['fp32_im2col_seconds']:.3f} ({row['macs'] / row['fp32_im2col_seconds'] / gemm:.2f})",
+                 f"{1e3 * row['tf32_im2col_seconds']:.3f} ({row['macs'] / row['tf32_im2col_seconds'] / tf32_gemm:.2f})",
                  f"{1e3 * t['kernels_seconds']:.3f} / {1e3 * t['twins_seconds']:.3f}"
                  + ("" if t["equals_cpu"] else " WRONG: not the CPU's") if t else ""]
         for packer in packers:
@@ -401,7 +416,8 @@ def gpu_layers_markdown(report):
         for rung in rungs:
             r = row.get("xnor", {}).get(rung)
             share = f"{row['macs'] / r['seconds'] / peak:.2f}; " if r and peak else ""
-            cells.append(f"{1e3 * r['seconds']:.3f} ({share}{row['fp32_seconds'] / r['seconds']:.1f}x)"
+            cells.append(f"{1e3 * r['seconds']:.3f} ({share}{row['fp32_seconds'] / r['seconds']:.1f}x, "
+                         f"{row['tf32_im2col_seconds'] / r['seconds']:.1f}x)"
                          + ("" if r["max_difference_from_direct"] == 0 else f" differs by {r['max_difference_from_direct']:.3g}")
                          if r else "")
         lines.append("| " + " | ".join(cells) + " |")

@@ -7,8 +7,9 @@ made before the recording, so that nothing is allocated during it), in the preci
 by default: ``cublasGemmStridedBatchedEx`` summing in float32 (float16 operands too, as the float16
 backward through binary weights has them), or in TF32 under ``CUPY_TF32=1`` where CuPy would (a
 single float32 product; its batched products stay float32).
-``backend.matmul`` sends it the products made while a ``backend.CudaGraph`` records; every other
-product is CuPy's (or NumPy's) own.
+``backend.matmul`` sends it the products made while a ``backend.CudaGraph`` records, and those of
+a benchmark that times TF32 beside float32 (``products_on``); every other product is CuPy's (or
+NumPy's) own.
 
 ``gemm_call`` works out cuBLAS's column-major arguments from the row-major operands' shapes and
 strides alone, so the tests check it on the CPU against NumPy (``tests/test_gpu_gemm.py``).
@@ -128,9 +129,9 @@ class Cublas:
         if status != 0:
             raise ArtemError(f"{what} failed (cuBLAS status {status})")
 
-    def matmul(self, a, b, out=None):
+    def matmul(self, a, b, out=None, tf32=None):
         """out = a @ b on the current stream: float32 or float16 (both alike, and ``out``), 2-D or 3-D
-        operands as ``gemm_call`` takes."""
+        operands as ``gemm_call`` takes; float32 ones in TF32 where ``tf32`` (None: where CuPy would)."""
         import cupy
 
         if a.dtype != b.dtype or a.dtype not in DATA_TYPES:
@@ -144,10 +145,10 @@ class Cublas:
         if call is None:
             a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
             call = gemm_call(a.shape, a.strides, b.shape, b.strides, out.strides, a.itemsize)
-        # as CuPy computes: TF32 under CUPY_TF32=1 for a single float32 product; its batched matmul sums in
-        # float32 regardless, as its float16 products do
-        single = a.ndim == b.ndim == 2 and a.dtype == np.float32
-        compute = COMPUTE_32F_FAST_TF32 if single and int(os.getenv("CUPY_TF32", "0")) > 0 else COMPUTE_32F
+        if tf32 is None:  # as CuPy computes: TF32 under CUPY_TF32=1 for a single float32 product; its batched
+            # matmul sums in float32 regardless, as its float16 products do
+            tf32 = a.ndim == b.ndim == 2 and int(os.getenv("CUPY_TF32", "0")) > 0
+        compute = COMPUTE_32F_FAST_TF32 if tf32 and a.dtype == np.float32 else COMPUTE_32F
         data = DATA_TYPES[a.dtype]
         c = call
         with self._calls:
@@ -163,30 +164,37 @@ class Cublas:
         return out
 
 
-_recording = {}  # stream pointer: the Cublas of the graph that stream is recording
+_routes = {}  # stream pointer: (the Cublas that takes the products made on that stream, tf32)
 _registry = threading.Lock()
 
 
 @contextlib.contextmanager
-def recording(stream, handle):
-    """While ``stream`` records a graph, its products go to ``handle`` (a ``Cublas`` made before the
-    recording, kept by the graph as long as the graph: its kernels use the handle's workspace)."""
+def products_on(stream, handle, tf32=None):
+    """Within, the matrix products of ``backend.matmul`` on ``stream`` go to ``handle`` (a ``Cublas``),
+    in TF32 where ``tf32`` (None: where CuPy would): while a CUDA graph records (the graph keeps the
+    handle as long as itself: its kernels use the handle's workspace), or to time products in TF32
+    and float32 in one process (``bench.gpu_layers``; CuPy reads CUPY_TF32 once)."""
     with _registry:
-        _recording[stream.ptr] = handle
+        _routes[stream.ptr] = (handle, tf32)
     try:
         yield
     finally:
         with _registry:
-            del _recording[stream.ptr]
+            del _routes[stream.ptr]
+
+
+def routed(stream):
+    """Whether the products on ``stream`` go to a handle of ``products_on``."""
+    return stream.ptr in _routes
 
 
 def matmul(a, b, out=None):
-    """a @ b for CuPy float32 (or float16) arrays on the current stream, which is recording a CUDA
-    graph (``recording``)."""
+    """a @ b for CuPy float32 (or float16) arrays on the current stream, whose products go to a
+    handle (``products_on``)."""
     import cupy
 
     with _registry:
-        handle = _recording.get(cupy.cuda.get_current_stream().ptr)
+        handle, tf32 = _routes.get(cupy.cuda.get_current_stream().ptr, (None, None))
     if handle is None:
-        raise ArtemError("a matrix product while a stream records needs gpu_gemm.recording around the recording")
-    return handle.matmul(a, b, out)
+        raise ArtemError("a matrix product while a stream records needs gpu_gemm.products_on around the recording")
+    return handle.matmul(a, b, out, tf32)

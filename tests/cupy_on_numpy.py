@@ -585,10 +585,11 @@ lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=lambda a, shape=None, strides=None: _run(np.lib.stride_tricks.as_strided, (a, shape, strides))))
 
 
-def cublas_gemm(call, a_memory, b_memory, c_memory):
+def cublas_gemm(call, a_memory, b_memory, c_memory, tf32=False):
     """cublasGemmStridedBatchedEx as its documentation defines it, on flat memory starting at each
     operand's pointer: C[p] = op(A[p]) op(B[p]), column-major, A[p] at p·stride_a with leading
-    dimension lda, and so on; summed in float32 (cuBLAS's CUBLAS_COMPUTE_32F)."""
+    dimension lda, and so on; summed in float32 (cuBLAS's CUBLAS_COMPUTE_32F), with the operands
+    rounded to TF32 where ``tf32`` (CUBLAS_COMPUTE_32F_FAST_TF32)."""
     m, n, k, batch = call["m"], call["n"], call["k"], call["batch"]
 
     def matrices(memory, rows, cols, ld, stride, transposed):
@@ -597,10 +598,18 @@ def cublas_gemm(call, a_memory, b_memory, c_memory):
         strides = (stride * step, ld * step, step) if transposed else (stride * step, step, ld * step)
         return np.lib.stride_tricks.as_strided(memory, (batch, rows, cols), strides)
 
-    a = matrices(a_memory, m, k, call["lda"], call["stride_a"], call["transa"] != 0)
-    b = matrices(b_memory, k, n, call["ldb"], call["stride_b"], call["transb"] != 0)
-    matrices(c_memory, m, n, call["ldc"], call["stride_c"], False)[...] = np.matmul(a.astype(np.float32),
-                                                                                   b.astype(np.float32))
+    a = matrices(a_memory, m, k, call["lda"], call["stride_a"], call["transa"] != 0).astype(np.float32)
+    b = matrices(b_memory, k, n, call["ldb"], call["stride_b"], call["transb"] != 0).astype(np.float32)
+    if tf32:
+        a, b = _tf32(a), _tf32(b)
+    matrices(c_memory, m, n, call["ldc"], call["stride_c"], False)[...] = np.matmul(a, b)
+
+
+def _tf32(a):
+    """float32 ``a`` rounded to TF32's 10 bits of mantissa, to nearest, ties away from zero (as
+    cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32 takes its operands)."""
+    bits = a.view(np.uint32)
+    return ((bits + np.uint32(1 << 12)) & np.uint32(0xFFFFE000)).view(np.float32)
 
 
 _cublas_streams = {}  # a cuBLAS handle of the stand-in: the stream set on it
@@ -632,7 +641,7 @@ def _cublas_gemm_strided_batched(handle, transa, transb, m, n, k, alpha, a, a_ty
                                                       (b, stride_b, rows_b, cols_b, ldb), (c, stride_c, m, n, ldc))]
 
     def gemm():
-        cublas_gemm(call, *memory)
+        cublas_gemm(call, *memory, tf32=compute == 77 and a_type == 0)  # CUBLAS_COMPUTE_32F_FAST_TF32, float32
 
     gemm()
     stream = _by_pointer.get(_cublas_streams[handle.value])

@@ -339,11 +339,12 @@ def test_end_to_end_runs_the_same_objective_and_optimizer_in_pytorch(weights_pat
 def test_the_gpu_reports_render():
     """The Markdown of the GPU-only reports, on made-up numbers: a GPU session's time is too dear to
     find a formatting error in."""
-    layers = {"tf32": True, "gemm_mac_per_s": 2e14, "mma_b1_mac_per_s": 5e15,
+    layers = {"tf32": True, "gemm_mac_per_s": 2e14, "tf32_gemm_mac_per_s": 4e14, "mma_b1_mac_per_s": 5e15,
               "binary_gemm": {"n": 16384, "seconds": 2e-3, "mac_per_s": 16384**3 / 2e-3, "corner_equals_twin": False},
-              "layers": [{"layer": "conv1_1", "input": [3, 8, 8], "macs": 1e6, "fp32_seconds": 1e-4, "fp32_im2col_seconds": 2e-4},
+              "layers": [{"layer": "conv1_1", "input": [3, 8, 8], "macs": 1e6, "fp32_seconds": 1e-4, "fp32_im2col_seconds": 2e-4,
+                          "tf32_im2col_seconds": 5e-5},
                          {"layer": "conv1_2", "input": [64, 8, 8], "macs": 1e7, "fp32_seconds": 1e-4,
-                          "fp32_im2col_seconds": 2e-4,
+                          "fp32_im2col_seconds": 2e-4, "tf32_im2col_seconds": 5e-5,
                           "winograd_transforms": {"kernels_seconds": 2e-5, "twins_seconds": 1e-4, "equals_cpu": False},
                           "pack": {"per_pixel": {"seconds": 1e-5, "equals_per_pixel": True},
                                                                 "ballot": {"seconds": 4e-6, "equals_per_pixel": False}},
@@ -352,7 +353,8 @@ def test_the_gpu_reports_render():
     text = bench.gpu_layers_markdown(layers)
     assert "TF32 im2col ms" in text and "0.44 of the mma peak; WRONG" in text and "differs by 0.5" in text
     assert "| pack per_pixel ms | pack ballot ms |" in text and "| 0.010 | 0.004 WRONG |" in text
-    assert "| 0.020 / 0.100 WRONG: not the CPU's |" in text and "| 0.200 (0.00) |  |" in text  # conv1_1: im2col, no transforms
+    assert "| 0.020 / 0.100 WRONG: not the CPU's |" in text and "| 0.200 (0.00) | 0.050 (0.00) |  |" in text  # conv1_1: im2col, no transforms
+    assert "TF32 400.0 T MAC/s" in text and "| 0.010 (0.00; 10.0x, 5.0x) |" in text  # mma: x fp32 (here TF32), x im2col in TF32
     run_ = {"seconds": 10.0, "iterations": 500, "evaluations": 510, "seconds_per_iteration": 0.02,
             "peak_memory_bytes": 2**30, "losses": {"total": 4.0, "style": 1.0, "content": 2.0, "tv": 1.0}}
     machine = {"cpu": "x", "cores": 16, "blas": "b", "gpu": "H200", "gpu_clock_mhz": 1980, "cupy": "14", "artem": "0.1",

@@ -140,7 +140,7 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name, dtype, toler
     stream.wait_event(cp.cuda.get_current_stream().record())  # a and b are on the device before the graph reads them
     with stream:
         out = cp.zeros(expected.shape, dtype=dtype)
-        with gpu_gemm.recording(stream, handle), cp.cuda.using_allocator(pool.malloc):
+        with gpu_gemm.products_on(stream, handle), cp.cuda.using_allocator(pool.malloc):
             stream.begin_capture()
             try:
                 recorded = backend.matmul(a, b)
@@ -151,6 +151,21 @@ def test_matrix_products_recorded_in_a_cuda_graph_equal_cupys(name, dtype, toler
         stream.synchronize()
     for got in (recorded, out):
         assert got.dtype == dtype and relative_l2_error(got, cp.asnumpy(expected)) < tolerance
+
+
+def test_products_in_tf32_or_float32_whatever_cupy_tf32_says():
+    """``gpu_gemm.products_on`` chooses TF32 or float32 for ``backend.matmul``'s products (how
+    ``bench.gpu_layers`` times both in one process, where CuPy reads CUPY_TF32 once): TF32 keeps 10
+    bits of each operand's mantissa, about 3e-4 of error on a product of random matrices, float32's
+    error is below 1e-6."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 512), dtype=np.float32), rng.standard_normal((512, 64), dtype=np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    handle, errors = gpu_gemm.Cublas(), {}
+    for tf32 in (False, True):
+        with gpu_gemm.products_on(cp.cuda.get_current_stream(), handle, tf32):
+            errors[tf32] = relative_l2_error(backend.matmul(cp.asarray(a), cp.asarray(b)), exact)
+    assert errors[False] < 1e-6 and 1e-4 < errors[True] < 2e-3  # 3e-4 rounding to nearest, 8e-4 truncating
 
 
 def test_a_graphs_cublas_handle_goes_to_the_next_graph():
@@ -318,7 +333,8 @@ def test_benchmark_times_every_rung_of_the_xnor_ladder_on_the_gpu(weights_path):
     assert (report["mma_b1_mac_per_s"] or 0) > 0 if "mma" in rungs else report["mma_b1_mac_per_s"] is None
     product = report["binary_gemm"]
     assert product["corner_equals_twin"] and product["seconds"] > 0 if "mma" in rungs else product is None
-    assert all(row["fp32_im2col_seconds"] > 0 for row in report["layers"])
+    assert all(row["fp32_im2col_seconds"] > 0 < row["tf32_im2col_seconds"] for row in report["layers"])
+    assert report["tf32_gemm_mac_per_s"] > 0
     transforms = [row["winograd_transforms"] for row in report["layers"][1:]]  # conv1_1 is one im2col GEMM
     assert "winograd_transforms" not in report["layers"][0] and len(transforms) == 12
     assert all(t["equals_cpu"] and t["kernels_seconds"] > 0 < t["twins_seconds"] for t in transforms)

@@ -214,6 +214,28 @@ def test_benchmarks_comparison_of_the_winograd_kernels_with_their_twins_on_the_g
     assert report["equals_cpu"] and report["kernels_seconds"] > 0 < report["twins_seconds"]
 
 
+def test_the_per_layer_benchmark_on_the_gpu_path(cuda, monkeypatch, weights_path):
+    """`benchmark --device cuda --layers` (``bench.gpu_layers``) where it otherwise runs only on a GPU,
+    its peaks on small products (the 16384^3 binary product and the mma peak take hours under the
+    emulator): every layer in every formulation and rung, the im2col GEMM in TF32 beside float32 in
+    one process, the rungs' results the direct rung's, and the Markdown of it."""
+    from artem_cli import bench
+
+    small = bench.sgemm_rate
+    monkeypatch.setattr(bench, "sgemm_rate", lambda xp, n=4096, repeats=5: small(xp, 64, 1))
+    monkeypatch.setattr(bench, "mma_peak_rate", lambda runtime: 1e15)
+    monkeypatch.setattr(bench, "binary_gemm", lambda kernels: None)
+    report = bench.gpu_layers((16, 24), repeats=1, weights_path=weights_path)
+    rows = report["layers"]
+    assert [row["layer"] for row in rows] == [n for n in bench.LAYER_NAMES if n.startswith("conv")]
+    assert report["gemm_mac_per_s"] > 0 < report["tf32_gemm_mac_per_s"]
+    assert all(row[f"{kind}_seconds"] > 0 for row in rows for kind in ("fp32", "fp32_im2col", "tf32_im2col"))
+    assert all(r["max_difference_from_direct"] <= 1e-3 for row in rows[1:] for r in row["xnor"].values())
+    assert set(rows[1]["xnor"]) == set(gpu_binary.RUNGS) and all(t["equals_cpu"] for t in
+                                                                  (row["winograd_transforms"] for row in rows[1:]))
+    assert "im2col in TF32" in bench.gpu_layers_markdown(report)
+
+
 def test_stylize_and_distill_commands_on_the_gpu_path(cuda, tmp_path, weights_path):
     """The commands whose results come back from the device: a stylized image saved, and a
     distillation's loss, a float however it was summed on the device, in its checkpoint."""
