@@ -6,6 +6,7 @@
 The data flow is the module layout: io (files) -> preprocess -> vgg (forward, taps) -> losses ->
 vgg (backward) -> optim -> preprocess -> io.
 """
+import contextlib
 import dataclasses
 import math
 import os
@@ -60,6 +61,9 @@ class Settings:
     device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (every mode)
     cuda_graph: bool = False  # cuda: each evaluation of the objective replays one recorded CUDA graph
     # (not yet timed on a GPU: `artem benchmark --end-to-end --device cuda` times it beside the default)
+    tf32: bool = False  # cuda: every float convolution one matrix product on the im2col copy, these and the
+    # Gram matrices on tensor cores in TF32 (operands rounded to 10 bits of mantissa, sums in float32); not yet
+    # timed on a GPU (`artem benchmark --end-to-end --device cuda` times it beside the default)
 
     def validate(self, n_styles=None):
         if not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -101,6 +105,8 @@ class Settings:
             raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
         if self.cuda_graph and self.device != "cuda":
             raise ArtemError("a CUDA graph needs device cuda")
+        if self.tf32 and self.device != "cuda":
+            raise ArtemError("TF32 needs device cuda (a GPU's tensor cores)")
 
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
@@ -163,7 +169,12 @@ class Objective:
         self.parts, self._parts = {}, {}
         self.initial = None  # the terms at the first point evaluated (the optimizer's start)
         # settings.cuda_graph: each evaluation replays one CUDA graph of the whole (BENCHMARKS.md §6)
-        self._graph = CudaGraph(self._evaluate) if settings.cuda_graph else None
+        self._graph = CudaGraph(self._evaluate, tf32=settings.tf32 or None) if settings.cuda_graph else None
+        self._cublas = None  # settings.tf32: the handle that takes the products of an evaluation not replayed, in TF32
+        if settings.tf32:
+            from . import gpu_gemm
+
+            self._cublas = gpu_gemm.Cublas()
 
     def __call__(self, x):
         """The loss of ``x`` as it will be saved, and its gradient; ``parts`` keeps the three terms."""
@@ -177,14 +188,24 @@ class Objective:
             values, grad = self._graph(x)
             grad = grad.copy()  # the graph's own buffer, which its next replay overwrites
         else:
-            values, grad = self._evaluate(x)
+            with self._products():
+                values, grad = self._evaluate(x)
         values = read([values, *probes(grad)])
         return self._record(values[: 1 + len(PARTS)]), grad, values[1 + len(PARTS):]
 
     def loss(self, x):
         """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
-        value, grad = self._terms(x)
+        with self._products():
+            value, grad = self._terms(x)
         return self._record(read([value, *(self._parts[n] for n in PARTS)])), grad
+
+    def _products(self):
+        """Within, the matrix products of an evaluation are those ``settings.tf32`` asks for."""
+        if self._cublas is None:
+            return contextlib.nullcontext()
+        from . import gpu_gemm
+
+        return gpu_gemm.tf32_products(self._cublas)
 
     def _evaluate(self, x):
         """The value and the three terms as one float64 vector on x's device, and the gradient (what
@@ -518,10 +539,12 @@ def network_spec(spec):
 
 
 def network(settings, vgg_weights, xnor_kernels=None, float_conv=None):
-    """The VGG16 that ``settings`` (mode, pooling, binary weights) asks for, on ``vgg_weights``
-    (``xnor_kernels``, ``float_conv``: as ``VGG16``'s)."""
+    """The VGG16 that ``settings`` (mode, pooling, binary weights; with tf32, every float convolution
+    one product on the im2col copy) asks for, on ``vgg_weights`` (``xnor_kernels``, ``float_conv``:
+    as ``VGG16``'s)."""
     return VGG16(vgg_weights, pooling=settings.pooling, mode=settings.mode, binary=binary_layers(settings, vgg_weights),
-                 half_backward=settings.binary_backward == "fp16", xnor_kernels=xnor_kernels, float_conv=float_conv)
+                 half_backward=settings.binary_backward == "fp16", xnor_kernels=xnor_kernels,
+                 float_conv=float_conv or ("im2col" if settings.tf32 else None))
 
 
 def binary_layers(settings, vgg_weights):

@@ -122,11 +122,12 @@ class CudaGraph:
 
     A bound method ``fn`` is held weakly: an object's graph of its own method would otherwise make a
     cycle that only Python's collector frees, keeping the object (a network's weights) and the
-    graph's memory on the GPU until it runs."""
+    graph's memory on the GPU until it runs. ``tf32``: its float32 products in TF32 (None: where
+    CuPy's would be), as ``gpu_gemm.products_on`` takes it."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, tf32=None):
         self.fn = weakref.WeakMethod(fn) if inspect.ismethod(fn) else lambda: fn
-        self.graph = None
+        self.graph, self.tf32 = None, tf32
 
     def __call__(self, *args):
         import cupy
@@ -144,15 +145,14 @@ class CudaGraph:
                 recorded[...] = a
             if self.graph is None:
                 fn = self.fn()
-                with cupy.cuda.using_allocator(self.pool.malloc):
-                    fn(*self.inputs)
+                with cupy.cuda.using_allocator(self.pool.malloc), gpu_gemm.products_on(self.stream, self.cublas, self.tf32):
+                    fn(*self.inputs)  # as it will be recorded, products included
                     self.stream.synchronize()
-                    with gpu_gemm.products_on(self.stream, self.cublas):
-                        self.stream.begin_capture()
-                        try:
-                            self.outputs = fn(*self.inputs)
-                        finally:
-                            graph = self.stream.end_capture()
+                    self.stream.begin_capture()
+                    try:
+                        self.outputs = fn(*self.inputs)
+                    finally:
+                        graph = self.stream.end_capture()
                 self.graph = graph
             self.graph.launch(self.stream)
         caller.wait_event(self.stream.record())  # the caller's next work sees the outputs

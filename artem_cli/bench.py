@@ -283,9 +283,9 @@ def gpu_layers(shape, repeats=10, weights_path=None):
 
     cublas = gpu_gemm.Cublas()
 
-    def in_tf32(fn):  # fn's products on this stream in TF32
+    def in_tf32(fn):  # fn's products in TF32
         def tf32():
-            with gpu_gemm.products_on(cupy.cuda.get_current_stream(), cublas, tf32=True):
+            with gpu_gemm.tf32_products(cublas):
                 return fn()
         return tf32
 
@@ -438,14 +438,20 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 END_TO_END = {"content": "coffee.png", "style": "ihc.png"}  # from examples/, shipped with artem
 
 
+# artem's runs on a GPU beside its default one in ``end_to_end``: (what the report calls it, its Settings)
+GPU_VARIANTS = {"artem_graph": ("each evaluation one CUDA graph", {"cuda_graph": True}),
+                "artem_tf32": ("every float convolution one TF32 GEMM", {"tf32": True}),
+                "artem_tf32_graph": ("TF32 GEMMs and each evaluation one CUDA graph", {"tf32": True, "cuda_graph": True})}
+
+
 def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None, optimizer="lbfgs"):
     """The peers' protocol: ``iterations`` of L-BFGS (or of Adam, ``optimizer="adam"``, at artem's
     default learning rate) at ``size`` px on a fixed content and style from examples/, with artem and,
     when PyTorch is importable, the same objective and optimizer in PyTorch on the same device. Each
-    side runs in a process of its own (so that its peak memory is its own); both saved 8-bit results
-    are scored by artem's fp32 network. On a GPU artem also runs with each evaluation replayed as one
-    CUDA graph (``Settings.cuda_graph``; its memory is not measured: the graph keeps its own pool).
-    Returns the report (``machine`` included)."""
+    side runs in a process of its own (so that its peak memory is its own); all saved 8-bit results
+    are scored by artem's fp32 network. On a GPU artem also runs as each of ``GPU_VARIANTS`` asks (a
+    graph's memory is not measured: the graph keeps its own pool). Returns the report (``machine``
+    included)."""
     from . import api, io
 
     content, _ = io.read_image(EXAMPLES / END_TO_END["content"], "content image")
@@ -456,7 +462,8 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
     context = multiprocessing.get_context("spawn")
     sides = {"artem": (_artem_side, settings)}
     if device == "cuda":
-        sides["artem_graph"] = (_artem_side, dataclasses.replace(settings, cuda_graph=True))
+        for name, (_, changes) in GPU_VARIANTS.items():
+            sides[name] = (_artem_side, dataclasses.replace(settings, **changes))
     if with_torch and importlib.util.find_spec("torch") is not None:
         sides["torch"] = (_torch_side, settings)
     report = {"machine": machine(device, with_torch="torch" in sides),
@@ -477,8 +484,8 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
         run["losses"] = api.score(io.quantize(image), content, [style], api.Settings(size=size), weights_path=path)
         run["seconds_per_iteration"] = run["seconds"] / max(run["iterations"], 1)
         report[name] = run
-    report.setdefault("torch", None)
-    report.setdefault("artem_graph", None)
+    for name in ("torch", *GPU_VARIANTS):
+        report.setdefault(name, None)
     if report["torch"] and "error" not in report["torch"]:
         report["ratios"] = {"time_per_iteration": report["artem"]["seconds_per_iteration"] / report["torch"]["seconds_per_iteration"],
                             "total_loss": report["artem"]["losses"]["total"] / report["torch"]["losses"]["total"]}
@@ -638,15 +645,17 @@ def end_to_end_markdown(report):
         cells = [f"{a['losses'][term]:.4g}"] + ([f"{t['losses'][term]:.4g}", f"{a['losses'][term] / t['losses'][term]:.2f}"]
                                               if t else absent)
         lines.append(f"| fp32 {term} loss | " + " | ".join(cells) + " |")
-    g = report.get("artem_graph")
-    if g and "error" in g:
-        failed, g = {**failed, "artem with each evaluation one CUDA graph": g}, None
-    if g:
-        lines += ["", f"artem with each evaluation one CUDA graph (`Settings.cuda_graph`): {g['seconds']:.1f} s, "
-                  f"{g['seconds_per_iteration']:.4f} s an iteration ({g['seconds'] / a['seconds']:.2f}x the default run"
-                  + (f", {g['seconds'] / t['seconds']:.2f}x PyTorch's" if t else "")
-                  + f"), {g['iterations']} iterations, fp32 total loss {g['losses']['total']:.4g}"
-                  + (f" ({g['losses']['total'] / a['losses']['total']:.2f}x the default run's)" if a['losses']['total'] else "") + "."]
+    for name, (label, changes) in GPU_VARIANTS.items():
+        g = report.get(name)
+        if g and "error" in g:
+            failed[f"artem with {label}"] = g
+        elif g:
+            spelled = ", ".join(f"{k}={v}" for k, v in changes.items())
+            lines += ["", f"artem with {label} (`Settings({spelled})`): {g['seconds']:.1f} s, "
+                      f"{g['seconds_per_iteration']:.4f} s an iteration ({g['seconds'] / a['seconds']:.2f}x the default run"
+                      + (f", {g['seconds'] / t['seconds']:.2f}x PyTorch's" if t else "")
+                      + f"), {g['iterations']} iterations, fp32 total loss {g['losses']['total']:.4g}"
+                      + (f" ({g['losses']['total'] / a['losses']['total']:.2f}x the default run's)" if a['losses']['total'] else "") + "."]
     lines += ["", *(f"{name}: failed ({side['error']})" for name, side in failed.items())] if failed else []
     return "\n".join(lines)
 

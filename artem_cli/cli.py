@@ -734,7 +734,7 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         except ArtemError as e:
             _fail(e)
     sides = report if end_to_end else report["pass"]
-    failed = [name for name in ("artem_graph", "torch") if "error" in (sides.get(name) or {})]
+    failed = [name for name in (*bench.GPU_VARIANTS, "torch") if "error" in (sides.get(name) or {})]
     if failed:  # reported above, and the exit status says so too
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 

@@ -183,6 +183,13 @@ def products_on(stream, handle, tf32=None):
             del _routes[stream.ptr]
 
 
+def tf32_products(handle):
+    """``products_on`` the current stream, in TF32."""
+    import cupy
+
+    return products_on(cupy.cuda.get_current_stream(), handle, tf32=True)
+
+
 def routed(stream):
     """Whether the products on ``stream`` go to a handle of ``products_on``."""
     return stream.ptr in _routes

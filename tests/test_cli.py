@@ -294,7 +294,7 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())
     assert set(report) >= {"machine", "protocol", "artem", "torch"} and report["torch"] is None
-    assert report["artem_graph"] is None  # a GPU's only
+    assert all(report[name] is None for name in bench.GPU_VARIANTS)  # a GPU's only
     assert {"cpu", "cores", "blas", "artem", "numpy", "numba", "python"} <= set(report["machine"])
     assert report["protocol"]["size"] == 256 and report["protocol"]["iterations"] == 3
     artem = report["artem"]
@@ -363,8 +363,11 @@ def test_the_gpu_reports_render():
                                             "device": "cuda"},
            "artem": run_, "artem_graph": {**run_, "seconds": 5.0, "seconds_per_iteration": 0.01, "peak_memory_bytes": None},
            "torch": {**run_, "seconds": 20.0, "version": "2.11", "tf32": False, "threads": 16}}
+    e2e["artem_tf32"] = {**run_, "seconds": 2.5, "seconds_per_iteration": 0.005, "losses": {**run_["losses"], "total": 4.4}}
     text = bench.end_to_end_markdown(e2e)
-    assert "one CUDA graph" in text and "0.50x the default run, 0.25x PyTorch's" in text
+    assert "one CUDA graph (`Settings(cuda_graph=True)`): 5.0 s" in text and "0.50x the default run, 0.25x PyTorch's" in text
+    assert ("every float convolution one TF32 GEMM (`Settings(tf32=True)`): 2.5 s, 0.0050 s an iteration (0.25x the default "
+            "run, 0.12x PyTorch's), 500 iterations, fp32 total loss 4.4 (1.10x the default run's)") in text
     e2e.update(artem_graph={"error": "NotImplementedError: no"}, torch={"error": "OutOfMemoryError: out"})
     text = bench.end_to_end_markdown(e2e)  # a side that failed says so, and artem's figures stand
     assert "| seconds | 10.0 | failed (below) |" in text and "PyTorch: failed (OutOfMemoryError: out)" in text

@@ -21,7 +21,7 @@ from PIL import Image
 
 import count_launches
 import cupy_on_numpy
-from artem_cli import api, gpu_binary, gpu_float, gpu_gemm, io, preprocess, weights
+from artem_cli import api, gpu_binary, gpu_float, gpu_gemm, io, preprocess, vgg, weights
 from artem_cli.api import Settings
 from artem_cli.optim import LBFGS, Adam, plain
 from conftest import EXAMPLES, REPO
@@ -44,11 +44,11 @@ def cuda(monkeypatch, emulator):
     gpu_binary._runtime.cache_clear()
 
 
-def _objective(xp, mode, weights_path, backward="fp32", shape=(32, 48), graph=False):
+def _objective(xp, mode, weights_path, backward="fp32", shape=(32, 48), graph=False, tf32=False):
     content = preprocess.resize(io.read_image(EXAMPLES / "chelsea.png")[0], shape)
     style = io.read_image(EXAMPLES / "ihc.png")[0]
     settings = Settings(size=max(shape), mode=mode, device="cpu" if xp is np else "cuda", binary_backward=backward,
-                        cuda_graph=graph)
+                        cuda_graph=graph, tf32=tf32)
     net = api.network(settings, weights.load(weights_path, xp))
     objective = api.build_objective(net, settings, xp.asarray(content), api.Targets(api.style_grams(net, settings, [style])))
     noise = np.random.default_rng(0).standard_normal(content.shape).astype(np.float32) * 10
@@ -149,6 +149,24 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
         grad, grad_g = grad.get(), grad_g.get()
         assert np.linalg.norm(grad_g - grad) < 1e-2 * np.linalg.norm(grad)
     assert graphed._graph.graph is not None
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_tf32_makes_every_float_convolution_one_product_and_every_product_tf32(graph, cuda, weights_path):
+    """``Settings.tf32``, replayed as a CUDA graph or not: every float convolution one product on the
+    im2col copy, every product of an evaluation in TF32 (the stand-in rounds their operands as
+    cuBLAS's TF32 does), one read an evaluation. A product of TF32 operands is off by about 3e-4
+    (test_gpu): here 2e-5 of the loss and 6e-3 of the image gradient, which float32's products
+    (1e-4 through Winograd, the default) do not reach."""
+    value, grad = _objective(np, "fp32", weights_path)[0](_objective(np, "fp32", weights_path)[1])
+    objective, x = _objective(cuda, "fp32", weights_path, graph=graph, tf32=True)
+    assert {objective.net.layer(name).formulation for name in vgg.CONV_NAMES} == {"im2col"}
+    for _ in range(2):  # a graph: recorded, then replayed
+        cuda.reads = 0
+        value_t, grad_t = objective(x)
+        assert cuda.reads == 1
+        assert value_t == pytest.approx(value, rel=1e-3)
+        assert 1e-3 < np.linalg.norm(grad_t.get() - grad) / np.linalg.norm(grad) < 5e-2
 
 
 def test_a_stylization_with_each_evaluation_one_cuda_graph(cuda, weights_path):

@@ -171,6 +171,7 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(size=20), "too small for relu5_1"),
         (dict(size=64, style_scale=0.1), "style image .* too small"),
         (dict(cuda_graph=True), "CUDA graph needs device cuda"),
+        (dict(tf32=True), "TF32 needs device cuda"),
     ]
     for options, message in bad:
         with pytest.raises(ArtemError, match=message):
