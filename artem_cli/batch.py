@@ -89,7 +89,7 @@ def plan(inputs, style_sets, template):
             style = "+".join(Path(p).stem for p in styles)
             try:
                 name = template.format(stem=rel.stem, style=style)
-            except (KeyError, IndexError, ValueError) as e:
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:  # {x}, {0}, {stem:d}, {stem.x}, ...
                 raise ArtemError(f"output template {template!r}: {e}; use {{stem}} and {{style}}") from None
             if PurePath(name).is_absolute() or ".." in PurePath(name).parts:
                 raise ArtemError(f"output template {template!r} leads out of the output folder ({name!r}); "
@@ -114,13 +114,60 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def fingerprint(settings, style_sets, options):
-    """What decides the outputs: the settings, the style files' contents, and the batch options
-    that change images (init from the previous frame, the first frame's iterations, the template)."""
-    styles = sorted({str(p): _sha256(p) for styles in style_sets for p in styles}.items())
-    record = {"settings": dataclasses.asdict(settings), "styles": styles, "options": options}
+def fingerprint(settings, style_sets, options, weights_path=None):
+    """What decides the outputs: the settings, each style set's files by their contents in their
+    order (which --style-blend weighs), the networks' files by their contents, and the batch
+    options that change images (init from the previous frame, the first frame's iterations, the
+    template)."""
+    styles = [[_sha256(p) for p in styles] for styles in style_sets]
+    record = {"settings": dataclasses.asdict(settings), "styles": styles, "networks": _networks(settings, weights_path),
+              "options": options}
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
+
+
+def _networks(settings, weights_path):
+    """The SHA-256 of the files of the networks that ``settings`` paints with: the VGG16's weights
+    and, for bwn and xnor, the binary network's (None for one that cannot be read: the run says why)."""
+    from . import weights
+
+    files = {"vgg16": lambda: weights.locate(weights_path)}
+    if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
+        files["binary"] = lambda: (weights.trained_binary(settings.mode) if settings.binary_weights == "trained"
+                                   else settings.binary_weights)
+    found = {}
+    for name, locate in files.items():
+        try:
+            found[name] = _sha256(locate())
+        except (ArtemError, OSError):
+            found[name] = None
+    return found
+
+
+def _changes(old, new):
+    """What differs between the records of ``fingerprint``, ``old`` (a manifest's) and ``new``: the
+    settings that differ, where a setting that ``old`` lacks counts as its default (one added to
+    artem since changes nothing while it is left there), then "styles", "networks" and "options".
+    A manifest written before the networks were recorded is taken at its word for them, and one that
+    recorded the style files as a sorted list of (path, SHA-256) pairs, for the set of their contents."""
+    from .api import Settings
+
+    defaults = json.loads(json.dumps(dataclasses.asdict(Settings()), default=str))
+    old_settings, new_settings = old.get("settings", {}), new["settings"]
+    changed = [k for k in [*new_settings, *(k for k in old_settings if k not in new_settings)]
+               if old_settings.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))]
+    styles = old.get("styles")
+    if isinstance(styles, list) and all(isinstance(p, list) and len(p) == 2 and not re.fullmatch(r"[0-9a-f]{64}", str(p[0]))
+                                        for p in styles):  # (path, SHA-256) pairs
+        if {sha for _, sha in styles} != {sha for group in new["styles"] for sha in group}:
+            changed.append("styles")
+    elif styles != new["styles"]:
+        changed.append("styles")
+    if "networks" in old and old["networks"] != new["networks"]:
+        changed.append("networks")
+    if old.get("options") != new["options"]:
+        changed.append("options")
+    return changed
 
 
 def _manifest_shaped(data):
@@ -146,7 +193,7 @@ class Manifest:
 
     def __init__(self, out_dir, fingerprint_, record, force=False):
         self.path = Path(out_dir) / MANIFEST
-        data = None
+        data, upgraded = None, False
         if self.path.is_file():
             try:
                 data = _manifest_shaped(json.loads(self.path.read_text()))
@@ -155,11 +202,12 @@ class Manifest:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "
                                      "(with --overwrite to replace the outputs it recorded)") from None
         if data is not None and data.get("fingerprint") != fingerprint_ and not force:
-            old = data.get("record", {})
-            changed = [k for k, v in record["settings"].items() if old.get("settings", {}).get(k) != v]
-            changed += [k for k in ("styles", "options") if old.get(k) != record[k]]
-            raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
-                             "pass --force to redo every image with these")
+            changed = _changes(data.get("record", {}), record)
+            if changed:
+                raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
+                                 "pass --force to redo every image with these")
+            data.update(fingerprint=fingerprint_, record=record)  # the same batch, as this artem records it
+            upgraded = True
         # every output a batch has written here (recorded before its writing starts), kept across --force:
         # a rerun may replace these, nothing else
         written = set((data or {}).get("written", []))
@@ -168,6 +216,8 @@ class Manifest:
             data = {"fingerprint": fingerprint_, "record": record, "images": {}}
         data["written"] = sorted(written)
         self.data = data
+        if upgraded:
+            self._save()
 
     @property
     def made(self):
@@ -180,12 +230,15 @@ class Manifest:
             self.data["written"] = sorted({*self.data["written"], str(job.output)})
             self._save()
 
-    def finished(self, job, content_sha256):
-        """Whether ``job`` is done: recorded done, its output there, and its content the same file
-        (a manifest written before contents were recorded is taken at its word)."""
+    def finished(self, job, content_sha256, start_sha256=None):
+        """Whether ``job`` is done: recorded done, its output there, its content the same file, and
+        (frames, each started from the one before) started from the file of SHA-256 ``start_sha256``
+        (None: from its content). A manifest written before contents or starts were recorded is
+        taken at its word."""
         entry = self.data["images"].get(job.key, {})
         return (entry.get("state") == "done" and (self.path.parent / job.output).is_file()
-                and entry.get("content_sha256", content_sha256) == content_sha256)
+                and entry.get("content_sha256", content_sha256) == content_sha256
+                and entry.get("start_sha256", start_sha256) == start_sha256)
 
     def mark(self, job, **entry):
         self.data["images"][job.key] = {"content": str(job.content), **entry}
@@ -253,10 +306,14 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
         raise ArtemError(f"the output folder '{out_dir}' is not writable")
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
-    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options), force=force), on_done)
-    pending, finished = [], set()
+    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options, weights_path),
+                                             force=force), on_done)
+    pending, finished, done_before = [], set(), False
     for index, job in enumerate(jobs):
-        if batch.manifest.finished(job, batch.content_sha256(job)):
+        # a frame starts from the result of the one before it where that one is done, else from its content
+        begins = _sha256(out_dir / jobs[index - 1].output) if init_previous and done_before else None
+        done_before = batch.manifest.finished(job, batch.content_sha256(job), begins)
+        if done_before:
             if not (init_previous and pending):
                 batch.summary.skipped.append(job.key)
                 continue
@@ -307,7 +364,8 @@ class _Batch:
         shape = preprocess.scaled_shape(content.shape, size)
         return preprocess.resize(content, shape), None if alpha is None else preprocess.resize(alpha, shape)
 
-    def done(self, job, result, alpha):
+    def done(self, job, result, alpha, **facts):
+        """``job``'s result written, and recorded with ``facts`` (a frame's start)."""
         output = self.out_dir / job.output
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +375,8 @@ class _Batch:
         io.write_image(output, result.image, alpha, overwrite=True)
         entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
                  "iterations": result.iterations,
-                 "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses}
+                 "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses,
+                 **facts}
         self.manifest.mark(job, **entry)
         self.summary.done.append(job.key)
         self.summary.images[job.key] = entry
@@ -338,7 +397,10 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
     before it."""
     stylizer = Stylizer(settings, weights_path=weights_path)
     targets = {}
-    previous = None  # the previous frame's result (RGB), for init_previous
+    # init_previous: what the next frame starts from: the previous frame's result (RGB) and its file's
+    # SHA-256, or None to read the previous frame's saved result (if any), or "content" after a frame
+    # that failed (as in a fresh batch, where it left no result)
+    previous = None
     painted = False  # a frame painted in this run: every later one starts elsewhere than it did
     for index, job in pending:
         if interruptible is not None and interruptible.requested:  # a signal came while the last result was written
@@ -354,24 +416,26 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             content, alpha = batch.read(job, settings.size)
             if job.styles not in targets:
                 targets[job.styles] = stylizer.targets([io.read_image(p, "style image")[0] for p in job.styles])
-            init, iterations = None, None
+            init, iterations, facts = None, None, {}
             if init_previous:
                 earlier = batch.out_dir / jobs[index - 1].output if index > 0 else None
                 if previous is None and earlier is not None and earlier.is_file():
-                    previous = io.read_image(earlier, "previous result")[0]
-                init, iterations = previous, (first_iterations if previous is None else None)
+                    previous = (io.read_image(earlier, "previous result")[0], _sha256(earlier))
+                init, start = previous if isinstance(previous, tuple) else (None, None)
+                iterations, facts = (first_iterations if init is None else None), {"start_sha256": start}
             result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
                                       on_iteration=on_iteration, interruptible=interruptible)
             if result.interrupted:
                 batch.summary.interrupted = True
                 return
-            batch.done(job, result, alpha)
+            batch.done(job, result, alpha, **facts)
             painted = True
             if init_previous:  # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
-                previous = io.read_image(batch.out_dir / job.output, "previous result")[0]
+                output = batch.out_dir / job.output
+                previous = (io.read_image(output, "previous result")[0], _sha256(output))
         except ArtemError as e:
             batch.failed(job, str(e))
-            previous = None
+            previous = "content"
 
 
 def check_cluster(scheduler=None, workers=None):

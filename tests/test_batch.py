@@ -74,6 +74,45 @@ def test_a_rerun_skips_what_is_done_and_a_changed_setting_is_refused(folder, tmp
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
 
 
+def test_a_resume_is_refused_where_the_styles_order_or_the_networks_changed_and_not_for_another_name(
+        folder, tmp_path, weights_path, monkeypatch):
+    """The style files count by their contents in their order (--style-blend weighs them in it), not
+    by how they are named; the networks by their files' contents (--weights)."""
+    (folder / "broken.png").unlink()
+    out, other = tmp_path / "out", str(EXAMPLES / "coffee.png")
+    blend = ["--style-blend", "0.9,0.1"]
+    assert run("batch", folder, "--style", STYLE, "--style", other, *blend, "-o", out, *FAST, "-q").exit_code == 0
+    monkeypatch.chdir(EXAMPLES)  # the same files, named otherwise
+    r = run("batch", folder, "--style", "ihc.png", "--style", "./coffee.png", *blend, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+    r = run("batch", folder, "--style", other, "--style", STYLE, *blend, "-o", out, *FAST, "-q")
+    assert r.exit_code == 1 and "other settings (changed: styles)" in r.stderr, r.output
+    scaled = tmp_path / "scaled.npz"
+    from artem_cli import weights
+    weights.save({k: v * 1.5 for k, v in weights.load(weights_path).items()}, scaled, "test")
+    r = run("batch", folder, "--style", STYLE, "--style", other, *blend, "-o", out, *FAST, "-q", "--weights", scaled)
+    assert r.exit_code == 1 and "other settings (changed: networks)" in r.stderr, r.output
+
+
+def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
+    """Written before a setting was added (here: one left at its default), before the networks were
+    recorded, with the style files as (path, SHA-256) pairs: the same batch; a setting changed since
+    is still refused."""
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    data = manifest(out)
+    del data["record"]["settings"]["tf32"], data["record"]["networks"]
+    data["record"]["styles"] = [[STYLE, data["record"]["styles"][0][0]]]
+    data["fingerprint"] = "an earlier artem's"
+    (out / batch.MANIFEST).write_text(json.dumps(data))
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+    assert manifest(out)["record"]["networks"]["vgg16"] and manifest(out)["fingerprint"] != "an earlier artem's"
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--tv-weight", "2")
+    assert r.exit_code == 1 and "(changed: tv_weight)" in r.stderr
+
+
 def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp_path, weights_path):
     (folder / "broken.png").unlink()
     r = run("batch", folder, "--style", STYLE, "-o", folder, *FAST, "-q")
@@ -89,6 +128,8 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
     for args, message in [((), "--style FILE"), (("--style", STYLE, "--style-dir", styles), "--style FILE"),
                           (("--style", tmp_path / "none.png"), "style image"),
                           (("--style", STYLE, "--template", "{name}.png"), "template"),
+                          (("--style", STYLE, "--template", "{stem.x}.png"), "'str' object has no attribute 'x'"),
+                          (("--style", STYLE, "--template", "{stem:d}.png"), "template '{stem:d}.png': Unknown format"),
                           (("--style", STYLE, "--template", ""), "cannot tell the output format of ''")]:
         r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
         assert r.exit_code == 1 and message in r.stderr, r.output
@@ -488,3 +529,35 @@ def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(s
     assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 1
     for n in (1, 2, 4):
         assert (again / f"frame{n}{suffix}").read_bytes() == (fresh / f"frame{n}{suffix}").read_bytes(), n
+
+
+def test_frames_whose_previous_frame_is_gone_or_fails_start_as_in_a_fresh_batch(tmp_path, weights_path):
+    """A frame left out (removed, or by --exclude): the next one started from its result, and is
+    painted again from the frame now before it, and every later one with it. A frame that fails
+    after it was done: the next one starts from its content, as in a fresh batch where the failed
+    frame left no result, not from the result it left before."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n, name in enumerate(["chelsea.png", "coffee.png", "chelsea.png", "coffee.png"], start=1):
+        shutil.copy(EXAMPLES / name, frames / f"frame{n}.png")
+    out = tmp_path / "out"
+    args = [*FAST, "--init", "previous", "-q", "--json"]
+    assert run("batch", frames, "--style", STYLE, "-o", out, *args).exit_code == 0
+
+    def fresh(name, *more):
+        folder = tmp_path / name
+        assert run("batch", frames, "--style", STYLE, "-o", folder, *args, *more).exit_code in (0, 1)
+        return folder
+
+    r = run("batch", frames, "--style", STYLE, "-o", out, *args, "--exclude", "frame2.png")
+    assert json.loads(r.stdout)["done"] == ["frame3.png", "frame4.png"] and json.loads(r.stdout)["skipped"] == ["frame1.png"]
+    expected = fresh("fresh_excluded", "--exclude", "frame2.png")
+    assert all((out / f).read_bytes() == (expected / f).read_bytes() for f in ("frame3.png", "frame4.png"))
+    r = run("batch", frames, "--style", STYLE, "-o", out, *args)  # frame2 back: frame3 and 4 again from it
+    assert json.loads(r.stdout)["done"] == ["frame3.png", "frame4.png"]
+    (frames / "frame2.png").write_text("broken since")
+    r = run("batch", frames, "--style", STYLE, "-o", out, *args)
+    summary = json.loads(r.stdout)
+    assert list(summary["failed"]) == ["frame2.png"] and summary["done"] == ["frame3.png", "frame4.png"]
+    expected = fresh("fresh_broken")
+    assert all((out / f).read_bytes() == (expected / f).read_bytes() for f in ("frame1.png", "frame3.png", "frame4.png"))
