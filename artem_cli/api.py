@@ -86,6 +86,10 @@ class Settings:
             if not layers:
                 raise ArtemError(f"at least one {label} layer is needed")
             check_layer_names([name for name, _ in layers])
+            twice = sorted({name for name, _ in layers if [n for n, _ in layers].count(name) > 1})
+            if twice:
+                raise ArtemError(f"{label} layer {', '.join(twice)} is named more than once; give each layer once, "
+                                 "with its weight (relu1_1:2)")
             if any(not (math.isfinite(w) and w >= 0) for _, w in layers):
                 raise ArtemError(f"{label} layer weights must be finite numbers >= 0")
         if self.style_blend is not None:
@@ -554,11 +558,18 @@ def binary_layers(settings, vgg_weights):
         return None
     if settings.binary_weights == "untrained":
         return untrained_binary(vgg_weights, settings.binary_from or "conv1_2")
+    return trained_binary_layers(settings, array_module(vgg_weights["conv1_1.weight"]))
+
+
+def trained_binary_layers(settings, xp=np):
+    """The trained binary convolutions (bwn, xnor) that ``settings.binary_weights`` names, the file
+    shipped ("trained") or one made by ``artem distill``, from ``settings.binary_from`` on, on ``xp``;
+    an ArtemError where that file will not do (missing, damaged, another mode's, binary from later)."""
     if settings.binary_weights == "trained":
         path = weights.trained_binary(settings.mode)
     else:
         path = Path(settings.binary_weights)
-    layers, meta = weights.load_binary(path, array_module(vgg_weights["conv1_1.weight"]))
+    layers, meta = weights.load_binary(path, xp)
     if meta["mode"] != settings.mode:
         raise ArtemError(f"'{path}' holds a trained {meta['mode']} network, not {settings.mode}")
     first = next(iter(layers))

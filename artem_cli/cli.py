@@ -18,9 +18,12 @@ from .vgg import MODES, check_layer_names
 
 class UserPath(click.Path):
     """A path with a leading ``~`` expanded to the home folder, as the shell does only where a word
-    begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written."""
+    begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written. An empty one
+    is refused (click would take it for the current folder)."""
 
     def convert(self, value, param, ctx):
+        if value == "":
+            self.fail("an empty path names no file", param, ctx)
         return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
 
 
@@ -481,7 +484,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
     try:
         api.Settings(size=size, iterations=iterations).validate()  # before the folder is made
-        quality.check_compare(contents, styles, modes)
+        quality.check_compare(contents, styles, modes, size)
     except ArtemError as e:
         _fail(e)
     if out_dir.exists() and not out_dir.is_dir():

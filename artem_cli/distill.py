@@ -126,8 +126,9 @@ class DistillSettings:
     def validate(self):
         if self.mode not in ("bwn", "xnor"):
             raise ArtemError(f"distill trains the bwn or xnor network, not {self.mode!r}")
-        if self.binary_from not in CONV_NAMES[1:]:
-            raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
+        if self.binary_from not in TRAINED:
+            raise ArtemError(f"binary-from must be one of {', '.join(TRAINED)} (the convolutions a loss sees), "
+                             f"not {self.binary_from!r}")
         if self.steps < 1 or self.batch < 1 or not 0 <= self.stylized <= self.batch:
             raise ArtemError("steps and batch must be at least 1, and stylized between 0 and batch")
         if not 32 <= self.crop <= 1024:
@@ -145,6 +146,8 @@ class DistillSettings:
 CONTENT_TAP = "relu4_2"  # the default content layer
 CONTENT_CONV = LAYER_NAMES[LAYER_NAMES.index(CONTENT_TAP) - 1]  # the convolution whose output it is
 TAPS = sorted({CONTENT_TAP, *(name for name, _ in DEFAULT_STYLE_LAYERS)}, key=LAYER_NAMES.index)
+DEEPEST = LAYER_NAMES[LAYER_NAMES.index(TAPS[-1]) - 1]  # no tap sees the convolutions after it
+TRAINED = CONV_NAMES[1 : CONV_NAMES.index(DEEPEST) + 1]  # where binary_from may be: conv1_2 .. conv5_1
 
 
 class Student:
@@ -156,10 +159,9 @@ class Student:
     def __init__(self, teacher_weights, mode, binary_from, input_scales):
         self.xp = array_module(teacher_weights["conv1_1.weight"])
         self.mode = mode
-        deepest = LAYER_NAMES[LAYER_NAMES.index(TAPS[-1]) - 1]  # no tap sees the convolutions after it
-        self.names = CONV_NAMES[CONV_NAMES.index(binary_from) : CONV_NAMES.index(deepest) + 1]
+        self.names = CONV_NAMES[CONV_NAMES.index(binary_from) : CONV_NAMES.index(DEEPEST) + 1]
         self.untrained = {name: binarize.untrained(teacher_weights[f"{name}.weight"], teacher_weights[f"{name}.bias"], self.xp)
-                          for name in CONV_NAMES[CONV_NAMES.index(deepest) + 1 :]}
+                          for name in CONV_NAMES[CONV_NAMES.index(DEEPEST) + 1 :]}
         pieces, scales, self.slices = [], [], {}
         offset = 0
         for name in self.names:

@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
-from .api import DEFAULT_STYLE_LAYERS, Settings, network, network_spec, score, stylize
+from .api import (DEFAULT_STYLE_LAYERS, Settings, check_content, check_style, network, network_spec, score, stylize,
+                  trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES
@@ -26,10 +27,11 @@ def result_name(content_path, style_path, mode):
     return f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
 
 
-def check_compare(contents, styles, modes):
+def check_compare(contents, styles, modes, size=256):
     """What ``compare`` needs of its inputs, before any work: fp32 among the modes (the baseline of
     every ratio), no two modes, contents or styles of one name (their results and table rows would
-    take each other's place), every image readable."""
+    take each other's place), every image readable and large enough at ``size``, every binary
+    network's file sound."""
     if "fp32" not in modes:
         raise ArtemError("compare needs fp32 among the modes: its results are the baseline of every ratio")
     for what, names in (("modes", [label(m) for m in modes]), ("content images", [Path(p).stem for p in contents]),
@@ -43,10 +45,15 @@ def check_compare(contents, styles, modes):
         if other != run:
             raise ArtemError(f"the results of '{other[0]}' after '{other[1]}' and of '{run[0]}' after '{run[1]}' "
                              f"would have one name, {result_name(*run)!r}; rename one image")
+    settings = Settings(size=size)
     for path in contents:
-        io.read_image(path, "content image")
+        check_content(io.read_image(path, "content image")[0], settings)
     for path in styles:
-        io.read_image(path, "style image")
+        check_style(io.read_image(path, "style image")[0], settings)
+    for mode in modes:
+        spec = Settings(**network_spec(mode))
+        if spec.mode in ("bwn", "xnor") and spec.binary_weights != "untrained":
+            trained_binary_layers(spec)
 
 
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
@@ -56,7 +63,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
     XNOR-Net binarization of fp32); save each result in ``out_dir`` and score it with the fp32
     network. Returns one row per result. A run interrupted (``interruptible``, as for ``stylize``)
     raises ``KeyboardInterrupt``: a half-optimized result must not be scored as a whole one."""
-    check_compare(contents, styles, modes)
+    check_compare(contents, styles, modes, size)
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:

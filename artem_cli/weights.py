@@ -147,6 +147,9 @@ def _read_archive(path, what, remake=REMAKE):
         raise ArtemError(f"{what} '{path}' has no checksums; {remake}")
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes())
+        if "theta" in arrays and isinstance(meta, dict) and "steps" in meta:
+            raise ArtemError(f"'{path}' is a checkpoint of artem distill, not a network: give the file it writes when "
+                             "it is done (its -o)")
         if not isinstance(meta["sha256"], dict):
             raise TypeError
     except (ValueError, KeyError, TypeError):
@@ -163,6 +166,9 @@ def _verify(arrays, meta, keys, path, what):
 def load_file(path):
     """Read and verify a converted file; returns ({name: float16 array}, meta)."""
     arrays, meta = _read_archive(path, "weights file")
+    if meta.get("mode") in BINARY_FILES and "layers" in meta:
+        raise ArtemError(f"'{path}' holds a trained {meta['mode']} network, not the float VGG16 (that file goes to "
+                         "--binary-weights; --weights takes the VGG16 of 'artem weights fetch')")
     for key in expected_shapes():
         if key in arrays and arrays[key].dtype != np.float16:
             raise ArtemError(f"weights file '{path}': {key} is {arrays[key].dtype}, not float16 as artem writes it; {REMAKE}")

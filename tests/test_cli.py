@@ -67,6 +67,7 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "--style-blend", "nan"], "style-blend weights must be finite numbers"),
         ([CONTENT, STYLE, "--mode", "xnor", "--binary-weights", str(REPO / "weights" / "vgg16.npz")],
          "holds the float VGG16, not a binary network"),
+        ([CONTENT, STYLE, "--weights", str(REPO / "weights" / "bwn.npz")], "holds a trained bwn network, not the float VGG16"),
 ]
 
 
@@ -173,6 +174,9 @@ def test_a_leading_tilde_is_the_home_folder(tmp_path, monkeypatch, weights_path)
     assert r.exit_code == 1 and f"{tmp_path / 'none.npz'}" in r.stderr, r.output
     assert ModeList().convert("fp32, bwn:~/b.npz@conv3_1,xnor:untrained", None, None) == (
         "fp32", f"bwn:{tmp_path / 'b.npz'}@conv3_1", "xnor:untrained")
+    for args in (["", STYLE], [CONTENT, STYLE, "-o", ""], [CONTENT, STYLE, "--init", ""]):
+        r = run("stylize", *args, *FAST)
+        assert r.exit_code == 2 and "an empty path names no file" in r.stderr, r.output
 
 
 def test_an_existing_snapshot_is_kept_without_overwrite(tmp_path, weights_path):
@@ -591,10 +595,16 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(CONTENT, other / "chelsea.png")
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (400, 20)).save(thin)
     for args, message in [(["--content", CONTENT, "--content", other / "chelsea.png"], "have the name 'chelsea'"),
                           (["--content", CONTENT, "--modes", "bwn"], "needs fp32 among the modes"),
                           (["--content", CONTENT, "--modes", "fp32,fp32"], "two of the modes have the name 'fp32'"),
-                          (["--content", tmp_path / "none.png"], "content image")]:
+                          (["--content", tmp_path / "none.png"], "content image"),
+                          (["--content", CONTENT, "--modes", f"fp32,bwn:{tmp_path / 'none.npz'}"],
+                           f"binary weights file '{tmp_path / 'none.npz'}' does not exist"),
+                          (["--content", CONTENT, "--modes", "fp32,xnor@conv1_2"], "binary-from must be conv"),
+                          (["--content", thin], "too small for relu5_1")]:
         r = run("compare", *args, "--style", STYLE, "-o", tmp_path / "fresh", "--size", "48")
         assert r.exit_code == 1 and message in r.stderr, r.output
         assert not (tmp_path / "fresh").exists()

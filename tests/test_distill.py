@@ -112,6 +112,9 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(ima
     resumed = distill.Trainer(settings, image_paths[:2])
     resumed.run(checkpoint, resume=True)
     assert [k for k, _ in resumed.history] == [1, 2]
+    for load in (weights.load_binary, weights.load_file):  # a checkpoint named where a network is wanted
+        with pytest.raises(ArtemError, match="is a checkpoint of artem distill, not a network: give the file it writes"):
+            load(checkpoint)
     with pytest.raises(ArtemError, match=r"other settings \(content_weight\)"):
         distill.Trainer(dataclasses.replace(settings, content_weight=3.0), image_paths[:2]).run(checkpoint, resume=True)
 
@@ -184,7 +187,9 @@ def test_a_content_gain_is_applied_when_the_file_is_written_and_needs_no_new_tra
             np.testing.assert_allclose(getattr(gain[name], part), f * getattr(plain[name], part), rtol=1e-6)
     for bad, message in [(dict(content_gain=0.0), "content gain must be a number > 0"),
                          (dict(content_gain=float("nan")), "content gain must be"),
-                         (dict(content_gain=1.4, binary_from="conv4_3"), "scales conv4_2, which is not binary from conv4_3")]:
+                         (dict(content_gain=1.4, binary_from="conv4_3"), "scales conv4_2, which is not binary from conv4_3"),
+                         (dict(binary_from="conv5_2"), "binary-from must be one of conv1_2, .*, conv5_1 .the convolutions a loss sees"),
+                         (dict(binary_from="conv1_1"), "binary-from must be one of")]:
         with pytest.raises(ArtemError, match=message):
             dataclasses.replace(settings, **bad).validate()
 

@@ -172,6 +172,8 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(size=64, style_scale=0.1), "style image .* too small"),
         (dict(cuda_graph=True), "CUDA graph needs device cuda"),
         (dict(tf32=True), "TF32 needs device cuda"),
+        (dict(style_layers=(("relu1_1", 3.0), ("relu2_1", 1.0), ("relu1_1", 5.0))), "style layer relu1_1 is named more than once"),
+        (dict(content_layers=(("relu4_2", 1.0), ("relu4_2", 1.0))), "content layer relu4_2 is named more than once"),
     ]
     for options, message in bad:
         with pytest.raises(ArtemError, match=message):
