@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path, PurePath
@@ -444,6 +445,27 @@ def check_cluster(scheduler=None, workers=None):
         raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
 
 
+# A terminal's Ctrl-C goes to the whole process group: a local cluster's worker processes must leave
+# it to the batch, which stops them (each would print its own traceback). Each ignores SIGINT: from its
+# start where the cluster starts it (an ignored signal stays ignored in a child, and Python and asyncio
+# then install no handler of their own), and from its preload where its nanny starts it again.
+IGNORE_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)"
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored():
+    """Within, SIGINT is ignored in this process (from the main thread; elsewhere nothing changes):
+    what it starts meanwhile ignores it too. A Ctrl-C meanwhile is lost: the batch has not begun."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def dask_client(scheduler=None, workers=None):
     """A Dask distributed Client of the scheduler at ``scheduler``, or of a local cluster of
@@ -452,23 +474,24 @@ def dask_client(scheduler=None, workers=None):
     if scheduler is None and workers is None:
         yield None
         return
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ArtemError("--scheduler and --workers need Dask: pip install 'artem[cluster]'") from None
     with contextlib.ExitStack() as stack:
-        try:  # only the connection: errors of the batch itself are its own
-            if scheduler is not None:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
-            else:
-                # silence_logs: Dask's own warnings (tasks cancelled by Ctrl-C, workers killed after it)
-                # are not the user's business; errors still show
-                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                           host="127.0.0.1", dashboard_address=None,
-                                                           silence_logs=logging.ERROR))
-                client = stack.enter_context(Client(cluster))
-        except (OSError, ValueError) as e:  # no scheduler at that address, or no such address
-            raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
+        with _ctrl_c_ignored() if workers is not None else contextlib.nullcontext():
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError:
+                raise ArtemError("--scheduler and --workers need Dask: pip install 'artem[cluster]'") from None
+            try:  # only the connection: errors of the batch itself are its own
+                if scheduler is not None:
+                    client = stack.enter_context(Client(scheduler, timeout="20s"))
+                else:
+                    # silence_logs: Dask's own warnings (tasks cancelled by Ctrl-C, workers killed after it)
+                    # are not the user's business; errors still show
+                    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                               host="127.0.0.1", dashboard_address=None,
+                                                               silence_logs=logging.ERROR, preload=[IGNORE_CTRL_C]))
+                    client = stack.enter_context(Client(cluster))
+            except (OSError, ValueError) as e:  # no scheduler at that address, or no such address
+                raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None
         try:
             yield client
         except OSError as e:  # the cluster went away (artem's own I/O errors are ArtemErrors)

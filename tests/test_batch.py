@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -257,6 +258,55 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
     batch.run(folder, local, [(STYLE,)], settings, weights_path=weights_path)
     for name in names:
         assert (out / name).read_bytes() == (local / name).read_bytes()
+
+
+def _children(pid):
+    """{pid: CPU seconds so far} of the worker processes (multiprocessing's spawned children) of ``pid``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(stat[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found[int(entry.name)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folder, tmp_path, weights_path):
+    """A terminal's Ctrl-C is a SIGINT to the whole process group, the local cluster's workers with
+    the batch: they leave it to the batch, which stops them and says so in one line (exit 130), as
+    alone; no worker prints a traceback. Once both workers paint (each has run a second of CPU
+    time: past its start, its own handlers in place were it to take SIGINT), the workers get it
+    first, until each has painted a second more (one that takes it prints its traceback within
+    milliseconds), then the whole group."""
+    (folder / "broken.png").unlink()
+    for n in range(2):
+        shutil.copy(EXAMPLES / "coffee.png", folder / f"more{n}.png")
+    command = [sys.executable, "-m", "artem_cli", "batch", str(folder), "--style", STYLE, "-o", str(tmp_path / "out"),
+               *FAST[:2], "--iterations", "1000000", "--optimizer", "adam", "-q", "--workers", "2"]
+    batch_run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while len(workers := _children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
+            assert batch_run.poll() is None, batch_run.stderr.read()
+            time.sleep(0.2)
+        for pid in workers:
+            os.kill(pid, signal.SIGINT)
+        while any(pid in (now := _children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
+            time.sleep(0.1)
+        os.killpg(batch_run.pid, signal.SIGINT)
+        _, stderr = batch_run.communicate(timeout=120)
+    finally:
+        if batch_run.poll() is None:
+            os.killpg(batch_run.pid, signal.SIGKILL)
+    assert (batch_run.returncode, stderr) == (130, "Interrupted (SIGINT): the manifest keeps every finished image; "
+                                                   "run again to go on\n")
+    for _ in range(300):  # the workers end with the batch (they may take a moment to be reaped)
+        alive = [p for p in workers if Path(f"/proc/{p}").exists() and " Z " not in Path(f"/proc/{p}/stat").read_text()]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive
 
 
 def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
