@@ -61,9 +61,10 @@ class Settings:
     device: str = "cpu"  # or "cuda": an NVIDIA GPU through CuPy (every mode)
     cuda_graph: bool = False  # cuda: each evaluation of the objective replays one recorded CUDA graph
     # (not yet timed on a GPU: `artem benchmark --end-to-end --device cuda` times it beside the default)
-    tf32: bool = False  # cuda: every float convolution one matrix product on the im2col copy, these and the
-    # Gram matrices on tensor cores in TF32 (operands rounded to 10 bits of mantissa, sums in float32); not yet
-    # timed on a GPU (`artem benchmark --end-to-end --device cuda` times it beside the default)
+    tf32: bool = False  # cuda: every float convolution one matrix product on the im2col copy, and every float32
+    # product of an evaluation (these, the Gram matrices, an XNOR layer's tap sums) on tensor cores in TF32 (operands
+    # rounded to 10 bits of mantissa, sums in float32); the targets stay float32's. Not yet timed on a GPU
+    # (`artem benchmark --end-to-end --device cuda` times it beside the default)
 
     def validate(self, n_styles=None):
         if not MIN_SIZE <= self.size <= MAX_SIZE:

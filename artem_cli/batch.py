@@ -115,42 +115,57 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _sha256_or_none(path):
+    """The SHA-256 of the file at ``path``, or None where it cannot be read."""
+    try:
+        return _sha256(path)
+    except OSError:
+        return None
+
+
+def style_files(style_sets):
+    """{path as given: SHA-256} of the style files of ``style_sets``."""
+    return {str(p): _sha256(p) for styles in style_sets for p in styles}
+
+
 def fingerprint(settings, style_sets, options, weights_path=None):
     """What decides the outputs: the settings, each style set's files by their contents in their
     order (which --style-blend weighs), the networks' files by their contents, and the batch
     options that change images (init from the previous frame, the first frame's iterations, the
-    template)."""
-    styles = [[_sha256(p) for p in styles] for styles in style_sets]
-    record = {"settings": dataclasses.asdict(settings), "styles": styles, "networks": _networks(settings, weights_path),
-              "options": options}
+    template). An ArtemError where a network's file will not do."""
+    files = style_files(style_sets)
+    record = {"settings": dataclasses.asdict(settings), "styles": [[files[str(p)] for p in styles] for styles in style_sets],
+              "networks": _networks(settings, weights_path), "options": options}
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
 
 def _networks(settings, weights_path):
     """The SHA-256 of the files of the networks that ``settings`` paints with: the VGG16's weights
-    and, for bwn and xnor, the binary network's (None for one that cannot be read: the run says why)."""
+    and, for bwn and xnor, the binary network's (checked as a run checks it: an ArtemError where it
+    will not do, before any manifest is read or written)."""
     from . import weights
+    from .api import trained_binary_layers
 
-    files = {"vgg16": lambda: weights.locate(weights_path)}
+    files = {"vgg16": weights.locate(weights_path)}
     if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
-        files["binary"] = lambda: (weights.trained_binary(settings.mode) if settings.binary_weights == "trained"
-                                   else settings.binary_weights)
-    found = {}
-    for name, locate in files.items():
-        try:
-            found[name] = _sha256(locate())
-        except (ArtemError, OSError):
-            found[name] = None
-    return found
+        trained_binary_layers(settings)
+        files["binary"] = (weights.trained_binary(settings.mode) if settings.binary_weights == "trained"
+                           else settings.binary_weights)
+    try:
+        return {name: _sha256(path) for name, path in files.items()}
+    except OSError as e:
+        raise ArtemError(f"cannot read the network file '{e.filename}' ({e.strerror})") from None
 
 
-def _changes(old, new):
-    """What differs between the records of ``fingerprint``, ``old`` (a manifest's) and ``new``: the
-    settings that differ, where a setting that ``old`` lacks counts as its default (one added to
-    artem since changes nothing while it is left there), then "styles", "networks" and "options".
-    A manifest written before the networks were recorded is taken at its word for them, and one that
-    recorded the style files as a sorted list of (path, SHA-256) pairs, for the set of their contents."""
+def _changes(old, new, files):
+    """What differs between the records of ``fingerprint``, ``old`` (a manifest's) and ``new`` (of
+    the style ``files``, as ``style_files`` gives them): the settings that differ, where a setting
+    that ``old`` lacks counts as its default (one added to artem since changes nothing while it is
+    left there), then "styles", "networks" and "options". A manifest written before the networks
+    were recorded is taken at its word for them; one that recorded the style files as (path,
+    SHA-256) pairs (sorted: their order unknown) is held to the set of their contents and to the
+    contents of each path named alike."""
     from .api import Settings
 
     defaults = json.loads(json.dumps(dataclasses.asdict(Settings()), default=str))
@@ -160,7 +175,8 @@ def _changes(old, new):
     styles = old.get("styles")
     if isinstance(styles, list) and all(isinstance(p, list) and len(p) == 2 and not re.fullmatch(r"[0-9a-f]{64}", str(p[0]))
                                         for p in styles):  # (path, SHA-256) pairs
-        if {sha for _, sha in styles} != {sha for group in new["styles"] for sha in group}:
+        if ({sha for _, sha in styles} != {sha for group in new["styles"] for sha in group}
+                or any(files.get(path, sha) != sha for path, sha in styles)):
             changed.append("styles")
     elif styles != new["styles"]:
         changed.append("styles")
@@ -192,7 +208,7 @@ def _manifest_shaped(data):
 class Manifest:
     """The output folder's record of a batch (see the module's notes)."""
 
-    def __init__(self, out_dir, fingerprint_, record, force=False):
+    def __init__(self, out_dir, fingerprint_, record, force=False, files=None):
         self.path = Path(out_dir) / MANIFEST
         data, upgraded = None, False
         if self.path.is_file():
@@ -203,7 +219,7 @@ class Manifest:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "
                                      "(with --overwrite to replace the outputs it recorded)") from None
         if data is not None and data.get("fingerprint") != fingerprint_ and not force:
-            changed = _changes(data.get("record", {}), record)
+            changed = _changes(data.get("record", {}), record, files or {})
             if changed:
                 raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
                                  "pass --force to redo every image with these")
@@ -298,6 +314,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
                   on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
+    options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
+    fingerprint_ = fingerprint(settings, style_sets, options, weights_path)  # its networks checked: before any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtemError(f"the output folder '{out_dir}' is a file")
     try:
@@ -306,13 +324,11 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
         raise ArtemError(f"the output folder '{out_dir}' is not writable")
-    options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
-    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint(settings, style_sets, options, weights_path),
-                                             force=force), on_done)
+    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, files=style_files(style_sets)), on_done)
     pending, finished, done_before = [], set(), False
     for index, job in enumerate(jobs):
         # a frame starts from the result of the one before it where that one is done, else from its content
-        begins = _sha256(out_dir / jobs[index - 1].output) if init_previous and done_before else None
+        begins = _sha256_or_none(out_dir / jobs[index - 1].output) if init_previous and done_before else None
         done_before = batch.manifest.finished(job, batch.content_sha256(job), begins)
         if done_before:
             if not (init_previous and pending):
@@ -353,10 +369,7 @@ class _Batch:
     def content_sha256(self, job):
         """The SHA-256 of ``job``'s content file (None where it cannot be read), read once a batch."""
         if job.content not in self._hashes:
-            try:
-                self._hashes[job.content] = _sha256(self.in_dir / job.content)
-            except OSError:
-                self._hashes[job.content] = None
+            self._hashes[job.content] = _sha256_or_none(self.in_dir / job.content)
         return self._hashes[job.content]
 
     def read(self, job, size):
@@ -421,7 +434,7 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             if init_previous:
                 earlier = batch.out_dir / jobs[index - 1].output if index > 0 else None
                 if previous is None and earlier is not None and earlier.is_file():
-                    previous = (io.read_image(earlier, "previous result")[0], _sha256(earlier))
+                    previous = (io.read_image(earlier, "previous result")[0], _sha256_or_none(earlier))
                 init, start = previous if isinstance(previous, tuple) else (None, None)
                 iterations, facts = (first_iterations if init is None else None), {"start_sha256": start}
             result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
@@ -433,10 +446,11 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             painted = True
             if init_previous:  # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
                 output = batch.out_dir / job.output
-                previous = (io.read_image(output, "previous result")[0], _sha256(output))
+                previous = (io.read_image(output, "previous result")[0], _sha256_or_none(output))
         except ArtemError as e:
             batch.failed(job, str(e))
             previous = "content"
+            painted = False  # the next frame starts from its content, whatever was painted before this one
 
 
 def check_cluster(scheduler=None, workers=None):
@@ -463,7 +477,7 @@ def _ctrl_c_ignored():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: a handler not Python's
 
 
 @contextlib.contextmanager

@@ -164,23 +164,35 @@ class Cublas:
         return out
 
 
-_routes = {}  # stream pointer: (the Cublas that takes the products made on that stream, tf32)
+_routes = {}  # (thread, stream pointer): (the Cublas that takes the products made there, tf32)
 _registry = threading.Lock()
+
+
+def _key(stream):
+    """Where a route holds: this thread's work on ``stream`` (the null stream is every thread's)."""
+    return threading.get_ident(), stream.ptr
 
 
 @contextlib.contextmanager
 def products_on(stream, handle, tf32=None):
-    """Within, the matrix products of ``backend.matmul`` on ``stream`` go to ``handle`` (a ``Cublas``),
-    in TF32 where ``tf32`` (None: where CuPy would): while a CUDA graph records (the graph keeps the
-    handle as long as itself: its kernels use the handle's workspace), or to time products in TF32
-    and float32 in one process (``bench.gpu_layers``; CuPy reads CUPY_TF32 once)."""
+    """Within, the matrix products of ``backend.matmul`` that this thread makes on ``stream`` go to
+    ``handle`` (a ``Cublas``), in TF32 where ``tf32`` (None: where CuPy would): while a CUDA graph
+    records (the graph keeps the handle as long as itself: its kernels use the handle's workspace),
+    to run an objective in TF32, or to time products in TF32 and float32 in one process
+    (``bench.gpu_layers``; CuPy reads CUPY_TF32 once a process). Nested, the inner one holds until
+    it ends."""
+    key = _key(stream)
     with _registry:
-        _routes[stream.ptr] = (handle, tf32)
+        outer = _routes.get(key)
+        _routes[key] = (handle, tf32)
     try:
         yield
     finally:
         with _registry:
-            del _routes[stream.ptr]
+            if outer is None:
+                del _routes[key]
+            else:
+                _routes[key] = outer
 
 
 def tf32_products(handle):
@@ -191,8 +203,8 @@ def tf32_products(handle):
 
 
 def routed(stream):
-    """Whether the products on ``stream`` go to a handle of ``products_on``."""
-    return stream.ptr in _routes
+    """Whether this thread's products on ``stream`` go to a handle of ``products_on``."""
+    return _key(stream) in _routes
 
 
 def matmul(a, b, out=None):
@@ -201,7 +213,7 @@ def matmul(a, b, out=None):
     import cupy
 
     with _registry:
-        handle, tf32 = _routes.get(cupy.cuda.get_current_stream().ptr, (None, None))
+        handle, tf32 = _routes.get(_key(cupy.cuda.get_current_stream()), (None, None))
     if handle is None:
         raise ArtemError("a matrix product while a stream records needs gpu_gemm.products_on around the recording")
     return handle.matmul(a, b, out, tf32)

@@ -114,6 +114,31 @@ def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
     assert r.exit_code == 1 and "(changed: tv_weight)" in r.stderr
 
 
+def test_an_earlier_artems_manifest_holds_each_style_file_to_its_contents(folder, tmp_path, weights_path):
+    """Recorded as (path, SHA-256) pairs: two style files whose contents were swapped since are
+    other styles, though their set of contents is the same. And a network file that cannot be read
+    is one error before the manifest is read or upgraded."""
+    (folder / "broken.png").unlink()
+    styles, out = tmp_path / "styles", tmp_path / "out"
+    styles.mkdir()
+    for name, source in (("a.png", "ihc.png"), ("b.png", "chelsea.png")):
+        shutil.copy(EXAMPLES / source, styles / name)
+    assert run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q").exit_code == 0
+    data = manifest(out)
+    shas = {name: batch._sha256(styles / name) for name in ("a.png", "b.png")}
+    del data["record"]["networks"]
+    data["record"]["styles"] = sorted([str(styles / name), sha] for name, sha in shas.items())
+    data["fingerprint"] = "an earlier artem's"
+    (out / batch.MANIFEST).write_text(json.dumps(data))
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--weights", tmp_path / "none.npz")
+    assert r.exit_code == 1 and f"weights file '{tmp_path / 'none.npz'}' does not exist" in r.stderr, r.output
+    assert manifest(out) == data  # not upgraded by a run that could not start
+    (styles / "a.png").write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    (styles / "b.png").write_bytes((EXAMPLES / "ihc.png").read_bytes())
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q")
+    assert r.exit_code == 1 and "(changed: styles)" in r.stderr, r.output
+
+
 def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp_path, weights_path):
     (folder / "broken.png").unlink()
     r = run("batch", folder, "--style", STYLE, "-o", folder, *FAST, "-q")
@@ -562,7 +587,8 @@ def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, wei
 def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(suffix, tmp_path, weights_path):
     """Each frame starts from the previous one's result: when one is painted again (its content
     changed), every later one must be too, and from the result as saved (8 bits; JPEG's loss), as a
-    fresh batch would. A frame that keeps failing does not make the ones after it be painted again."""
+    fresh batch would, up to a frame that keeps failing: the one after it starts from its content, as
+    before, and is not painted again."""
     frames = tmp_path / "frames"
     frames.mkdir()
     for n in (1, 2, 3, 4):
@@ -575,7 +601,7 @@ def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(s
     assert r.exit_code == 1 and json.loads(r.stdout)["done"] == [] and list(json.loads(r.stdout)["failed"]) == [f"frame3{suffix}"]
     shutil.copy(EXAMPLES / "coffee.png", frames / "frame2.png")
     r = run("batch", frames, "--style", STYLE, "-o", again, *args)
-    assert json.loads(r.stdout)["done"] == [f"frame2{suffix}", f"frame4{suffix}"]
+    assert json.loads(r.stdout)["done"] == [f"frame2{suffix}"]
     assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 1
     for n in (1, 2, 4):
         assert (again / f"frame{n}{suffix}").read_bytes() == (fresh / f"frame{n}{suffix}").read_bytes(), n

@@ -21,7 +21,7 @@ from PIL import Image
 
 import count_launches
 import cupy_on_numpy
-from artem_cli import api, gpu_binary, gpu_float, gpu_gemm, io, preprocess, vgg, weights
+from artem_cli import api, backend, gpu_binary, gpu_float, gpu_gemm, io, preprocess, vgg, weights
 from artem_cli.api import Settings
 from artem_cli.optim import LBFGS, Adam, plain
 from conftest import EXAMPLES, REPO
@@ -152,7 +152,7 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
 
 
 @pytest.mark.parametrize("graph", [False, True])
-def test_tf32_makes_every_float_convolution_one_product_and_every_product_tf32(graph, cuda, weights_path):
+def test_tf32_makes_every_float_convolution_one_product_and_every_product_tf32(graph, cuda, weights_path, monkeypatch):
     """``Settings.tf32``, replayed as a CUDA graph or not: every float convolution one product on the
     im2col copy, every product of an evaluation in TF32 (the stand-in rounds their operands as
     cuBLAS's TF32 does), one read an evaluation. A product of TF32 operands is off by about 3e-4
@@ -161,12 +161,60 @@ def test_tf32_makes_every_float_convolution_one_product_and_every_product_tf32(g
     value, grad = _objective(np, "fp32", weights_path)[0](_objective(np, "fp32", weights_path)[1])
     objective, x = _objective(cuda, "fp32", weights_path, graph=graph, tf32=True)
     assert {objective.net.layer(name).formulation for name in vgg.CONV_NAMES} == {"im2col"}
+    computes, gemm = [], cuda.cublas.cublasGemmStridedBatchedEx
+
+    def recorded(*args):  # every product of an evaluation reaches cuBLAS through artem's handle, in TF32
+        computes.append(args[-2])
+        return gemm(*args)
+
+    monkeypatch.setattr(cuda.cublas, "cublasGemmStridedBatchedEx", recorded)
+    monkeypatch.setattr(cuda, "matmul", lambda *args, **kwargs: pytest.fail("a product of CuPy's own, not in TF32"))
     for _ in range(2):  # a graph: recorded, then replayed
         cuda.reads = 0
         value_t, grad_t = objective(x)
         assert cuda.reads == 1
         assert value_t == pytest.approx(value, rel=1e-3)
         assert 1e-3 < np.linalg.norm(grad_t.get() - grad) / np.linalg.norm(grad) < 5e-2
+    assert set(computes) == {gpu_gemm.COMPUTE_32F_FAST_TF32} and len(computes) >= 32
+
+
+def test_a_route_of_products_holds_for_its_own_thread_alone(cuda):
+    """``gpu_gemm.products_on`` on the null stream, every thread's: thread A's route (float32),
+    then B's (TF32), then A's ends while B's holds. Each thread's products take its own route
+    throughout, and B's route ends whole (an overwritten and then deleted route would have sent A's
+    products to TF32 and B's back to CuPy's float32, and failed B's end)."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    a, b = (cuda.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in ((64, 512), (512, 64)))
+    exact = a.get().astype(np.float64) @ b.get().astype(np.float64)
+    errors, steps = {}, [threading.Event() for _ in range(3)]
+
+    def error():
+        return np.linalg.norm(backend.matmul(a, b).get() - exact) / np.linalg.norm(exact)
+
+    def thread_a():
+        with gpu_gemm.products_on(cuda.cuda.get_current_stream(), gpu_gemm.Cublas(), tf32=False):
+            steps[0].set()
+            steps[1].wait()
+            errors["a, both routes held"] = error()
+        errors["a, after its route"] = error()
+        steps[2].set()
+
+    def thread_b():
+        steps[0].wait()
+        with gpu_gemm.products_on(cuda.cuda.get_current_stream(), gpu_gemm.Cublas(), tf32=True):
+            steps[1].set()
+            steps[2].wait()
+            errors["b, after a's route ended"] = error()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors["a, both routes held"] < 1e-6 and errors["a, after its route"] < 1e-6
+    assert 1e-4 < errors["b, after a's route ended"] < 2e-3 and not gpu_gemm._routes
 
 
 def test_a_stylization_with_each_evaluation_one_cuda_graph(cuda, weights_path):
