@@ -128,12 +128,13 @@ def style_files(style_sets):
     return {str(p): _sha256(p) for styles in style_sets for p in styles}
 
 
-def fingerprint(settings, style_sets, options, weights_path=None):
+def fingerprint(settings, style_sets, options, weights_path=None, files=None):
     """What decides the outputs: the settings, each style set's files by their contents in their
-    order (which --style-blend weighs), the networks' files by their contents, and the batch
-    options that change images (init from the previous frame, the first frame's iterations, the
-    template). An ArtemError where a network's file will not do."""
-    files = style_files(style_sets)
+    order (which --style-blend weighs; ``files``: their ``style_files`` where known), the networks'
+    files by their contents, and the batch options that change images (init from the previous
+    frame, the first frame's iterations, the template). An ArtemError where a network's file will
+    not do."""
+    files = files or style_files(style_sets)
     record = {"settings": dataclasses.asdict(settings), "styles": [[files[str(p)] for p in styles] for styles in style_sets],
               "networks": _networks(settings, weights_path), "options": options}
     text = json.dumps(record, sort_keys=True, default=str)
@@ -315,7 +316,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
                   on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
-    fingerprint_ = fingerprint(settings, style_sets, options, weights_path)  # its networks checked: before any folder
+    files = style_files(style_sets)
+    fingerprint_ = fingerprint(settings, style_sets, options, weights_path, files)  # its networks checked: before any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtemError(f"the output folder '{out_dir}' is a file")
     try:
@@ -324,7 +326,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
         raise ArtemError(f"the output folder '{out_dir}' is not writable")
-    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, files=style_files(style_sets)), on_done)
+    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, files=files), on_done)
     pending, finished, done_before = [], set(), False
     for index, job in enumerate(jobs):
         # a frame starts from the result of the one before it where that one is done, else from its content
@@ -499,9 +501,10 @@ def dask_client(scheduler=None, workers=None):
                     client = stack.enter_context(Client(scheduler, timeout="20s"))
                 else:
                     # silence_logs: Dask's own warnings (tasks cancelled by Ctrl-C, workers killed after it)
-                    # are not the user's business; errors still show
+                    # are not the user's business; errors still show. Its HTTP server on a free port of
+                    # loopback (without an address it takes 8787 and warns where another cluster holds it)
                     cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                               host="127.0.0.1", dashboard_address=None,
+                                                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                                                silence_logs=logging.ERROR, preload=[IGNORE_CTRL_C]))
                     client = stack.enter_context(Client(cluster))
             except (OSError, ValueError) as e:  # no scheduler at that address, or no such address

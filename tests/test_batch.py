@@ -1,5 +1,6 @@
 """`artem batch`: a folder with a bad file, reruns that skip what is done, changed settings, a batch
 killed and resumed, frames started from the previous result."""
+import contextlib
 import json
 import os
 import shutil
@@ -264,7 +265,7 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
     out, local = tmp_path / "out", tmp_path / "local"
     killed, written = [], []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
 
         def kill_a_busy_worker(job, entry):
             written.append(job.key)
@@ -304,7 +305,14 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     alone; no worker prints a traceback. Once both workers paint (each has run a second of CPU
     time: past its start, its own handlers in place were it to take SIGINT), the workers get it
     first, until each has painted a second more (one that takes it prints its traceback within
-    milliseconds), then the whole group."""
+    milliseconds), then the whole group. With Dask's usual port taken, as by another batch's cluster:
+    nothing said of it either."""
+    import socket
+
+    taken = socket.socket()
+    with contextlib.suppress(OSError):  # taken already, by something else: as well
+        taken.bind(("127.0.0.1", 8787))
+        taken.listen()
     (folder / "broken.png").unlink()
     for n in range(2):
         shutil.copy(EXAMPLES / "coffee.png", folder / f"more{n}.png")
@@ -324,6 +332,7 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     finally:
         if batch_run.poll() is None:
             os.killpg(batch_run.pid, signal.SIGKILL)
+    taken.close()
     assert (batch_run.returncode, stderr) == (130, "Interrupted (SIGINT): the manifest keeps every finished image; "
                                                    "run again to go on\n")
     for _ in range(300):  # the workers end with the batch (they may take a moment to be reaped)
@@ -348,7 +357,7 @@ def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder,
     for workers, refused in ((2, True), (1, False)):
         out = tmp_path / f"out{workers}"
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
+                          dashboard_address="127.0.0.1:0") as cluster:
             with Client(cluster) as client:
                 if refused:
                     with pytest.raises(ArtemError, match=r"^2 workers painting at once need about 0\.\d GiB of memory but "
