@@ -38,7 +38,7 @@ gpu-check:
 	.ci/gpu-check $(OUT)
 
 # before a GPU session, on any machine: tests/test_gpu.py with tests/cupy_on_numpy as CuPy and the
-# kernels under the CUDA emulator (tests/stand_in_gpu.py); about 17 min on 2 CPUs
+# kernels under the CUDA emulator (tests/stand_in_gpu.py); about 20 min on 2 CPUs
 gpu-rehearsal: weights
 	PYTHONPATH=tests $(PYTHON) -m pytest -q -p stand_in_gpu -p no:cacheprovider --durations=10 tests/test_gpu.py
 
