@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from . import api, bench, io, preprocess, quality, weights
+from . import api, bench, io, quality, weights
 from .backend import DEVICES
 from .errors import ArtemError
 from .vgg import MODES, check_layer_names
