@@ -465,7 +465,10 @@ def check_cluster(scheduler=None, workers=None):
 # it to the batch, which stops them (each would print its own traceback). Each ignores SIGINT: from its
 # start where the cluster starts it (an ignored signal stays ignored in a child, and Python and asyncio
 # then install no handler of their own), and from its preload where its nanny starts it again.
-IGNORE_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)"
+# Nor do they log, at any level: what goes wrong with an image comes back with its task, and what Dask
+# says besides reaches the user's terminal as tracebacks (a heartbeat in flight as the batch stops
+# logs its lost connection as an error, after the worker has put back its handlers' levels).
+WORKER_PRELOAD = "import logging, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nlogging.disable(logging.CRITICAL)"
 
 
 @contextlib.contextmanager
@@ -500,12 +503,12 @@ def dask_client(scheduler=None, workers=None):
                 if scheduler is not None:
                     client = stack.enter_context(Client(scheduler, timeout="20s"))
                 else:
-                    # silence_logs: Dask's own warnings (tasks cancelled by Ctrl-C, workers killed after it)
-                    # are not the user's business; errors still show. Its HTTP server on a free port of
+                    # silence_logs: Dask's own messages here (tasks cancelled by Ctrl-C, workers killed after
+                    # it) are not the user's business: what fails, fails a task. Its HTTP server on a free port of
                     # loopback (without an address it takes 8787 and warns where another cluster holds it)
                     cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                                host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                                               silence_logs=logging.ERROR, preload=[IGNORE_CTRL_C]))
+                                                               silence_logs=logging.CRITICAL, preload=[WORKER_PRELOAD]))
                     client = stack.enter_context(Client(cluster))
             except (OSError, ValueError) as e:  # no scheduler at that address, or no such address
                 raise ArtemError(f"the Dask cluster{f' at {scheduler!r}' if scheduler else ''}: {e}") from None

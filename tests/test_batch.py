@@ -343,6 +343,29 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     assert not alive
 
 
+def test_the_workers_of_a_local_cluster_log_nothing_to_the_terminal():
+    """What Dask logs in a local cluster's worker, at any level, stays there: a heartbeat lost as a
+    batch stops logs an error with its traceback, which reached the terminal after the one line.
+    A task logs an error and a critical message with a traceback on a worker's own loggers."""
+    script = """if True:
+        import logging
+        from artem_cli import batch
+
+        def complain():
+            try:
+                raise OSError("Stream is closed")
+            except OSError:
+                logging.getLogger("distributed.worker").exception("Failed to communicate with scheduler")
+                logging.getLogger("distributed.nanny").critical("a worker's last word")
+            return "painted"
+
+        with batch.dask_client(workers=1) as client:
+            print(client.submit(complain).result())
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "painted\n", "")
+
+
 def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
     """Each worker checks its own image against the memory free as it starts, so two starting at
     once would both go ahead: the batch checks, before any is painted, that the largest images, one
