@@ -2,12 +2,13 @@
 settings, the network built and each style's targets computed once, resumable through a manifest.
 
 The manifest, ``artem-batch.json`` in the output folder, holds the settings (and a fingerprint of
-them and of the style files), each image's state: done (with its output, its content's SHA-256 and
-losses) or failed (with the error), and every output a batch has written there ("written", the
-files a rerun may replace). It is rewritten atomically after each image, and every output is
-written atomically, so a batch killed at any instant loses at most the image in progress; a rerun
-skips what is done (its output there, its content unchanged), retries what failed, and refuses
-(unless ``force``) when the settings changed.
+them and of the networks' files), each image's state: done (with its output, its content's and its
+style files' SHA-256 and losses) or failed (with the error), and every output a batch has written
+there ("written", the files a rerun may replace). It is rewritten atomically after each image, and
+every output is written atomically, so a batch killed at any instant loses at most the image in
+progress; a rerun skips what is done (its output there, its content unchanged), retries what
+failed, paints what is new (an input, or a style added to ``--style-dir``), and refuses (unless
+``force``) when the settings changed, or the style files of an image done.
 """
 import contextlib
 import dataclasses
@@ -128,15 +129,12 @@ def style_files(style_sets):
     return {str(p): _sha256(p) for styles in style_sets for p in styles}
 
 
-def fingerprint(settings, style_sets, options, weights_path=None, files=None):
-    """What decides the outputs: the settings, each style set's files by their contents in their
-    order (which --style-blend weighs; ``files``: their ``style_files`` where known), the networks'
-    files by their contents, and the batch options that change images (init from the previous
-    frame, the first frame's iterations, the template). An ArtemError where a network's file will
-    not do."""
-    files = files or style_files(style_sets)
-    record = {"settings": dataclasses.asdict(settings), "styles": [[files[str(p)] for p in styles] for styles in style_sets],
-              "networks": _networks(settings, weights_path), "options": options}
+def fingerprint(settings, options, weights_path=None):
+    """What decides every output: the settings, the networks' files by their contents, and the batch
+    options that change images (init from the previous frame, the first frame's iterations, the
+    template); each image's style files are its own (``Manifest`` holds each to them). An ArtemError where
+    a network's file will not do."""
+    record = {"settings": dataclasses.asdict(settings), "networks": _networks(settings, weights_path), "options": options}
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
@@ -159,27 +157,28 @@ def _networks(settings, weights_path):
         raise ArtemError(f"cannot read the network file '{e.filename}' ({e.strerror})") from None
 
 
-def _changes(old, new, files):
+def _changes(old, new, style_sets, files):
     """What differs between the records of ``fingerprint``, ``old`` (a manifest's) and ``new`` (of
-    the style ``files``, as ``style_files`` gives them): the settings that differ, where a setting
+    ``style_sets``, whose files ``style_files`` gives): the settings that differ, where a setting
     that ``old`` lacks counts as its default (one added to artem since changes nothing while it is
     left there), then "styles", "networks" and "options". A manifest written before the networks
-    were recorded is taken at its word for them; one that recorded the style files as (path,
-    SHA-256) pairs (sorted: their order unknown) is held to the set of their contents and to the
-    contents of each path named alike."""
+    were recorded is taken at its word for them. One written before each image recorded its style
+    files recorded those of the whole batch: each set's contents in order (held to them, every set),
+    or earlier (path, SHA-256) pairs (sorted: their order unknown; held to the set of their contents
+    and to the contents of each path named alike)."""
     from .api import Settings
 
     defaults = json.loads(json.dumps(dataclasses.asdict(Settings()), default=str))
     old_settings, new_settings = old.get("settings", {}), new["settings"]
     changed = [k for k in [*new_settings, *(k for k in old_settings if k not in new_settings)]
                if old_settings.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))]
-    styles = old.get("styles")
+    styles, sets = old.get("styles"), [[files[str(p)] for p in styles] for styles in style_sets]
     if isinstance(styles, list) and all(isinstance(p, list) and len(p) == 2 and not re.fullmatch(r"[0-9a-f]{64}", str(p[0]))
                                         for p in styles):  # (path, SHA-256) pairs
-        if ({sha for _, sha in styles} != {sha for group in new["styles"] for sha in group}
+        if ({sha for _, sha in styles} != {sha for group in sets for sha in group}
                 or any(files.get(path, sha) != sha for path, sha in styles)):
             changed.append("styles")
-    elif styles != new["styles"]:
+    elif "styles" in old and styles != sets:
         changed.append("styles")
     if "networks" in old and old["networks"] != new["networks"]:
         changed.append("networks")
@@ -209,9 +208,16 @@ def _manifest_shaped(data):
 class Manifest:
     """The output folder's record of a batch (see the module's notes)."""
 
-    def __init__(self, out_dir, fingerprint_, record, force=False, files=None):
+    def __init__(self, out_dir, fingerprint_, record, force=False, style_sets=(), jobs=(), files=None):
+        """The manifest in ``out_dir`` of the batch of ``record`` (``fingerprint``'s), of ``jobs`` after
+        ``style_sets``, whose files' SHA-256 are ``files`` (as ``style_files`` gives them). Refused (an
+        ArtemError) unless ``force`` where it is damaged, of other settings or networks, or where an
+        image done was painted after other style files than its job's now (other contents, or another
+        order). One of an earlier artem, which recorded the batch's style files rather than each
+        image's, is held to those, and then records each image's."""
         self.path = Path(out_dir) / MANIFEST
-        data, upgraded = None, False
+        files = files or {}
+        data, changed, upgraded = None, [], False
         if self.path.is_file():
             try:
                 data = _manifest_shaped(json.loads(self.path.read_text()))
@@ -219,18 +225,28 @@ class Manifest:
                 if not force:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "
                                      "(with --overwrite to replace the outputs it recorded)") from None
-        if data is not None and data.get("fingerprint") != fingerprint_ and not force:
-            changed = _changes(data.get("record", {}), record, files or {})
-            if changed:
-                raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
-                                 "pass --force to redo every image with these")
-            data.update(fingerprint=fingerprint_, record=record)  # the same batch, as this artem records it
-            upgraded = True
+        if data is not None:
+            if data.get("fingerprint") != fingerprint_:
+                changed = _changes(data.get("record", {}), record, style_sets, files)
+                if not changed:  # the same batch, as this artem records it
+                    for job in jobs:
+                        entry = data["images"].get(job.key, {})
+                        if entry.get("state") == "done" and "styles_sha256" not in entry:
+                            entry["styles_sha256"] = [files[str(p)] for p in job.styles]
+                    data.update(fingerprint=fingerprint_, record=record)
+                    upgraded = True
+            if not changed and any(data["images"].get(job.key, {}).get("state") == "done"
+                                   and data["images"][job.key].get("styles_sha256", []) != [files[str(p)] for p in job.styles]
+                                   for job in jobs):
+                changed = ["styles"]
+        if changed and not force:
+            raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
+                             "pass --force to redo every image with these")
         # every output a batch has written here (recorded before its writing starts), kept across --force:
         # a rerun may replace these, nothing else
         written = set((data or {}).get("written", []))
         written |= {e["output"] for e in (data or {}).get("images", {}).values() if e.get("state") == "done" and "output" in e}
-        if data is None or data.get("fingerprint") != fingerprint_:
+        if data is None or changed:
             data = {"fingerprint": fingerprint_, "record": record, "images": {}}
         data["written"] = sorted(written)
         self.data = data
@@ -317,7 +333,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
     options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
     files = style_files(style_sets)
-    fingerprint_ = fingerprint(settings, style_sets, options, weights_path, files)  # its networks checked: before any folder
+    fingerprint_ = fingerprint(settings, options, weights_path)  # its networks checked: before any folder
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtemError(f"the output folder '{out_dir}' is a file")
     try:
@@ -326,7 +342,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
         raise ArtemError(f"the output folder '{out_dir}' is not writable")
-    batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, files=files), on_done)
+    manifest = Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs, files=files)
+    batch = _Batch(in_dir, out_dir, manifest, files, on_done)
     pending, finished, done_before = [], set(), False
     for index, job in enumerate(jobs):
         # a frame starts from the result of the one before it where that one is done, else from its content
@@ -363,8 +380,9 @@ def _check_outputs(in_dir, out_dir, jobs, pending, made, overwrite):
 class _Batch:
     """Where a batch's results go: the outputs, the manifest, the summary, the caller's report."""
 
-    def __init__(self, in_dir, out_dir, manifest, on_done):
-        self.in_dir, self.out_dir, self.manifest, self.on_done = in_dir, out_dir, manifest, on_done
+    def __init__(self, in_dir, out_dir, manifest, files, on_done):
+        """``files``: the style files' SHA-256, as ``style_files`` gives them."""
+        self.in_dir, self.out_dir, self.manifest, self.files, self.on_done = in_dir, out_dir, manifest, files, on_done
         self.summary = Summary()
         self._hashes = {}  # content file: SHA-256, as read
 
@@ -390,7 +408,7 @@ class _Batch:
         self.manifest.claim(job)
         io.write_image(output, result.image, alpha, overwrite=True)
         entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
-                 "iterations": result.iterations,
+                 "styles_sha256": [self.files[str(p)] for p in job.styles], "iterations": result.iterations,
                  "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses,
                  **facts}
         self.manifest.mark(job, **entry)

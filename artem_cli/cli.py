@@ -311,8 +311,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--exclude", multiple=True, help="Not the images whose name or relative path matches this glob (repeatable).")
 @click.option("--first-iterations", type=click.IntRange(min=1), default=None,
               help="With --init previous: the first frame's iterations. [default: --iterations]")
-@click.option("--force", is_flag=True, help="Start anew where OUT_DIR holds a batch of other settings (every image is "
-                                            "painted again) or a damaged manifest.")
+@click.option("--force", is_flag=True, help="Start anew where OUT_DIR holds a batch of other settings or style files "
+                                            "(every image is painted again) or a damaged manifest.")
 @click.option("--overwrite", is_flag=True, help="Replace files in OUT_DIR that no batch made (a batch's own outputs are "
                                                 "replaced when it repaints them; an input never is).")
 @click.option("--dry-run", is_flag=True,

@@ -96,23 +96,72 @@ def test_a_resume_is_refused_where_the_styles_order_or_the_networks_changed_and_
     assert r.exit_code == 1 and "other settings (changed: networks)" in r.stderr, r.output
 
 
-def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
-    """Written before a setting was added (here: one left at its default), before the networks were
-    recorded, with the style files as (path, SHA-256) pairs: the same batch; a setting changed since
-    is still refused."""
-    (folder / "broken.png").unlink()
-    out = tmp_path / "out"
-    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+def _as_an_earlier_artem_wrote_it(out, styles, networks=True):
+    """The manifest in ``out`` made as an artem that recorded the batch's ``styles`` (not each
+    image's) wrote it, with or without the ``networks``."""
     data = manifest(out)
-    del data["record"]["settings"]["tf32"], data["record"]["networks"]
-    data["record"]["styles"] = [[STYLE, data["record"]["styles"][0][0]]]
+    for entry in data["images"].values():
+        del entry["styles_sha256"]
+    data["record"]["styles"] = styles
+    if not networks:
+        del data["record"]["networks"]
     data["fingerprint"] = "an earlier artem's"
     (out / batch.MANIFEST).write_text(json.dumps(data))
-    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
-    assert manifest(out)["record"]["networks"]["vgg16"] and manifest(out)["fingerprint"] != "an earlier artem's"
+    return data
+
+
+def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
+    """Written before a setting was added (here: one left at its default), before the networks were
+    recorded, with the style files as (path, SHA-256) pairs: the same batch, as it is when written
+    with each style set's contents in order; each image then records its style files. A setting
+    changed since is still refused."""
+    (folder / "broken.png").unlink()
+    out, sha = tmp_path / "out", batch._sha256(STYLE)
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    images = manifest(out)["images"]
+    for styles, networks in [([[STYLE, sha]], False), ([[sha]], True)]:
+        data = _as_an_earlier_artem_wrote_it(out, styles, networks)
+        if not networks:
+            del data["record"]["settings"]["tf32"]
+            (out / batch.MANIFEST).write_text(json.dumps(data))
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+        assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+        assert manifest(out)["record"]["networks"]["vgg16"] and manifest(out)["fingerprint"] != "an earlier artem's"
+        assert "styles" not in manifest(out)["record"] and manifest(out)["images"] == images
+    _as_an_earlier_artem_wrote_it(out, [[batch._sha256(EXAMPLES / "coffee.png")]])
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q")
+    assert r.exit_code == 1 and "(changed: styles)" in r.stderr
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--tv-weight", "2")
-    assert r.exit_code == 1 and "(changed: tv_weight)" in r.stderr
+    assert r.exit_code == 1 and "(changed: tv_weight, styles)" in r.stderr
+
+
+def test_a_style_added_to_the_style_folder_paints_only_its_pairs(folder, tmp_path, weights_path):
+    """A painting added to --style-dir: a rerun paints each photo after it, and skips what is done; a
+    painting taken out leaves its results alone; a painting changed since its results is refused,
+    as a changed setting is (--force redoes everything)."""
+    (folder / "broken.png").unlink()
+    styles, out = tmp_path / "styles", tmp_path / "out"
+    styles.mkdir()
+    shutil.copy(EXAMPLES / "ihc.png", styles / "ihc.png")
+    assert run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q").exit_code == 0
+    before = (out / "coffee_ihc.png").read_bytes()
+    shutil.copy(EXAMPLES / "chelsea.png", styles / "cat.png")
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0, r.output
+    assert (json.loads(r.stdout)["done"], json.loads(r.stdout)["skipped"]) == (["chelsea_cat.png", "coffee_cat.png"],
+                                                                             ["chelsea_ihc.png", "coffee_ihc.png"])
+    assert (out / "coffee_ihc.png").read_bytes() == before
+    assert manifest(out)["images"]["coffee_cat.png"]["styles_sha256"] == [batch._sha256(EXAMPLES / "chelsea.png")]
+    (styles / "ihc.png").unlink()
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea_cat.png", "coffee_cat.png"], r.output
+    assert (out / "coffee_ihc.png").read_bytes() == before and manifest(out)["images"]["coffee_ihc.png"]["state"] == "done"
+    shutil.copy(EXAMPLES / "coffee.png", styles / "cat.png")
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{out}' holds a batch made with other settings (changed: styles); "
+                                          "pass --force to redo every image with these\n")
+    r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json", "--force")
+    assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea_cat.png", "coffee_cat.png"], r.output
 
 
 def test_an_earlier_artems_manifest_holds_each_style_file_to_its_contents(folder, tmp_path, weights_path):
@@ -125,12 +174,8 @@ def test_an_earlier_artems_manifest_holds_each_style_file_to_its_contents(folder
     for name, source in (("a.png", "ihc.png"), ("b.png", "chelsea.png")):
         shutil.copy(EXAMPLES / source, styles / name)
     assert run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q").exit_code == 0
-    data = manifest(out)
     shas = {name: batch._sha256(styles / name) for name in ("a.png", "b.png")}
-    del data["record"]["networks"]
-    data["record"]["styles"] = sorted([str(styles / name), sha] for name, sha in shas.items())
-    data["fingerprint"] = "an earlier artem's"
-    (out / batch.MANIFEST).write_text(json.dumps(data))
+    data = _as_an_earlier_artem_wrote_it(out, sorted([str(styles / name), sha] for name, sha in shas.items()), False)
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--weights", tmp_path / "none.npz")
     assert r.exit_code == 1 and f"weights file '{tmp_path / 'none.npz'}' does not exist" in r.stderr, r.output
     assert manifest(out) == data  # not upgraded by a run that could not start
