@@ -7,10 +7,13 @@ The data flow is the module layout: io (files) -> preprocess -> vgg (forward, ta
 vgg (backward) -> optim -> preprocess -> io.
 """
 import contextlib
+import copy
 import dataclasses
 import math
+import numbers
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +70,9 @@ class Settings:
     # (`artem benchmark --end-to-end --device cuda` times it beside the default)
 
     def validate(self, n_styles=None):
+        """An ArtemError that says what is wrong where a field is of the wrong type, out of its range,
+        or of no use with the others (``n_styles``: the style images, where known)."""
+        _check_types(self)
         if not MIN_SIZE <= self.size <= MAX_SIZE:
             raise ArtemError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {self.size}")
         if self.iterations < 1:
@@ -108,14 +114,61 @@ class Settings:
             raise ArtemError(f"binary-from must be one of {', '.join(CONV_NAMES[1:])}, not {self.binary_from!r}")
         if self.binary_backward not in ("fp32", "fp16"):
             raise ArtemError(f"binary-backward must be fp32 or fp16, not {self.binary_backward!r}")
+        if self.mode not in ("bwn", "xnor"):  # they would be ignored
+            given = [name.replace("_", "-") for name in ("binary_weights", "binary_from", "binary_backward")
+                     if getattr(self, name) != getattr(Settings, name)]
+            if given:
+                raise ArtemError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with mode bwn or xnor, not {self.mode}")
+        if self.calibrate and self.mode == "fp32":
+            raise ArtemError("calibrate weighs a binarized network's layers as fp32 weighs them: it goes with mode bwn, "
+                             "xnor or random, not fp32")
+        if self.init == "previous":
+            raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous (batch.run's init_previous)")
         if self.cuda_graph and self.device != "cuda":
             raise ArtemError("a CUDA graph needs device cuda")
         if self.tf32 and self.device != "cuda":
             raise ArtemError("TF32 needs device cuda (a GPU's tensor cores)")
 
+    def taps(self):
+        """The names of the layers tapped, content's then style's."""
+        return [name for name, _ in (*self.content_layers, *self.style_layers)]
+
     def blend(self, n_styles):
         shares = self.style_blend or (1.0,) * n_styles
         return [w / sum(shares) for w in shares]
+
+
+def _check_types(settings):
+    """An ArtemError where a field of ``settings`` is not of its type (before any value is compared)."""
+    def whole(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+    def real(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+    kinds = {"size": (whole, "a whole number"), "iterations": (whole, "a whole number"),
+             "history": (whole, "a whole number"), "seed": (whole, "a whole number"),
+             "lr": (real, "a number"), "content_weight": (real, "a number"), "style_weight": (real, "a number"),
+             "tv_weight": (real, "a number"), "style_scale": (real, "a number"),
+             "original_colors": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+             "calibrate": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+             "cuda_graph": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+             "tf32": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+             "binary_from": (lambda v: v is None or isinstance(v, str), "None or a layer's name"),
+             "style_blend": (lambda v: v is None or (isinstance(v, (list, tuple)) and all(real(w) for w in v)),
+                             "None or a list of numbers, one per style image")}
+    kinds.update({name: (lambda v: isinstance(v, str), "a string")
+                  for name in ("optimizer", "init", "pooling", "mode", "binary_weights", "binary_backward", "device")})
+    for name, (fits, kind) in kinds.items():
+        value = getattr(settings, name)
+        if not fits(value):
+            raise ArtemError(f"{name.replace('_', '-')} must be {kind}, not {value!r}")
+    for name in ("content_layers", "style_layers"):
+        layers = getattr(settings, name)
+        if not (isinstance(layers, (list, tuple)) and all(isinstance(pair, (list, tuple)) and len(pair) == 2
+                                                          and isinstance(pair[0], str) and real(pair[1]) for pair in layers)):
+            raise ArtemError(f"{name.replace('_', '-')} must be (layer, weight) pairs, such as (('relu4_2', 1.0),), "
+                             f"not {layers!r}")
 
 
 class Interruptible:
@@ -256,10 +309,9 @@ WEIGHTS_MEMORY = 300_000_000  # bytes of the weights and their prepared forms
 
 def estimate_memory(shape, settings):
     """Bytes one run needs at (H, W): activations kept for backward, their gradients, the largest
-    convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x (history + 1) images: the
-    pairs and one offered)."""
-    taps = [name for name, _ in settings.content_layers + settings.style_layers]
-    deepest = max(LAYER_NAMES.index(t) for t in taps)
+    convolution's temporaries, and the optimizer's state (L-BFGS keeps 2 x (pairs + 1) images: the
+    pairs, as many as the history or the iterations, and one offered)."""
+    deepest = max(LAYER_NAMES.index(t) for t in settings.taps())
     h, w = shape
     activations, largest = 0, 0
     for name in LAYER_NAMES[: deepest + 1]:
@@ -270,7 +322,8 @@ def estimate_memory(shape, settings):
             activations += 2 * cout * h * w * 4  # conv output and ReLU output
             largest = max(largest, 3 * (cin + cout) * (h + 4) * (w + 4) * 4)  # Winograd tiles (2.25 C, 2.25 O), output
     image = 3 * shape[0] * shape[1] * 4
-    optimizer = (2 * (settings.history + 1) + 4) * image if settings.optimizer == "lbfgs" else 6 * image
+    pairs = max(1, min(settings.history, settings.iterations))
+    optimizer = (2 * (pairs + 1) + 4) * image if settings.optimizer == "lbfgs" else 6 * image
     return int(1.5 * activations + 2 * largest + optimizer + WEIGHTS_MEMORY)
 
 
@@ -300,8 +353,7 @@ def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1,
     short, the error says what value of the option ``knob`` (``px_per_unit`` px of the longest side
     each) would do, or, past ``limit`` px, that no value would."""
     shape = preprocess.scaled_shape(image_shape, longest)
-    taps = [name for name, _ in settings.content_layers + settings.style_layers]
-    deepest = max(taps, key=LAYER_NAMES.index)
+    deepest = max(settings.taps(), key=LAYER_NAMES.index)
     need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
     if min(shape) >= need:
         return shape
@@ -334,9 +386,10 @@ def check_style(style, settings):
 
 def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None,
             interruptible=None):
-    """Stylize ``content`` (RGB (3, H, W) 0..1) after ``styles`` (a list of such arrays).
+    """Stylize ``content`` (RGB (3, H, W) floats in 0..1) after ``styles`` (a list of such arrays).
 
-    ``init_image`` (RGB array) is used when ``settings.init`` names a file. ``on_iteration(i, value,
+    ``init_image`` (RGB array), when given, is the starting image (where ``settings.init`` names a
+    file, it must be given: that file's image). ``on_iteration(i, value,
     parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
     Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far;
     ``interruptible`` (an ``Interruptible``) tells a signal handler when an interrupt is welcome.
@@ -344,20 +397,45 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     targets once.
     """
     settings = settings or Settings()
+    styles = _style_images(styles)
     settings.validate(len(styles))
+    content = preprocess.rgb_image(content, "content image")
+    init_image = _init_image(settings, init_image)
     _check_memory(check_content(content, settings), settings, array_module_for(settings.device))  # before any work
     stylizer = Stylizer(settings, weights_path=weights_path)
     return stylizer.stylize(content, stylizer.targets(styles), init_image=init_image, on_iteration=on_iteration,
                             interruptible=interruptible)
 
 
+def _style_images(styles):
+    """``styles`` (a list of RGB arrays) checked as ``preprocess.rgb_image`` checks each."""
+    if not isinstance(styles, (list, tuple)):
+        raise ArtemError(f"the style images must be a list of arrays, not {type(styles).__name__}")
+    if not styles:
+        raise ArtemError("at least one style image is needed")
+    return [preprocess.rgb_image(style, f"style image {i + 1}" if len(styles) > 1 else "style image")
+            for i, style in enumerate(styles)]
+
+
+def _init_image(settings, init_image):
+    """``init_image`` checked (None: the run starts as ``settings.init`` says, which must then be
+    content or random: a file's image is the caller's to read and give)."""
+    if init_image is not None:
+        return preprocess.rgb_image(init_image, "init image")
+    if settings.init not in ("content", "random"):
+        raise ArtemError(f"init {settings.init!r} names a file: pass its image as init_image (or use stylize_file)")
+    return None
+
+
 @dataclasses.dataclass
 class Targets:
     """What content images are painted towards: the blended Gram matrices of a set of style images
-    at each style layer, in the network (``grams``) and, when calibrating, in the fp32 reference."""
+    at each style layer, in the network (``grams``) and, when calibrating, in the fp32 reference;
+    ``made_by``: the Stylizer whose network computed them, where one did."""
 
     grams: dict
     reference_grams: dict = None
+    made_by: object = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def style_grams(net, settings, styles):
@@ -398,12 +476,16 @@ class _MemoryErrors:
 class Stylizer:
     """The network of ``settings``, built once, and what it paints with: the targets of a set of style
     images (``targets``, computed once), then any number of content images (``stylize``). What
-    ``artem batch`` runs; ``stylize`` is one Stylizer used once. A Stylizer serves one caller at a
-    time (its network keeps the state of the pass in progress)."""
+    ``artem batch`` runs; ``stylize`` is one Stylizer used once. A Stylizer serves one call at a
+    time (its network keeps the state of the pass in progress): a call while another runs, from
+    another thread, is an ArtemError (each thread should have its own). It keeps a copy of
+    ``settings``: changing them later changes nothing here."""
 
     def __init__(self, settings=None, *, weights_path=None):
-        self.settings = settings = settings or Settings()
+        settings = settings or Settings()
         settings.validate()
+        self.settings = settings = copy.deepcopy(settings)
+        self._busy = threading.Lock()
         self.xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
         with _MemoryErrors(self.xp, "while loading the network"):
             vgg_weights = weights.load(weights.locate(weights_path), self.xp)
@@ -412,28 +494,44 @@ class Stylizer:
             if settings.mode != "fp32" and settings.calibrate:
                 self.reference = VGG16(vgg_weights, pooling=settings.pooling)
 
+    @contextlib.contextmanager
+    def _turn(self):
+        if not self._busy.acquire(blocking=False):
+            raise ArtemError("this Stylizer is running a call from another thread; give each thread its own Stylizer")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
     def targets(self, styles):
-        """The ``Targets`` of ``styles`` (host RGB arrays (3, H, W) 0..1)."""
+        """The ``Targets`` of ``styles`` (a list of host RGB arrays (3, H, W) in 0..1)."""
         settings = self.settings
-        if not styles:
-            raise ArtemError("at least one style image is needed")
+        styles = _style_images(styles)
         settings.validate(len(styles))
         for style in styles:
             check_style(style, settings)
-        with _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale {settings.style_scale:g}; "
-                                    "use a smaller --size or --style-scale"):
+        with self._turn(), _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale "
+                                                  f"{settings.style_scale:g}; use a smaller --size or --style-scale"):
             reference = None if self.reference is None else style_grams(self.reference, settings, styles)
-            return Targets(style_grams(self.net, settings, styles), reference)
+            return Targets(style_grams(self.net, settings, styles), reference, made_by=self)
 
     def stylize(self, content, targets, *, init_image=None, iterations=None, on_iteration=None, interruptible=None):
-        """Stylize ``content`` towards ``targets``, as ``artem_cli.stylize`` does. ``init_image`` (RGB),
-        when given, is the starting image whatever ``settings.init`` says; ``iterations`` overrides
-        ``settings.iterations``."""
-        shape = check_content(content, self.settings)
-        _check_memory(shape, self.settings, self.xp, loaded=True)
-        with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
-            return self._run(content, targets, shape, init_image, iterations or self.settings.iterations,
-                             on_iteration, interruptible or Interruptible())
+        """Stylize ``content`` towards ``targets`` (this Stylizer's), as ``artem_cli.stylize`` does.
+        ``init_image`` (RGB), when given, is the starting image whatever ``settings.init`` says;
+        ``iterations`` (at least 1), when given, replaces ``settings.iterations``."""
+        if iterations is not None:
+            if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+                raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
+        settings = self.settings if iterations is None else dataclasses.replace(self.settings, iterations=iterations)
+        if not isinstance(targets, Targets) or targets.made_by is not self:
+            raise ArtemError("these targets were not computed by this Stylizer; compute them with its targets()")
+        content = preprocess.rgb_image(content, "content image")
+        init_image = _init_image(settings, init_image)
+        shape = check_content(content, settings)
+        _check_memory(shape, settings, self.xp, loaded=True)
+        with self._turn(), _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
+            return self._run(content, targets, shape, init_image, settings.iterations, on_iteration,
+                             interruptible or Interruptible())
 
     def _run(self, content, targets, shape, init_image, iterations, on_iteration, interruptible):
         xp, settings = self.xp, self.settings
@@ -446,10 +544,8 @@ class Stylizer:
             x0 = preprocess.to_vgg(xp.asarray(preprocess.resize(init_image, shape)))
         elif settings.init == "content":
             x0 = content_x.copy()
-        elif settings.init == "random":
+        else:  # random (a file's image is init_image)
             x0 = xp.asarray(rng.standard_normal(content_x.shape, dtype=np.float32) * 16)
-        else:
-            raise ArtemError("init names a file, but no init image was given")
 
         def finish(x):
             rgb = xp.clip(preprocess.from_vgg(x), 0, 1)
@@ -585,11 +681,16 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     """The full-precision network's losses of ``image`` (RGB (3, H, W) 0..1, e.g. a saved result)
     against ``content`` and ``styles``, with the layers and weights of ``settings`` (whatever its
     mode): the common yardstick for results of every mode."""
+    image = preprocess.rgb_image(image, "image")
+    content = preprocess.rgb_image(content, "content image")
+    styles = _style_images(styles)
     shape = image.shape[1:]
     if not MIN_SIZE <= max(shape) <= MAX_SIZE:
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} px; artem scores images of {MIN_SIZE} to {MAX_SIZE} px on "
                          "their longest side")
-    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(shape))
+    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(shape), binary_weights=Settings.binary_weights,
+                                   binary_from=None, binary_backward="fp32", calibrate=False, device="cpu",
+                                   cuda_graph=False, tf32=False)
     settings.validate(len(styles))
     _check_depth(shape, max(shape), settings, "image")
     for style in styles:  # each at the image's size, as stylize had it
@@ -627,9 +728,7 @@ def _existing_snapshots(output, iterations, save_every):
 
 def read_init(settings):
     """The starting image ``settings.init`` names (RGB), or None for content and random; an
-    ArtemError for previous (a batch's) and for a file that cannot be read."""
-    if settings.init == "previous":
-        raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
+    ArtemError for a file that cannot be read."""
     return None if settings.init in ("content", "random") else io.read_image(settings.init, "init image")[0]
 
 

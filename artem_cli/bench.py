@@ -178,7 +178,8 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
     nets = {}
     for spec in modes:
-        settings = Settings(**network_spec(spec), binary_backward=binary_backward)
+        spelled = network_spec(spec)
+        settings = Settings(**spelled, binary_backward=binary_backward if spelled["mode"] in ("bwn", "xnor") else "fp32")
         if device == "cuda" and settings.mode == "xnor":
             from . import gpu_binary
 
@@ -529,7 +530,7 @@ def _torch_side(content, style, settings, weights_path):
 
     device = _torch_on(settings.device)
     w = weights.load(weights_path)
-    taps = {name: weight for name, weight in settings.content_layers + settings.style_layers}
+    taps = settings.taps()
     deepest = max(taps, key=LAYER_NAMES.index)
     layers = []
     for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:

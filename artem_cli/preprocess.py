@@ -2,10 +2,13 @@
 
 VGG16 as trained in Caffe/Keras takes BGR in 0..255 with the ImageNet channel mean subtracted.
 """
+import math
+
 import numpy as np
 from PIL import Image
 
-from .backend import array_module
+from .backend import array_module, to_host
+from .errors import ArtemError
 from .vgg import BGR_MEAN
 
 
@@ -36,8 +39,38 @@ def scaled_shape(shape, longest):
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+# how far outside 0..1 a caller's float image may stray (rounding in its own arithmetic) before it is
+# taken for another scale (0..255) and refused; what strays less is clipped
+RANGE_SLACK = 1 / 255
+
+
+def rgb_image(image, what):
+    """``image`` as the API takes it, RGB (3, H, W) floats in 0..1 on the host, as float32 (clipped to
+    0..1); an ArtemError that says what is wrong otherwise (``what``: "content image", ...)."""
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        raise ArtemError(f"the {what} must be an array, not {type(image).__name__}")
+    image = to_host(image)
+    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] not in (3, 4):
+        raise ArtemError(f"the {what} has shape {image.shape}, channels last; artem takes RGB as (3, H, W): "
+                         "image.transpose(2, 0, 1)")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ArtemError(f"the {what} has shape {image.shape}; artem takes RGB as (3, H, W) (a grey image: "
+                         "np.repeat(grey[None], 3, axis=0))")
+    if image.dtype.kind != "f":
+        raise ArtemError(f"the {what} holds {image.dtype} values; artem takes floats in 0..1 (8-bit pixels: "
+                         "image / 255)")
+    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ArtemError(f"the {what} holds NaN or infinite values")
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise ArtemError(f"the {what}'s values span {low:.4g}..{high:.4g}; artem takes 0..1 (8-bit levels: image / 255)")
+    return np.clip(image, 0, 1).astype(np.float32, copy=False)
+
+
 def resize(channels, shape):
-    """Resize float (C, H, W) or (H, W) host arrays to (H', W') with Lanczos filtering."""
+    """Resize float (C, H, W) or (H, W) host arrays in 0..1 to (H', W') with Lanczos filtering, clipped
+    to 0..1 (Lanczos overshoots at edges: a content image's features beyond what an image can be
+    would be a target no image reaches)."""
     h, w = shape
     if channels.shape[-2:] == (h, w):
         return channels
@@ -45,6 +78,7 @@ def resize(channels, shape):
     out = np.stack(
         [np.asarray(Image.fromarray(np.asarray(p, dtype=np.float32), "F").resize((w, h), Image.LANCZOS)) for p in planes]
     )
+    np.clip(out, 0, 1, out=out)
     return out[0] if channels.ndim == 2 else out
 
 

@@ -1,12 +1,13 @@
 """Real stylizations with the real weights on small real images."""
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from artem_cli import Settings, io, preprocess, stylize, stylize_file
+from artem_cli import Settings, api, io, preprocess, stylize, stylize_file
 from artem_cli.api import estimate_memory, snapshot_path
 from artem_cli.errors import ArtemError
 from conftest import EXAMPLES
@@ -174,10 +175,111 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(tf32=True), "TF32 needs device cuda"),
         (dict(style_layers=(("relu1_1", 3.0), ("relu2_1", 1.0), ("relu1_1", 5.0))), "style layer relu1_1 is named more than once"),
         (dict(content_layers=(("relu4_2", 1.0), ("relu4_2", 1.0))), "content layer relu4_2 is named more than once"),
+        # of the wrong type: each said so, not a TypeError deep inside
+        (dict(content_layers=("relu4_2",)), r"content-layers must be \(layer, weight\) pairs"),
+        (dict(style_layers="relu1_1"), r"style-layers must be \(layer, weight\) pairs"),
+        (dict(style_layers=[("relu1_1", "2")]), r"style-layers must be \(layer, weight\) pairs"),
+        (dict(iterations=2.5), "iterations must be a whole number, not 2.5"),
+        (dict(iterations=float("inf")), "iterations must be a whole number"),
+        (dict(history=float("nan")), "history must be a whole number"),
+        (dict(seed=1.5, init="random"), "seed must be a whole number"),
+        (dict(size=64.5), "size must be a whole number"),
+        (dict(size="64"), "size must be a whole number, not '64'"),
+        (dict(lr="1", optimizer="adam"), "lr must be a number"),
+        (dict(content_weight=None), "content-weight must be a number"),
+        (dict(style_blend=1.0), "style-blend must be None or a list of numbers"),
+        (dict(original_colors="no"), "original-colors must be True or False, not 'no'"),
+        (dict(init=None), "init must be a string"),
+        (dict(init="previous"), "--init previous is for frames"),
+        # of no use with fp32: said so, as on the command line
+        (dict(binary_weights="untrained"), "binary-weights only goes with mode bwn or xnor, not fp32"),
+        (dict(binary_from="conv3_1", binary_backward="fp16"), "binary-from, binary-backward only go with mode bwn"),
+        (dict(calibrate=True), "calibrate .* not fp32"),
     ]
     for options, message in bad:
         with pytest.raises(ArtemError, match=message):
             stylize(content, [style], Settings(**options))
+    # lists where the defaults are tuples: as good
+    assert stylize(content, [style], Settings(size=40, iterations=1, content_layers=[["relu3_2", 1]],
+                                              style_layers=[("relu1_1", 1.0), ("relu2_1", 2)])).iterations == 1
+
+
+def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(images, weights_path):
+    """(3, H, W) floats in 0..1, as io.read_image gives them; channels last, other channel counts,
+    integer pixels, 0..255 floats, NaN, a single array for the list of styles: each one clear
+    ArtemError, before any work. A float image a rounding off 0..1 is clipped."""
+    content, style, _ = images
+    settings = Settings(size=40, iterations=1)
+    bad = [
+        (content.transpose(1, 2, 0), r"channels last; artem takes RGB as \(3, H, W\): image.transpose\(2, 0, 1\)"),
+        (content[0], r"has shape \(\d+, \d+\); artem takes RGB as \(3, H, W\) \(a grey image"),
+        (np.concatenate([content, content[:1]]), r"has shape \(4, "),
+        (content[None], r"has shape \(1, 3, "),
+        ((content * 255).astype(np.uint8), r"holds uint8 values; artem takes floats in 0..1 \(8-bit pixels: image / 255\)"),
+        (content * 255, r"values span 0..255; artem takes 0..1"),
+        (np.where(content > 0.5, np.nan, content), "NaN or infinite"),
+        (content.tolist(), "must be an array, not list"),
+    ]
+    for image, message in bad:
+        for call in (lambda: stylize(image, [style], settings), lambda: stylize(content, [image], settings),
+                     lambda: api.score(image, content, [style], settings)):
+            with pytest.raises(ArtemError, match=message):
+                call()
+    with pytest.raises(ArtemError, match="style images must be a list of arrays, not ndarray"):
+        stylize(content, style, settings)
+    with pytest.raises(ArtemError, match="at least one style image is needed"):
+        api.score(content, content, [], settings)
+    with pytest.raises(ArtemError, match=r"init 'photo.jpg' names a file: pass its image as init_image"):
+        stylize(content, [style], Settings(size=40, iterations=1, init="photo.jpg"))
+    with pytest.raises(ArtemError, match="init image holds int64 values"):
+        stylize(content, [style], settings, init_image=np.zeros(content.shape, dtype=np.int64))
+    nudged = content + np.float32(0.5 / 255) * np.sign(content - 0.5)  # past 0 and 1 by half a level
+    assert stylize(nudged, [style], settings).image.dtype == np.float32
+
+
+def test_a_run_from_its_content_starts_at_no_content_loss(images, weights_path):
+    """The content's features are those of the content at the run's size as an image can be (Lanczos
+    overshoots 0..1 at edges; clipped), so the image it starts from has none."""
+    content, style, _ = images
+    assert preprocess.resize(content, (37, 53)).min() >= 0 and preprocess.resize(content, (37, 53)).max() <= 1
+    result = stylize(content, [style], Settings(size=64, iterations=1))
+    assert result.initial_losses["content"] == 0
+
+
+def test_a_stylizer_serves_one_call_at_a_time_with_its_own_targets_and_settings(images, weights_path):
+    """A second call from another thread while one runs is refused at once (it would share the
+    network's pass in progress), and the first ends with the bits it gives alone; targets of
+    another Stylizer are refused; the settings are the Stylizer's copy; iterations, when given,
+    replaces the settings' (0 is refused, not taken for the default)."""
+    content, style, style2 = images
+    settings = Settings(size=40, iterations=3)
+    stylizer = api.Stylizer(settings)
+    targets = stylizer.targets([style])
+    alone = stylizer.stylize(content, targets).image
+    second = []
+
+    def meanwhile(i, value, parts, image):
+        if i == 1:
+            def call():
+                try:
+                    second.append(stylizer.stylize(content, targets))
+                except ArtemError as e:
+                    second.append(e)
+            worker = threading.Thread(target=call)
+            worker.start()
+            worker.join()
+
+    assert np.array_equal(stylizer.stylize(content, targets, on_iteration=meanwhile).image, alone)
+    assert len(second) == 1 and isinstance(second[0], ArtemError) and "running a call from another thread" in str(second[0])
+    other = api.Stylizer(settings)
+    with pytest.raises(ArtemError, match="not computed by this Stylizer"):
+        other.stylize(content, targets)
+    settings.size = 64  # after the Stylizer was made: its copy stands
+    assert stylizer.stylize(content, targets).image.shape == alone.shape
+    assert stylizer.stylize(content, targets, iterations=1).iterations == 1
+    for iterations in (0, -5, 2.5, True):
+        with pytest.raises(ArtemError, match="iterations must be a whole number >= 1"):
+            stylizer.stylize(content, targets, iterations=iterations)
 
 
 def test_an_image_too_thin_for_the_deepest_layer_is_told_the_least_size_that_does():
@@ -213,7 +315,9 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
     content, style, _ = images
     need = estimate_memory((5461, 8192), Settings(size=8192))
     assert need > 100 * 2**30  # 100 L-BFGS pairs of an 8192 px image alone are 107 GB
-    from artem_cli import api
+    # L-BFGS keeps as many pairs as it has iterations, where those are fewer than its history
+    assert estimate_memory((5461, 8192), Settings(size=8192, iterations=3, history=10**6)) \
+        == estimate_memory((5461, 8192), Settings(size=8192, iterations=3, history=3)) < need
 
     monkeypatch.setattr(api, "host_memory", lambda: ("free", 2 * 2**30))
     with pytest.raises(ArtemError, match="GiB of memory"):
