@@ -742,14 +742,19 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     init_image = read_init(settings)
     init_path = () if init_image is None else (settings.init,)
     # the inputs that are there (a missing one is said so when it is read, below)
-    inputs = {Path(p).resolve() for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
-    if Path(output).resolve() in inputs:
+    inputs = {io.resolved(p) for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
+    if io.resolved(output) in inputs:
         raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
     io.check_writable(output, overwrite)
+    if save_every and settings.iterations >= save_every:  # the last snapshot's name, the longest
+        io.check_writable(snapshot_path(output, settings.iterations - settings.iterations % save_every), True,
+                          what="snapshot")
     snapshots = _existing_snapshots(output, settings.iterations, save_every) if save_every else []
     for path in snapshots:  # an input a snapshot would replace is there now, as the file or a link to it
-        if path.resolve() in inputs:
+        if io.resolved(path) in inputs:
             raise ArtemError(f"the output '{path}' would replace an input image; give another output name")
+        if path.is_dir():
+            raise ArtemError(f"snapshot '{path}' is a folder; give another output name")
     if snapshots and not overwrite:
         raise ArtemError(f"'{snapshots[0]}' already exists, and --save-every {save_every} would replace it; pass "
                          "--overwrite to replace it")

@@ -12,7 +12,6 @@ failed, paints what is new (an input, or a style added to ``--style-dir``), and 
 """
 import contextlib
 import dataclasses
-import fnmatch
 import hashlib
 import json
 import logging
@@ -29,41 +28,9 @@ from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
 MANIFEST = "artem-batch.json"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
-
-
-def natural_key(path):
-    """Sort key in which numbers count as numbers: frame2 before frame10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
-
-
-def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
-    """Image files of ``folder`` (and its subfolders when ``recursive``) in natural order, relative to
-    it, hidden ones left out; ``include``/``exclude`` are glob patterns on the relative path or the
-    name; ``skip``, a folder (the output folder, which may lie inside) whose files are never inputs."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
-    skip = Path(skip).resolve() if skip is not None else None
-    found = []
-    for path in folder.rglob("*") if recursive else folder.iterdir():
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue  # hidden files and folders (macOS's ._* files among them) hold no inputs
-        if skip is not None and skip in path.resolve().parents:
-            continue
-        matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(path.name, p) for p in patterns)  # noqa: E731
-        if (include and not matches(include)) or matches(exclude):
-            continue
-        found.append(rel)
-    return sorted(found, key=natural_key)
-
-
 def input_images(folder, recursive=False, include=(), exclude=(), skip=None):
-    """``list_images`` of a batch's input folder; an ArtemError where there is none."""
-    found = list_images(folder, recursive, include, exclude, skip)
+    """``io.list_images`` of a batch's input folder; an ArtemError where there is none."""
+    found = io.list_images(folder, recursive, include, exclude, skip)
     if not found:
         raise ArtemError(f"no image files in '{folder}'" + (" that match --include/--exclude" if include or exclude else ""))
     return found
@@ -109,6 +76,11 @@ def plan(inputs, style_sets, template):
                 whose = f"the results of '{other.content}' and '{job.content}'"
                 advice = "add {stem}" if "{stem}" not in template else "rename one, or leave one out with --exclude"
             raise ArtemError(f"output template {template!r} gives {whose} one name, '{job.output}'; {advice}")
+    for job in jobs:
+        folder = next((parent for parent in job.output.parents if parent in first), None)
+        if folder is not None:
+            raise ArtemError(f"'{folder}' would be an output (of '{first[folder].content}') and the folder of the output "
+                             f"'{job.output}'; rename one, or leave one out with --exclude")
     return jobs
 
 
@@ -220,8 +192,12 @@ class Manifest:
         data, changed, upgraded = None, [], False
         if self.path.is_file():
             try:
-                data = _manifest_shaped(json.loads(self.path.read_text()))
-            except (OSError, ValueError) as e:
+                text = self.path.read_text()
+            except OSError as e:  # not damaged: its record stands, and --force would lose it
+                raise ArtemError(f"cannot read the manifest '{self.path}' ({e.strerror or e})") from None
+            try:
+                data = _manifest_shaped(json.loads(text))
+            except ValueError as e:  # UnicodeDecodeError and JSONDecodeError among them
                 if not force:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "
                                      "(with --overwrite to replace the outputs it recorded)") from None
@@ -303,7 +279,7 @@ def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False,
                          "its content, random noise or the previous result (--init content, random or previous)")
     if first_iterations is not None and not init_previous:
         raise ArtemError("--first-iterations goes with --init previous")
-    if Path(out_dir).resolve() == Path(in_dir).resolve():
+    if io.resolved(out_dir) == io.resolved(in_dir):
         raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
     if init_previous and len(style_sets) > 1:
         raise ArtemError("--init previous follows one sequence of frames: give one style (or blend), not --style-dir")
@@ -366,13 +342,14 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
 
 
 def _check_outputs(in_dir, out_dir, jobs, pending, made, overwrite):
-    """Refuse, before any work, outputs that would replace an input, or a file no batch made here
-    (without ``overwrite``)."""
-    inputs = {(in_dir / job.content).resolve() for job in jobs}
+    """Refuse, before any work, outputs that would replace an input (a content or a style image), or
+    a file no batch made here (without ``overwrite``)."""
+    inputs = {io.resolved(in_dir / job.content): f"the input '{in_dir / job.content}'" for job in jobs}
+    inputs.update({io.resolved(p): f"the style image '{p}'" for job in jobs for p in job.styles})
     for job in pending:
         target = out_dir / job.output
-        if target.resolve() in inputs:
-            raise ArtemError(f"the output '{target}' would replace the input '{in_dir / job.content}'")
+        if io.resolved(target) in inputs:
+            raise ArtemError(f"the output '{target}' would replace {inputs[io.resolved(target)]}")
         if target.exists() and str(job.output) not in made and not overwrite:
             raise ArtemError(f"'{target}' exists and no batch made it; pass --overwrite to replace it")
 

@@ -664,8 +664,9 @@ def end_to_end_markdown(report):
 class Predictor:
     """What runs of ``settings`` will take here, without running them: the memory and the seconds.
     Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
-    for L-BFGS, a pair added to a full history and the two-loop recursion over it, each timed once
-    on this device at two small square sizes, each a line a + b·pixels through the two; an L-BFGS
+    for L-BFGS, a pair added to a full history (as many pairs as the run keeps) and the two-loop
+    recursion over it, each the best of 5 on this device at two small square sizes (the line through
+    them multiplies a slow probe's error), each a line a + b·pixels through the two; an L-BFGS
     run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its
     first line searches). Memory:
     on the CPU, what this process holds now (Python, the libraries, the network), plus what
@@ -688,19 +689,20 @@ class Predictor:
             objective = api.build_objective(net, probe, xp.asarray(rng.random((3, side, side), dtype=np.float32)), targets)
             image = xp.asarray(rng.standard_normal((3, side, side), dtype=np.float32) * 50)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # absurd weights are timed as any
-                evaluations.append((side * side, _best_of(lambda: objective(image), 2, xp)[0]))
+                evaluations.append((side * side, _best_of(lambda: objective(image), 5, xp)[0]))
             if settings.optimizer == "lbfgs":
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 y = s + 0.1 * xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
-                history = optim.CurvatureHistory(image, settings.history)
+                pairs = max(1, min(settings.history, settings.iterations))  # as many as a run keeps
+                history = optim.CurvatureHistory(image, pairs)
 
                 def iteration(h=history, s=s, y=y):  # the new pair in, the direction out
                     h.add(s, y)
                     return h.direction(s, 1.0)
 
-                for _ in range(settings.history):  # a full history's
+                for _ in range(pairs):  # a full history's
                     iteration()
-                recursions.append((side * side, _best_of(iteration, 2, xp)[0]))
+                recursions.append((side * side, _best_of(iteration, 5, xp)[0]))
         self.evaluation = _line(evaluations)
         self.recursion = _line(recursions) if recursions else (0.0, 0.0)
         self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up

@@ -19,7 +19,11 @@ from .vgg import MODES, check_layer_names
 class UserPath(click.Path):
     """A path with a leading ``~`` expanded to the home folder, as the shell does only where a word
     begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written. An empty one
-    is refused (click would take it for the current folder)."""
+    is refused (click would take it for the current folder). Whether it can be read is the command's
+    to say, in its one line (click's check would be a usage error)."""
+
+    def __init__(self, **options):
+        super().__init__(**{"readable": False, **options})
 
     def convert(self, value, param, ctx):
         if value == "":
@@ -227,7 +231,8 @@ def _settings(options):
 @click.argument("content", type=UserPath(path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=UserPath(path_type=Path))
 @click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
-              help="Output file; the format follows its suffix (.png .jpg .tif .webp .bmp). [default: CONTENT_stylized.png]")
+              help="Output file; the format follows its suffix (.png .jpg .jpeg .tif .tiff .webp .bmp). "
+                   "[default: CONTENT_stylized.png]")
 @settings_options
 @click.option("--dry-run", is_flag=True,
               help="Only check the inputs and say how much memory and time the run would take here.")
@@ -241,6 +246,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     """Stylize CONTENT after one or more STYLE images."""
     from tqdm import tqdm
 
+    if not content.name or content.is_dir():  # before a name is made from it
+        _fail(f"content image '{content}' is a folder, not an image file")
     output = output or content.with_name(f"{content.stem}_stylized.png")
     settings = _settings(options)
     if dry_run:
@@ -423,7 +430,7 @@ def _style_sets(styles, style_dir):
         raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
     if style_dir is None:
         return [tuple(styles)]
-    style_sets = [(style_dir / p,) for p in batches.list_images(style_dir, what="style folder")]
+    style_sets = [(style_dir / p,) for p in io.list_images(style_dir, what="style folder")]
     if not style_sets:
         raise ArtemError(f"no image files in the style folder '{style_dir}'")
     return style_sets
@@ -481,27 +488,29 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
-    (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's)."""
+    (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's). With
+    --overwrite an earlier comparison's reports are removed as it starts."""
     try:
         api.Settings(size=size, iterations=iterations).validate()  # before the folder is made
         quality.check_compare(contents, styles, modes, size)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ArtemError(f"'{out_dir}' is a file, not a folder")
+        names = [*(quality.result_name(c, s, m) for c in contents for s in styles for m in modes), *COMPARE_REPORTS]
+        inputs = {io.resolved(p) for p in (*contents, *styles)}
+        replaced = [name for name in names if io.resolved(out_dir / name) in inputs]
+        if replaced:
+            raise ArtemError(f"'{out_dir / replaced[0]}' would replace an input image; give another --out-dir")
     except ArtemError as e:
         _fail(e)
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"'{out_dir}' is a file, not a folder")
-    names = [*(quality.result_name(c, s, m) for c in contents for s in styles for m in modes), "grid.png", "quality.md",
-             "fidelity.md"]
-    inputs = {Path(p).resolve() for p in (*contents, *styles)}
-    replaced = [name for name in names if (out_dir / name).resolve() in inputs]
-    if replaced:
-        _fail(f"'{out_dir / replaced[0]}' would replace an input image; give another --out-dir")
     existing = [name for name in names if (out_dir / name).exists()]
     if existing and not overwrite:
         _fail(f"'{out_dir / existing[0]}' already exists (an earlier comparison?); pass --overwrite to replace its files")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for name in COMPARE_REPORTS:  # an earlier comparison's (--overwrite) would describe images this one replaces
+            (out_dir / name).unlink(missing_ok=True)
     except OSError as e:
-        _fail(f"cannot create the folder '{out_dir}' ({e.strerror or e})")
+        _fail(f"cannot prepare the folder '{out_dir}' ({e.strerror or e}: '{e.filename}')")
 
     def show(row):
         click.echo(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style {row['style_loss']:.4g} "
@@ -531,6 +540,9 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     click.echo(quality.fidelity_table(fidelity))
     if stop.received is not None:
         sys.exit(stop.exit_status())
+
+
+COMPARE_REPORTS = ("grid.png", "quality.md", "fidelity.md")
 
 
 class ChannelList(click.ParamType):
@@ -879,6 +891,8 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     from . import distill as training
 
     output = output or Path(f"distilled_{mode}.npz")
+    if not output.name or output.is_dir():  # before the checkpoint's name is made from it
+        _fail(f"output '{output}' is a folder")
     checkpoint = checkpoint or output.with_name(output.name + ".ckpt.npz")
     settings = training.DistillSettings(mode=mode, binary_from=binary_from, **options)
     bar, stop, before = None, StopOnSignals(), None  # before: when the checkpoint found at the start was written
@@ -902,8 +916,12 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         if checkpoint.exists() and not resume and not overwrite:
             raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
                              "to start anew (and replace it)")
-        if checkpoint.resolve() == output.resolve():
+        if io.resolved(checkpoint) == io.resolved(output):
             raise ArtemError("the checkpoint and the output must be two files")
+        teacher = io.resolved(weights.locate(weights_path))
+        for path, what in ((output, "output"), (checkpoint, "checkpoint")):
+            if io.resolved(path) == teacher:
+                raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give another name")
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,

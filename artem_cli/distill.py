@@ -51,7 +51,6 @@ TRAINING_IMAGES = {
     "retina.jpg": "CC0, Wikimedia Commons (Fundus photograph of normal left eye)",
     "motorcycle_left.png": "Middlebury 2014 stereo data sets, as distributed in scikit-image's data",
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 
 def training_image_paths(folders=()):
@@ -72,9 +71,7 @@ def training_image_paths(folders=()):
             raise ArtemError(f"the scikit-image wheel was damaged and has been removed; run again ({e})") from None
     paths = [target / name for name in TRAINING_IMAGES]
     for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise ArtemError(f"training images folder '{folder}' does not exist or is not a folder")
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = [folder / rel for rel in io.list_images(folder, recursive=True, what="training images folder")]
         if not found:
             raise ArtemError(f"training images folder '{folder}' holds no image files")
         paths += found

@@ -4,11 +4,14 @@
 the file holds: EXIF orientation is applied; greyscale, palette, CMYK, 16-bit and alpha inputs are
 converted; an animated file gives its first frame. ``write_image`` writes 8-bit files (Pillow
 cannot write 16-bit colour) atomically (``atomic_write``) and never replaces an existing file unless
-told to. Every failure a user can cause is an ``ArtemError`` with one clear line. Nothing here
+told to. ``list_images`` lists a folder's image files (a batch's inputs, its --style-dir, distill's
+--images). Every failure a user can cause is an ``ArtemError`` with one clear line. Nothing here
 changes process-wide settings (Pillow's, the warnings filters), so threads may read and write at once.
 """
 import errno
+import fnmatch
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -56,6 +59,8 @@ def read_image(path, what="image"):
         raise ArtemError(f"{what} '{path}' does not exist")
     if path.is_dir():
         raise ArtemError(f"{what} '{path}' is a folder, not an image file")
+    if not path.is_file():
+        raise ArtemError(f"{what} '{path}' is not a regular file (a device or a pipe?), not an image file")
     size = ""
     try:
         if path.stat().st_size == 0:
@@ -87,20 +92,45 @@ def output_format(path):
     return fmt
 
 
+def not_a_file(path):
+    """What ``path``, which is no regular file, is instead: "does not exist", "is a folder", ..."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder"
+    if os.path.lexists(path) and not path.exists():
+        return "is a link to nothing (or a loop of links)"
+    return "is not a regular file (a device or a pipe?)" if path.exists() else "does not exist"
+
+
+def resolved(path):
+    """``path`` made absolute with its links followed (``Path.resolve``), or an ArtemError where they
+    loop (Python 3.11 raises RuntimeError there, not OSError)."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        raise ArtemError(f"'{path}' leads into a loop of symbolic links") from None
+
+
 def check_writable(path, overwrite=False, image=True, what="output"):
     """Fail now, before any work, if ``path`` could not be written as asked (an image: in the format its
     suffix names, which is returned); ``what`` names it in the messages."""
     path = Path(path)
-    if path.is_dir():
-        raise ArtemError(f"{what} '{path}' is a folder")
-    fmt = output_format(path) if image else None
-    if path.exists() and not overwrite:
-        raise ArtemError(f"{what} '{path}' already exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ArtemError(f"{what} folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ArtemError(f"{what} folder '{folder}' is not writable")
+    try:
+        if not path.name or path.is_dir():
+            raise ArtemError(f"{what} '{path}' is a folder")
+        fmt = output_format(path) if image else None
+        for there in (folder, path):  # a link to nothing is fine as an output (replaced), a loop of links is not
+            if os.path.lexists(there) and not there.exists():
+                resolved(there)
+        if path.exists() and not overwrite:
+            raise ArtemError(f"{what} '{path}' already exists; pass --overwrite to replace it")
+        if not folder.is_dir():
+            raise ArtemError(f"{what} folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ArtemError(f"{what} folder '{folder}' is not writable")
+    except OSError as e:  # what the OS refuses of the path otherwise (a name too long, ...)
+        raise ArtemError(f"{what} '{path}': {e.strerror or e}") from None
     return fmt
 
 
@@ -199,3 +229,35 @@ def write_image(path, rgb, alpha=None, overwrite=False):
 def quantize(rgb):
     """The 8-bit image a file would hold, back as float32 0..1 (to score what is really saved)."""
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.float32) / 255
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+
+
+def natural_key(path):
+    """Sort key in which numbers count as numbers: frame2 before frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
+    """Image files of ``folder`` (and its subfolders when ``recursive``) in natural order, relative to
+    it, hidden ones left out; ``include``/``exclude`` are glob patterns on the relative path or the
+    name; ``skip``, a folder (the output folder, which may lie inside) whose files are never inputs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
+    skip = resolved(skip) if skip is not None else None
+    found = []
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue  # hidden files and folders (macOS's ._* files among them) hold no inputs
+        if skip is not None and skip in resolved(path).parents:
+            continue
+        matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(path.name, p) for p in patterns)  # noqa: E731
+        if (include and not matches(include)) or matches(exclude):
+            continue
+        found.append(rel)
+    return sorted(found, key=natural_key)

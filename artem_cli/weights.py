@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtemError
-from .io import atomic_write
+from .io import atomic_write, not_a_file, resolved
 from .vgg import CONV_LAYERS
 
 FILE_NAME = "vgg16.npz"
@@ -64,11 +64,11 @@ def locate(explicit=None):
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
-            raise ArtemError(f"weights file '{path}' " + ("is a folder" if path.is_dir() else "does not exist"))
+            raise ArtemError(f"weights file '{path}' {not_a_file(path)}")
         return path
     for origin, path in candidates():
         if origin == "ARTEM_WEIGHTS" and not path.is_file():
-            raise ArtemError(f"ARTEM_WEIGHTS points to '{path}', which does not exist")
+            raise ArtemError(f"ARTEM_WEIGHTS points to '{path}', which {not_a_file(path)}")
         if path.is_file():
             return path
     raise ArtemError("no VGG16 weights found; run 'artem weights fetch' (or 'make weights') first")
@@ -135,7 +135,7 @@ def _read_archive(path, what, remake=REMAKE):
     ``remake`` says how to make it again."""
     path = Path(path)
     if not path.is_file():
-        raise ArtemError(f"{what} '{path}' does not exist")
+        raise ArtemError(f"{what} '{path}' {not_a_file(path)}")
     if not zipfile.is_zipfile(path):
         raise ArtemError(f"{what} '{path}' is not a readable artem weights file (not an .npz archive)")
     try:
@@ -282,7 +282,7 @@ def convert(source, destination=None):
     if reader is None:
         raise ArtemError(f"'{source}': unknown weights format; known: {', '.join(CONVERTERS)}")
     destination = _destination(destination)
-    if destination.resolve() == source.resolve():
+    if resolved(destination) == resolved(source):
         raise ArtemError(f"--to '{destination}' is the file being converted; give another name")
     if destination.exists():
         try:

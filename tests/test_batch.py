@@ -388,6 +388,45 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     assert not alive
 
 
+def test_an_output_never_replaces_a_style_image_nor_needs_to_be_a_file_and_a_folder(folder, tmp_path, weights_path):
+    """A style image kept in the output folder, under an output's name: refused before any work, with
+    --overwrite and --force too. An output that another's would need as its folder (a.tif's a.png,
+    and a.png/b.png with --recursive): refused before any work, whichever comes first."""
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(EXAMPLES / "ihc.png", out / "coffee.png")
+    before = (out / "coffee.png").read_bytes()
+    for extra in ((), ("--overwrite",), ("--overwrite", "--force")):
+        r = run("batch", folder, "--style", out / "coffee.png", "-o", out, *FAST, "-q", *extra)
+        assert (r.exit_code, r.stderr) == (1, f"Error: the output '{out / 'coffee.png'}' would replace the style image "
+                                              f"'{out / 'coffee.png'}'\n"), r.output
+    assert (out / "coffee.png").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["coffee.png"]
+    nested = tmp_path / "nested"
+    (nested / "a.png").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "coffee.png", nested / "a.png" / "b.png")
+    shutil.copy(EXAMPLES / "coffee.png", nested / "a.tif")
+    r = run("batch", nested, "--style", STYLE, "-o", tmp_path / "out2", *FAST, "-q", "--recursive")
+    assert (r.exit_code, r.stderr) == (1, "Error: 'a.png' would be an output (of 'a.tif') and the folder of the output "
+                                          "'a.png/b.png'; rename one, or leave one out with --exclude\n")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_an_unreadable_manifest_is_not_called_damaged(folder, tmp_path, weights_path):
+    """A manifest that cannot be read is not one to start anew from (--force would lose its record)."""
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    text = (out / batch.MANIFEST).read_text()
+    refused = OSError(13, "Permission denied")
+    with mock.patch.object(Path, "read_text", side_effect=refused):  # as for another user (root reads anything)
+        for extra in ((), ("--force",)):
+            r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", *extra)
+            assert (r.exit_code, r.stderr) == (1, f"Error: cannot read the manifest '{out / batch.MANIFEST}' "
+                                                  "(Permission denied)\n"), r.output
+    assert (out / batch.MANIFEST).read_text() == text
+
+
 def test_the_workers_of_a_local_cluster_log_nothing_to_the_terminal():
     """What Dask logs in a local cluster's worker, at any level, stays there: a heartbeat lost as a
     batch stops logs an error with its traceback, which reached the terminal after the one line.

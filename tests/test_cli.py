@@ -489,12 +489,81 @@ def test_out_of_memory_on_the_gpu_says_so(monkeypatch):
 
 
 def test_a_path_the_os_refuses_is_one_error_line(tmp_path, weights_path):
+    """A name too long, a loop of symbolic links (Python 3.11's resolve raises RuntimeError there), a
+    folder with no name part: one line, exit 1, before any work, nothing written."""
     long = tmp_path / ("x" * 300 + ".png")  # over the 255 bytes a file name may have
     for args in (["stylize", CONTENT, STYLE, "-o", long, *FAST], ["score", long, "--content", CONTENT, "--style", STYLE],
                  ["benchmark", "--json", tmp_path / ("x" * 300 + ".json")]):
         r = run(*args)
-        assert r.exit_code == 1 and r.stderr.startswith("Error: File name too long: '") and len(r.stderr.splitlines()) == 1
+        assert r.exit_code == 1 and "File name too long" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert list(tmp_path.iterdir()) == []
+    loops = tmp_path / "loops"
+    loops.mkdir()
+    (loops / "a").symlink_to("b")
+    (loops / "b").symlink_to("a")
+    (loops / "self.png").symlink_to("self.png")
+    (loops / "self.npz").symlink_to("self.npz")
+    (loops / "m.onnx").write_bytes(b"not read: its destination is refused first")
+    fast_distill = ["--steps", "1", "--crop", "32", "--batch", "1", "-q"]
+    for args in (["stylize", CONTENT, STYLE, "-o", loops / "self.png", *FAST],
+                 ["stylize", CONTENT, STYLE, "-o", loops / "a" / "x.png", *FAST],
+                 ["batch", EXAMPLES, "--style", STYLE, "-o", loops / "a", *FAST],
+                 ["compare", "--content", CONTENT, "--style", STYLE, "-o", loops / "a", "--size", "48", "--iterations", "1"],
+                 ["weights", "convert", loops / "m.onnx", "--to", loops / "a" / "w.npz"],
+                 ["distill", "-o", tmp_path / "d.npz", "--checkpoint", loops / "self.npz", *fast_distill]):
+        r = run(*args)
+        assert (r.exit_code, len(r.stderr.splitlines())) == (1, 1) and "loop of symbolic links" in r.stderr, (args, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loops"]
+    for args, message in ((["stylize", ".", STYLE, *FAST], "Error: content image '.' is a folder, not an image file\n"),
+                          (["stylize", "/", STYLE, *FAST], "Error: content image '/' is a folder, not an image file\n"),
+                          (["distill", "-o", ".", *fast_distill], "Error: output '.' is a folder\n"),
+                          (["distill", "-o", "/", *fast_distill], "Error: output '/' is a folder\n")):
+        assert (run(*args).exit_code, run(*args).stderr) == (1, message)
+
+
+def test_a_pipe_or_a_folder_where_a_file_belongs_is_called_what_it_is(tmp_path, monkeypatch, weights_path):
+    """Never read (a pipe would block), and not called empty or missing."""
+    import os
+
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    for args, message in ((["stylize", pipe, STYLE, *FAST], f"Error: content image '{pipe}' is not a regular file"),
+                          (["stylize", CONTENT, STYLE, *FAST, "--weights", pipe], f"Error: weights file '{pipe}' is not "
+                                                                                   "a regular file"),
+                          (["weights", "info", "--weights", tmp_path], f"Error: weights file '{tmp_path}' is a folder")):
+        r = run(*args)
+        assert r.exit_code == 1 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+    monkeypatch.setenv("ARTEM_WEIGHTS", str(tmp_path))
+    r = run("weights", "info")
+    assert (r.exit_code, r.stderr) == (1, f"Error: ARTEM_WEIGHTS points to '{tmp_path}', which is a folder\n")
+
+
+def test_a_snapshot_that_could_not_be_written_is_refused_before_the_run(tmp_path, weights_path, monkeypatch):
+    """--save-every's names are longer than the output's (_00030): the last one's is checked with the
+    output's, and a folder of a snapshot's name is refused even with --overwrite; not after the
+    iterations before it are lost."""
+    monkeypatch.chdir(tmp_path)
+    name = "b" * 248 + ".png"  # 252 bytes: the output's name fits, b..b_00002.png (258) does not
+    r = run("stylize", CONTENT, STYLE, "-o", name, "--save-every", "2", *FAST)
+    assert (r.exit_code, r.stderr) == (1, f"Error: snapshot '{'b' * 248}_00002.png': File name too long\n")
+    (tmp_path / "c_00002.png").mkdir()
+    r = run("stylize", CONTENT, STYLE, "-o", "c.png", "--save-every", "2", "--overwrite", *FAST)  # the last snapshot
+    assert (r.exit_code, r.stderr) == (1, "Error: snapshot 'c_00002.png' is a folder\n")
+    r = run("stylize", CONTENT, STYLE, "-o", "c.png", "--save-every", "2", "--overwrite", *FAST, "--iterations", "5")
+    assert (r.exit_code, r.stderr) == (1, "Error: snapshot 'c_00002.png' is a folder; give another output name\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c_00002.png"]
+
+
+def test_distill_never_replaces_the_weights_it_learns_from(tmp_path, weights_path):
+    teacher = tmp_path / "teacher.npz"
+    shutil.copy(weights_path, teacher)
+    before = teacher.read_bytes()
+    fast_distill = ["--steps", "1", "--crop", "32", "--batch", "1", "-q", "--overwrite", "--weights", teacher]
+    for args, what in ((["-o", teacher], "output"), (["-o", tmp_path / "d.npz", "--checkpoint", teacher], "checkpoint")):
+        r = run("distill", *args, *fast_distill)
+        assert (r.exit_code, r.stderr) == (1, f"Error: the {what} '{teacher}' would replace the VGG16 weights it learns "
+                                              "from; give another name\n")
+    assert teacher.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]
 
 
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):
@@ -630,7 +699,11 @@ def test_a_signal_while_compare_makes_its_reports_stops_it(tmp_path, monkeypatch
 
 
 def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_path):
-    """A half-optimized result scored as a whole one would make every ratio wrong."""
+    """A half-optimized result scored as a whole one would make every ratio wrong. Nor is an earlier
+    comparison's report left beside the images that replaced its own (--overwrite)."""
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
+            "--modes", "fp32,bwn")
+    assert r.exit_code == 0 and (tmp_path / "quality.md").exists() and (tmp_path / "grid.png").exists()
     real = api.Objective.probed
     calls = []
 
@@ -642,9 +715,9 @@ def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_
 
     monkeypatch.setattr(api.Objective, "probed", interrupted)
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "100", "-o", tmp_path,
-            "--modes", "fp32,bwn")
+            "--modes", "fp32,bwn", "--overwrite")
     assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output
-    assert not (tmp_path / "quality.md").exists() and not (tmp_path / "grid.png").exists()
+    assert not any((tmp_path / name).exists() for name in ("quality.md", "grid.png", "fidelity.md"))
 
 
 def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):

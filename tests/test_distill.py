@@ -42,7 +42,11 @@ def test_training_images_are_fetched_and_read(image_paths, tmp_path):
     (folder / "deep").mkdir(parents=True)
     (folder / "deep" / "cat.png").write_bytes((EXAMPLES / "chelsea.png").read_bytes())
     (folder / "notes.txt").write_text("not an image")
-    assert distill.training_image_paths([folder])[-1] == folder / "deep" / "cat.png"
+    (folder / "._cat.png").write_bytes(b"macOS's resource fork: hidden, as a batch's inputs")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "thumb.png").write_bytes(b"hidden too")
+    os.mkfifo(folder / "pipe.png")  # not a regular file: never opened
+    assert distill.training_image_paths([folder])[-1:] == [folder / "deep" / "cat.png"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtemError, match="holds no image files"):
         distill.training_image_paths([tmp_path / "empty"])
