@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,14 @@ class Settings:
                      if getattr(self, name) != getattr(Settings, name)]
             if given:
                 raise ArtemError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with mode bwn or xnor, not {self.mode}")
+        first = self.binary_from or ("conv1_2" if self.binary_weights == "untrained" else None)  # else the file's
+        if self.mode in ("bwn", "xnor") and first is not None:
+            deepest = max(self.taps(), key=LAYER_NAMES.index)
+            last = [n for n in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1] if n.startswith("conv")][-1]
+            if CONV_NAMES.index(first) > CONV_NAMES.index(last):
+                raise ArtemError(f"the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
+                                 f"the network would have none; give binary-from {last} or an earlier one, or tap a "
+                                 "deeper layer")
         if self.calibrate and self.mode == "fp32":
             raise ArtemError("calibrate weighs a binarized network's layers as fp32 weighs them: it goes with mode bwn, "
                              "xnor or random, not fp32")
@@ -158,7 +167,9 @@ def _check_types(settings):
              "style_blend": (lambda v: v is None or (isinstance(v, (list, tuple)) and all(real(w) for w in v)),
                              "None or a list of numbers, one per style image")}
     kinds.update({name: (lambda v: isinstance(v, str), "a string")
-                  for name in ("optimizer", "init", "pooling", "mode", "binary_weights", "binary_backward", "device")})
+                  for name in ("optimizer", "pooling", "mode", "binary_backward", "device")})
+    kinds.update({name: (lambda v: isinstance(v, (str, os.PathLike)), "a string or a path")
+                  for name in ("init", "binary_weights")})
     for name, (fits, kind) in kinds.items():
         value = getattr(settings, name)
         if not fits(value):
@@ -347,13 +358,14 @@ def _style_longest(size, scale):
     return max(16, round(size * scale))
 
 
-def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE):
+def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE, taps=None):
     """The shape (H, W) of an image of ``image_shape`` at ``longest`` px on its longest side, where
-    each 2x2 pooling halves it: the deepest layer tapped needs 2^pools px on each side. If it is
+    each 2x2 pooling halves it: the deepest layer tapped (of ``taps``, by default every layer
+    ``settings`` taps) needs 2^pools px on each side. If it is
     short, the error says what value of the option ``knob`` (``px_per_unit`` px of the longest side
     each) would do, or, past ``limit`` px, that no value would."""
     shape = preprocess.scaled_shape(image_shape, longest)
-    deepest = max(settings.taps(), key=LAYER_NAMES.index)
+    deepest = max(taps or settings.taps(), key=LAYER_NAMES.index)
     need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
     if min(shape) >= need:
         return shape
@@ -381,7 +393,7 @@ def check_style(style, settings):
     """Raise ArtemError if ``style`` (RGB (3, H, W)) at the run's style size is too small for the
     deepest layer ``settings`` taps."""
     _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
-                 "--size × --style-scale", limit=MAX_SIZE * MAX_STYLE_SCALE)
+                 "--size × --style-scale", limit=MAX_SIZE * MAX_STYLE_SCALE, taps=[name for name, _ in settings.style_layers])
 
 
 def stylize(content, styles, settings=None, *, weights_path=None, init_image=None, on_iteration=None,
@@ -431,7 +443,8 @@ def _init_image(settings, init_image):
 class Targets:
     """What content images are painted towards: the blended Gram matrices of a set of style images
     at each style layer, in the network (``grams``) and, when calibrating, in the fp32 reference;
-    ``made_by``: the Stylizer whose network computed them, where one did."""
+    ``made_by``: a weak reference to the Stylizer whose network computed them, where one did (they do
+    not keep its network alive)."""
 
     grams: dict
     reference_grams: dict = None
@@ -497,7 +510,8 @@ class Stylizer:
     @contextlib.contextmanager
     def _turn(self):
         if not self._busy.acquire(blocking=False):
-            raise ArtemError("this Stylizer is running a call from another thread; give each thread its own Stylizer")
+            raise ArtemError("this Stylizer is running another call (from another thread, or this call's on_iteration); "
+                             "give each thread its own Stylizer")
         try:
             yield
         finally:
@@ -513,7 +527,7 @@ class Stylizer:
         with self._turn(), _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale "
                                                   f"{settings.style_scale:g}; use a smaller --size or --style-scale"):
             reference = None if self.reference is None else style_grams(self.reference, settings, styles)
-            return Targets(style_grams(self.net, settings, styles), reference, made_by=self)
+            return Targets(style_grams(self.net, settings, styles), reference, made_by=weakref.ref(self))
 
     def stylize(self, content, targets, *, init_image=None, iterations=None, on_iteration=None, interruptible=None):
         """Stylize ``content`` towards ``targets`` (this Stylizer's), as ``artem_cli.stylize`` does.
@@ -523,15 +537,16 @@ class Stylizer:
             if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, numbers.Integral) or iterations < 1:
                 raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
         settings = self.settings if iterations is None else dataclasses.replace(self.settings, iterations=iterations)
-        if not isinstance(targets, Targets) or targets.made_by is not self:
+        if not isinstance(targets, Targets) or targets.made_by is None or targets.made_by() is not self:
             raise ArtemError("these targets were not computed by this Stylizer; compute them with its targets()")
         content = preprocess.rgb_image(content, "content image")
         init_image = _init_image(settings, init_image)
         shape = check_content(content, settings)
-        _check_memory(shape, settings, self.xp, loaded=True)
-        with self._turn(), _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
-            return self._run(content, targets, shape, init_image, settings.iterations, on_iteration,
-                             interruptible or Interruptible())
+        with self._turn():  # before the memory check: a run in progress holds what it would count
+            _check_memory(shape, settings, self.xp, loaded=True)
+            with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
+                return self._run(content, targets, shape, init_image, settings.iterations, on_iteration,
+                                 interruptible or Interruptible())
 
     def _run(self, content, targets, shape, init_image, iterations, on_iteration, interruptible):
         xp, settings = self.xp, self.settings
@@ -695,7 +710,8 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     _check_depth(shape, max(shape), settings, "image")
     for style in styles:  # each at the image's size, as stylize had it
         _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
-                     "--style-scale", px_per_unit=settings.size, limit=MAX_STYLE_SCALE * settings.size)
+                     "--style-scale", px_per_unit=settings.size, limit=MAX_STYLE_SCALE * settings.size,
+                     taps=[name for name, _ in settings.style_layers])
     expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
     if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "
@@ -754,7 +770,7 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
         if io.resolved(path) in inputs:
             raise ArtemError(f"the output '{path}' would replace an input image; give another output name")
         if path.is_dir():
-            raise ArtemError(f"snapshot '{path}' is a folder; give another output name")
+            raise ArtemError(f"snapshot '{path}' is a folder")
     if snapshots and not overwrite:
         raise ArtemError(f"'{snapshots[0]}' already exists, and --save-every {save_every} would replace it; pass "
                          "--overwrite to replace it")

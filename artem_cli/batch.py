@@ -12,6 +12,7 @@ failed, paints what is new (an input, or a style added to ``--style-dir``), and 
 """
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -85,7 +86,11 @@ def plan(inputs, style_sets, template):
 
 
 def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The SHA-256 of the regular file at ``path``; an OSError for anything else (a pipe would block)."""
+    path = Path(path)
+    if not path.is_file():
+        raise OSError(errno.EINVAL, io.not_a_file(path), str(path))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _sha256_or_none(path):
@@ -97,8 +102,15 @@ def _sha256_or_none(path):
 
 
 def style_files(style_sets):
-    """{path as given: SHA-256} of the style files of ``style_sets``."""
-    return {str(p): _sha256(p) for styles in style_sets for p in styles}
+    """{path as given: SHA-256} of the style files of ``style_sets``; an ArtemError where one cannot be read."""
+    files = {}
+    for p in (p for styles in style_sets for p in styles):
+        try:
+            files[str(p)] = _sha256(p)
+        except OSError as e:
+            raise ArtemError(f"style image '{p}' {e.strerror if e.errno == errno.EINVAL else 'cannot be read'}"
+                             + ("" if e.errno == errno.EINVAL else f" ({e.strerror})")) from None
+    return files
 
 
 def fingerprint(settings, options, weights_path=None):
@@ -133,7 +145,8 @@ def _changes(old, new, style_sets, files):
     """What differs between the records of ``fingerprint``, ``old`` (a manifest's) and ``new`` (of
     ``style_sets``, whose files ``style_files`` gives): the settings that differ, where a setting
     that ``old`` lacks counts as its default (one added to artem since changes nothing while it is
-    left there), then "styles", "networks" and "options". A manifest written before the networks
+    left there), then "styles", "networks" and the batch options that differ (the first frame's
+    iterations as run: the default, --iterations, or as many given). A manifest written before the networks
     were recorded is taken at its word for them. One written before each image recorded its style
     files recorded those of the whole batch: each set's contents in order (held to them, every set),
     or earlier (path, SHA-256) pairs (sorted: their order unknown; held to the set of their contents
@@ -154,8 +167,11 @@ def _changes(old, new, style_sets, files):
         changed.append("styles")
     if "networks" in old and old["networks"] != new["networks"]:
         changed.append("networks")
-    if old.get("options") != new["options"]:
-        changed.append("options")
+    old_options, new_options = dict(old.get("options") or {}), dict(new["options"])
+    for options, record in ((old_options, old), (new_options, new)):  # the first frame's iterations as run
+        if options.get("init_previous"):
+            options["first_iterations"] = options.get("first_iterations") or record.get("settings", {}).get("iterations")
+    changed += [k for k in sorted({*old_options, *new_options}) if old_options.get(k) != new_options.get(k)]
     return changed
 
 
@@ -175,6 +191,25 @@ def _manifest_shaped(data):
     if not all(isinstance(w, str) for w in data.get("written", [])):
         raise ValueError("an entry of its 'written' is not a string")
     return data
+
+
+def _record_styles(data, jobs, files):
+    """Each done image of ``data``, a manifest of an earlier artem that recorded the batch's style files
+    as a whole (found the same as now), given its own: those of its job now (``files`` as
+    ``style_files`` gives them), or, for an image not among ``jobs`` (left out this time), the one
+    set the batch had, where it had one; else none, and it is taken at its word."""
+    styles = data.get("record", {}).get("styles")
+    only = None
+    if isinstance(styles, list) and len(styles) == 1 and isinstance(styles[0], list):
+        only = styles[0]  # one set's contents in order
+        if len(only) == 2 and not re.fullmatch(r"[0-9a-f]{64}", str(only[0])):
+            only = [only[1]]  # one (path, SHA-256) pair: one style file
+    now = {job.key: [files[str(p)] for p in job.styles] for job in jobs}
+    for key, entry in data["images"].items():
+        if entry.get("state") == "done" and "styles_sha256" not in entry:
+            found = now.get(key, only)
+            if found is not None:
+                entry["styles_sha256"] = found
 
 
 class Manifest:
@@ -204,15 +239,13 @@ class Manifest:
         if data is not None:
             if data.get("fingerprint") != fingerprint_:
                 changed = _changes(data.get("record", {}), record, style_sets, files)
-                if not changed:  # the same batch, as this artem records it
-                    for job in jobs:
-                        entry = data["images"].get(job.key, {})
-                        if entry.get("state") == "done" and "styles_sha256" not in entry:
-                            entry["styles_sha256"] = [files[str(p)] for p in job.styles]
+                if not changed:  # the same batch, as this artem records it: each image with its style files
+                    _record_styles(data, jobs, files)
                     data.update(fingerprint=fingerprint_, record=record)
                     upgraded = True
             if not changed and any(data["images"].get(job.key, {}).get("state") == "done"
-                                   and data["images"][job.key].get("styles_sha256", []) != [files[str(p)] for p in job.styles]
+                                   and "styles_sha256" in data["images"][job.key]
+                                   and data["images"][job.key]["styles_sha256"] != [files[str(p)] for p in job.styles]
                                    for job in jobs):
                 changed = ["styles"]
         if changed and not force:
@@ -279,6 +312,9 @@ def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False,
                          "its content, random noise or the previous result (--init content, random or previous)")
     if first_iterations is not None and not init_previous:
         raise ArtemError("--first-iterations goes with --init previous")
+    if first_iterations is not None and (isinstance(first_iterations, bool) or not isinstance(first_iterations, int)
+                                         or first_iterations < 1):
+        raise ArtemError(f"--first-iterations must be a whole number >= 1, not {first_iterations!r}")
     if io.resolved(out_dir) == io.resolved(in_dir):
         raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
     if init_previous and len(style_sets) > 1:
@@ -307,7 +343,8 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
                   on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
-    options = {"template": template, "init_previous": init_previous, "first_iterations": first_iterations}
+    options = {"template": template, "init_previous": init_previous,  # the first frame's iterations given as the default's
+               "first_iterations": None if first_iterations == settings.iterations else first_iterations}
     files = style_files(style_sets)
     fingerprint_ = fingerprint(settings, options, weights_path)  # its networks checked: before any folder
     if out_dir.exists() and not out_dir.is_dir():

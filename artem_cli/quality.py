@@ -71,7 +71,8 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
         for style_path in styles:
             style, _ = io.read_image(style_path, "style image")
             for mode in modes:
-                settings = Settings(size=size, iterations=iterations, calibrate=calibrate, **network_spec(mode))
+                spec = network_spec(mode)  # calibrate: the binarized networks' layers weighed as fp32 weighs them
+                settings = Settings(size=size, iterations=iterations, calibrate=calibrate and spec["mode"] != "fp32", **spec)
                 start = time.perf_counter()
                 result = stylize(content, [style], settings, weights_path=weights_path, interruptible=interruptible)
                 seconds = time.perf_counter() - start

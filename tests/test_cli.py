@@ -550,8 +550,46 @@ def test_a_snapshot_that_could_not_be_written_is_refused_before_the_run(tmp_path
     r = run("stylize", CONTENT, STYLE, "-o", "c.png", "--save-every", "2", "--overwrite", *FAST)  # the last snapshot
     assert (r.exit_code, r.stderr) == (1, "Error: snapshot 'c_00002.png' is a folder\n")
     r = run("stylize", CONTENT, STYLE, "-o", "c.png", "--save-every", "2", "--overwrite", *FAST, "--iterations", "5")
-    assert (r.exit_code, r.stderr) == (1, "Error: snapshot 'c_00002.png' is a folder; give another output name\n")
+    assert (r.exit_code, r.stderr) == (1, "Error: snapshot 'c_00002.png' is a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c_00002.png"]
+
+
+def test_an_output_that_is_a_link_to_nothing_is_refused_before_the_run_unless_overwritten(tmp_path, weights_path):
+    link = tmp_path / "out.png"
+    link.symlink_to("nowhere.png")
+    # refused before any work (no weights are looked for), not after the run, when it is written
+    r = run("stylize", CONTENT, STYLE, "-o", link, *FAST, "--weights", tmp_path / "none.npz")
+    assert (r.exit_code, r.stderr) == (1, f"Error: output '{link}' already exists; pass --overwrite to replace it\n")
+    assert run("stylize", CONTENT, STYLE, "-o", link, *FAST, "--overwrite").exit_code == 0
+    assert link.is_file() and not link.is_symlink() and not (tmp_path / "nowhere.png").exists()
+
+
+def test_a_binary_network_with_no_binary_layer_the_run_taps_is_refused(tmp_path, weights_path):
+    """Its first binary convolution past the deepest layer tapped: an fp32 run under another name."""
+    for args, first, deepest in ((["--mode", "bwn", "--binary-weights", "untrained", "--binary-from", "conv5_3"],
+                                  "conv5_3", "relu5_1"),
+                                 (["--mode", "xnor", "--binary-weights", "untrained", "--style-layers", "relu1_1",
+                                   "--content-layers", "relu1_1"], "conv1_2", "relu1_1")):
+        r = run("stylize", CONTENT, STYLE, *FAST, "-o", tmp_path / "o.png", *args)
+        assert (r.exit_code, r.stderr) == (1, f"Error: the first binary convolution, {first}, lies past the deepest layer "
+                                              f"tapped ({deepest}): the network would have none; give binary-from "
+                                              f"{'conv5_1' if deepest == 'relu5_1' else 'conv1_1'} or an earlier one, or "
+                                              "tap a deeper layer\n")
+    r = run("benchmark", "--size", "32", "--no-torch", "--repeats", "1", "--modes", "bwn:untrained@conv5_3")
+    assert r.exit_code == 1 and "the first binary convolution, conv5_3, lies past" in r.stderr
+
+
+def test_a_style_image_needs_only_the_depth_of_the_style_layers(tmp_path, weights_path):
+    thin = tmp_path / "thin.png"  # 3 px high: enough for relu1_1, not for relu4_2, a content layer
+    Image.new("RGB", (400, 3), (200, 40, 40)).save(thin)
+    r = run("score", CONTENT, "--content", CONTENT, "--style", thin, "--style-layers", "relu1_1", "--json")
+    assert r.exit_code == 0 and set(json.loads(r.stdout)) >= {"content", "style"}, r.output
+
+
+def test_compare_calibrates_the_binarized_networks_only(tmp_path, weights_path):
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "1", "-o", tmp_path,
+            "--modes", "fp32,bwn", "--calibrate")
+    assert r.exit_code == 0 and (tmp_path / "quality.md").exists(), r.output
 
 
 def test_distill_never_replaces_the_weights_it_learns_from(tmp_path, weights_path):
@@ -564,6 +602,44 @@ def test_distill_never_replaces_the_weights_it_learns_from(tmp_path, weights_pat
         assert (r.exit_code, r.stderr) == (1, f"Error: the {what} '{teacher}' would replace the VGG16 weights it learns "
                                               "from; give another name\n")
     assert teacher.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]
+    victim = tmp_path / "victim.png"  # --overwrite replaces an earlier checkpoint, not any file of that name
+    shutil.copy(CONTENT, victim)
+    r = run("distill", "-o", tmp_path / "d.npz", "--checkpoint", victim, *fast_distill[:-2])
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{victim}' is not a checkpoint of artem distill, which --overwrite "
+                                          "would replace; give another --checkpoint\n")
+    assert victim.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes()
+
+
+def test_a_diverging_distillation_is_one_error_and_writes_no_network(tmp_path, weights_path):
+    """The loss of the last step was finite, the step was not: the parameters are checked before
+    they are written; NumPy's overflow warnings are not the user's lines."""
+    out = tmp_path / "d.npz"
+    r = run("distill", "--steps", "1", "--crop", "32", "--batch", "1", "-q", "--lr", "1e308", "-o", out)
+    assert (r.exit_code, r.stderr) == (1, "Error: the training diverged at step 1 (the network's parameters are no "
+                                          "longer finite); try a smaller --lr\n")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["benchmark", "--size", "32", "--no-torch", "--repeats", "1"],
+                                     ["score", CONTENT, "--content", CONTENT, "--style", STYLE]])
+def test_sigterm_stops_every_command_in_one_line(command, tmp_path, monkeypatch, weights_path):
+    """benchmark and score take no signals themselves: SIGTERM is one line and 143, as Ctrl-C is 130,
+    not a silent death."""
+    import os
+    import signal
+
+    from artem_cli import weights as artem_weights
+
+    load = artem_weights.load
+
+    def terminated(*args, **kwargs):  # while the command works
+        os.kill(os.getpid(), signal.SIGTERM)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(artem_weights, "load", terminated)
+    r = run(*command)
+    assert (r.exit_code, r.stderr) == (143, "Interrupted (SIGTERM)\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
 
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):

@@ -45,7 +45,6 @@ def test_training_images_are_fetched_and_read(image_paths, tmp_path):
     (folder / "._cat.png").write_bytes(b"macOS's resource fork: hidden, as a batch's inputs")
     (folder / ".cache").mkdir()
     (folder / ".cache" / "thumb.png").write_bytes(b"hidden too")
-    os.mkfifo(folder / "pipe.png")  # not a regular file: never opened
     assert distill.training_image_paths([folder])[-1:] == [folder / "deep" / "cat.png"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtemError, match="holds no image files"):
@@ -305,7 +304,7 @@ def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, mon
     out = tmp_path / "x.npz"
     r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q"])
     assert r.exit_code == 130 and "before the first checkpoint (every 100 steps): nothing to resume" in r.stderr, r.output
-    (tmp_path / "x.npz.ckpt.npz").write_bytes(b"a checkpoint of an earlier run")
+    np.savez(tmp_path / "x.npz.ckpt.npz", **{name: np.zeros(1) for name in training.CHECKPOINT_ARRAYS})  # an earlier run's
     r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q", "--resume"])
     assert r.exit_code == 130 and "holds the training up to its last save (every 100 steps); go on with --resume" in r.stderr
     r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q", "--overwrite"])  # a new run; the old checkpoint is not its

@@ -43,6 +43,11 @@ def test_fetch_downloads_converts_and_verifies(tmp_path):
     folder = tmp_path / "into"
     folder.mkdir()
     assert weights.fetch(folder) == (folder / "vgg16.npz", True)  # a folder gets the file inside
+    trained = tmp_path / "mybwn.npz"  # an artem archive, not VGG16's: a trained network, hours of work, is kept
+    trained.write_bytes(weights.trained_binary("bwn").read_bytes())
+    with pytest.raises(ArtemError, match="holds a trained bwn network.*pass --force to replace it"):
+        weights.fetch(trained)
+    assert trained.read_bytes() == weights.trained_binary("bwn").read_bytes()
 
 
 def random_vgg(rng):
