@@ -560,7 +560,7 @@ def paint(content, style_key, styles, settings, weights_path):
     worker = get_worker()
     if not hasattr(worker, "artem_stylizers"):
         worker.artem_stylizers = {}
-    key = (json.dumps(dataclasses.asdict(settings), sort_keys=True), str(weights_path), threading.get_ident())
+    key = (json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str), str(weights_path), threading.get_ident())
     if key not in worker.artem_stylizers:
         worker.artem_stylizers[key] = (Stylizer(settings, weights_path=weights_path), {})
     stylizer, targets = worker.artem_stylizers[key]

@@ -158,7 +158,7 @@ class Commands(click.Group):
             _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
         finally:
             if main_thread:
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
