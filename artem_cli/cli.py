@@ -577,8 +577,8 @@ class ChannelList(click.ParamType):
         channels = []
         try:
             for item in value.split(","):
-                first, _, last = item.partition("-")
-                first, last = int(first), int(last or first)
+                first, dash, last = item.partition("-")
+                first, last = int(first), int(last if dash else first)  # "3-" is no range
                 if last < first:
                     self.fail(f"{item!r}: a range goes up ({last}-{first})", param, ctx)
                 channels += range(first, last + 1)
@@ -586,6 +586,8 @@ class ChannelList(click.ParamType):
             self.fail(f"{value!r}: give channels as 0-15 or 0,3,7", param, ctx)
         if not channels or min(channels) < 0 or len(channels) > 256:
             self.fail(f"{value!r}: between 1 and 256 channels, none negative", param, ctx)
+        if len(set(channels)) < len(channels):
+            self.fail(f"{value!r}: a channel named twice ({next(c for c in channels if channels.count(c) > 1)})", param, ctx)
         return tuple(channels)
 
 
@@ -736,6 +738,10 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     ignored = _given("aspect", "repeats", "modes", "binary_backward") + (["--layers"] if per_layer else [])
     if end_to_end and ignored:
         _fail(f"{', '.join(ignored)} time{'s' * (len(ignored) == 1)} the pass, not --end-to-end's whole fp32 run")
+    if _given("binary_backward") and not any(api.network_spec(spec)["mode"] in ("bwn", "xnor") for spec in modes):
+        _fail("--binary-backward goes with a bwn or xnor network among --modes")
+    if overwrite and json_file is None:
+        _fail("--overwrite replaces the --json file: give one")
     shape = (round(size * aspect), size) if aspect <= 1 else (size, round(size / aspect))
     if min(shape) < 16 and not end_to_end:  # the end-to-end run has its content image's proportions
         _fail(f"--size {size} at --aspect {aspect:g} is {shape[1]}x{shape[0]} px; the pass needs 16 px on each side")

@@ -313,6 +313,11 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
     r = run("benchmark", "--optimizer", "adam")
     assert r.exit_code == 1 and "go with --end-to-end" in r.stderr
+    # options that would be silently ignored
+    r = run("benchmark", "--binary-backward", "fp16", "--modes", "fp32,random")
+    assert (r.exit_code, r.stderr) == (1, "Error: --binary-backward goes with a bwn or xnor network among --modes\n")
+    r = run("benchmark", "--overwrite")
+    assert (r.exit_code, r.stderr) == (1, "Error: --overwrite replaces the --json file: give one\n")
 
 
 def test_benchmark_end_to_end_with_adam(tmp_path, weights_path):
@@ -819,6 +824,10 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     assert run("visualize", "--channels", "a-b").exit_code == 2
     r = run("visualize", "--channels", "5-2")
     assert r.exit_code == 2 and "'5-2': a range goes up (2-5)" in r.output
+    r = run("visualize", "--channels", "3-")  # no range (it was channel 3 alone)
+    assert r.exit_code == 2 and "'3-': give channels as 0-15 or 0,3,7" in r.output
+    r = run("visualize", "--channels", "0-2,1")
+    assert r.exit_code == 2 and "'0-2,1': a channel named twice (1)" in r.output
     r = run("visualize", "--layer", "relu3_1", "--channels", "254-256", "--size", "32", "-o", tmp_path / "c.png")
     assert r.exit_code == 1 and r.stderr == "Error: relu3_1 has 256 channels (0-255); channel 256 does not exist\n"
     assert not (tmp_path / "c.png").exists()
