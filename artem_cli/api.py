@@ -147,11 +147,13 @@ class Settings:
         return [w / sum(shares) for w in shares]
 
 
+def whole(v):
+    """Whether ``v`` is a whole number (not a bool)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def _check_types(settings):
     """An ArtemError where a field of ``settings`` is not of its type (before any value is compared)."""
-    def whole(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
     def real(v):
         return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
@@ -534,7 +536,7 @@ class Stylizer:
         ``init_image`` (RGB), when given, is the starting image whatever ``settings.init`` says;
         ``iterations`` (at least 1), when given, replaces ``settings.iterations``."""
         if iterations is not None:
-            if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+            if not whole(iterations) or iterations < 1:
                 raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
         settings = self.settings if iterations is None else dataclasses.replace(self.settings, iterations=iterations)
         if not isinstance(targets, Targets) or targets.made_by is None or targets.made_by() is not self:

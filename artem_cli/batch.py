@@ -24,7 +24,7 @@ import time
 from pathlib import Path, PurePath
 
 from . import io, preprocess
-from .api import Stylizer, estimate_memory
+from .api import Stylizer, estimate_memory, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
@@ -105,11 +105,12 @@ def style_files(style_sets):
     """{path as given: SHA-256} of the style files of ``style_sets``; an ArtemError where one cannot be read."""
     files = {}
     for p in (p for styles in style_sets for p in styles):
+        if not Path(p).is_file():
+            raise ArtemError(f"style image '{p}' {io.not_a_file(p)}")
         try:
             files[str(p)] = _sha256(p)
         except OSError as e:
-            raise ArtemError(f"style image '{p}' {e.strerror if e.errno == errno.EINVAL else 'cannot be read'}"
-                             + ("" if e.errno == errno.EINVAL else f" ({e.strerror})")) from None
+            raise ArtemError(f"style image '{p}' cannot be read ({e.strerror})") from None
     return files
 
 
@@ -312,8 +313,7 @@ def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False,
                          "its content, random noise or the previous result (--init content, random or previous)")
     if first_iterations is not None and not init_previous:
         raise ArtemError("--first-iterations goes with --init previous")
-    if first_iterations is not None and (isinstance(first_iterations, bool) or not isinstance(first_iterations, int)
-                                         or first_iterations < 1):
+    if first_iterations is not None and not (whole(first_iterations) and first_iterations >= 1):
         raise ArtemError(f"--first-iterations must be a whole number >= 1, not {first_iterations!r}")
     if io.resolved(out_dir) == io.resolved(in_dir):
         raise ArtemError("the output folder must be another folder than the input folder, so that no input is replaced")
