@@ -122,8 +122,7 @@ class Settings:
                 raise ArtemError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with mode bwn or xnor, not {self.mode}")
         first = self.binary_from or ("conv1_2" if self.binary_weights == "untrained" else None)  # else the file's
         if self.mode in ("bwn", "xnor") and first is not None:
-            deepest = max(self.taps(), key=LAYER_NAMES.index)
-            last = [n for n in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1] if n.startswith("conv")][-1]
+            deepest, last = self.deepest_conv()
             if CONV_NAMES.index(first) > CONV_NAMES.index(last):
                 raise ArtemError(f"the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
                                  f"the network would have none; give binary-from {last} or an earlier one, or tap a "
@@ -137,6 +136,12 @@ class Settings:
             raise ArtemError("a CUDA graph needs device cuda")
         if self.tf32 and self.device != "cuda":
             raise ArtemError("TF32 needs device cuda (a GPU's tensor cores)")
+
+    def deepest_conv(self):
+        """(the deepest layer tapped, the last convolution up to it): a binary network whose first binary
+        convolution lies past that one would run as fp32."""
+        deepest = max(self.taps(), key=LAYER_NAMES.index)
+        return deepest, [n for n in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1] if n.startswith("conv")][-1]
 
     def taps(self):
         """The names of the layers tapped, content's then style's."""
@@ -691,6 +696,11 @@ def trained_binary_layers(settings, xp=np):
         if CONV_NAMES.index(settings.binary_from) < CONV_NAMES.index(first):
             raise ArtemError(f"'{path}' is binary from {first} on; binary-from must be {first} or a later layer")
         layers = {k: v for k, v in layers.items() if CONV_NAMES.index(k) >= CONV_NAMES.index(settings.binary_from)}
+    deepest, last = settings.deepest_conv()
+    if CONV_NAMES.index(first) > CONV_NAMES.index(last):  # binary-from, where given, was checked in validate
+        raise ArtemError(f"'{path}' is binary from {first} on, past the deepest layer tapped ({deepest}): the network "
+                         f"would have no binary layer; give binary weights binary from {last} or earlier, or tap a "
+                         "deeper layer")
     return layers
 
 

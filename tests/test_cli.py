@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from artem_cli import api, bench
+from artem_cli import api, bench, weights
 from artem_cli.cli import ModeList, main
 from conftest import EXAMPLES, REPO
 
@@ -582,6 +582,13 @@ def test_a_binary_network_with_no_binary_layer_the_run_taps_is_refused(tmp_path,
                                               "tap a deeper layer\n")
     r = run("benchmark", "--size", "32", "--no-torch", "--repeats", "1", "--modes", "bwn:untrained@conv5_3")
     assert r.exit_code == 1 and "the first binary convolution, conv5_3, lies past" in r.stderr
+    # the shipped xnor network is binary from conv4_2 on, which a run tapping down to relu3_2 never reaches
+    r = run("stylize", CONTENT, STYLE, *FAST, "-o", tmp_path / "o.png", "--mode", "xnor", "--content-layers", "relu3_2",
+            "--style-layers", "relu1_1,relu2_1")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{weights.trained_binary('xnor')}' is binary from conv4_2 on, past the "
+                                          "deepest layer tapped (relu3_2): the network would have no binary layer; give "
+                                          "binary weights binary from conv3_2 or earlier, or tap a deeper layer\n")
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_a_style_image_needs_only_the_depth_of_the_style_layers(tmp_path, weights_path):
