@@ -73,11 +73,20 @@ class ModeList(click.ParamType):
             return value
         modes = tuple(mode + colon + os.path.expanduser(source)
                       for mode, colon, source in (m.strip().partition(":") for m in value.split(",")))
+        seen = {}
         for spec in modes:
+            if not spec:
+                self.fail(f"{value!r} has an empty name in it (two commas together, or one at an end)" if value.strip()
+                          else f"no network named; give modes such as {','.join(MODES)}", param, ctx)
             try:
-                api.network_spec(spec)
+                network = api.network_spec(spec)
             except ArtemError as e:
                 self.fail(str(e), param, ctx)
+            twin = next((other for other, known in seen.items() if known == network), None)
+            if twin is not None:
+                self.fail(f"{spec!r} is named twice" if twin == spec else f"{twin!r} and {spec!r} name the same network",
+                          param, ctx)
+            seen[spec] = network
         return modes
 
 

@@ -318,6 +318,13 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     assert (r.exit_code, r.stderr) == (1, "Error: --binary-backward goes with a bwn or xnor network among --modes\n")
     r = run("benchmark", "--overwrite")
     assert (r.exit_code, r.stderr) == (1, "Error: --overwrite replaces the --json file: give one\n")
+    # a network named twice would be timed twice; an empty name is no network
+    for modes, message in (("bwn,fp32,bwn:trained", "'bwn' and 'bwn:trained' name the same network"),
+                           ("fp32,fp32", "'fp32' is named twice"),
+                           ("", "no network named; give modes such as fp32,bwn,xnor,random"),
+                           ("fp32,,bwn", "'fp32,,bwn' has an empty name in it (two commas together, or one at an end)")):
+        r = run("benchmark", "--modes", modes)
+        assert r.exit_code == 2 and r.stderr.endswith(f"Error: Invalid value for '--modes': {message}\n"), r.stderr
 
 
 def test_benchmark_end_to_end_with_adam(tmp_path, weights_path):
