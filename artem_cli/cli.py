@@ -911,7 +911,8 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--checkpoint", type=UserPath(path_type=Path), default=None,
               help="Checkpoint file, written every --checkpoint-every steps. [default: OUTPUT.ckpt.npz]")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--resume", is_flag=True, help="Go on from the checkpoint.")
+@click.option("--resume", is_flag=True, help="Go on from the checkpoint (a finished run's too: with more --steps, the "
+                                         "cosine decay stretches to the new total, so the learning rate rises again).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
@@ -983,4 +984,6 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     if bar is not None:
         bar.close()
     steps, loss = trainer.history[-1]
-    click.echo(f"{output}: {steps} steps, final loss {loss:.4g}", err=True)
+    size = checkpoint.stat().st_size / 2**20 if checkpoint.is_file() else 0
+    click.echo(f"{output}: {steps} steps, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
+               "for --resume with more --steps: delete it if you will not", err=True)

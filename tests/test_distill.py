@@ -268,6 +268,9 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert weights.binary_info(out)["mode"] == "xnor" and (tmp_path / "x.npz.ckpt.npz").is_file()
+    size = round((tmp_path / "x.npz.ckpt.npz").stat().st_size / 2**20)
+    assert r.stderr.endswith(f"; the checkpoint {tmp_path / 'x.npz.ckpt.npz'} ({size} MiB) is kept for --resume with "
+                             "more --steps: delete it if you will not\n") and size > 0, r.stderr
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "already exists" in r.stderr
     r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "--overwrite", "-o", str(out), "-q"])
