@@ -709,17 +709,21 @@ class Predictor:
         self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up
         self.baseline = _resident_memory() if xp is np else 0
 
-    def predict(self, shape):
+    def predict(self, shape, iterations=None):
+        """The run of an image of ``shape`` (H, W) for ``iterations`` (default: the settings'); the
+        recursion's time grows with the pairs that run keeps, as it does (one pass over each)."""
         from . import api
 
-        pixels, n = max(shape[0] * shape[1], self.smallest), self.settings.iterations
+        settings = dataclasses.replace(self.settings, iterations=iterations or self.settings.iterations)
+        pixels, n = max(shape[0] * shape[1], self.smallest), settings.iterations
         (a, b), (c, d) = self.evaluation, self.recursion
-        extra = self.LINE_SEARCH_EXTRA if self.settings.optimizer == "lbfgs" else 0
-        seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels)
-        added = api.estimate_memory(shape, self.settings) - (api.WEIGHTS_MEMORY if self.baseline else 0)
+        extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 0
+        pairs = max(1, min(settings.history, n)) / max(1, min(self.settings.history, self.settings.iterations))
+        seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels) * pairs
+        added = api.estimate_memory(shape, settings) - (api.WEIGHTS_MEMORY if self.baseline else 0)
         return {"shape": list(shape), "memory_bytes": self.baseline + added,
                 "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": seconds / n,
-                "seconds": seconds}
+                "iterations": n, "seconds": seconds}
 
 
 def _line(points):

@@ -379,7 +379,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             contents = [folder / rel for rel in batches.input_images(folder, recursive, include, exclude, skip=out_dir)]
         except ArtemError as e:
             _fail(e)
-        _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True)
+        _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True,
+                 first_iterations=first_iterations if init_previous else None)
         return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
@@ -790,10 +791,11 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
-def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
+def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None):
     """``--dry-run``, once the checks a run makes before any work have passed (its options, its style
     sets): each content image checked (readable, large enough; a batch would mark one that is not
-    failed), and the memory and time its run would take here (a batch's: after each style set)."""
+    failed), and the memory and time its run would take here (a batch's: after each style set; with
+    ``first_iterations``, frames started from the previous result, the first with that many)."""
     predictions, failing = {}, {}
     try:
         predictor = bench.Predictor(settings, weights_path)
@@ -803,7 +805,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
             except ArtemError as e:
                 failing[str(path)] = str(e)
                 continue
-            predictions[str(path)] = predictor.predict(shape)
+            predictions[str(path)] = predictor.predict(shape, None if predictions else first_iterations)
     except ArtemError as e:
         _fail(e)
     if as_json:
@@ -813,7 +815,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch):
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
             click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
                        f"{p['memory_bytes'] / 2**30:.2f} GiB of memory{free}, {p['seconds_per_iteration']:.3g} s per "
-                       f"iteration here, {settings.iterations} iterations in about {_duration(p['seconds'])}")
+                       f"iteration here, {p['iterations']} iterations in about {_duration(p['seconds'])}")
         if len(predictions) * len(style_sets) > 1:
             total = sum(p["seconds"] for p in predictions.values()) * len(style_sets)
             peak = max(p["memory_bytes"] for p in predictions.values())
