@@ -19,15 +19,19 @@ from .vgg import MODES, check_layer_names
 class UserPath(click.Path):
     """A path with a leading ``~`` expanded to the home folder, as the shell does only where a word
     begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written. An empty one
-    is refused (click would take it for the current folder). Whether it can be read is the command's
+    is refused (click would take it for the current folder), and with ``output_file`` one that ends
+    in a slash (a folder's name; as a Path the slash is gone). Whether it can be read is the command's
     to say, in its one line (click's check would be a usage error)."""
 
-    def __init__(self, **options):
+    def __init__(self, output_file=False, **options):
         super().__init__(**{"readable": False, **options})
+        self.output_file = output_file
 
     def convert(self, value, param, ctx):
         if value == "":
             self.fail("an empty path names no file", param, ctx)
+        if self.output_file and isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"'{value}' ends in a slash, as a folder's name does; give the file's name", param, ctx)
         return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
 
 
@@ -255,7 +259,7 @@ def _settings(options):
 @main.command()
 @click.argument("content", type=UserPath(path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=UserPath(path_type=Path))
-@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
+@click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="Output file; the format follows its suffix (.png .jpg .jpeg .tif .tiff .webp .bmp). "
                    "[default: CONTENT_stylized.png]")
 @settings_options
@@ -606,7 +610,7 @@ class ChannelList(click.ParamType):
 @click.option("--channels", type=ChannelList(), default="0-15", show_default=True)
 @click.option("--mode", default="fp32", show_default=True,
               help="The network: a mode, or MODE:WEIGHTS[@LAYER] as for compare (e.g. xnor:untrained).")
-@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
+@click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="Grid PNG. [default: visualize_LAYER_MODE.png]")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 10000), default=100, show_default=True)
@@ -732,7 +736,7 @@ def _binary_network(mode, source):
                    "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col; each of these also "
                    "replayed as one CUDA graph: NAME+graph).")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
-@click.option("--json", "json_file", type=UserPath(path_type=Path, allow_dash=True), default=None,
+@click.option("--json", "json_file", type=UserPath(output_file=True, path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_layer, end_to_end, quick, iterations, optimizer,
@@ -910,13 +914,13 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--images", "image_folders", type=UserPath(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")
-@click.option("--checkpoint", type=UserPath(path_type=Path), default=None,
+@click.option("--checkpoint", type=UserPath(output_file=True, path_type=Path), default=None,
               help="Checkpoint file, written every --checkpoint-every steps. [default: OUTPUT.ckpt.npz]")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint (a finished run's too: with more --steps, the "
                                          "cosine decay stretches to the new total, so the learning rate rises again).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("-o", "--output", type=UserPath(path_type=Path), default=None,
+@click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file, and start anew beside an existing checkpoint "
                                                 "(replacing it; a file that is no checkpoint is refused).")

@@ -177,6 +177,13 @@ def test_a_leading_tilde_is_the_home_folder(tmp_path, monkeypatch, weights_path)
     for args in (["", STYLE], [CONTENT, STYLE, "-o", ""], [CONTENT, STYLE, "--init", ""]):
         r = run("stylize", *args, *FAST)
         assert r.exit_code == 2 and "an empty path names no file" in r.stderr, r.output
+    # an output file's name ending in a slash names a folder (as a Path, the slash would be dropped)
+    for command in (["stylize", CONTENT, STYLE, *FAST, "-o"], ["distill", "-o"], ["distill", "--checkpoint"],
+                    ["benchmark", "--json"], ["visualize", "-o"]):
+        r = run(*command, f"{tmp_path / 'x.png'}/")
+        assert r.exit_code == 2 and r.stderr.endswith(f"'{tmp_path / 'x.png'}/' ends in a slash, as a folder's name "
+                                                      "does; give the file's name\n"), r.output
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_an_existing_snapshot_is_kept_without_overwrite(tmp_path, weights_path):
