@@ -238,8 +238,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".g
 
 
 def natural_key(path):
-    """Sort key in which numbers count as numbers: frame2 before frame10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+    """Sort key in which numbers count as numbers: frame2 before frame10; names equal so (frame1 and
+    frame01, a.png and A.png) in the order of their characters, not of the folder's listing."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))], str(path)
 
 
 def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
@@ -253,6 +254,8 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
     if not folder.is_dir():
         raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
     skip = resolved(skip) if skip is not None else None
+    root = resolved(folder)
+    inside = lambda path, other: path == other or other in path.parents  # noqa: E731
 
     def unlisted(error):
         raise ArtemError(f"cannot list the folder '{error.filename}' ({error.strerror})")
@@ -267,8 +270,9 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
                 continue  # hidden files (macOS's ._* files among them), other files, links to folders
-            if skip is not None and path.is_file() and skip in resolved(path).parents:
-                continue  # a link into the output folder
+            if skip is not None and path.is_file() and inside(resolved(path), skip) and not (
+                    inside(root, skip) and inside(resolved(path), root)):
+                continue  # a link into the output folder (whose files are inputs where the input folder lies in it)
             rel = path.relative_to(folder)
             matches = lambda patterns: any(fnmatch.fnmatch(str(rel), p) or fnmatch.fnmatch(name, p) for p in patterns)  # noqa: E731
             if (include and not matches(include)) or matches(exclude):

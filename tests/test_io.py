@@ -1,5 +1,6 @@
 """Reading every kind of image a user may bring, and writing without ever losing a file."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,35 @@ def test_unicode_paths(tmp_path):
     io.write_image(path, np.full((3, 3, 3), 0.25, np.float32))
     rgb, _ = io.read_image(path)
     assert rgb.shape == (3, 3, 3)
+
+
+def test_an_input_folder_inside_the_output_folder_keeps_its_images(tmp_path):
+    """The output folder's files are never inputs: an output folder inside the input folder is left
+    out, and so is a link into it; an input folder inside the output folder is not (all its files lie
+    there too), though a link from it to a result beside it is."""
+    project = tmp_path / "project"
+    (project / "photos").mkdir(parents=True)
+    for name in ("b.png", "a.png"):
+        (project / "photos" / name).write_bytes(b"")
+    (project / "result.png").write_bytes(b"")
+    (project / "photos" / "link.png").symlink_to(project / "result.png")
+    assert io.list_images(project / "photos", skip=project) == [Path("a.png"), Path("b.png")]
+    (project / "photos" / "styled").mkdir()
+    (project / "photos" / "styled" / "c.png").write_bytes(b"")
+    (project / "photos" / "c.png").symlink_to(project / "photos" / "styled" / "c.png")
+    assert io.list_images(project / "photos", recursive=True, skip=project / "photos" / "styled") == [
+        Path("a.png"), Path("b.png"), Path("link.png")]
+
+
+def test_names_natural_order_calls_equal_are_in_the_order_of_their_characters(tmp_path, monkeypatch):
+    """frame1 and frame01 (or A and a) sort equal as numbers and words: the order of their characters
+    decides, not the folder's listing (on many file systems the order files were made in), so two
+    copies of a folder list the same frames in the same order."""
+    names = ["frame01.png", "frame1.png", "b.png", "B.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    walk = os.walk
+    for listing in (names, names[::-1]):  # as the folder lists them
+        monkeypatch.setattr(io.os, "walk", lambda top, **kw: ((t, f, sorted(n, key=listing.index))
+                                                              for t, f, n in walk(top, **kw)))
+        assert io.list_images(tmp_path) == [Path(n) for n in ("B.png", "b.png", "frame01.png", "frame1.png")]
