@@ -185,8 +185,9 @@ def _manifest_shaped(data):
     for name, kind in fields.items():
         if not isinstance(data.get(name, [] if name == "written" else None), kind):
             raise ValueError(f"its '{name}' is not a JSON {'string' if kind is str else 'object' if kind is dict else 'list'}")
-    if not isinstance(data["record"].get("settings", {}), dict):
-        raise ValueError("its record's 'settings' is not a JSON object")
+    for name, value in (("settings", data["record"].get("settings", {})), ("options", data["record"].get("options") or {})):
+        if not isinstance(value, dict):  # options absent or null read as none, as _changes reads them
+            raise ValueError(f"its record's '{name}' is not a JSON object")
     if not all(isinstance(e, dict) and isinstance(e.get("output", ""), str) for e in data["images"].values()):
         raise ValueError("an entry of its 'images' is not an object with a string 'output'")
     if not all(isinstance(w, str) for w in data.get("written", [])):
@@ -228,11 +229,11 @@ class Manifest:
         data, changed, upgraded = None, [], False
         if self.path.is_file():
             try:
-                text = self.path.read_text()
+                raw = self.path.read_bytes()
             except OSError as e:  # not damaged: its record stands, and --force would lose it
                 raise ArtemError(f"cannot read the manifest '{self.path}' ({e.strerror or e})") from None
             try:
-                data = _manifest_shaped(json.loads(text))
+                data = _manifest_shaped(json.loads(raw.decode()))
             except ValueError as e:  # UnicodeDecodeError and JSONDecodeError among them
                 if not force:
                     raise ArtemError(f"the manifest '{self.path}' is damaged ({e}); pass --force to start the batch anew "

@@ -728,11 +728,14 @@ def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_d
                                   '{"fingerprint": "f", "record": null, "images": {}}',
                                   '{"fingerprint": "f", "record": {}, "images": {}, "written": null}',
                                   '{"fingerprint": "f", "record": {"settings": 3}, "images": {}}',
-                                  '{"fingerprint": "f", "record": {}, "images": {"a.png": {"output": 5}}}'])
+                                  '{"fingerprint": "f", "record": {}, "images": {"a.png": {"output": 5}}}',
+                                  '{"fingerprint": "g", "record": {"options": "oops"}, "images": {}}',
+                                  '{"fingerprint": "g", "record": {"settings": null}, "images": {}}',
+                                  b"\x89PNG\r\n\x1a\n", b'{"fingerprint": "\xff"}'])
 def test_a_manifest_of_another_shape_is_damaged(text, tmp_path):
-    """Valid JSON that is not a manifest: the damaged-manifest error (one line), and with --force a
-    batch anew."""
-    (tmp_path / batch.MANIFEST).write_text(text)
+    """Valid JSON that is not a manifest, or no UTF-8 text: the damaged-manifest error (one line), and
+    with --force a batch anew."""
+    (tmp_path / batch.MANIFEST).write_bytes(text if isinstance(text, bytes) else text.encode())
     record = {"settings": {"size": 48}, "styles": ["s.png"], "options": {}}
     with pytest.raises(ArtemError, match="is damaged .*; pass --force to start the batch anew"):
         batch.Manifest(tmp_path, "f", record)
