@@ -6,13 +6,14 @@ them and of the networks' files), each image's state: done (with its output, its
 style files' SHA-256 and losses) or failed (with the error), and every output a batch has written
 there ("written", the files a rerun may replace). It is rewritten atomically after each image, and
 every output is written atomically, so a batch killed at any instant loses at most the image in
-progress; a rerun skips what is done (its output there, its content unchanged), retries what
+progress; one batch at a time writes into a folder (a lock on it, which dies with its process); a rerun skips what is done (its output there, its content unchanged), retries what
 failed, paints what is new (an input, or a style added to ``--style-dir``), and refuses (unless
 ``force``) when the settings changed, or the style files of an image done.
 """
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -356,12 +357,39 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
         raise ArtemError(f"the output folder '{out_dir}' is not writable")
-    manifest = Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs, files=files)
-    batch = _Batch(in_dir, out_dir, manifest, files, on_done)
+    with _alone_in(out_dir):
+        batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs,
+                                                 files=files), files, on_done)
+        _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
+               on_iteration, interruptible)
+    batch.summary.seconds = time.perf_counter() - start
+    return batch.summary
+
+
+@contextlib.contextmanager
+def _alone_in(out_dir):
+    """``out_dir`` held by this batch while it runs: a second batch there is refused (each would rewrite
+    the manifest with its own record, the last one's standing, and paint over the other's outputs).
+    The lock, flock's on the folder, goes with the process, however it ends."""
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArtemError(f"another batch is painting into '{out_dir}' now: wait for it to end, or give another "
+                             "output folder") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
+           on_iteration, interruptible):
+    """The jobs not done yet (a frame after one painted now, too) painted, here or on ``client``."""
     pending, finished, done_before = [], set(), False
     for index, job in enumerate(jobs):
         # a frame starts from the result of the one before it where that one is done, else from its content
-        begins = _sha256_or_none(out_dir / jobs[index - 1].output) if init_previous and done_before else None
+        begins = _sha256_or_none(batch.out_dir / jobs[index - 1].output) if init_previous and done_before else None
         done_before = batch.manifest.finished(job, batch.content_sha256(job), begins)
         if done_before:
             if not (init_previous and pending):
@@ -369,14 +397,12 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
                 continue
             finished.add(job.key)  # a later frame: skipped in turn unless a frame before it is painted in this run
         pending.append((index, job))
-    _check_outputs(in_dir, out_dir, jobs, [job for _, job in pending], batch.manifest.made, overwrite)
+    _check_outputs(batch.in_dir, batch.out_dir, jobs, [job for _, job in pending], batch.manifest.made, overwrite)
     if client is None:
         _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
                   on_iteration, interruptible)
     else:
-        _run_on_cluster(batch, client, len(jobs), pending, settings, weights_path, on_start)
-    batch.summary.seconds = time.perf_counter() - start
-    return batch.summary
+        _run_on_cluster(batch, client, len(jobs), pending, settings, weights_path, on_start, interruptible)
 
 
 def _check_outputs(in_dir, out_dir, jobs, pending, made, overwrite):
@@ -589,9 +615,31 @@ def _check_shared_memory(client, settings, shapes):
                          f"but {have / 2**30:.1f} GiB are {where} here; use fewer --workers or a smaller --size")
 
 
-def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_start):
+def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_start, interruptible=None):
     """One task per image; a task lost with its worker is run again elsewhere by the scheduler, and
-    each result is written here, once, as it arrives."""
+    each result is written here, once, as it arrives. A signal (``interruptible``, as ``_run_here``
+    takes it) stops the batch while it waits, or after the result it is writing; the summary says what
+    was done."""
+    from .api import Interruptible
+
+    interruptible = interruptible or Interruptible()
+    try:
+        _submit_and_collect(batch, client, total, pending, settings, weights_path, on_start, interruptible)
+    except KeyboardInterrupt:
+        batch.summary.interrupted = True
+
+
+def _task_result(future):
+    """A task's result, or an ArtemError that says why there is none."""
+    try:
+        return future.result()
+    except ArtemError:
+        raise
+    except Exception as e:  # the task died more often than the scheduler allows, or worse
+        raise ArtemError(f"{type(e).__name__}: {e}") from None
+
+
+def _submit_and_collect(batch, client, total, pending, settings, weights_path, on_start, interruptible):
     from distributed import as_completed
 
     from .api import _style_shape
@@ -619,15 +667,15 @@ def _run_on_cluster(batch, client, total, pending, settings, weights_path, on_st
         futures[future] = (job, alpha)
     try:
         for future in as_completed(futures):
+            interruptible.now = False  # what came is recorded whole; a signal meanwhile stops the batch after it
             job, alpha = futures[future]
             try:
-                result = future.result()
+                batch.done(job, _task_result(future), alpha)
             except ArtemError as e:
                 batch.failed(job, str(e))
-                continue
-            except Exception as e:  # the task died more often than the scheduler allows, or worse
-                batch.failed(job, f"{type(e).__name__}: {e}")
-                continue
-            batch.done(job, result, alpha)
+            if interruptible.requested:
+                batch.summary.interrupted = True
+                return
+            interruptible.now = True
     finally:
         client.cancel(list(futures))

@@ -417,6 +417,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         for bar in bars.values():
             bar.close()
 
+    summary, stopped = None, False  # stopped: by a signal that ended the run before it returned (or its cluster after)
     with StopOnSignals() as stop:
         try:
             style_sets = _style_sets(styles, style_dir, out_dir)
@@ -432,9 +433,9 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             close_bars()
             _fail(e)
         except KeyboardInterrupt:
-            summary = None
+            stopped = True
         close_bars()
-    interrupted = summary is None or summary.interrupted
+    interrupted = stopped or summary.interrupted
     if as_json:  # what this run did, interrupted or not
         shown = summary or batches.Summary()
         click.echo(json.dumps({"done": shown.done, "skipped": shown.skipped, "failed": shown.failed,

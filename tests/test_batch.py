@@ -407,12 +407,11 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     with contextlib.suppress(OSError):  # taken already, by something else: as well
         taken.bind(("127.0.0.1", 8787))
         taken.listen()
-    (folder / "broken.png").unlink()
     for n in range(2):
         shutil.copy(EXAMPLES / "coffee.png", folder / f"more{n}.png")
     command = [sys.executable, "-m", "artem_cli", "batch", str(folder), "--style", STYLE, "-o", str(tmp_path / "out"),
-               *FAST[:2], "--iterations", "1000000", "--optimizer", "adam", "-q", "--workers", "2"]
-    batch_run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+               *FAST[:2], "--iterations", "1000000", "--optimizer", "adam", "-q", "--workers", "2", "--json"]
+    batch_run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         while len(workers := _children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
             assert batch_run.poll() is None, batch_run.stderr.read()
@@ -422,13 +421,16 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
         while any(pid in (now := _children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
             time.sleep(0.1)
         os.killpg(batch_run.pid, signal.SIGINT)
-        _, stderr = batch_run.communicate(timeout=120)
+        stdout, stderr = batch_run.communicate(timeout=120)
     finally:
         if batch_run.poll() is None:
             os.killpg(batch_run.pid, signal.SIGKILL)
     taken.close()
-    assert (batch_run.returncode, stderr) == (130, "Interrupted (SIGINT): the manifest keeps every finished image; "
-                                                   "run again to go on\n")
+    summary = json.loads(stdout)  # what it did (the broken file, failed as it was read), as a batch alone says it
+    assert (summary["done"], list(summary["failed"]), summary["interrupted"]) == ([], ["broken.png"], True)
+    assert (batch_run.returncode, stderr) == (130, "Interrupted (SIGINT): 0 images done in this run; the manifest keeps "
+                                                   "every finished image; run again to go on\n"
+                                                   f"  failed: broken.png: {summary['failed']['broken.png']}\n")
     for _ in range(300):  # the workers end with the batch (they may take a moment to be reaped)
         alive = [p for p in workers if Path(f"/proc/{p}").exists() and " Z " not in Path(f"/proc/{p}/stat").read_text()]
         if not alive:
@@ -515,6 +517,60 @@ def test_the_workers_of_a_local_cluster_log_nothing_to_the_terminal():
     """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "painted\n", "")
+
+
+def test_a_second_batch_into_the_same_folder_is_refused_while_the_first_runs(folder, tmp_path, weights_path):
+    """Two batches at once in one output folder would each rewrite the manifest with their own record
+    (the last one's standing) and paint over the other's outputs: the second is refused, and the
+    folder is free again once the first has ended, however it ended (the lock goes with its process)."""
+    import fcntl
+
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    holder = os.open(out, os.O_RDONLY)  # as a batch running in another process holds it
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite")
+        assert (r.exit_code, r.stderr) == (1, f"Error: another batch is painting into '{out}' now: wait for it to end, "
+                                              "or give another output folder\n")
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    finally:
+        os.close(holder)
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+
+
+def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(folder, tmp_path, weights_path):
+    """On a cluster, as in one process: a signal while the batch waits stops it there, one while a
+    result is written (when the handler only records it: ``now`` is False) stops it after that
+    result; either way the summary has what was done and what failed (it was lost: the Ctrl-C
+    escaped the batch)."""
+    from artem_cli.api import Interruptible, Settings
+
+    settings = Settings(size=40, iterations=3, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
+    with batch.dask_client(workers=1) as client:
+        def signal_while_written(job, entry):
+            if entry["state"] == "done":  # (a failure to read comes first, before any task)
+                assert not interruptible.now  # a signal now is only recorded
+                interruptible.requested = True
+
+        interruptible = Interruptible()
+        summary = batch.run(folder, tmp_path / "a", [(STYLE,)], settings, weights_path=weights_path, client=client,
+                            on_done=signal_while_written, interruptible=interruptible)
+        assert summary.interrupted and list(summary.failed) == ["broken.png"] and len(summary.done) == 1
+        manifest = json.loads((tmp_path / "a" / batch.MANIFEST).read_text())
+        assert [k for k, e in manifest["images"].items() if e["state"] == "done"] == summary.done
+
+        def signal_while_waiting(job, index, total):
+            assert interruptible.now  # a signal now raises KeyboardInterrupt
+            raise KeyboardInterrupt
+
+        interruptible = Interruptible()
+        summary = batch.run(folder, tmp_path / "b", [(STYLE,)], settings, weights_path=weights_path, client=client,
+                            on_start=signal_while_waiting, interruptible=interruptible)
+        assert summary.interrupted and list(summary.failed) == ["broken.png"] and summary.done == []
 
 
 def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
