@@ -373,6 +373,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
     if init_previous:
         options["init"] = "content"
     settings = _settings(options)
+    if template is None:
+        template = "{stem}_{style}.png" if style_dir else "{stem}.png"
     if dry_run:  # the run's checks before any work, in its order
         try:
             style_sets = _style_sets(styles, style_dir, out_dir)
@@ -380,7 +382,9 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             batches.check_cluster(scheduler, workers)
             batches.check_options(folder, out_dir, style_sets, settings, init_previous=init_previous,
                                   first_iterations=first_iterations, on_cluster=scheduler is not None or workers is not None)
-            contents = [folder / rel for rel in batches.input_images(folder, recursive, include, exclude, skip=out_dir)]
+            images = batches.input_images(folder, recursive, include, exclude, skip=out_dir)
+            batches.plan(images, style_sets, template)  # the outputs' names
+            contents = [folder / rel for rel in images]
         except ArtemError as e:
             _fail(e)
         _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True,
@@ -424,7 +428,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             _check_styles(style_sets, settings)
             with batches.dask_client(scheduler, workers) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
-                                      template=("{stem}_{style}.png" if style_dir else "{stem}.png") if template is None else template,
+                                      template=template,
                                       recursive=recursive, include=include, exclude=exclude,
                                       init_previous=init_previous, first_iterations=first_iterations, force=force,
                                       overwrite=overwrite, weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,

@@ -648,7 +648,11 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
             (["--style", STYLE, "-o", folder], "the output folder must be another folder than the input folder"),
             (["--style", STYLE, "-o", out, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "give --scheduler"),
             (["--style-dir", EXAMPLES, "-o", out, "--init", "previous"], "--init previous follows one sequence of frames"),
-            (["--style", STYLE, "-o", out, "--init", "previous", "--workers", "2"], "--init previous paints the frames in order")]:
+            (["--style", STYLE, "-o", out, "--init", "previous", "--workers", "2"], "--init previous paints the frames in order"),
+            # the outputs' names (not the files there: a dry run does not look at the outputs)
+            (["--style", STYLE, "-o", out, "--template", "{foo}.png"], "output template '{foo}.png'"),
+            (["--style", STYLE, "-o", out, "--template", "{stem}.xyz"], "cannot tell the output format of 'broken.xyz'"),
+            (["--style", STYLE, "-o", out, "--template", "x.png"], "output template 'x.png' gives the results of")]:
         r = run("batch", folder, *args, *FAST, "--dry-run")
         assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1, r.output
     r = run("batch", folder, "--style", STYLE, "-o", out, "--init", STYLE, *FAST)  # the run: failed every image before
