@@ -25,7 +25,7 @@ import time
 from pathlib import Path, PurePath
 
 from . import io, preprocess
-from .api import Stylizer, estimate_memory, whole
+from .api import Stylizer, check_content, estimate_memory, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
@@ -433,10 +433,12 @@ class _Batch:
             self._hashes[job.content] = _sha256_or_none(self.in_dir / job.content)
         return self._hashes[job.content]
 
-    def read(self, job, size):
-        """The content image of ``job`` at the output's size, and its alpha channel (or None)."""
+    def read(self, job, settings):
+        """The content image of ``job`` at the output's size, and its alpha channel (or None); an
+        ArtemError where it is too small for ``settings`` (said of the image as read: the advice in
+        its proportions, not in those of the image made small)."""
         content, alpha = io.read_image(self.in_dir / job.content, "content image")
-        shape = preprocess.scaled_shape(content.shape, size)
+        shape = check_content(content, settings)
         return preprocess.resize(content, shape), None if alpha is None else preprocess.resize(alpha, shape)
 
     def done(self, job, result, alpha, **facts):
@@ -488,7 +490,7 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
         if on_start is not None:
             on_start(job, index, len(jobs))
         try:
-            content, alpha = batch.read(job, settings.size)
+            content, alpha = batch.read(job, settings)
             if job.styles not in targets:
                 targets[job.styles] = stylizer.targets([io.read_image(p, "style image")[0] for p in job.styles])
             init, iterations, facts = None, None, {}
@@ -647,7 +649,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
     styles, readable = {}, []
     for index, job in pending:
         try:
-            content, alpha = batch.read(job, settings.size)
+            content, alpha = batch.read(job, settings)
             if job.styles not in styles:
                 arrays = [io.read_image(p, "style image")[0] for p in job.styles]
                 shapes = [_style_shape(a, settings.size, settings.style_scale) for a in arrays]

@@ -51,14 +51,20 @@ def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_pat
     out = tmp_path / "out"
     (folder / "gone.png").symlink_to("nothere.png")
     os.mkfifo(folder / "pipe.png")
+    Image.new("RGB", (300, 2)).save(folder / "thin.png")  # 40x1 at --size 40; relu3_2 needs 4 px
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
     assert r.exit_code == 1
     summary = json.loads(r.stdout)
+    # the advice in the image's proportions, as stylize gives it (not in those of the image made small)
+    assert summary["failed"].pop("thin.png") == ("the content image at 40x1 px is too small for relu3_2, which needs at "
+                                                 "least 4 px on each side; at its proportions (300x2) that takes 525 px "
+                                                 "on its longest side: use --size 525 or more")
+    (folder / "thin.png").unlink()
     assert summary["done"] == ["chelsea.png", "coffee.png"]
     assert summary["failed"] == {"broken.png": f"content image '{folder / 'broken.png'}' is not an image file Pillow can read",
                                  "gone.png": f"content image '{folder / 'gone.png'}' is a link to nothing (or a loop of links)",
                                  "pipe.png": f"content image '{folder / 'pipe.png'}' is not a regular file (a device or a pipe?)"}
-    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 3 failed" in r.stderr
+    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 4 failed" in r.stderr
     (folder / "gone.png").unlink()
     (folder / "pipe.png").unlink()
     for name in ("chelsea.png", "coffee.png"):
@@ -487,8 +493,14 @@ def test_an_unreadable_manifest_is_not_called_damaged(folder, tmp_path, weights_
     out = tmp_path / "out"
     assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q").exit_code == 0
     text = (out / batch.MANIFEST).read_text()
-    refused = OSError(13, "Permission denied")
-    with mock.patch.object(Path, "read_text", side_effect=refused):  # as for another user (root reads anything)
+    read_bytes = Path.read_bytes
+
+    def refused(path):  # as for another user (root reads anything)
+        if path.name == batch.MANIFEST:
+            raise OSError(13, "Permission denied")
+        return read_bytes(path)
+
+    with mock.patch.object(Path, "read_bytes", refused):
         for extra in ((), ("--force",)):
             r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", *extra)
             assert (r.exit_code, r.stderr) == (1, f"Error: cannot read the manifest '{out / batch.MANIFEST}' "
