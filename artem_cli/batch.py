@@ -228,6 +228,9 @@ class Manifest:
         self.path = Path(out_dir) / MANIFEST
         files = files or {}
         data, changed, upgraded = None, [], False
+        if os.path.lexists(self.path) and not self.path.is_file():  # found now, not when the first image is recorded
+            raise ArtemError(f"'{self.path}', where a batch keeps its manifest, {io.not_a_file(self.path)}; move it away "
+                             "or give another output folder")
         if self.path.is_file():
             try:
                 raw = self.path.read_bytes()

@@ -796,6 +796,16 @@ def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_d
     assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite").exit_code == 0
 
 
+def test_a_manifest_that_is_no_file_is_refused_before_any_image(folder, tmp_path, weights_path):
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    (out / batch.MANIFEST).mkdir(parents=True)
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{out / batch.MANIFEST}', where a batch keeps its manifest, is a "
+                                          "folder; move it away or give another output folder\n")
+    assert [p.name for p in out.iterdir()] == [batch.MANIFEST]
+
+
 @pytest.mark.parametrize("text", ["[]", '{"fingerprint": "f", "record": {}, "images": []}', '{"fingerprint": "f"}',
                                   '{"fingerprint": "f", "record": null, "images": {}}',
                                   '{"fingerprint": "f", "record": {}, "images": {}, "written": null}',
