@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path, PurePath
 
-from . import io, preprocess
+from . import backend, io, preprocess
 from .api import Stylizer, check_content, estimate_memory, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
@@ -523,6 +523,9 @@ def check_cluster(scheduler=None, workers=None):
     """``dask_client``'s check of its options, before any work."""
     if scheduler is not None and workers is not None:
         raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
+    if workers is not None and workers > backend.THREADS:  # each would start, to share the same cores
+        raise ArtemError(f"--workers {workers}: this machine gives artem {backend.THREADS} CPU cores, and local workers "
+                         f"only share them; use at most {backend.THREADS} (more machines: --scheduler)")
 
 
 # A terminal's Ctrl-C goes to the whole process group: a local cluster's worker processes must leave

@@ -356,7 +356,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--scheduler", default=None,
               help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Start a local Dask cluster of this many worker processes (one thread each) and use it.")
+              help="Start a local Dask cluster of this many worker processes (one thread each; at most the CPU cores "
+                   "artem is given) and use it.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
