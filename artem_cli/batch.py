@@ -215,6 +215,22 @@ def _record_styles(data, jobs, files):
                 entry["styles_sha256"] = found
 
 
+def _changed_styles(images, jobs, files):
+    """["styles (the files, or the sets, that changed)"] where an image done (``images``, a manifest's)
+    was painted after other style files than its job's now (``files``: as ``style_files`` gives them),
+    else []."""
+    changed = []
+    for job in jobs:
+        entry = images.get(job.key, {})
+        now = [files[str(p)] for p in job.styles]
+        if entry.get("state") == "done" and "styles_sha256" in entry and entry["styles_sha256"] != now:
+            recorded = entry["styles_sha256"]
+            which = ([str(p) for p, a, b in zip(job.styles, recorded, now) if a != b]
+                     if isinstance(recorded, list) and len(recorded) == len(now) else [" + ".join(map(str, job.styles))])
+            changed += [name for name in which if name not in changed]
+    return [f"styles ({', '.join(changed)})"] if changed else []
+
+
 class Manifest:
     """The output folder's record of a batch (see the module's notes)."""
 
@@ -249,11 +265,8 @@ class Manifest:
                     _record_styles(data, jobs, files)
                     data.update(fingerprint=fingerprint_, record=record)
                     upgraded = True
-            if not changed and any(data["images"].get(job.key, {}).get("state") == "done"
-                                   and "styles_sha256" in data["images"][job.key]
-                                   and data["images"][job.key]["styles_sha256"] != [files[str(p)] for p in job.styles]
-                                   for job in jobs):
-                changed = ["styles"]
+            if not changed:
+                changed = _changed_styles(data["images"], jobs, files)
         if changed and not force:
             raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
                              "pass --force to redo every image with these")

@@ -104,7 +104,7 @@ def test_a_resume_is_refused_where_the_styles_order_or_the_networks_changed_and_
     r = run("batch", folder, "--style", "ihc.png", "--style", "./coffee.png", *blend, "-o", out, *FAST, "-q", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
     r = run("batch", folder, "--style", other, "--style", STYLE, *blend, "-o", out, *FAST, "-q")
-    assert r.exit_code == 1 and "other settings (changed: styles)" in r.stderr, r.output
+    assert r.exit_code == 1 and f"other settings (changed: styles ({other}, {STYLE}))" in r.stderr, r.output
     scaled = tmp_path / "scaled.npz"
     from artem_cli import weights
     weights.save({k: v * 1.5 for k, v in weights.load(weights_path).items()}, scaled, "test")
@@ -209,8 +209,8 @@ def test_a_style_added_to_the_style_folder_paints_only_its_pairs(folder, tmp_pat
     assert (out / "coffee_ihc.png").read_bytes() == before and manifest(out)["images"]["coffee_ihc.png"]["state"] == "done"
     shutil.copy(EXAMPLES / "coffee.png", styles / "cat.png")
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q")
-    assert (r.exit_code, r.stderr) == (1, f"Error: '{out}' holds a batch made with other settings (changed: styles); "
-                                          "pass --force to redo every image with these\n")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{out}' holds a batch made with other settings (changed: styles "
+                                          f"({styles / 'cat.png'})); pass --force to redo every image with these\n")
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json", "--force")
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea_cat.png", "coffee_cat.png"], r.output
     # the style folder as the output folder: each rerun would take the results for paintings
