@@ -88,6 +88,11 @@ class Settings:
                 raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
+        if self.history < 1:
+            raise ArtemError(f"history (L-BFGS's correction pairs) must be at least 1, not {self.history}")
+        for name, optimizer in (("lr", "adam"), ("history", "lbfgs")):  # it would be ignored
+            if self.optimizer != optimizer and getattr(self, name) != getattr(Settings, name):
+                raise ArtemError(f"{name} goes with optimizer {optimizer}, not {self.optimizer}")
         if not (math.isfinite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
             raise ArtemError(f"style-scale must be in (0, {MAX_STYLE_SCALE}], not {self.style_scale}")
         for label, layers in (("content", self.content_layers), ("style", self.style_layers)):

@@ -27,13 +27,15 @@ def result_name(content_path, style_path, mode):
     return f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
 
 
-def check_compare(contents, styles, modes, size=256):
+def check_compare(contents, styles, modes, size=256, calibrate=False):
     """What ``compare`` needs of its inputs, before any work: fp32 among the modes (the baseline of
-    every ratio), no two modes, contents or styles of one name (their results and table rows would
-    take each other's place), every image readable and large enough at ``size``, every binary
-    network's file sound."""
+    every ratio) and, to ``calibrate``, another, no two modes, contents or styles of one name (their
+    results and table rows would take each other's place), every image readable and large enough at
+    ``size``, every binary network's file sound."""
     if "fp32" not in modes:
         raise ArtemError("compare needs fp32 among the modes: its results are the baseline of every ratio")
+    if calibrate and set(modes) == {"fp32"}:
+        raise ArtemError("calibrate weighs the other networks' layers as fp32 weighs them: give a mode besides fp32")
     for what, names in (("modes", [label(m) for m in modes]), ("content images", [Path(p).stem for p in contents]),
                         ("style images", [Path(p).stem for p in styles])):
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -63,7 +65,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
     XNOR-Net binarization of fp32); save each result in ``out_dir`` and score it with the fp32
     network. Returns one row per result. A run interrupted (``interruptible``, as for ``stylize``)
     raises ``KeyboardInterrupt``: a half-optimized result must not be scored as a whole one."""
-    check_compare(contents, styles, modes, size)
+    check_compare(contents, styles, modes, size, calibrate)
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:

@@ -62,6 +62,9 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "-o", "out.gifx"], "cannot tell the output format"),
         ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
+        ([CONTENT, STYLE, "--history", "0"], "history (L-BFGS's correction pairs) must be at least 1, not 0"),
+        ([CONTENT, STYLE, "--lr", "5"], "lr goes with optimizer adam, not lbfgs"),  # it would be ignored
+        ([CONTENT, STYLE, "--optimizer", "adam", "--history", "5"], "history goes with optimizer lbfgs, not adam"),
         ([CONTENT, STYLE, "--tv-weight", "1e308"], "became NaN or infinite"),  # and no overflow warnings
         ([CONTENT, STYLE, "--init", "previous"], "--init previous is for frames: artem batch"),
         ([CONTENT, STYLE, "--style-blend", "nan"], "style-blend weights must be finite numbers"),
@@ -616,6 +619,10 @@ def test_compare_calibrates_the_binarized_networks_only(tmp_path, weights_path):
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "1", "-o", tmp_path,
             "--modes", "fp32,bwn", "--calibrate")
     assert r.exit_code == 0 and (tmp_path / "quality.md").exists(), r.output
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "1", "-o", tmp_path / "x",
+            "--modes", "fp32", "--calibrate")  # it would be ignored
+    assert (r.exit_code, r.stderr) == (1, "Error: calibrate weighs the other networks' layers as fp32 weighs them: give a "
+                                          "mode besides fp32\n") and not (tmp_path / "x").exists()
 
 
 def test_distill_never_replaces_the_weights_it_learns_from(tmp_path, weights_path):
