@@ -157,6 +157,15 @@ class Settings:
         return [w / sum(shares) for w in shares]
 
 
+def given(settings):
+    """``settings``, or the defaults for None; an ArtemError where it is no ``Settings``."""
+    if settings is None:
+        return Settings()
+    if not isinstance(settings, Settings):
+        raise ArtemError(f"settings must be an artem_cli.Settings (Settings(size=256, ...)), not {type(settings).__name__}")
+    return settings
+
+
 def whole(v):
     """Whether ``v`` is a whole number (not a bool)."""
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
@@ -420,7 +429,7 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     For many content images after the same styles, a ``Stylizer`` builds the network and the style
     targets once.
     """
-    settings = settings or Settings()
+    settings = given(settings)
     styles = _style_images(styles)
     settings.validate(len(styles))
     content = preprocess.rgb_image(content, "content image")
@@ -507,7 +516,7 @@ class Stylizer:
     ``settings``: changing them later changes nothing here."""
 
     def __init__(self, settings=None, *, weights_path=None):
-        settings = settings or Settings()
+        settings = given(settings)
         settings.validate()
         self.settings = settings = copy.deepcopy(settings)
         self._busy = threading.Lock()
@@ -720,7 +729,7 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     if not MIN_SIZE <= max(shape) <= MAX_SIZE:
         raise ArtemError(f"the image is {shape[1]}x{shape[0]} px; artem scores images of {MIN_SIZE} to {MAX_SIZE} px on "
                          "their longest side")
-    settings = dataclasses.replace(settings or Settings(), mode="fp32", size=max(shape), binary_weights=Settings.binary_weights,
+    settings = dataclasses.replace(given(settings), mode="fp32", size=max(shape), binary_weights=Settings.binary_weights,
                                    binary_from=None, binary_backward="fp32", calibrate=False, device="cpu",
                                    cuda_graph=False, tf32=False)
     settings.validate(len(styles))
@@ -770,7 +779,10 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
     came before the first iteration ended), snapshots every ``save_every`` iterations. Checks
     everything it can before the long work starts."""
-    settings = settings or Settings()
+    settings = given(settings)
+    if isinstance(style_paths, (str, os.PathLike)) or not isinstance(style_paths, (list, tuple)):
+        raise ArtemError(f"the style paths must be a list of paths ([{style_paths!r}] for one), not "
+                         f"{type(style_paths).__name__}")
     settings.validate(len(style_paths))
     init_image = read_init(settings)
     init_path = () if init_image is None else (settings.init,)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path, PurePath
 
 from . import backend, io, preprocess
-from .api import Stylizer, check_content, estimate_memory, whole
+from .api import Stylizer, check_content, estimate_memory, given, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
@@ -323,7 +323,7 @@ class Summary:
 
 def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False, first_iterations=None, on_cluster=False):
     """What ``run`` checks of its options before any folder is made (``on_cluster``: with a client)."""
-    settings.validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
+    given(settings).validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
     if not on_cluster:  # on a cluster only the workers need the device
         array_module_for(settings.device)
     if settings.init not in ("content", "random"):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from artem_cli import Settings, api, io, preprocess, stylize, stylize_file
-from artem_cli.api import estimate_memory, snapshot_path
+from artem_cli.api import Stylizer, estimate_memory, score, snapshot_path
 from artem_cli.errors import ArtemError
 from conftest import EXAMPLES
 
@@ -195,10 +195,22 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(binary_weights="untrained"), "binary-weights only goes with mode bwn or xnor, not fp32"),
         (dict(binary_from="conv3_1", binary_backward="fp16"), "binary-from, binary-backward only go with mode bwn"),
         (dict(calibrate=True), "calibrate .* not fp32"),
+        # of no use with the optimizer, or none at all
+        (dict(history=0), r"history \(L-BFGS's correction pairs\) must be at least 1, not 0"),
+        (dict(lr=5.0), "lr goes with optimizer adam, not lbfgs"),
+        (dict(optimizer="adam", history=5), "history goes with optimizer lbfgs, not adam"),
     ]
     for options, message in bad:
         with pytest.raises(ArtemError, match=message):
             stylize(content, [style], Settings(**options))
+    # settings that are no Settings, one path for the list of style paths: said so
+    for call in (lambda: stylize(content, [style], {"size": 32}), lambda: Stylizer({"size": 32}),
+                 lambda: score(content, content, [style], {"size": 32})):
+        with pytest.raises(ArtemError, match=r"^settings must be an artem_cli.Settings \(Settings\(size=256, ...\)\), not dict$"):
+            call()
+    for paths in (str(EXAMPLES / "ihc.png"), EXAMPLES / "ihc.png"):
+        with pytest.raises(ArtemError, match=r"^the style paths must be a list of paths \(\[.*ihc.png'\)?\] for one\), not "):
+            stylize_file(EXAMPLES / "chelsea.png", paths, EXAMPLES / "never.png")
     # a path where a file is named: as good as its string
     Settings(init=EXAMPLES / "chelsea.png", mode="bwn", binary_weights=EXAMPLES / "none.npz").validate()
     # lists where the defaults are tuples: as good
