@@ -34,7 +34,8 @@ def array_module_for(device):
     try:
         import cupy
     except ImportError:
-        raise ArtemError("--device cuda needs CuPy: pip install 'artem[cuda]' (CUDA 13; cupy-cuda12x for CUDA 12)") from None
+        raise ArtemError("--device cuda needs CuPy: pip install -e '.[cuda]' in artem's checkout (CUDA 13; cupy-cuda12x "
+                         "for CUDA 12)") from None
     try:
         devices = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError:

@@ -6,9 +6,10 @@ them and of the networks' files), each image's state: done (with its output, its
 style files' SHA-256 and losses) or failed (with the error), and every output a batch has written
 there ("written", the files a rerun may replace). It is rewritten atomically after each image, and
 every output is written atomically, so a batch killed at any instant loses at most the image in
-progress; one batch at a time writes into a folder (a lock on it, which dies with its process); a rerun skips what is done (its output there, its content unchanged), retries what
+progress; a rerun skips what is done (its output there, its content unchanged), retries what
 failed, paints what is new (an input, or a style added to ``--style-dir``), and refuses (unless
-``force``) when the settings changed, or the style files of an image done.
+``force``) when the settings changed, or the style files of an image done. One batch at a time
+writes into a folder (a lock on it, which goes with its process).
 """
 import contextlib
 import dataclasses
@@ -578,7 +579,7 @@ def dask_client(scheduler=None, workers=None):
             try:
                 from distributed import Client, LocalCluster
             except ImportError:
-                raise ArtemError("--scheduler and --workers need Dask: pip install 'artem[cluster]'") from None
+                raise ArtemError("--scheduler and --workers need Dask: pip install -e '.[cluster]' in artem's checkout") from None
             try:  # only the connection: errors of the batch itself are its own
                 if scheduler is not None:
                     client = stack.enter_context(Client(scheduler, timeout="20s"))

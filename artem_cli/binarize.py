@@ -3,7 +3,7 @@
 These are the reference twins of the compiled kernels in ``cpu_binary.py`` (and later of the CUDA
 kernels in ``kernels/``): same inputs, same outputs, bit for bit.
 
-Packing layout (DESIGN.md §5): the bits run along the reduction dimension, the input channels of one
+Packing layout: the bits run along the reduction dimension, the input channels of one
 3x3 tap; little-endian within 32-bit words, so bit j of word w is channel 32·w + j; a 1 bit means +1
 (x >= 0) and a 0 bit means -1. Each pixel (or filter tap) takes a whole number of 64-bit words;
 channels beyond C are 0 bits in both operands, so they never count as mismatches. The dot product of two K-channel sign vectors is K - 2·popcount(a XOR b).

@@ -225,7 +225,7 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
                  help="Non-fp32 modes: scale each layer's loss weight to its share in the fp32 network."),
     click.option("--seed", type=click.IntRange(min=0), default=D.seed, show_default=True),
     click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True,
-                 help="cuda: an NVIDIA GPU through CuPy (pip install 'artem[cuda]'), every mode."),
+                 help="cuda: an NVIDIA GPU through CuPy (pip install -e '.[cuda]' in artem's checkout), every mode."),
 ]
 
 
@@ -354,7 +354,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("--dry-run", is_flag=True,
               help="Only check the inputs and say how much memory and time each image would take here.")
 @click.option("--scheduler", default=None,
-              help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install 'artem[cluster]').")
+              help="Send the images as tasks to this Dask distributed scheduler (tcp://HOST:PORT; pip install -e "
+                   "'.[cluster]' in artem's checkout).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Start a local Dask cluster of this many worker processes (one thread each; at most the CPU cores "
                    "artem is given) and use it.")
@@ -921,7 +922,7 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--images", "image_folders", type=UserPath(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")
 @click.option("--checkpoint", type=UserPath(output_file=True, path_type=Path), default=None,
-              help="Checkpoint file, written every --checkpoint-every steps. [default: OUTPUT.ckpt.npz]")
+              help="Checkpoint file, written every --checkpoint-every steps and at the end. [default: OUTPUT.ckpt.npz]")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint (a finished run's too: with more --steps, the "
                                          "cosine decay stretches to the new total, so the learning rate rises again).")

@@ -5,7 +5,7 @@ CuPy on an NVIDIA GPU, and OpenCL through PyOpenCL, which is how the tests run t
 the CPU (PoCL) where no GPU is, against the NumPy twins in ``binarize.py``. ``BinaryKernels`` wraps a
 runtime with the interface of ``cpu_binary``: same arguments, same layouts, device arrays in and out.
 
-The XNOR convolution is a ladder of kernels (DESIGN §6), each held to the same twins:
+The XNOR convolution is a ladder of kernels (kernels/README.md), each held to the same twins:
 ``direct`` (one thread per output), ``tiled`` (shared-memory tiles, 4 x 4 outputs a thread) and, on
 CUDA devices of compute capability 8.0 or later, ``mma`` and ``mma_async`` (binary tensor cores; the
 second stages by asynchronous copies and keeps the popcounts out of its epilogue). Measured on an H200

@@ -214,7 +214,7 @@ def read_onnx(path):
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        raise ArtemError("reading ONNX needs the 'onnx' package: pip install 'artem[convert]'") from None
+        raise ArtemError("reading ONNX needs the 'onnx' package: pip install -e '.[convert]' in artem's checkout") from None
     try:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises protobuf's DecodeError and others for a damaged file

@@ -1,5 +1,5 @@
-/* The XNOR-Net layer's convolution with its epilogue, one thread per output value (the first rung of
- * DESIGN §6's ladder). NumPy twin: binarize.xnor_conv for P; cpu_binary.xnor_layer for the whole.
+/* The XNOR-Net layer's convolution with its epilogue, one thread per output value (the first rung of the
+ * ladder of kernels/README.md). NumPy twin: binarize.xnor_conv for P; cpu_binary.xnor_layer for the whole.
  *
  * x (H, W, words) and filters (O, 9, words) are packed signs (pack_pixels, binarize.pack_filters);
  * out[o, i, j] = alpha[o] * (scale[i, j] * P + M) + bias[o], where over the in-image taps t of (i, j)

@@ -1,4 +1,4 @@
-/* The XNOR-Net layer's convolution on binary tensor cores (the third rung of DESIGN §6's ladder; CUDA
+/* The XNOR-Net layer's convolution on binary tensor cores (the third rung of the ladder of kernels/README.md; CUDA
  * only, sm_80 and later). Same arguments, result and twins as xnor_conv.cu (binarize.xnor_conv for P,
  * cpu_binary.xnor_layer for the whole).
  *

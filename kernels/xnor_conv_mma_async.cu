@@ -1,5 +1,5 @@
 /* The XNOR-Net layer's convolution on binary tensor cores with asynchronous, double-buffered staging
- * (rung `mma_async` of DESIGN §6's ladder; CUDA only, sm_80 and later). Same result and twins as
+ * (rung `mma_async` of the ladder of kernels/README.md; CUDA only, sm_80 and later). Same result and twins as
  * xnor_conv.cu (binarize.xnor_conv for P, cpu_binary.xnor_layer for the whole), the same arguments
  * but for the filters: gpu_binary.BinaryKernels.filters_for_kernel gives this rung each filter as
  * the popcount of each of its 9 taps (computed once per layer), 3 zeros, then its 9·words words.

@@ -1,5 +1,5 @@
 /* The XNOR-Net layer's convolution, tiled in shared memory with register blocking (the second rung of
- * DESIGN §6's ladder). Same arguments, result and twins as xnor_conv.cu (binarize.xnor_conv for P,
+ * ladder of kernels/README.md). Same arguments, result and twins as xnor_conv.cu (binarize.xnor_conv for P,
  * cpu_binary.xnor_layer for the whole).
  *
  * A work-group of 256 threads computes 64 output channels x 64 pixels (pixels numbered row by row);

@@ -698,7 +698,7 @@ def test_device_option_and_its_errors(tmp_path, weights_path, monkeypatch):
     out = tmp_path / "g.png"
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "cuda")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy: pip install 'artem[cuda]'")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy: pip install -e '.[cuda]' in artem's checkout")
     r = run("stylize", CONTENT, STYLE, "-o", out, *FAST, "--device", "tpu")
     assert r.exit_code == 2 and "tpu" in r.output
     assert not out.exists()

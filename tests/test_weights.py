@@ -15,7 +15,7 @@ def test_converted_reference_weights_match_the_manifest(weights_path):
         assert list(arrays[key].shape) == entry["shape"]
         assert weights.sha256(arrays[key]) == entry["sha256"]
     assert weights.matches_reference(meta)
-    # the ImageNet VGG16 as DESIGN.md identifies it
+    # the ImageNet VGG16 (the one Keras ships), by the first values of two of its biases
     w = weights.load(weights_path)
     np.testing.assert_allclose(w["conv1_1.bias"][:3], [0.73429835, 0.093403675, 0.06775674], rtol=1e-3)
     assert w["conv1_2.bias"][0] == pytest.approx(-0.30912212, rel=1e-3)
