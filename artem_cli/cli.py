@@ -189,11 +189,12 @@ def main():
 D = api.Settings()
 
 SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
-    click.option("--size", type=int, default=D.size, show_default=True, help="Longest side of the output in pixels."),
+    click.option("--size", type=int, default=D.size, show_default=True,
+                 help=f"Longest side of the output in pixels ({api.MIN_SIZE} to {api.MAX_SIZE})."),
     click.option("--iterations", type=int, default=D.iterations, show_default=True),
     click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=D.optimizer, show_default=True),
-    click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam's learning rate, in 0..255 pixel levels."),
-    click.option("--history", type=int, default=D.history, show_default=True, help="L-BFGS history length."),
+    click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam's learning rate, in 0..255 pixel levels (adam only)."),
+    click.option("--history", type=int, default=D.history, show_default=True, help="L-BFGS correction pairs kept (lbfgs only)."),
     click.option("--content-weight", type=float, default=D.content_weight, show_default=True),
     click.option("--style-weight", type=float, default=D.style_weight, show_default=True),
     click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True, help="Total-variation (smoothness) weight."),
@@ -205,8 +206,8 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
                  help="Style images are resized to SIZE x STYLE_SCALE."),
     click.option("--init", type=UserPath(), metavar="SOURCE", default=D.init, show_default=True,
-                 help="content, random, or an image file (batch: content, random or previous, the previous image's "
-                      "result)."),
+                 help="stylize: content, random or an image file; batch: content, random or previous (each image "
+                      "from the previous one's result: frames)."),
     click.option("--original-colors", is_flag=True, help="Keep the content's colours."),
     click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True),
     click.option("--mode", type=click.Choice(MODES), default=D.mode, show_default=True,
@@ -497,10 +498,15 @@ def _check_styles(style_sets, settings):
 @click.option("--style-scale", type=float, default=D.style_scale, show_default=True)
 @click.option("--content-layers", type=LayerList(), default="relu4_2", show_default=True)
 @click.option("--style-layers", type=LayerList(), default=",".join(n for n, _ in D.style_layers), show_default=True)
-@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--content-weight", type=float, default=D.content_weight, show_default=True)
+@click.option("--style-weight", type=float, default=D.style_weight, show_default=True)
+@click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("--json", "as_json", is_flag=True)
 def score(image, content, styles, weights_path, as_json, **options):
-    """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs."""
+    """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs,
+    each term weighted as a stylization with the same layer and weight options weighs it (its --json's
+    final losses)."""
     try:
         rgb, _ = io.read_image(image, "image")
         content_rgb, _ = io.read_image(content, "content image")
@@ -522,10 +528,13 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("-o", "--out-dir", type=UserPath(path_type=Path), required=True, help="Folder for the results.")
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--iterations", type=int, default=100, show_default=True)
-@click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True)
+@click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True,
+              help="The networks, fp32 among them, each MODE or, for bwn and xnor, MODE:WEIGHTS[@LAYER] (WEIGHTS: "
+                   "trained, untrained or a file of 'artem distill'; LAYER: the first binary convolution), e.g. "
+                   "fp32,xnor,xnor:untrained@conv3_1.")
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True, help="As for stylize.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier comparison in OUT_DIR.")
-@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overwrite, weights_path):
     """Stylize every CONTENT x STYLE pair in every mode and score each result with the fp32 network.
 
@@ -623,7 +632,7 @@ class ChannelList(click.ParamType):
 @click.option("--steps", type=click.IntRange(1, 10000), default=100, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True)
-@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weights_path):
     """Render the images that most excite CHANNELS of LAYER, one grid PNG per run."""
     output = output or Path(f"visualize_{layer}_{quality.label(mode)}.png")
@@ -682,7 +691,7 @@ def weights_convert(source, destination):
 
 
 @weights_group.command("info")
-@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("--binary-weights", type=UserPath(), metavar="SOURCE", default=D.binary_weights, show_default=True,
               help="Which binary networks --mode bwn and xnor would use: trained, untrained or a file.")
 def weights_info(weights_path, binary_weights):
@@ -718,7 +727,7 @@ def _binary_network(mode, source):
 
 @main.command()
 @click.option("--size", type=int, default=None, help="Longest side of the test image. [default: 512; 256 with --quick]")
-@click.option("--aspect", type=float, default=2 / 3, show_default=True, help="Height / width of the test image.")
+@click.option("--aspect", type=float, default=2 / 3, show_default="2/3", help="Height / width of the test image.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--modes", type=ModeList(), default="fp32", show_default=True, help="Modes whose pass to time, e.g. fp32,bwn,xnor.")
 @click.option("--binary-backward", type=click.Choice(["fp32", "fp16"]), default=D.binary_backward, show_default=True,
@@ -742,7 +751,7 @@ def _binary_network(mode, source):
               help="cuda: on an NVIDIA GPU (the pass against cuBLAS's SGEMM rate and PyTorch in the same run; xnor "
                    "once per kernel rung, fp32 also as one GEMM a layer: MODE/RUNG, fp32/im2col; each of these also "
                    "replayed as one CUDA graph: NAME+graph).")
-@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None)
+@click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("--json", "json_file", type=UserPath(output_file=True, path_type=Path, allow_dash=True), default=None,
               help="Also write the report as JSON to this file ('-': print it instead of the text).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")

@@ -709,6 +709,11 @@ def test_score_command(tmp_path, weights_path):
     assert r.exit_code == 0, r.output
     losses = json.loads(r.stdout)
     assert losses["content"] == pytest.approx(0, abs=1e-3) and losses["style"] > 0
+    # each term weighted as a stylization with those weights weighs it
+    r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json", "--style-weight", "200", "--tv-weight", "0")
+    weighted = json.loads(r.stdout)
+    assert weighted["style"] == pytest.approx(2 * losses["style"], rel=1e-6) and weighted["tv"] == 0
+    assert weighted["total"] == pytest.approx(weighted["style"] + weighted["content"], rel=1e-6)
     r = run("score", "missing.png", "--content", CONTENT, "--style", STYLE)
     assert r.exit_code == 1 and r.stderr.startswith("Error: image 'missing.png' does not exist")
     square = tmp_path / "square.png"
