@@ -46,6 +46,8 @@ class LayerList(click.ParamType):
         pairs = []
         for item in value.split(","):
             name, _, weight = item.strip().partition(":")
+            if not name:
+                self.fail(f"{value!r} has an empty layer name in it" if value.strip() else "no layer named", param, ctx)
             try:
                 pairs.append((name, float(weight) if weight else 1.0))
             except ValueError:
@@ -721,7 +723,8 @@ def _binary_network(mode, source):
     facts = weights.binary_info(path)
     if facts["mode"] != mode:
         return f"none: '{path}' holds a {facts['mode']} network"
-    return (f"trained: {facts['path']} ({facts['bytes']:,} bytes), binary from {facts['binary_from']}, "
+    return (f"{'trained (shipped)' if source == 'trained' else 'trained (your file)'}: {facts['path']} "
+            f"({facts['bytes']:,} bytes), binary from {facts['binary_from']}, "
             f"made by '{facts['made_by']}' in {facts['seconds']} s")
 
 
@@ -862,7 +865,7 @@ def _duration(seconds):
 
 def _pass_report(report, shape, device, with_torch):
     p = report["pass"]
-    click.echo(f"machine: {report['machine']}")
+    click.echo("machine: " + ", ".join(f"{key} {value}" for key, value in report["machine"].items()))
     click.echo(f"VGG16 forward to {p['tap']} + backward to the image, {shape[1]}x{shape[0]}, on {device}, seconds"
                + (" (bwn, xnor: backward through the binary weights in float16):" if p.get("binary_backward") == "fp16" else ":"))
     torch_result = p.get("torch")

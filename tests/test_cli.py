@@ -864,3 +864,10 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     r = run("visualize", "--layer", "relu3_1", "--channels", "254-256", "--size", "32", "-o", tmp_path / "c.png")
     assert r.exit_code == 1 and r.stderr == "Error: relu3_1 has 256 channels (0-255); channel 256 does not exist\n"
     assert not (tmp_path / "c.png").exists()
+
+
+def test_an_empty_layer_name_is_said_so():
+    for value, message in ((",", "',' has an empty layer name in it"), ("relu1_1,:2", "'relu1_1,:2' has an empty layer "
+                                                                                       "name in it"), ("", "no layer named")):
+        r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--style-layers", value)
+        assert r.exit_code == 2 and r.stderr.endswith(f"Invalid value for '--style-layers': {message}\n"), r.stderr

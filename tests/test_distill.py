@@ -253,7 +253,7 @@ def test_a_distilled_file_drives_stylization_and_binary_from(image_paths, weight
     with pytest.raises(ArtemError, match="holds a trained bwn network, not xnor"):
         api.stylize(content, [style], api.Settings(size=48, iterations=1, mode="xnor", binary_weights=str(tmp_path / "s.npz")))
     r = CliRunner().invoke(main, ["weights", "info", "--binary-weights", str(tmp_path / "s.npz")])
-    assert r.exit_code == 0 and "bwn network: trained:" in r.output and "binary from conv4_1" in r.output
+    assert r.exit_code == 0 and "bwn network: trained (your file):" in r.output and "binary from conv4_1" in r.output
     assert "xnor network: none:" in r.output
     for missing, what in [(tmp_path / "nope.npz", "does not exist"), (tmp_path, "is a folder")]:
         r = CliRunner().invoke(main, ["weights", "info", "--binary-weights", str(missing)])
@@ -333,7 +333,7 @@ def test_the_binarized_modes_use_the_shipped_trained_networks_by_default(weights
     assert type(net.layer("conv1_1")).__name__ == "Conv3x3"
     assert isinstance(VGG16(w, mode=mode), VGG16)  # and the untrained network is still there
     r = CliRunner().invoke(main, ["weights", "info"])
-    assert f"{mode} network: trained: " in r.output and f"binary from {first}" in r.output
+    assert f"{mode} network: trained (shipped): " in r.output and f"binary from {first}" in r.output
     # a shipped file that does not match the manifest is refused
     copy = tmp_path / "weights"
     copy.mkdir()
