@@ -565,7 +565,10 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     except OSError as e:
         _fail(f"cannot prepare the folder '{out_dir}' ({e.strerror or e}: '{e.filename}')")
 
+    saved = []  # the results written so far
+
     def show(row):
+        saved.append(row["file"])
         click.echo(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style {row['style_loss']:.4g} "
                    f"content {row['content_loss']:.4g} ({row['seconds']:.1f} s)")
 
@@ -584,8 +587,9 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
         except ArtemError as e:
             _fail(e)
         except KeyboardInterrupt:
-            click.echo(f"Interrupted ({stop.name()}): no report written; the results saved so far are in '{out_dir}' "
-                       "(a rerun replaces them with --overwrite)", err=True)
+            click.echo(f"Interrupted ({stop.name()}): no report written; " + (
+                f"{len(saved)} result{'s' * (len(saved) != 1)} saved in '{out_dir}' (a rerun replaces them with "
+                "--overwrite)" if saved else "no result saved yet"), err=True)
             sys.exit(stop.exit_status())
         io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
         io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))

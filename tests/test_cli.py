@@ -782,7 +782,8 @@ def test_compare_writes_grid_tables_and_results(tmp_path, weights_path):
     Image.new("RGB", (400, 20)).save(thin)
     for args, message in [(["--content", CONTENT, "--content", other / "chelsea.png"], "have the name 'chelsea'"),
                           (["--content", CONTENT, "--modes", "bwn"], "needs fp32 among the modes"),
-                          (["--content", CONTENT, "--modes", "fp32,fp32"], "two of the modes have the name 'fp32'"),
+                          (["--content", CONTENT, "--modes", f"fp32,bwn:{tmp_path / 'a' / 'x.npz'},bwn:{tmp_path / 'x.npz'}"],
+                           "two of the modes have the name 'bwn-x'"),
                           (["--content", tmp_path / "none.png"], "content image"),
                           (["--content", CONTENT, "--modes", f"fp32,bwn:{tmp_path / 'none.npz'}"],
                            f"binary weights file '{tmp_path / 'none.npz'}' does not exist"),
@@ -808,7 +809,8 @@ def test_a_signal_while_compare_makes_its_reports_stops_it(tmp_path, monkeypatch
     monkeypatch.setattr(quality, "fidelity", signalled)
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
             "--modes", "fp32")
-    assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output
+    assert (r.exit_code, r.stderr) == (130, f"Interrupted (SIGINT): no report written; 1 result saved in '{tmp_path}' "
+                                            "(a rerun replaces them with --overwrite)\n"), r.output
     assert not (tmp_path / "quality.md").exists()
 
 
@@ -830,8 +832,8 @@ def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_
     monkeypatch.setattr(api.Objective, "probed", interrupted)
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "100", "-o", tmp_path,
             "--modes", "fp32,bwn", "--overwrite")
-    assert r.exit_code == 130 and "Interrupted (SIGINT): no report written" in r.stderr, r.output
-    assert not any((tmp_path / name).exists() for name in ("quality.md", "grid.png", "fidelity.md"))
+    assert r.stderr.endswith("Interrupted (SIGINT): no report written; no result saved yet\n"), r.output
+    assert r.exit_code == 130 and not any((tmp_path / name).exists() for name in ("quality.md", "grid.png", "fidelity.md"))
 
 
 def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):
