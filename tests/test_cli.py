@@ -539,8 +539,10 @@ def test_a_path_the_os_refuses_is_one_error_line(tmp_path, weights_path):
     for args, message in ((["stylize", ".", STYLE, *FAST], "Error: content image '.' is a folder, not an image file\n"),
                           (["stylize", "/", STYLE, *FAST], "Error: content image '/' is a folder, not an image file\n"),
                           (["distill", "-o", ".", *fast_distill], "Error: output '.' is a folder\n"),
-                          (["distill", "-o", "/", *fast_distill], "Error: output '/' is a folder\n")):
+                          (["distill", "-o", "..", *fast_distill], "Error: output '..' is a folder\n")):
         assert (run(*args).exit_code, run(*args).stderr) == (1, message)
+    r = run("distill", "-o", "/", *fast_distill)  # a folder's name by its slash
+    assert r.exit_code == 2 and r.stderr.endswith("'/' ends in a slash, as a folder's name does; give the file's name\n")
 
 
 def test_a_pipe_or_a_folder_where_a_file_belongs_is_called_what_it_is(tmp_path, monkeypatch, weights_path):
