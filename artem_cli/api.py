@@ -26,7 +26,7 @@ from .backend import (DEVICES, CudaGraph, array_module, array_module_for, availa
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss, tv_loss, within_range
 from .optim import LBFGS, Adam
-from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer_names, untrained_binary
+from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer_names, min_side, untrained_binary
 
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
 MIN_SIZE, MAX_SIZE = 16, 8192  # --size, the longest side
@@ -382,12 +382,12 @@ def _style_longest(size, scale):
 def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE, taps=None):
     """The shape (H, W) of an image of ``image_shape`` at ``longest`` px on its longest side, where
     each 2x2 pooling halves it: the deepest layer tapped (of ``taps``, by default every layer
-    ``settings`` taps) needs 2^pools px on each side. If it is
+    ``settings`` taps) needs 2^pools px on each side (``vgg.min_side``). If it is
     short, the error says what value of the option ``knob`` (``px_per_unit`` px of the longest side
     each) would do, or, past ``limit`` px, that no value would."""
     shape = preprocess.scaled_shape(image_shape, longest)
     deepest = max(taps or settings.taps(), key=LAYER_NAMES.index)
-    need = 2 ** sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(deepest)] if n.startswith("pool"))
+    need = min_side(deepest)
     if min(shape) >= need:
         return shape
     message = (f"the {what} at {shape[1]}x{shape[0]} px is too small for {deepest}, which needs at least {need} px "

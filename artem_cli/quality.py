@@ -11,7 +11,7 @@ from .api import (DEFAULT_STYLE_LAYERS, Settings, check_content, check_style, ne
                   trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
-from .vgg import CONV_LAYERS, LAYER_NAMES, MODES
+from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
 
 
 def label(spec):
@@ -180,7 +180,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     asked = layer
     if layer.startswith("relu"):  # ascend the convolution's output: a ReLU's zeros pass no gradient
         layer = "conv" + layer[4:]
-    need = 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1] if name.startswith("pool"))
+    need = min_side(layer)
     if size < need:
         raise ArtemError(f"{asked} is empty at {size} px (it needs at least {need} px); use a larger --size")
     count = [cout for name, _, cout in CONV_LAYERS if LAYER_NAMES.index(name) <= LAYER_NAMES.index(layer)][-1]

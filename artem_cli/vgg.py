@@ -41,6 +41,12 @@ def _layer_names():
 
 LAYER_NAMES = _layer_names()
 
+
+def min_side(layer):
+    """The least side, in pixels, of an image whose ``layer`` map is not empty: each 2x2 pooling up
+    to it (itself included) halves a side, rounding down."""
+    return 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1] if name.startswith("pool"))
+
 # BGR channel means of the ImageNet images these weights were trained on (0..255 scale).
 BGR_MEAN = (103.939, 116.779, 123.68)
 
