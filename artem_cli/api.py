@@ -153,7 +153,10 @@ class Settings:
         return [name for name, _ in (*self.content_layers, *self.style_layers)]
 
     def blend(self, n_styles):
-        shares = self.style_blend or (1.0,) * n_styles
+        """Each style image's share of the style loss, the shares summing to 1 (weights scaled by the
+        largest first: 1e308 twice would overflow the sum, and every share would be 0)."""
+        top = max(self.style_blend or (1.0,))
+        shares = [w / top for w in self.style_blend or (1.0,) * n_styles]
         return [w / sum(shares) for w in shares]
 
 

@@ -284,3 +284,13 @@ def test_lbfgs_takes_the_stall_steps_only_once_in_a_row():
     assert len(points) <= 2 and all(np.allclose(x, 8, atol=1e-6) and v == -100 for x, v in points[1:])
     assert opt.stop_reason in ("the loss stopped changing", "the line search found no further decrease")
     assert opt.evaluations <= 1 + 2 * 25 + 1
+
+
+def test_style_blend_shares_sum_to_one_whatever_the_weights_scale():
+    """Weights that overflow when summed (1e308 twice) blend as 1,1 do; tiny ones too."""
+    from artem_cli.api import Settings
+
+    for weights in ((1e308, 1e308), (1.0, 1.0), (5e-324, 5e-324)):
+        assert Settings(style_blend=weights).blend(2) == [0.5, 0.5]
+    assert Settings(style_blend=(1e308, 0.0, 3e307)).blend(3) == pytest.approx([1 / 1.3, 0.0, 0.3 / 1.3])
+    assert Settings().blend(4) == [0.25] * 4
