@@ -362,7 +362,7 @@ def estimate_memory(shape, settings):
     return int(1.5 * activations + 2 * largest + optimizer + WEIGHTS_MEMORY)
 
 
-def _check_memory(shape, settings, xp, loaded=False):
+def check_memory(shape, settings, xp, loaded=False):
     """Refuse a run at ``shape`` that would not fit in the memory free now; ``loaded``: the network
     is in memory already (its weights counted as used, not needed)."""
     need = estimate_memory(shape, settings) - (WEIGHTS_MEMORY if loaded else 0)
@@ -437,7 +437,7 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     settings.validate(len(styles))
     content = preprocess.rgb_image(content, "content image")
     init_image = _init_image(settings, init_image)
-    _check_memory(check_content(content, settings), settings, array_module_for(settings.device))  # before any work
+    check_memory(check_content(content, settings), settings, array_module_for(settings.device))  # before any work
     stylizer = Stylizer(settings, weights_path=weights_path)
     return stylizer.stylize(content, stylizer.targets(styles), init_image=init_image, on_iteration=on_iteration,
                             interruptible=interruptible)
@@ -567,7 +567,7 @@ class Stylizer:
         init_image = _init_image(settings, init_image)
         shape = check_content(content, settings)
         with self._turn():  # before the memory check: a run in progress holds what it would count
-            _check_memory(shape, settings, self.xp, loaded=True)
+            check_memory(shape, settings, self.xp, loaded=True)
             with _MemoryErrors(self.xp, f"at {shape[1]}x{shape[0]}; use a smaller --size"):
                 return self._run(content, targets, shape, init_image, settings.iterations, on_iteration,
                                  interruptible or Interruptible())
@@ -777,19 +777,12 @@ def read_init(settings):
     return None if settings.init in ("content", "random") else io.read_image(settings.init, "init image")[0]
 
 
-def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
-                 save_every=0, on_iteration=None, interruptible=None):
-    """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
-    came before the first iteration ended), snapshots every ``save_every`` iterations. Checks
-    everything it can before the long work starts."""
-    settings = given(settings)
-    if isinstance(style_paths, (str, os.PathLike)) or not isinstance(style_paths, (list, tuple)):
-        raise ArtemError(f"the style paths must be a list of paths ([{style_paths!r}] for one), not "
-                         f"{type(style_paths).__name__}")
-    settings.validate(len(style_paths))
-    init_image = read_init(settings)
-    init_path = () if init_image is None else (settings.init,)
-    # the inputs that are there (a missing one is said so when it is read, below)
+def check_outputs(content_path, style_paths, output, settings, *, overwrite=False, save_every=0):
+    """An ArtemError where ``stylize_file`` could not write ``output`` and its snapshots as asked: one
+    would replace an input (the content, a style, the init file), exists (without ``overwrite``), is a
+    folder, or has a name or a folder the OS refuses."""
+    init_path = () if settings.init in ("content", "random") else (settings.init,)
+    # the inputs that are there (a missing one is said so when it is read)
     inputs = {io.resolved(p) for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
     if io.resolved(output) in inputs:
         raise ArtemError(f"the output '{output}' would replace an input image; give another output name")
@@ -806,6 +799,20 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     if snapshots and not overwrite:
         raise ArtemError(f"'{snapshots[0]}' already exists, and --save-every {save_every} would replace it; pass "
                          "--overwrite to replace it")
+
+
+def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=False, weights_path=None,
+                 save_every=0, on_iteration=None, interruptible=None):
+    """Read the images, stylize, write ``output`` (alpha of the content kept; not where an interrupt
+    came before the first iteration ended), snapshots every ``save_every`` iterations. Checks
+    everything it can before the long work starts."""
+    settings = given(settings)
+    if isinstance(style_paths, (str, os.PathLike)) or not isinstance(style_paths, (list, tuple)):
+        raise ArtemError(f"the style paths must be a list of paths ([{style_paths!r}] for one), not "
+                         f"{type(style_paths).__name__}")
+    settings.validate(len(style_paths))
+    init_image = read_init(settings)
+    check_outputs(content_path, style_paths, output, settings, overwrite=overwrite, save_every=save_every)
     content, alpha = io.read_image(content_path, "content image")
     styles = [io.read_image(p, "style image")[0] for p in style_paths]
     weights.locate(weights_path)  # fail before reading is wasted

@@ -286,6 +286,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
         try:
             _check_styles([tuple(styles)], settings)
             api.read_init(settings)
+            api.check_outputs(content, styles, output, settings, overwrite=overwrite, save_every=save_every)
         except ArtemError as e:
             _fail(e)
         _dry_run([content], [tuple(styles)], settings, weights_path, as_json, batch=False)
@@ -820,8 +821,9 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
 
 def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None):
     """``--dry-run``, once the checks a run makes before any work have passed (its options, its style
-    sets): each content image checked (readable, large enough; a batch would mark one that is not
-    failed), and the memory and time its run would take here (a batch's: after each style set; with
+    sets, stylize's output): each content image checked (readable, large enough, its run fitting in
+    the memory free now; a batch would mark one that is not failed), and the memory and time its run
+    would take here (a batch's: after each style set; with
     ``first_iterations``, frames started from the previous result, the first with that many)."""
     predictions, failing = {}, {}
     try:
@@ -829,6 +831,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
         for path in contents:
             try:
                 shape = api.check_content(io.read_image(path, "content image")[0], settings)
+                api.check_memory(shape, settings, predictor.xp)  # as its run checks it, before any work
             except ArtemError as e:
                 failing[str(path)] = str(e)
                 continue

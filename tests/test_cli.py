@@ -88,15 +88,30 @@ def test_bad_input_is_one_error_line(args, message, tmp_path, monkeypatch, weigh
     assert not list(tmp_path.iterdir())  # no output, not even a partial one
 
 
-@pytest.mark.parametrize("args,message", [(args, message) for args, message in BAD_INPUT
-                                          if "-o" not in args and "--tv-weight" not in args])
+@pytest.mark.parametrize("args,message", [(args, message) for args, message in BAD_INPUT if "--tv-weight" not in args])
 def test_a_dry_run_refuses_bad_input_as_the_run_does(args, message, tmp_path, monkeypatch, weights_path):
-    """The same one line for what the run refuses before any work, but its outputs (--dry-run does
-    not look at them) and what only an evaluation finds (weights so large the loss overflows)."""
+    """The same one line for what the run refuses before any work (its output too), but what only an
+    evaluation finds (weights so large the loss overflows)."""
     monkeypatch.chdir(tmp_path)
     r = run("stylize", *FAST, *args, "--dry-run")
     assert r.exit_code == 1 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.output
     assert not list(tmp_path.iterdir())
+
+
+def test_a_dry_run_refuses_what_the_run_refuses_of_its_output_and_memory(tmp_path, monkeypatch, weights_path):
+    """An output that exists (without --overwrite), would replace an input, or has no format; a run
+    needing more memory than is free: refused by the dry run as by the run, before any work."""
+    (tmp_path / "there.png").write_bytes(b"an earlier result")
+    for args, message in (([CONTENT, STYLE, "-o", tmp_path / "there.png"], "already exists; pass --overwrite"),
+                          ([CONTENT, STYLE, "-o", CONTENT, "--overwrite"], "would replace an input image"),
+                          ([CONTENT, STYLE, "-o", tmp_path / "x.what"], "cannot tell the output format")):
+        r = run("stylize", *FAST, *args, "--dry-run")
+        assert (r.exit_code, len(r.stderr.splitlines())) == (1, 1) and message in r.stderr, r.output
+    monkeypatch.setattr(api, "host_memory", lambda shared=False: ("free", 2**20))
+    for command in (["stylize", CONTENT], ["batch", EXAMPLES, "-o", tmp_path / "out", "--include", "chelsea.png", "--style"]):
+        r = run(*command, STYLE, *FAST, "--dry-run")
+        assert r.exit_code == 1 and "48x32 run needs about 0.3 GiB of memory but 0.0 GiB are free" in r.stderr, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there.png"]
 
 
 def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weights_path):
