@@ -106,7 +106,8 @@ class StopOnSignals:
     image reached so far is saved) while ``interruptible.now`` says that may be done, and is only
     remembered afterwards, while the result is scored and written; any later one is only remembered.
     ``received`` is the first signal's number, for the exit status 128 + number. Handlers can only be
-    installed from the main thread; elsewhere signals keep Python's own behaviour."""
+    installed from the main thread; elsewhere signals keep Python's own behaviour, as does a signal the
+    process was started ignoring (it stays ignored)."""
 
     def __init__(self):
         self.interruptible = api.Interruptible()
@@ -122,8 +123,9 @@ class StopOnSignals:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread():  # a signal ignored (`cmd &` in a script) stays so
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+                              if signal.getsignal(s) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc):
@@ -154,8 +156,9 @@ class Commands(click.Group):
             received.append(number)
             raise KeyboardInterrupt
 
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+        ours = (threading.current_thread() is threading.main_thread()  # handlers go in the main thread only,
+                and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN)  # and a SIGTERM ignored stays so
+        previous = signal.signal(signal.SIGTERM, stop) if ours else None
         try:
             return super().invoke(ctx)
         except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
@@ -172,7 +175,7 @@ class Commands(click.Group):
         except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
             _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
         finally:
-            if main_thread:
+            if ours:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
 
 

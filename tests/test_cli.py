@@ -456,7 +456,7 @@ class CtrlCAtNumPy(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "numpy":  # the Ctrl-C lands while artem's imports load NumPy
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.{signal})
         return None
 
 sys.meta_path.insert(0, CtrlCAtNumPy())
@@ -475,11 +475,42 @@ def test_the_package_loads_numpy_when_first_asked_for_what_needs_it():
     assert done.returncode == 1 and done.stderr.endswith("AttributeError: module 'artem_cli' has no attribute 'nope'\n")
 
 
-def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path):
-    # the installed console script, as pip's wrapper runs it, with SIGINT sent to itself at NumPy's import
-    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_STARTING], capture_output=True, text=True, cwd=tmp_path)
-    assert (done.returncode, done.stdout) == (128 + signal.SIGINT, "")
-    assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done\n"
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path, name):
+    # the installed console script, as pip's wrapper runs it, with the signal sent to itself at NumPy's
+    # import (a SIGTERM killed it without a word)
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_STARTING.replace("{signal}", name)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (128 + signal.Signals[name], "")
+    assert done.stderr == f"Interrupted ({name}) while starting: nothing was done\n"
+
+
+def test_a_signal_the_caller_ignores_stays_ignored(tmp_path, weights_path):
+    """`cmd &` in a script starts a job with SIGINT ignored: a Ctrl-C meant for the script must not
+    stop it. It goes on (more iterations come after the SIGINT) until a SIGTERM."""
+    import select
+
+    run_ = subprocess.Popen([sys.executable, "-m", "artem_cli", "stylize", CONTENT, STYLE, "-o", tmp_path / "o.png",
+                             *FAST, "--iterations", "1000000", "--optimizer", "adam", "--print-every", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
+    def line():  # the next line of the losses printed each iteration ("" once it has ended)
+        assert select.select([run_.stderr], [], [], 120)[0], "no line in 120 s"
+        return run_.stderr.readline()
+
+    try:
+        assert line().startswith("iteration 1:")
+        run_.send_signal(signal.SIGINT)
+        for _ in range(5):  # a SIGINT received reaches the loop within an iteration
+            assert line().startswith("iteration "), run_.stderr.read()
+        run_.send_signal(signal.SIGTERM)
+        stderr = run_.stderr.read()
+        run_.wait(timeout=60)
+    finally:
+        run_.kill()
+    assert run_.returncode == 128 + signal.SIGTERM and stderr.endswith(f"Interrupted: saved the image reached so far to "
+                                                                       f"{tmp_path / 'o.png'} (SIGTERM)\n"), stderr
 
 
 NUMPY_OUT_OF_MEMORY = "Unable to allocate 2.54 GiB for an array with shape (64, 10668000) and data type float32"
