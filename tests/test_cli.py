@@ -421,12 +421,13 @@ def test_the_gpu_pass_report_renders_graphed_passes_and_their_failures(capsys):
 
     seconds = {"fp32": [0.02, 0.021], "fp32+graph": [0.01, 0.011], "xnor/mma": [0.03, 0.031],
                "xnor/mma+graph": [0.015, 0.016]}
-    report = {"machine": "m", "pass": {"tap": "relu5_1", "macs": 1e11, "seconds": seconds, "sgemm_mac_per_s": 2.5e13,
+    report = {"machine": {"gpu": "H", "cupy": "14"}, "pass": {"tap": "relu5_1", "macs": 1e11, "seconds": seconds, "sgemm_mac_per_s": 2.5e13,
                                        "torch": None, "graph_errors": {"bwn+graph": "RuntimeError: no"}}}
     cli._pass_report(report, (341, 512), "cuda", False)
     text = capsys.readouterr().out
     assert "artem xnor/mma+graph" in text and "/ artem fp32+graph: 1.50" in text and "/ artem fp32: 1.50" in text
     assert "artem bwn+graph: failed (RuntimeError: no)" in text and "PyTorch: not run (--no-torch)" in text
+    assert text.startswith("machine: gpu H, cupy 14\n")
 
 
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
