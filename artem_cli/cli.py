@@ -189,6 +189,9 @@ def main():
     # lines: what follows from them, a loss or a gradient that is no longer finite, is one clear error
     warnings.filterwarnings("ignore", category=RuntimeWarning,
                             message=r"(overflow|invalid value|divide by zero|underflow) encountered")
+    # a photo with damaged EXIF data is read without it (as a viewer shows it): Pillow's two lines about it are not
+    # the user's business either
+    warnings.filterwarnings("ignore", category=UserWarning, message=r"Corrupt EXIF data")
 
 
 D = api.Settings()

@@ -114,6 +114,15 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_output_and_memory(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there.png"]
 
 
+def test_a_photo_with_damaged_exif_data_is_painted_without_pillows_warning(tmp_path, weights_path):
+    """Pillow warns (two lines, with a path in its code) and reads the image without its EXIF data."""
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (100, 150, 200)).save(photo, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00" + b"\xff" * 30)
+    r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", photo, STYLE, *FAST, "-o", tmp_path / "o.png"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "") and Image.open(tmp_path / "o.png").size == (48, 36)
+
+
 def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weights_path):
     """Its probes overflow, as the run would (which then stops with one clear error); a process of
     its own, where NumPy's warnings reach stderr (pytest catches them in this one)."""
