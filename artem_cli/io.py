@@ -42,9 +42,9 @@ def _to_array(img):
         grey = grey / (65535.0 if mode.startswith("I;16") or grey.max() > 255 else 255.0)
         return np.repeat(np.clip(grey, 0, 1)[None], 3, axis=0), None
     if mode == "F":  # floats in 0..1 (a little overshoot clipped), or the ranges of 8 or 16 bits: the largest value says
-        grey = np.nan_to_num(np.asarray(img, dtype=np.float32))
-        top = float(grey.max(initial=0.0))
-        grey = np.clip(grey / (1.0 if top <= 2 else 255.0 if top <= 255 else 65535.0), 0, 1)
+        grey = np.asarray(img, dtype=np.float32)
+        top = float(grey.max(where=np.isfinite(grey), initial=0.0))  # of the numbers: an infinity says no range
+        grey = np.clip(np.nan_to_num(grey / (1.0 if top <= 2 else 255.0 if top <= 255 else 65535.0), nan=0.0), 0, 1)
         return np.repeat(grey[None], 3, axis=0), None
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0

@@ -54,6 +54,12 @@ def test_float_images_in_0_1_or_in_integer_ranges(tmp_path, top, scale):
     values = np.linspace(0, top, 48, dtype=np.float32).reshape(6, 8)
     rgb, _ = io.read_image(save(tmp_path, "f.tif", Image.fromarray(values, "F")))
     np.testing.assert_allclose(rgb[0], np.clip(values / scale, 0, 1), atol=1e-6)
+    # a pixel that is no number (NaN: black; an infinity: black or white) does not change the range of the others
+    odd = values.copy()
+    odd[0, :3] = np.nan, np.inf, -np.inf
+    rgb, _ = io.read_image(save(tmp_path, "odd.tif", Image.fromarray(odd, "F")))
+    np.testing.assert_allclose(rgb[0].ravel()[3:], np.clip(values / scale, 0, 1).ravel()[3:], atol=1e-6)
+    assert list(rgb[0, 0, :3]) == [0.0, 1.0, 0.0]
 
 
 def test_palette_transparency_and_alpha_values(tmp_path):
