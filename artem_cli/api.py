@@ -86,6 +86,8 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
+        if self.content_weight == self.style_weight == self.tv_weight == 0:
+            raise ArtemError("content-weight, style-weight and tv-weight are all 0: there would be nothing to optimize")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if self.history < 1:

@@ -868,12 +868,16 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
 
 
 def _duration(seconds):
-    """``seconds`` in the unit a person reads best: "4.2 s", "12.5 min", "3.1 h"."""
+    """``seconds`` in the unit a person reads best: "4.2 s", "12.5 min", "3.1 h", "4.5 days", "3e+12 years"."""
     if seconds < 90:
         return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 365 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / (365.25 * 86400):.2g} years"
 
 
 def _pass_report(report, shape, device, with_torch):

@@ -63,6 +63,8 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
         ([CONTENT, STYLE, "--style-layers", "pool5", "--size", "40"], "too small for pool5, which needs at least 32 px"),
+        ([CONTENT, STYLE, "--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"], "there would be nothing "
+         "to optimize"),
         ([CONTENT, STYLE, "--history", "0"], "history (L-BFGS's correction pairs) must be at least 1, not 0"),
         ([CONTENT, STYLE, "--lr", "5"], "lr goes with optimizer adam, not lbfgs"),  # it would be ignored
         ([CONTENT, STYLE, "--optimizer", "adam", "--history", "5"], "history goes with optimizer lbfgs, not adam"),
@@ -448,8 +450,8 @@ def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
 def test_dry_run_times_read_in_the_unit_that_suits_them():
     from artem_cli.cli import _duration
 
-    assert [_duration(s) for s in (0.004, 4.23, 42, 95, 3000, 5500, 36000)] == [
-        "0.004 s", "4.2 s", "42 s", "1.6 min", "50.0 min", "1.5 h", "10.0 h"]
+    assert [_duration(s) for s in (0.004, 4.23, 42, 95, 3000, 5500, 36000, 4e5, 1e20)] == [
+        "0.004 s", "4.2 s", "42 s", "1.6 min", "50.0 min", "1.5 h", "10.0 h", "4.6 days", "3.2e+12 years"]
 
 
 def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
