@@ -1,8 +1,8 @@
 """Reading and writing images with Pillow.
 
 ``read_image`` returns float32 RGB (3, H, W) in 0..1 and the alpha channel (H, W) or None, whatever
-the file holds: EXIF orientation is applied; greyscale, palette, CMYK, 16-bit and alpha inputs are
-converted; an animated file gives its first frame. ``write_image`` writes 8-bit files (Pillow
+the file holds: EXIF orientation is applied; an embedded colour profile other than sRGB is converted
+to sRGB; greyscale, palette, CMYK, 16-bit and alpha inputs are converted; an animated file gives its first frame. ``write_image`` writes 8-bit files (Pillow
 cannot write 16-bit colour) atomically (``atomic_write``) and never replaces an existing file unless
 told to. ``list_images`` lists a folder's image files (a batch's inputs, its --style-dir, distill's
 --images). Every failure a user can cause is an ``ArtemError`` with one clear line. Nothing here
@@ -14,10 +14,11 @@ import os
 import re
 import secrets
 import tempfile
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .errors import ArtemError
 
@@ -28,6 +29,25 @@ from .errors import ArtemError
 MAX_PIXELS = 134_000_000
 
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def _in_srgb(img):
+    """``img`` in sRGB where its file embeds another colour profile (Adobe RGB, Display P3, a CMYK
+    press's: each pixel's colour as the profile says, not its numbers read as sRGB); as it is where it
+    has none, an sRGB one, or one that littlecms cannot read (it is then read as sRGB, as viewers do)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return img
+    try:
+        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(profile).lower().replace(" ", ""):
+            return img
+        return ImageCms.profileToProfile(img, profile, SRGB, outputMode="RGBA" if img.mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img
+
+
+SRGB = ImageCms.createProfile("sRGB")
 
 
 def _to_array(img):
@@ -70,7 +90,7 @@ def read_image(path, what="image"):
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _to_array(img)
+            return _to_array(_in_srgb(img))
     except Image.DecompressionBombError:
         raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS:,} pixels)") from None
     except MemoryError:

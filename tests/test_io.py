@@ -1,5 +1,6 @@
 """Reading every kind of image a user may bring, and writing without ever losing a file."""
 import os
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ from PIL import Image
 
 from artem_cli import io
 from artem_cli.errors import ArtemError
-from conftest import EXAMPLES
+from conftest import EXAMPLES, SHARED_IMAGES
 
 
 def save(tmp_path, name, img, **kw):
@@ -212,3 +213,26 @@ def test_names_natural_order_calls_equal_are_in_the_order_of_their_characters(tm
         monkeypatch.setattr(io.os, "walk", lambda top, **kw: ((t, f, sorted(n, key=listing.index))
                                                               for t, f, n in walk(top, **kw)))
         assert io.list_images(tmp_path) == [Path(n) for n in ("B.png", "b.png", "frame01.png", "frame1.png")]
+
+
+def test_a_colour_profile_other_than_srgb_is_converted_to_srgb(tmp_path):
+    """Adobe RGB (1998) numbers read as sRGB are duller colours than the file's: each pixel is read as
+    the profile says. An sRGB profile, none, or one littlecms cannot read: the numbers as they are."""
+    from PIL import ImageCms
+
+    adobe = Image.open(SHARED_IMAGES / "rocket.jpg").info["icc_profile"]  # Adobe RGB (1998)
+    pixels = gradient_rgb()
+    tagged = save(tmp_path, "adobe.png", Image.fromarray(pixels), icc_profile=adobe)
+    rgb, _ = io.read_image(tagged)
+    expected = ImageCms.profileToProfile(Image.fromarray(pixels), ImageCms.ImageCmsProfile(BytesIO(adobe)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    np.testing.assert_array_equal(rgb, np.asarray(expected, np.float32).transpose(2, 0, 1) / 255)
+    assert np.abs(rgb - pixels.transpose(2, 0, 1) / 255).max() > 0.05  # not the numbers as they were
+    srgb = Image.open(EXAMPLES / "chelsea.png").info["icc_profile"]
+    for profile in (srgb, b"not a profile", None):
+        kept = save(tmp_path, "kept.png", Image.fromarray(pixels), **({"icc_profile": profile} if profile else {}))
+        np.testing.assert_array_equal(io.read_image(kept)[0], pixels.transpose(2, 0, 1).astype(np.float32) / 255)
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 128, np.uint8)])
+    rgb_a, alpha = io.read_image(save(tmp_path, "adobe_a.png", Image.fromarray(rgba, "RGBA"), icc_profile=adobe))
+    np.testing.assert_array_equal(rgb_a, rgb)
+    assert np.all(alpha == np.float32(128 / 255))
