@@ -1,4 +1,5 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
+import dataclasses
 import json
 import os
 import signal
@@ -400,7 +401,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except ArtemError as e:
             _fail(e)
         _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True,
-                 first_iterations=first_iterations if init_previous else None)
+                 first_iterations=first_iterations if init_previous else None, here=scheduler is None)
         return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
@@ -825,23 +826,27 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
-def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None):
+def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None, here=True):
     """``--dry-run``, once the checks a run makes before any work have passed (its options, its style
     sets, stylize's output): each content image checked (readable, large enough, its run fitting in
-    the memory free now; a batch would mark one that is not failed), and the memory and time its run
-    would take here (a batch's: after each style set; with
-    ``first_iterations``, frames started from the previous result, the first with that many)."""
+    the memory free now where it runs ``here``, not on a cluster elsewhere; a batch would mark one that
+    is not failed), and the memory and time its run would take here (a batch's: after each style set;
+    with ``first_iterations``, frames started from the previous result, those that start from their
+    content, the first and any after one that fails, with that many)."""
     predictions, failing = {}, {}
     try:
         predictor = bench.Predictor(settings, weights_path)
+        starts = True  # the next frame starts from its content
         for path in contents:
+            own = dataclasses.replace(settings, iterations=first_iterations) if first_iterations and starts else settings
             try:
                 shape = api.check_content(io.read_image(path, "content image")[0], settings)
-                api.check_memory(shape, settings, predictor.xp)  # as its run checks it, before any work
+                if here:
+                    api.check_memory(shape, own, predictor.xp)  # as its run checks it, before any work
             except ArtemError as e:
-                failing[str(path)] = str(e)
+                failing[str(path)], starts = str(e), True
                 continue
-            predictions[str(path)] = predictor.predict(shape, None if predictions else first_iterations)
+            predictions[str(path)], starts = predictor.predict(shape, own.iterations), False
     except ArtemError as e:
         _fail(e)
     if as_json:

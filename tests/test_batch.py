@@ -1,6 +1,7 @@
 """`artem batch`: a folder with a bad file, reruns that skip what is done, changed settings, a batch
 killed and resumed, frames started from the previous result."""
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -721,7 +722,7 @@ def test_a_prediction_below_the_smallest_probe_is_that_probes_time_not_less():
     assert at_probe > 0 and predictor.predict((21, 32))["seconds_per_iteration"] == at_probe
 
 
-def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_path, weights_path):
+def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_path, weights_path, monkeypatch):
     """--init previous --first-iterations N: the first frame runs N iterations, the others --iterations;
     the prediction's time counts each so, its L-BFGS recursion over the pairs each run keeps."""
     from artem_cli import api, bench
@@ -740,6 +741,28 @@ def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_p
     report = json.loads(r.stdout)
     first, then = (report["images"][str(folder / name)] for name in ("chelsea.png", "coffee.png"))
     assert (first["iterations"], then["iterations"]) == (7, 3), r.output
+    # a frame after one that fails starts from its content too, as the run starts it
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("a.png", "c.png", "d.png"):
+        shutil.copy(EXAMPLES / "chelsea.png", frames / name)
+    (frames / "b.png").write_bytes(b"no image")
+    args = ["batch", frames, "--style", STYLE, "-o", tmp_path / "out", *FAST, "--init", "previous", "--first-iterations",
+            "500", "--history", "500", "--dry-run", "--json"]
+    report = json.loads(run(*args).stdout)
+    assert [report["images"][str(frames / n)]["iterations"] for n in ("a.png", "c.png", "d.png")] == [500, 500, 3]
+    # and its memory checked with those iterations (L-BFGS keeps as many pairs): between the two, each fails (a
+    # frame after a failing one starts from its content)
+    shape = report["images"][str(frames / "a.png")]["shape"]
+    settings = api.Settings(size=40, iterations=3, history=500, style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0),
+                            ("relu3_1", 1.0)), content_layers=(("relu3_2", 1.0),))
+    few, many = (api.estimate_memory(shape, dataclasses.replace(settings, iterations=n)) for n in (3, 500))
+    assert many > few
+    monkeypatch.setattr(api, "host_memory", lambda shared=False: ("free", (few + many) // 2))
+    failing = json.loads(run(*args).stdout)["failing"]
+    assert [failing[str(frames / n)].startswith("a 40x27 run needs about") for n in ("a.png", "c.png", "d.png")] == [True] * 3
+    args[args.index("--first-iterations") + 1] = "3"  # as many as the others: each fits
+    assert json.loads(run(*args).stdout)["failing"] == {str(frames / "b.png"): failing[str(frames / "b.png")]}
 
 
 def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(folder, tmp_path, weights_path):
