@@ -52,6 +52,19 @@ class Job:
         return str(self.output)
 
 
+def check_places(in_dir, out_dir, jobs, template):
+    """An ArtemError where an output would land in the input folder, which lies inside the output
+    folder (its files are inputs there, so a rerun would take the results for photos to paint)."""
+    root, out = io.resolved(in_dir), io.resolved(out_dir)
+    if out not in root.parents:
+        return
+    for job in jobs:
+        target = io.resolved(Path(out_dir) / job.output)
+        if root in target.parents:
+            raise ArtemError(f"output template {template!r} puts the result of '{job.content}' in the input folder, "
+                             f"'{in_dir}', where a rerun would take it for an input; name the outputs outside it")
+
+
 def plan(inputs, style_sets, template):
     """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
     input's own subfolder of the output folder, never outside it."""
@@ -362,6 +375,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
                   on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
+    check_places(in_dir, out_dir, jobs, template)
     options = {"template": template, "init_previous": init_previous,  # the first frame's iterations given as the default's
                "first_iterations": None if first_iterations == settings.iterations else first_iterations}
     files = style_files(style_sets)

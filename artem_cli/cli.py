@@ -396,7 +396,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             batches.check_options(folder, out_dir, style_sets, settings, init_previous=init_previous,
                                   first_iterations=first_iterations, on_cluster=scheduler is not None or workers is not None)
             images = batches.input_images(folder, recursive, include, exclude, skip=out_dir)
-            batches.plan(images, style_sets, template)  # the outputs' names
+            batches.check_places(folder, out_dir, batches.plan(images, style_sets, template), template)  # the outputs
             contents = [folder / rel for rel in images]
         except ArtemError as e:
             _fail(e)

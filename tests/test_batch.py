@@ -242,6 +242,26 @@ def test_an_earlier_artems_manifest_holds_each_style_file_to_its_contents(folder
     assert r.exit_code == 1 and "(changed: styles)" in r.stderr, r.output
 
 
+def test_an_input_folder_inside_the_output_folder_gets_no_results_in_it(tmp_path, weights_path):
+    """Its files are inputs (all of them lie in the output folder too): a result put there by the
+    template would be a photo to paint on the rerun. Refused before any work, by the dry run too;
+    results beside it are fine, and a rerun skips them."""
+    project = tmp_path / "project"
+    (project / "photos").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "chelsea.png", project / "photos" / "cat.png")
+    for extra in ((), ("--dry-run",)):
+        r = run("batch", project / "photos", "--style", STYLE, "-o", project, *FAST, "--template", "photos/{stem}_x.png",
+                *extra)
+        assert (r.exit_code, r.stderr) == (1, "Error: output template 'photos/{stem}_x.png' puts the result of 'cat.png' "
+                                              f"in the input folder, '{project / 'photos'}', where a rerun would take "
+                                              "it for an input; name the outputs outside it\n"), r.output
+    assert sorted(p.name for p in project.iterdir()) == ["photos"]
+    for _ in range(2):
+        r = run("batch", project / "photos", "--style", STYLE, "-o", project, *FAST, "-q", "--json")
+        assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["skipped"] == ["cat.png"] and (project / "cat.png").is_file()
+
+
 def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp_path, weights_path):
     (folder / "broken.png").unlink()
     r = run("batch", folder, "--style", STYLE, "-o", folder, *FAST, "-q")
