@@ -86,8 +86,6 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
-        if self.content_weight == self.style_weight == self.tv_weight == 0:
-            raise ArtemError("content-weight, style-weight and tv-weight are all 0: there would be nothing to optimize")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if self.history < 1:
@@ -107,6 +105,10 @@ class Settings:
                                  "with its weight (relu1_1:2)")
             if any(not (math.isfinite(w) and w >= 0) for _, w in layers):
                 raise ArtemError(f"{label} layer weights must be finite numbers >= 0")
+        if not any((self.content_weight * sum(w for _, w in self.content_layers),
+                    self.style_weight * sum(w for _, w in self.style_layers), self.tv_weight)):
+            raise ArtemError("every loss term weighs 0 (content-weight, style-weight, tv-weight and the layers' weights): "
+                             "there is nothing to optimize or score")
         if self.style_blend is not None:
             if n_styles is not None and len(self.style_blend) != n_styles:
                 raise ArtemError(f"style-blend has {len(self.style_blend)} weights for {n_styles} style images")

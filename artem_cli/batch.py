@@ -552,8 +552,9 @@ def check_cluster(scheduler=None, workers=None):
     if scheduler is not None and workers is not None:
         raise ArtemError("give --scheduler (an existing cluster) or --workers (a local one), not both")
     if workers is not None and workers > backend.THREADS:  # each would start, to share the same cores
-        raise ArtemError(f"--workers {workers}: this machine gives artem {backend.THREADS} CPU cores, and local workers "
-                         f"only share them; use at most {backend.THREADS} (more machines: --scheduler)")
+        cores = f"{backend.THREADS} CPU core{'s' * (backend.THREADS != 1)}"
+        raise ArtemError(f"--workers {workers}: this machine gives artem {cores}, and local workers only share them; use "
+                         f"at most {backend.THREADS} (more machines: --scheduler)")
 
 
 # A terminal's Ctrl-C goes to the whole process group: a local cluster's worker processes must leave

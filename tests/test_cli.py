@@ -63,8 +63,8 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
         ([CONTENT, STYLE, "--style-layers", "pool5", "--size", "40"], "too small for pool5, which needs at least 32 px"),
-        ([CONTENT, STYLE, "--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"], "there would be nothing "
-         "to optimize"),
+        ([CONTENT, STYLE, "--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"], "every loss term weighs 0"),
+        ([CONTENT, STYLE, "--content-weight", "0", "--tv-weight", "0", "--style-layers", "relu1_1:0"], "every loss term"),
         ([CONTENT, STYLE, "--history", "0"], "history (L-BFGS's correction pairs) must be at least 1, not 0"),
         ([CONTENT, STYLE, "--lr", "5"], "lr goes with optimizer adam, not lbfgs"),  # it would be ignored
         ([CONTENT, STYLE, "--optimizer", "adam", "--history", "5"], "history goes with optimizer lbfgs, not adam"),
