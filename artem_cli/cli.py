@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ class UserPath(click.Path):
     """A path with a leading ``~`` expanded to the home folder, as the shell does only where a word
     begins with it: ``--to=~/w.npz`` and ``--init=~/x.png`` reach the command as written. An empty one
     is refused (click would take it for the current folder), and with ``output_file`` one that ends
-    in a slash (a folder's name; as a Path the slash is gone). Whether it can be read is the command's
+    in a slash, "/." or "/.." (a folder's name; as a Path the first two lose it). Whether it can be read is the command's
     to say, in its one line (click's check would be a usage error)."""
 
     def __init__(self, output_file=False, **options):
@@ -31,8 +32,9 @@ class UserPath(click.Path):
     def convert(self, value, param, ctx):
         if value == "":
             self.fail("an empty path names no file", param, ctx)
-        if self.output_file and isinstance(value, str) and value.endswith(("/", os.sep)):
-            self.fail(f"'{value}' ends in a slash, as a folder's name does; give the file's name", param, ctx)
+        tail = re.search(r"[/{}](\.{{0,2}})$".format(re.escape(os.sep)), value) if isinstance(value, str) else None
+        if self.output_file and tail:  # "out.png/", "out.png/.", "a/..": as a Path, "out.png", "out.png", "a/.."
+            self.fail(f"'{value}' ends in '{tail[0]}', as a folder's name does; give the file's name", param, ctx)
         return super().convert(os.path.expanduser(value) if isinstance(value, str) else value, param, ctx)
 
 

@@ -210,9 +210,10 @@ def test_a_leading_tilde_is_the_home_folder(tmp_path, monkeypatch, weights_path)
     # an output file's name ending in a slash names a folder (as a Path, the slash would be dropped)
     for command in (["stylize", CONTENT, STYLE, *FAST, "-o"], ["distill", "-o"], ["distill", "--checkpoint"],
                     ["benchmark", "--json"], ["visualize", "-o"]):
-        r = run(*command, f"{tmp_path / 'x.png'}/")
-        assert r.exit_code == 2 and r.stderr.endswith(f"'{tmp_path / 'x.png'}/' ends in a slash, as a folder's name "
-                                                      "does; give the file's name\n"), r.output
+        for tail in ("/", "/.", "/.."):
+            r = run(*command, f"{tmp_path / 'x.png'}{tail}")
+            assert r.exit_code == 2 and r.stderr.endswith(f"'{tmp_path / 'x.png'}{tail}' ends in '{tail}', as a folder's "
+                                                          "name does; give the file's name\n"), r.output
     assert not (tmp_path / "x.png").exists()
 
 
@@ -601,7 +602,7 @@ def test_a_path_the_os_refuses_is_one_error_line(tmp_path, weights_path):
                           (["distill", "-o", "..", *fast_distill], "Error: output '..' is a folder\n")):
         assert (run(*args).exit_code, run(*args).stderr) == (1, message)
     r = run("distill", "-o", "/", *fast_distill)  # a folder's name by its slash
-    assert r.exit_code == 2 and r.stderr.endswith("'/' ends in a slash, as a folder's name does; give the file's name\n")
+    assert r.exit_code == 2 and r.stderr.endswith("'/' ends in '/', as a folder's name does; give the file's name\n")
 
 
 def test_a_pipe_or_a_folder_where_a_file_belongs_is_called_what_it_is(tmp_path, monkeypatch, weights_path):
