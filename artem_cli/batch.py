@@ -337,7 +337,8 @@ class Summary:
 
 def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False, first_iterations=None, on_cluster=False):
     """What ``run`` checks of its options before any folder is made (``on_cluster``: with a client)."""
-    given(settings).validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
+    settings = given(settings)
+    settings.validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
     if not on_cluster:  # on a cluster only the workers need the device
         array_module_for(settings.device)
     if settings.init not in ("content", "random"):
@@ -371,7 +372,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     ``on_start(job, index, total)``, ``on_done(job, entry)`` and ``on_iteration`` (as for
     ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    in_dir, out_dir, settings = Path(in_dir), Path(out_dir), given(settings)
     check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
                   on_cluster=client is not None)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)

@@ -260,7 +260,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".g
 def natural_key(path):
     """Sort key in which numbers count as numbers: frame2 before frame10; names equal so (frame1 and
     frame01, a.png and A.png) in the order of their characters, not of the folder's listing."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))], str(path)
+    # the odd parts are the numbers split out (the digits \d takes: "²" is a digit to isdigit, not to int)
+    return [int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", str(path)))], str(path)
 
 
 def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):

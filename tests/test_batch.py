@@ -843,6 +843,13 @@ def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_d
     assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite").exit_code == 0
 
 
+def test_batch_settings_none_are_the_defaults_and_others_are_refused(folder, tmp_path):
+    batch.check_options(folder, tmp_path / "out", [(STYLE,)], None)  # the defaults: valid
+    with pytest.raises(ArtemError, match="^settings must be an artem_cli.Settings"):
+        batch.run(folder, tmp_path / "out", [(STYLE,)], {"size": 40})
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_manifest_that_is_no_file_is_refused_before_any_image(folder, tmp_path, weights_path):
     (folder / "broken.png").unlink()
     out = tmp_path / "out"
