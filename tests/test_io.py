@@ -205,14 +205,14 @@ def test_names_natural_order_calls_equal_are_in_the_order_of_their_characters(tm
     """frame1 and frame01 (or A and a) sort equal as numbers and words: the order of their characters
     decides, not the folder's listing (on many file systems the order files were made in), so two
     copies of a folder list the same frames in the same order."""
-    names = ["frame01.png", "frame1.png", "b.png", "B.png", "b²2.png"]  # ² is a digit to str.isdigit, not to int
+    names = ["frame01.png", "frame1.png", "b.png", "B.png", "b1²2.png"]  # ² is a digit to str.isdigit, not to int
     for name in names:
         (tmp_path / name).write_bytes(b"")
     walk = os.walk
     for listing in (names, names[::-1]):  # as the folder lists them
         monkeypatch.setattr(io.os, "walk", lambda top, **kw: ((t, f, sorted(n, key=listing.index))
                                                               for t, f, n in walk(top, **kw)))
-        assert io.list_images(tmp_path) == [Path(n) for n in ("B.png", "b.png", "b²2.png", "frame01.png", "frame1.png")]
+        assert io.list_images(tmp_path) == [Path(n) for n in ("b1²2.png", "B.png", "b.png", "frame01.png", "frame1.png")]
 
 
 def test_a_colour_profile_other_than_srgb_is_converted_to_srgb(tmp_path):
