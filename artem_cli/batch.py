@@ -410,6 +410,8 @@ def _alone_in(out_dir):
         except BlockingIOError:
             raise ArtemError(f"another batch is painting into '{out_dir}' now: wait for it to end, or give another "
                              "output folder") from None
+        except OSError:  # a file system that has no locks (some network or FUSE ones): the batch goes on unguarded
+            pass
         yield
     finally:
         os.close(fd)
@@ -715,5 +717,6 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                 batch.summary.interrupted = True
                 return
             interruptible.now = True
+        interruptible.now = False  # every image is done: a signal as the cluster closes does not undo that
     finally:
         client.cancel(list(futures))

@@ -597,14 +597,17 @@ def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(
         manifest = json.loads((tmp_path / "a" / batch.MANIFEST).read_text())
         assert [k for k, e in manifest["images"].items() if e["state"] == "done"] == summary.done
 
-        def signal_while_waiting(job, index, total):
+        def signal_while_waiting(futures):  # as distributed.as_completed waits for the first result
             assert interruptible.now  # a signal now raises KeyboardInterrupt
             raise KeyboardInterrupt
+            yield
 
         interruptible = Interruptible()
-        summary = batch.run(folder, tmp_path / "b", [(STYLE,)], settings, weights_path=weights_path, client=client,
-                            on_start=signal_while_waiting, interruptible=interruptible)
+        with mock.patch("distributed.as_completed", signal_while_waiting):
+            summary = batch.run(folder, tmp_path / "b", [(STYLE,)], settings, weights_path=weights_path, client=client,
+                                interruptible=interruptible)
         assert summary.interrupted and list(summary.failed) == ["broken.png"] and summary.done == []
+        assert not list((tmp_path / "b").glob("*.png"))
 
 
 def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
