@@ -574,6 +574,10 @@ def test_a_second_batch_into_the_same_folder_is_refused_while_the_first_runs(fol
         os.close(holder)
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
+    unsupported = OSError(95, "Operation not supported")  # a file system without locks: the batch runs unguarded
+    with mock.patch.object(fcntl, "flock", side_effect=unsupported):
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
 
 
 def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(folder, tmp_path, weights_path):
