@@ -517,8 +517,8 @@ def _check_styles(style_sets, settings):
 @click.option("--json", "as_json", is_flag=True)
 def score(image, content, styles, weights_path, as_json, **options):
     """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs,
-    each term weighted as a stylization with the same layer and weight options weighs it (its --json's
-    final losses)."""
+    each term weighted as a stylization with the same layer and weight options weighs it (an fp32
+    run's --json final losses; other modes' runs report their own network's)."""
     try:
         rgb, _ = io.read_image(image, "image")
         content_rgb, _ = io.read_image(content, "content image")
