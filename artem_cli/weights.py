@@ -227,13 +227,19 @@ def read_onnx(path):
     return _pick_vgg_convs(pairs, f"'{path}'")
 
 
-def _h5_dataset(group, prefix):
-    """The first dataset below ``group`` whose name starts with ``prefix`` (Keras nests them)."""
+def _h5_dataset(group, prefix, ndim):
+    """The first dataset below ``group`` whose name starts with ``prefix`` (Keras nests them), an array
+    of numbers of ``ndim`` dimensions; a ValueError that says what is there instead."""
+    if not hasattr(group, "visititems"):
+        raise ValueError(f"{group.name} is not a group of datasets")
     found = []
     group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") and name.rsplit("/", 1)[-1].startswith(prefix) else None)
     if not found:
-        raise KeyError(f"no {prefix} in {group.name}")
-    return found[0][()]
+        raise ValueError(f"no {prefix} in {group.name}")
+    array = np.asarray(found[0][()])
+    if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{found[0].name} is {array.dtype} of {array.ndim} dimensions, not numbers of {ndim}")
+    return array
 
 
 def read_keras_h5(path):
@@ -249,8 +255,8 @@ def read_keras_h5(path):
             for name, _, _ in CONV_LAYERS:
                 block, index = name[4:].split("_")
                 group = root[f"block{block}_conv{index}"]
-                pairs.append((_h5_dataset(group, "kernel").transpose(3, 2, 0, 1), _h5_dataset(group, "bias")))
-    except (OSError, KeyError) as e:
+                pairs.append((_h5_dataset(group, "kernel", 4).transpose(3, 2, 0, 1), _h5_dataset(group, "bias", 1)))
+    except (OSError, KeyError, ValueError) as e:
         raise ArtemError(f"'{path}' is not a readable Keras VGG16 .h5 file ({e})") from None
     return _pick_vgg_convs(pairs, f"'{path}'")
 

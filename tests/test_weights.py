@@ -195,6 +195,17 @@ def test_convert_keras_h5(tmp_path):
         f.create_group("block1_conv1")
     with pytest.raises(ArtemError, match="not a readable Keras"):
         weights.convert(broken, tmp_path / "o2.npz")
+    # the layers' names, other contents: a 2-D kernel, a dataset for a layer's group, a string
+    for what, make in (("float32 of 2 dimensions, not numbers of 4", lambda f: f.create_group("block1_conv1").create_dataset(
+                           "kernel:0", data=np.zeros((3, 3), np.float32))),
+                       ("/block1_conv1 is not a group of datasets", lambda f: f.create_dataset("block1_conv1", data=[1.0])),
+                       ("of 0 dimensions, not numbers of 4", lambda f: f.create_group("block1_conv1").create_dataset(
+                           "kernel:0", data="text"))):
+        with h5py.File(broken, "w") as f:
+            make(f)
+        with pytest.raises(ArtemError) as e:
+            weights.convert(broken, tmp_path / "o2.npz")
+        assert str(e.value).startswith(f"'{broken}' is not a readable Keras VGG16 .h5 file (") and what in str(e.value)
 
 
 def test_info(small_file):
