@@ -574,13 +574,15 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
             (out_dir / name).unlink(missing_ok=True)
     except OSError as e:
         _fail(f"cannot prepare the folder '{out_dir}' ({e.strerror or e}: '{e.filename}')")
+    if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not after the first stylization
+        _fail(f"output folder '{out_dir}' is not writable")
 
     saved = []  # the results written so far
 
     def show(row):
         saved.append(row["file"])
-        click.echo(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style {row['style_loss']:.4g} "
-                   f"content {row['content_loss']:.4g} ({row['seconds']:.1f} s)")
+        click.echo(_printable(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style "
+                              f"{row['style_loss']:.4g} content {row['content_loss']:.4g} ({row['seconds']:.1f} s)"))
 
     with StopOnSignals() as stop:
         try:
@@ -601,12 +603,19 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
                 f"{len(saved)} result{'s' * (len(saved) != 1)} saved in '{out_dir}' (a rerun replaces them with "
                 "--overwrite)" if saved else "no result saved yet"), err=True)
             sys.exit(stop.exit_status())
-        io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode()))
-        io.atomic_write(out_dir / "fidelity.md", lambda f: f.write(quality.fidelity_table(fidelity).encode()))
-    click.echo(report)
-    click.echo(quality.fidelity_table(fidelity))
+        # file names that are no UTF-8 (Linux allows any bytes) go into the reports as they are
+        io.atomic_write(out_dir / "quality.md", lambda f: f.write(report.encode(errors="surrogateescape")))
+        io.atomic_write(out_dir / "fidelity.md",
+                        lambda f: f.write(quality.fidelity_table(fidelity).encode(errors="surrogateescape")))
+    click.echo(_printable(report))
+    click.echo(_printable(quality.fidelity_table(fidelity)))
     if stop.received is not None:
         sys.exit(stop.exit_status())
+
+
+def _printable(text):
+    """``text`` with the bytes of file names that are no UTF-8 (Linux allows any) shown as "�"."""
+    return text.encode(errors="surrogateescape").decode(errors="replace")
 
 
 COMPARE_REPORTS = ("grid.png", "quality.md", "fidelity.md")

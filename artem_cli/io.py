@@ -230,7 +230,8 @@ def atomic_write(path, write, overwrite=True):
         raise
 
 
-def _to_pil(rgb, alpha, fmt):
+def to_pil(rgb, alpha=None, fmt="PNG"):
+    """An 8-bit Pillow image of RGB (3, H, W) in 0..1 (with ``alpha`` where ``fmt`` keeps it)."""
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0, 1).transpose(1, 2, 0)
     channels = [rgb]
     mode = "RGB"
@@ -244,7 +245,7 @@ def _to_pil(rgb, alpha, fmt):
 def write_image(path, rgb, alpha=None, overwrite=False):
     """Write RGB (3, H, W) in 0..1 (and alpha) to ``path``, format from its suffix, atomically."""
     fmt = check_writable(path, overwrite)
-    img = _to_pil(rgb, alpha, fmt)
+    img = to_pil(rgb, alpha, fmt)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     atomic_write(path, lambda f: img.save(f, format=fmt, **options), overwrite)
 

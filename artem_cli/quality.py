@@ -53,7 +53,8 @@ def check_compare(contents, styles, modes, size=256, calibrate=False):
     for path in styles:
         check_style(io.read_image(path, "style image")[0], settings)
     for mode in modes:
-        spec = Settings(**network_spec(mode))
+        spec = Settings(size=size, **network_spec(mode))
+        spec.validate()  # a first binary layer past the deepest tapped, ...
         if spec.mode in ("bwn", "xnor") and spec.binary_weights != "untrained":
             trained_binary_layers(spec)
 
@@ -115,8 +116,9 @@ def grid(rows, contents, path, cell=160):
         top = LABEL + i * (LABEL + cell)
         draw.text((4, top + LABEL // 2), f"{c} x {s}", fill="black", font=font, anchor="lm")
         for j, f in enumerate([sources[c], *(results[c, s, m] for m in modes)]):
-            img = Image.open(f).convert("RGB")
-            img.thumbnail((cell, cell))
+            img = io.to_pil(io.read_image(f)[0])  # as artem reads it: turned as EXIF says, 16 bits and floats scaled
+            scale = cell / max(img.size)  # fitted to the cell, larger or smaller
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
             canvas.paste(img, (j * cell + (cell - img.width) // 2, top + LABEL + (cell - img.height) // 2))
     io.atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 

@@ -4,6 +4,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -935,3 +936,45 @@ def test_an_empty_layer_name_is_said_so():
                                                                                        "name in it"), ("", "no layer named")):
         r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--style-layers", value)
         assert r.exit_code == 2 and r.stderr.endswith(f"Invalid value for '--style-layers': {message}\n"), r.stderr
+
+
+def test_compare_grid_shows_each_content_as_artem_reads_it(tmp_path, weights_path):
+    """Turned as its EXIF orientation says, 16-bit grey scaled, each fitted to its cell (a small
+    result enlarged): not the file's raw pixels, which Pillow shows sideways or white."""
+    turned, grey = tmp_path / "turned.jpg", tmp_path / "grey16.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° to show: the 60x40 pixels are a 40x60 portrait
+    Image.new("RGB", (60, 40), (20, 20, 20)).save(turned, exif=exif)
+    Image.fromarray(np.full((40, 60), 32768, np.uint16)).save(grey)  # mid-grey in 16 bits
+    out = tmp_path / "cmp"
+    r = run("compare", "--content", turned, "--content", grey, "--style", STYLE, "--size", "32", "--iterations", "1",
+            "--modes", "fp32", "-o", out)
+    assert r.exit_code == 0, r.output
+    grid = np.asarray(Image.open(out / "grid.png").convert("RGB")).astype(int)
+    middle = 20 + 20 + 80  # the first row's cells: labels of columns and of the row above them
+    assert (grid[middle, 5] == 255).all() and (grid[middle, 80] < 40).all()  # a portrait: white beside it
+    assert abs(grid[middle + 180, 80] - 128).max() <= 2  # the second row's content: mid-grey, not white
+    assert (grid[20 + 20 + 10, 160 + 80] != 255).any()  # the 32 px result, enlarged, reaches its cell's top
+
+
+def test_compare_refuses_before_any_work_and_takes_any_file_name(tmp_path, weights_path):
+    """A network that would not be binary where it taps, an output folder it cannot write: refused
+    before the first stylization (which left a result behind). A file name that is no UTF-8 (Linux
+    allows any bytes): its reports are written."""
+    import os
+
+    out = tmp_path / "cmp"
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out,
+            "--modes", "fp32,xnor:untrained@conv5_3")
+    assert r.exit_code == 1 and "the first binary convolution, conv5_3, lies past" in r.stderr, r.output
+    assert not out.exists() or not list(out.iterdir())
+    access = os.access
+    with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(out))
+                           and access(path, mode)):  # as a read-only folder refuses (root passes permission bits)
+        r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out,
+                "--modes", "fp32")
+    assert (r.exit_code, r.stderr) == (1, f"Error: output folder '{out}' is not writable\n") and not list(out.iterdir())
+    odd = tmp_path / os.fsdecode(b"bad\xffname.png")
+    shutil.copy(CONTENT, odd)
+    r = run("compare", "--content", odd, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out, "--modes", "fp32")
+    assert r.exit_code == 0 and b"bad\xffname" in (out / "quality.md").read_bytes(), r.output
