@@ -636,6 +636,8 @@ class ChannelList(click.ParamType):
                 first, last = int(first), int(last if dash else first)  # "3-" is no range
                 if last < first:
                     self.fail(f"{item!r}: a range goes up ({last}-{first})", param, ctx)
+                if last - first + 1 + len(channels) > 256:  # before the list is made: 0-999999999 would fill memory
+                    self.fail(f"{value!r}: between 1 and 256 channels, none negative", param, ctx)
                 channels += range(first, last + 1)
         except ValueError:
             self.fail(f"{value!r}: give channels as 0-15 or 0,3,7", param, ctx)

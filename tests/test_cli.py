@@ -926,6 +926,16 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     assert r.exit_code == 2 and "'3-': give channels as 0-15 or 0,3,7" in r.output
     r = run("visualize", "--channels", "0-2,1")
     assert r.exit_code == 2 and "'0-2,1': a channel named twice (1)" in r.output
+    from artem_cli.cli import ChannelList
+    def small_range(*args):  # a huge range's list would fill the memory first
+        assert len(range(*args)) <= 256, "a huge list made"
+        return range(*args)
+
+    with mock.patch("artem_cli.cli.range", small_range, create=True):
+        for value in ("0-999999999999", "0-200,300-400"):  # refused before their lists are made (memory)
+            r = run("visualize", "--channels", value)
+            assert r.exit_code == 2 and f"'{value}': between 1 and 256 channels, none negative" in r.output
+    assert ChannelList().convert("0-255", None, None) == tuple(range(256))
     r = run("visualize", "--layer", "relu3_1", "--channels", "254-256", "--size", "32", "-o", tmp_path / "c.png")
     assert r.exit_code == 1 and r.stderr == "Error: relu3_1 has 256 channels (0-255); channel 256 does not exist\n"
     assert not (tmp_path / "c.png").exists()
