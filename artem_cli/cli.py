@@ -963,8 +963,8 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--content-weight", type=float, default=1.0, show_default=True,
               help="Weight of the features at relu4_2, the content layer, in the loss (every other term weighs 1).")
 @click.option("--content-gain", type=float, default=1.0, show_default=True,
-              help="Multiply relu4_2's features by this in the file written (the next layer compensates): "
-                   "stylizations then weigh the content loss gain² times as much. Training does not change.")
+              help="Multiply relu4_2's features by this (0.01 to 100) in the file written (the next layer "
+                   "compensates): stylizations then weigh the content loss gain² times as much. Training does not change.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--images", "image_folders", type=UserPath(path_type=Path), multiple=True,
               help="A folder of more training images (repeat for several).")

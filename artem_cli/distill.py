@@ -134,8 +134,8 @@ class DistillSettings:
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if not (math.isfinite(self.content_weight) and self.content_weight >= 0):
             raise ArtemError(f"the content weight must be a number >= 0, not {self.content_weight}")
-        if not (math.isfinite(self.content_gain) and self.content_gain > 0):
-            raise ArtemError(f"the content gain must be a number > 0, not {self.content_gain}")
+        if not (math.isfinite(self.content_gain) and 0.01 <= self.content_gain <= 100):  # the file's numbers stay float32's
+            raise ArtemError(f"the content gain must be a number from 0.01 to 100, not {self.content_gain}")
         if self.content_gain != 1 and CONV_NAMES.index(self.binary_from) > CONV_NAMES.index(CONTENT_CONV):
             raise ArtemError(f"the content gain scales {CONTENT_CONV}, which is not binary from {self.binary_from} on")
 

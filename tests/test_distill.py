@@ -188,7 +188,9 @@ def test_a_content_gain_is_applied_when_the_file_is_written_and_needs_no_new_tra
         np.testing.assert_array_equal(gain[name].signs, plain[name].signs)
         for part, f in zip(("alpha", "bias", "shift"), factor):
             np.testing.assert_allclose(getattr(gain[name], part), f * getattr(plain[name], part), rtol=1e-6)
-    for bad, message in [(dict(content_gain=0.0), "content gain must be a number > 0"),
+    for bad, message in [(dict(content_gain=0.0), "content gain must be a number from 0.01 to 100, not 0.0"),
+                         (dict(content_gain=1e300), "content gain must be a number from 0.01 to 100"),  # inf in float32
+                         (dict(content_gain=1e-300), "content gain must be a number from 0.01 to 100"),
                          (dict(content_gain=float("nan")), "content gain must be"),
                          (dict(content_gain=1.4, binary_from="conv4_3"), "scales conv4_2, which is not binary from conv4_3"),
                          (dict(binary_from="conv5_2"), "binary-from must be one of conv1_2, .*, conv5_1 .the convolutions a loss sees"),
