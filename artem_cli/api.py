@@ -814,6 +814,11 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     if isinstance(style_paths, (str, os.PathLike)) or not isinstance(style_paths, (list, tuple)):
         raise ArtemError(f"the style paths must be a list of paths ([{style_paths!r}] for one), not "
                          f"{type(style_paths).__name__}")
+    for name, path in (("content path", content_path), ("output", output)):
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArtemError(f"the {name} must be a path, not {type(path).__name__}")
+    if not (whole(save_every) and save_every >= 0):
+        raise ArtemError(f"save_every must be a whole number >= 0 (0: no snapshots), not {save_every!r}")
     settings.validate(len(style_paths))
     init_image = read_init(settings)
     check_outputs(content_path, style_paths, output, settings, overwrite=overwrite, save_every=save_every)

@@ -208,6 +208,15 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
                  lambda: score(content, content, [style], {"size": 32})):
         with pytest.raises(ArtemError, match=r"^settings must be an artem_cli.Settings \(Settings\(size=256, ...\)\), not dict$"):
             call()
+    for options, message in ((dict(save_every=-1), r"^save_every must be a whole number >= 0 \(0: no snapshots\), not -1$"),
+                             (dict(save_every=True), "save_every must be a whole number"),
+                             (dict(save_every=1.5), "save_every must be a whole number"),
+                             (dict(save_every="2"), "save_every must be a whole number"),
+                             (dict(output=None), "^the output must be a path, not NoneType$")):
+        arguments = {"output": EXAMPLES / "never.png", **options}
+        with pytest.raises(ArtemError, match=message):
+            stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], arguments.pop("output"), **arguments)
+    assert not (EXAMPLES / "never.png").exists()
     for paths in (str(EXAMPLES / "ihc.png"), EXAMPLES / "ihc.png"):
         with pytest.raises(ArtemError, match=r"^the style paths must be a list of paths \(\[.*ihc.png'\)?\] for one\), not "):
             stylize_file(EXAMPLES / "chelsea.png", paths, EXAMPLES / "never.png")
