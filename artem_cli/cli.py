@@ -798,8 +798,10 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"{', '.join(ignored)} time{'s' * (len(ignored) == 1)} the pass, not --end-to-end's whole fp32 run")
     if _given("binary_backward") and not any(api.network_spec(spec)["mode"] in ("bwn", "xnor") for spec in modes):
         _fail("--binary-backward goes with a bwn or xnor network among --modes")
-    if overwrite and json_file is None:
+    if overwrite and (json_file is None or str(json_file) == "-"):
         _fail("--overwrite replaces the --json file: give one")
+    if quick and _given("size") and iterations:
+        _fail("--quick sets the size and the iterations, and both are given")
     shape = (round(size * aspect), size) if aspect <= 1 else (size, round(size / aspect))
     if min(shape) < 16 and not end_to_end:  # the end-to-end run has its content image's proportions
         _fail(f"--size {size} at --aspect {aspect:g} is {shape[1]}x{shape[0]} px; the pass needs 16 px on each side")

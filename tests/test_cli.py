@@ -355,8 +355,11 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     # options that would be silently ignored
     r = run("benchmark", "--binary-backward", "fp16", "--modes", "fp32,random")
     assert (r.exit_code, r.stderr) == (1, "Error: --binary-backward goes with a bwn or xnor network among --modes\n")
-    r = run("benchmark", "--overwrite")
-    assert (r.exit_code, r.stderr) == (1, "Error: --overwrite replaces the --json file: give one\n")
+    for args in (["--overwrite"], ["--overwrite", "--json", "-"]):
+        r = run("benchmark", *args)
+        assert (r.exit_code, r.stderr) == (1, "Error: --overwrite replaces the --json file: give one\n")
+    r = run("benchmark", "--end-to-end", "--quick", "--size", "32", "--iterations", "1")
+    assert (r.exit_code, r.stderr) == (1, "Error: --quick sets the size and the iterations, and both are given\n")
     # a network named twice would be timed twice; an empty name is no network
     for modes, message in (("bwn,fp32,bwn:trained", "'bwn' and 'bwn:trained' name the same network"),
                            ("fp32,fp32", "'fp32' is named twice"),
