@@ -1,4 +1,5 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -175,6 +176,10 @@ class Commands(click.Group):
             number = received[0] if received else signal.SIGINT
             click.echo(f"Interrupted ({signal.Signals(number).name})", err=True)
             sys.exit(128 + number)
+        except BrokenPipeError:  # what reads the output has gone (artem ... | head): nothing to say, as other tools
+            with contextlib.suppress(OSError, ValueError):  # and no flush at exit to fail again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
             _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
         finally:

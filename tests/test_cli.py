@@ -991,3 +991,18 @@ def test_compare_refuses_before_any_work_and_takes_any_file_name(tmp_path, weigh
     shutil.copy(CONTENT, odd)
     r = run("compare", "--content", odd, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out, "--modes", "fp32")
     assert r.exit_code == 0 and b"bad\xffname" in (out / "quality.md").read_bytes(), r.output
+
+
+def test_output_into_a_pipe_nobody_reads_ends_quietly(weights_path):
+    """`artem weights info | head -1`: once head has gone, artem's writes fail; it stops without a word
+    (as other tools do), exit status 128 + SIGPIPE, not an error line about a broken pipe."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader gone before the first line: every write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "artem_cli", "weights", "info"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
