@@ -753,7 +753,8 @@ def _binary_network(mode, source):
     facts = weights.binary_info(path)
     if facts["mode"] != mode:
         return f"none: '{path}' holds a {facts['mode']} network"
-    return (f"{'trained (shipped)' if source == 'trained' else 'trained (your file)'}: {facts['path']} "
+    shipped = io.resolved(path) == io.resolved(weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode])
+    return (f"{'trained (shipped)' if shipped else 'trained (your file)'}: {facts['path']} "
             f"({facts['bytes']:,} bytes), binary from {facts['binary_from']}, "
             f"made by '{facts['made_by']}' in {facts['seconds']} s")
 

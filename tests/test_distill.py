@@ -334,8 +334,9 @@ def test_the_binarized_modes_use_the_shipped_trained_networks_by_default(weights
     assert type(net.layer(first)).__name__ == ("XnorConv3x3" if mode == "xnor" else "BinaryConv3x3")
     assert type(net.layer("conv1_1")).__name__ == "Conv3x3"
     assert isinstance(VGG16(w, mode=mode), VGG16)  # and the untrained network is still there
-    r = CliRunner().invoke(main, ["weights", "info"])
-    assert f"{mode} network: trained (shipped): " in r.output and f"binary from {first}" in r.output
+    for args in ([], ["--binary-weights", str(weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode])]):  # by name too
+        r = CliRunner().invoke(main, ["weights", "info", *args])
+        assert f"{mode} network: trained (shipped): " in r.output and f"binary from {first}" in r.output
     # a shipped file that does not match the manifest is refused
     copy = tmp_path / "weights"
     copy.mkdir()
