@@ -1,7 +1,8 @@
 """artem: paint photos in the style of a painting by neural style transfer (Gatys et al.) on VGG16.
 
 The Python API: ``Settings``, ``stylize`` (arrays) and ``stylize_file`` (files), ``Stylizer`` (one
-network and one set of style targets for many images), ``Result``, ``ArtemError``.
+network and one set of style targets for many images), ``score`` (the fp32 losses of an image),
+``Result``, ``ArtemError``.
 """
 import importlib
 import os
@@ -28,11 +29,11 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # numba's own pool,
 
 from .errors import ArtemError  # noqa: E402
 
-__all__ = ["ArtemError", "Result", "Settings", "Stylizer", "stylize", "stylize_file"]
+__all__ = ["ArtemError", "Result", "Settings", "Stylizer", "score", "stylize", "stylize_file"]
 
 
 def __getattr__(name):
-    """``Result``, ``Settings``, ``Stylizer``, ``stylize`` and ``stylize_file`` from ``api``, and the
+    """``Result``, ``Settings``, ``Stylizer``, ``score``, ``stylize`` and ``stylize_file`` from ``api``, and the
     modules (``artem_cli.api`` ...), when first asked for: so importing the package loads neither
     NumPy nor numba, and ``main`` can import them itself."""
     if name in __all__:
