@@ -518,6 +518,7 @@ def _check_styles(style_sets, settings):
 @click.option("--content-weight", type=float, default=D.content_weight, show_default=True)
 @click.option("--style-weight", type=float, default=D.style_weight, show_default=True)
 @click.option("--tv-weight", type=float, default=D.tv_weight, show_default=True)
+@click.option("--pooling", type=click.Choice(["max", "avg"]), default=D.pooling, show_default=True)
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("--json", "as_json", is_flag=True)
 def score(image, content, styles, weights_path, as_json, **options):
@@ -571,6 +572,9 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     except ArtemError as e:
         _fail(e)
     existing = [name for name in names if (out_dir / name).exists()]
+    folders = [name for name in existing if (out_dir / name).is_dir()]
+    if folders:  # found now, not when its image is written
+        _fail(f"'{out_dir / folders[0]}' is a folder, where compare writes a file of that name")
     if existing and not overwrite:
         _fail(f"'{out_dir / existing[0]}' already exists (an earlier comparison?); pass --overwrite to replace its files")
     try:

@@ -775,7 +775,9 @@ def test_score_command(tmp_path, weights_path):
     assert r.exit_code == 0, r.output
     losses = json.loads(r.stdout)
     assert losses["content"] == pytest.approx(0, abs=1e-3) and losses["style"] > 0
-    # each term weighted as a stylization with those weights weighs it
+    # each term weighted as a stylization with those weights weighs it, with its pooling
+    r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json", "--pooling", "avg")
+    assert json.loads(r.stdout)["style"] != losses["style"]
     r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json", "--style-weight", "200", "--tv-weight", "0")
     weighted = json.loads(r.stdout)
     assert weighted["style"] == pytest.approx(2 * losses["style"], rel=1e-6) and weighted["tv"] == 0
@@ -991,6 +993,11 @@ def test_compare_refuses_before_any_work_and_takes_any_file_name(tmp_path, weigh
     shutil.copy(CONTENT, odd)
     r = run("compare", "--content", odd, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out, "--modes", "fp32")
     assert r.exit_code == 0 and b"bad\xffname" in (out / "quality.md").read_bytes(), r.output
+    (tmp_path / "fresh" / "chelsea_ihc_fp32.png").mkdir(parents=True)  # a folder where a result goes
+    r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "32", "--iterations", "1", "-o",
+            tmp_path / "fresh", "--modes", "fp32", "--overwrite")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{tmp_path / 'fresh' / 'chelsea_ihc_fp32.png'}' is a folder, where "
+                                          "compare writes a file of that name\n"), r.output
 
 
 def test_output_into_a_pipe_nobody_reads_ends_quietly(weights_path):
