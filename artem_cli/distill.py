@@ -18,6 +18,7 @@ The data of step k depend only on (seed, k), so a run resumed from a checkpoint 
 the uninterrupted run would have.
 """
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -271,6 +272,11 @@ class Trainer:
         self.images = [io.read_image(p, "training image")[0] for p in image_paths]
         if not self.images:
             raise ArtemError("no training images")
+        pixels = hashlib.sha256()  # the data a step draws from, in order: a checkpoint must go on with the same
+        for image in self.images:
+            pixels.update(repr(image.shape).encode())
+            pixels.update(image.tobytes())
+        self.images_sha256 = pixels.hexdigest()
         rng = np.random.default_rng([s.seed, 0])
         calibration = [self._crop(rng) for _ in range(4)]
         self.student = Student(self.teacher_weights, s.mode, s.binary_from,
@@ -344,7 +350,7 @@ class Trainer:
         m, v, steps = state
         pool = np.stack([to_host(img) for _, img in self.pool]) if self.pool else np.zeros((0, 3, 1, 1), np.float32)
         meta = {"settings": dataclasses.asdict(self.settings), "steps": steps, "history": self.history,
-                "pool_steps": [k for k, _ in self.pool]}
+                "pool_steps": [k for k, _ in self.pool], "images_sha256": self.images_sha256}
         arrays = {"theta": to_host(theta), "m": to_host(m), "v": to_host(v), "pool": pool,
                   "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         io.atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -375,6 +381,9 @@ class Trainer:
         if mine != theirs:
             changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
             raise ArtemError(f"checkpoint '{path}' was made with other settings ({changed}); start a new run")
+        if meta.get("images_sha256", self.images_sha256) != self.images_sha256:  # not recorded before 2026-12-07
+            raise ArtemError(f"checkpoint '{path}' was made with other training images (--images); resume with the same "
+                             "ones, or start a new run")
         if arrays["theta"].shape != self.student.theta0.shape:
             raise ArtemError(f"checkpoint '{path}' does not fit this network")
         if meta["steps"] > self.settings.steps:

@@ -101,6 +101,9 @@ def test_a_checkpoint_resumes_to_exactly_the_same_state(image_paths, weights_pat
     heavier = distill.Trainer(distill.DistillSettings(**{**settings.__dict__, "content_weight": 2.0}), image_paths[:3])
     with pytest.raises(ArtemError, match=r"other settings \(content_weight\)"):
         heavier.run(checkpoint, resume=True)
+    for images in (image_paths[:4], image_paths[:3][::-1]):  # another image, or the same in another order: other data
+        with pytest.raises(ArtemError, match="was made with other training images"):
+            distill.Trainer(settings, images).run(checkpoint, resume=True)
 
 
 def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(image_paths, weights_path, tmp_path):
