@@ -84,16 +84,16 @@ class Settings:
             raise ArtemError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if not (finite(value) and value >= 0):
                 raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if not (finite(self.lr) and self.lr > 0):
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if self.history < 1:
             raise ArtemError(f"history (L-BFGS's correction pairs) must be at least 1, not {self.history}")
         for name, optimizer in (("lr", "adam"), ("history", "lbfgs")):  # it would be ignored
             if self.optimizer != optimizer and getattr(self, name) != getattr(Settings, name):
                 raise ArtemError(f"{name} goes with optimizer {optimizer}, not {self.optimizer}")
-        if not (math.isfinite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
+        if not (finite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
             raise ArtemError(f"style-scale must be in (0, {MAX_STYLE_SCALE}], not {self.style_scale}")
         for label, layers in (("content", self.content_layers), ("style", self.style_layers)):
             if not layers:
@@ -103,7 +103,7 @@ class Settings:
             if twice:
                 raise ArtemError(f"{label} layer {', '.join(twice)} is named more than once; give each layer once, "
                                  "with its weight (relu1_1:2)")
-            if any(not (math.isfinite(w) and w >= 0) for _, w in layers):
+            if any(not (finite(w) and w >= 0) for _, w in layers):
                 raise ArtemError(f"{label} layer weights must be finite numbers >= 0")
         if not any((self.content_weight * sum(w for _, w in self.content_layers),
                     self.style_weight * sum(w for _, w in self.style_layers), self.tv_weight)):
@@ -112,7 +112,7 @@ class Settings:
         if self.style_blend is not None:
             if n_styles is not None and len(self.style_blend) != n_styles:
                 raise ArtemError(f"style-blend has {len(self.style_blend)} weights for {n_styles} style images")
-            if any(not (math.isfinite(w) and w >= 0) for w in self.style_blend) or sum(self.style_blend) <= 0:
+            if any(not (finite(w) and w >= 0) for w in self.style_blend) or sum(self.style_blend) <= 0:
                 raise ArtemError(f"style-blend weights must be finite numbers >= 0, not all zero, not {list(self.style_blend)}")
         if self.pooling not in ("max", "avg"):
             raise ArtemError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
@@ -162,6 +162,14 @@ class Settings:
         top = max(self.style_blend or (1.0,))
         shares = [w / top for w in self.style_blend or (1.0,) * n_styles]
         return [w / sum(shares) for w in shares]
+
+
+def finite(v):
+    """Whether the number ``v`` is finite as a float (an int too large for one, 10**400, is not)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def given(settings):
@@ -437,6 +445,7 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     targets once.
     """
     settings = given(settings)
+    _check_callbacks(on_iteration, interruptible)
     styles = _style_images(styles)
     settings.validate(len(styles))
     content = preprocess.rgb_image(content, "content image")
@@ -445,6 +454,14 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     stylizer = Stylizer(settings, weights_path=weights_path)
     return stylizer.stylize(content, stylizer.targets(styles), init_image=init_image, on_iteration=on_iteration,
                             interruptible=interruptible)
+
+
+def _check_callbacks(on_iteration, interruptible):
+    """An ArtemError where ``on_iteration`` is no function or ``interruptible`` no ``Interruptible``."""
+    if on_iteration is not None and not callable(on_iteration):
+        raise ArtemError(f"on_iteration must be a function (i, value, parts, image), not {type(on_iteration).__name__}")
+    if interruptible is not None and not isinstance(interruptible, Interruptible):
+        raise ArtemError(f"interruptible must be an artem_cli.api.Interruptible, not {type(interruptible).__name__}")
 
 
 def _style_images(styles):
@@ -564,6 +581,7 @@ class Stylizer:
         if iterations is not None:
             if not whole(iterations) or iterations < 1:
                 raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
+        _check_callbacks(on_iteration, interruptible)
         settings = self.settings if iterations is None else dataclasses.replace(self.settings, iterations=iterations)
         if not isinstance(targets, Targets) or targets.made_by is None or targets.made_by() is not self:
             raise ArtemError("these targets were not computed by this Stylizer; compute them with its targets()")
@@ -608,9 +626,8 @@ class Stylizer:
                     raise KeyboardInterrupt
                 for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
                     history.append(value)
-                    if on_iteration is not None:
-                        current = x
-                        on_iteration(i, value, dict(objective.parts), lambda: to_host(finish(current)))
+                    if on_iteration is not None:  # image(): this iteration's, whenever it is called
+                        on_iteration(i, value, dict(objective.parts), lambda x=x: to_host(finish(x)))
             except KeyboardInterrupt:
                 interrupted = True
             finally:  # however the loop ended (a signal, an ArtemError): what follows must not be interrupted

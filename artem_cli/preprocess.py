@@ -59,7 +59,9 @@ def rgb_image(image, what):
     if image.dtype.kind != "f":
         raise ArtemError(f"the {what} holds {image.dtype} values; artem takes floats in 0..1 (8-bit pixels: "
                          "image / 255)")
-    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if not image.size:
+        raise ArtemError(f"the {what} is empty: {image.shape[1]}x{image.shape[2]} px")
+    low, high = float(image.min()), float(image.max())
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ArtemError(f"the {what} holds NaN or infinite values")
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:

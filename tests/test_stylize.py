@@ -1,4 +1,5 @@
 """Real stylizations with the real weights on small real images."""
+import re
 import subprocess
 import sys
 import threading
@@ -244,6 +245,7 @@ def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(imag
         (content * 2 - 1, r"values span -1..1; artem takes 0..1 .*from -1..1: \(image \+ 1\) / 2"),
         (np.where(content > 0.5, np.nan, content), "NaN or infinite"),
         (content.tolist(), "must be an array, not list"),
+        (np.zeros((3, 0, 5), np.float32), r"is empty: 0x5 px"),
     ]
     for image, message in bad:
         for call in (lambda: stylize(image, [style], settings), lambda: stylize(content, [image], settings),
@@ -258,9 +260,28 @@ def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(imag
         stylize(content, [style], Settings(size=40, iterations=1, init="photo.jpg"))
     with pytest.raises(ArtemError, match="init image holds int64 values"):
         stylize(content, [style], settings, init_image=np.zeros(content.shape, dtype=np.int64))
+    with pytest.raises(ArtemError, match=r"^init image is empty|^the init image is empty"):
+        stylize(content, [style], settings, init_image=np.zeros((3, 0, 0), np.float32))
+    for options, message in ((dict(on_iteration="x"), "on_iteration must be a function (i, value, parts, image), not str"),
+                             (dict(interruptible=True), "interruptible must be an artem_cli.api.Interruptible, not bool")):
+        for call in (lambda: stylize(content, [style], settings, **options),
+                     lambda: api.Stylizer(settings).stylize(content, api.Stylizer(settings).targets([style]), **options)):
+            with pytest.raises(ArtemError, match=f"^{re.escape(message)}$"):
+                call()
     overshot = content * np.float32(1.1) - np.float32(0.05)  # as a caller's own resize may leave it: clipped
     assert np.array_equal(stylize(overshot, [style], settings).image,
                           stylize(np.clip(overshot, 0, 1), [style], settings).image)
+
+
+def test_each_iterations_image_stays_that_iterations(images, weights_path):
+    """image(), kept and called later, gives its own iteration's picture, not the latest."""
+    content, style, _ = images
+    for optimizer in ("lbfgs", "adam"):
+        kept = []
+        stylize(content, [style], Settings(size=40, iterations=3, optimizer=optimizer),
+                on_iteration=lambda i, value, parts, image: kept.append((image(), image)))
+        assert len(kept) == 3 and all(np.array_equal(now, image()) for now, image in kept)
+        assert not np.array_equal(kept[0][0], kept[-1][0])
 
 
 def test_a_run_from_its_content_starts_at_no_content_loss(images, weights_path):
