@@ -491,14 +491,18 @@ class _Batch:
         self.manifest.mark(job, **entry)
         self.summary.done.append(job.key)
         self.summary.images[job.key] = entry
-        if self.on_done is not None:
-            self.on_done(job, entry)
+        return entry
 
     def failed(self, job, error):
         self.summary.failed[job.key] = error
         self.manifest.mark(job, state="failed", error=error)
+        return {"state": "failed", "error": error}
+
+    def report(self, job, entry):
+        """The caller's ``on_done``, once ``job`` is recorded: what it raises is its own (an ArtemError of
+        its own does not make a done image failed)."""
         if self.on_done is not None:
-            self.on_done(job, {"state": "failed", "error": error})
+            self.on_done(job, entry)
 
 
 def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
@@ -539,15 +543,20 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             if result.interrupted:
                 batch.summary.interrupted = True
                 return
-            batch.done(job, result, alpha, **facts)
+            entry = batch.done(job, result, alpha, **facts)
             painted = True
-            if init_previous:  # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
-                output = batch.out_dir / job.output
-                previous = (io.read_image(output, "previous result")[0], _sha256_or_none(output))
         except ArtemError as e:
-            batch.failed(job, str(e))
+            entry = batch.failed(job, str(e))
             previous = "content"
             painted = False  # the next frame starts from its content, whatever was painted before this one
+        if init_previous and entry["state"] == "done":
+            # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
+            output = batch.out_dir / job.output
+            try:
+                previous = (io.read_image(output, "previous result")[0], _sha256_or_none(output))
+            except ArtemError:  # written, recorded, and gone or damaged since: the next one starts from its content
+                previous = "content"
+        batch.report(job, entry)
 
 
 def check_cluster(scheduler=None, workers=None):
@@ -694,7 +703,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                 styles[job.styles] = client.scatter([preprocess.resize(a, s) for a, s in zip(arrays, shapes)],
                                                     broadcast=True)
         except ArtemError as e:
-            batch.failed(job, str(e))
+            batch.report(job, batch.failed(job, str(e)))
             continue
         readable.append((index, job, content, alpha))
     _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable])
@@ -710,9 +719,10 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
             interruptible.now = False  # what came is recorded whole; a signal meanwhile stops the batch after it
             job, alpha = futures[future]
             try:
-                batch.done(job, _task_result(future), alpha)
+                entry = batch.done(job, _task_result(future), alpha)
             except ArtemError as e:
-                batch.failed(job, str(e))
+                entry = batch.failed(job, str(e))
+            batch.report(job, entry)
             if interruptible.requested:
                 batch.summary.interrupted = True
                 return

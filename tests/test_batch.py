@@ -850,6 +850,23 @@ def test_a_batch_replaces_its_own_outputs_after_a_failure_a_partial_force_or_a_d
     assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--force", "--overwrite").exit_code == 0
 
 
+def test_an_error_of_the_callers_on_done_is_its_own(folder, tmp_path, weights_path):
+    """An ArtemError raised by on_done for an image done leaves it done (it was recorded failed too,
+    and painted again on the rerun): it goes up to the caller as it is."""
+    from artem_cli.api import Settings
+
+    def on_done(job, entry):
+        if entry["state"] == "done":
+            raise ArtemError("the caller's own check failed")
+
+    (folder / "broken.png").unlink()
+    settings = Settings(size=40, iterations=2, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
+    with pytest.raises(ArtemError, match="^the caller's own check failed$"):
+        batch.run(folder, tmp_path / "out", [(STYLE,)], settings, weights_path=weights_path, on_done=on_done)
+    images = manifest(tmp_path / "out")["images"]
+    assert list(images) == ["chelsea.png"] and images["chelsea.png"]["state"] == "done"
+
+
 def test_batch_settings_none_are_the_defaults_and_others_are_refused(folder, tmp_path):
     batch.check_options(folder, tmp_path / "out", [(STYLE,)], None)  # the defaults: valid
     with pytest.raises(ArtemError, match="^settings must be an artem_cli.Settings"):
