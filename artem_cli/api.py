@@ -802,6 +802,7 @@ def check_outputs(content_path, style_paths, output, settings, *, overwrite=Fals
     """An ArtemError where ``stylize_file`` could not write ``output`` and its snapshots as asked: one
     would replace an input (the content, a style, the init file), exists (without ``overwrite``), is a
     folder, or has a name or a folder the OS refuses."""
+    settings = given(settings)
     init_path = () if settings.init in ("content", "random") else (settings.init,)
     # the inputs that are there (a missing one is said so when it is read)
     inputs = {io.resolved(p) for p in (content_path, *style_paths, *init_path) if Path(p).exists()}
@@ -831,9 +832,10 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
     if isinstance(style_paths, (str, os.PathLike)) or not isinstance(style_paths, (list, tuple)):
         raise ArtemError(f"the style paths must be a list of paths ([{style_paths!r}] for one), not "
                          f"{type(style_paths).__name__}")
-    for name, path in (("content path", content_path), ("output", output)):
-        if not isinstance(path, (str, os.PathLike)):
-            raise ArtemError(f"the {name} must be a path, not {type(path).__name__}")
+    for name, path in (("content image", content_path), ("output", output), *(("style image", p) for p in style_paths)):
+        io.a_path(path, name)
+    if not isinstance(overwrite, bool):
+        raise ArtemError(f"overwrite must be True or False, not {overwrite!r}")
     if not (whole(save_every) and save_every >= 0):
         raise ArtemError(f"save_every must be a whole number >= 0 (0: no snapshots), not {save_every!r}")
     settings.validate(len(style_paths))

@@ -338,7 +338,17 @@ class Summary:
 def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False, first_iterations=None, on_cluster=False):
     """What ``run`` checks of its options before any folder is made (``on_cluster``: with a client)."""
     settings = given(settings)
-    settings.validate(len(style_sets[0]) if style_sets else None)  # style sets: one size
+    io.a_path(in_dir, "input folder"), io.a_path(out_dir, "output folder")
+    if not (isinstance(style_sets, (list, tuple)) and style_sets
+            and all(isinstance(styles, (list, tuple)) and styles for styles in style_sets)):
+        raise ArtemError(f"the style sets must be a list of lists of style image paths ([[path]] for one image), not "
+                         f"{style_sets!r}")
+    for styles in style_sets:
+        for path in styles:
+            io.a_path(path, "style image")
+    if not isinstance(init_previous, bool):
+        raise ArtemError(f"init_previous must be True or False, not {init_previous!r}")
+    settings.validate(len(style_sets[0]))  # style sets: one size
     if not on_cluster:  # on a cluster only the workers need the device
         array_module_for(settings.device)
     if settings.init not in ("content", "random"):
@@ -372,9 +382,12 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     ``on_start(job, index, total)``, ``on_done(job, entry)`` and ``on_iteration`` (as for
     ``stylize``; in this process only) report progress. Returns a ``Summary``."""
     start = time.perf_counter()
-    in_dir, out_dir, settings = Path(in_dir), Path(out_dir), given(settings)
+    for name, flag in (("force", force), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise ArtemError(f"{name} must be True or False, not {flag!r}")
     check_options(in_dir, out_dir, style_sets, settings, init_previous=init_previous, first_iterations=first_iterations,
                   on_cluster=client is not None)
+    in_dir, out_dir, settings = Path(in_dir), Path(out_dir), given(settings)
     jobs = plan(input_images(in_dir, recursive, include, exclude, skip=out_dir), style_sets, template)
     check_places(in_dir, out_dir, jobs, template)
     options = {"template": template, "init_previous": init_previous,  # the first frame's iterations given as the default's

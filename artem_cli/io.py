@@ -72,9 +72,16 @@ def _to_array(img):
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)), alpha
 
 
+def a_path(value, what):
+    """``value`` as a Path, or an ArtemError where it is no path (a string or an os.PathLike)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArtemError(f"the {what} must be a path (a string or a pathlib.Path), not {type(value).__name__}")
+    return Path(value)
+
+
 def read_image(path, what="image"):
     """Read ``path``; ``what`` names it in error messages ("content image", "style image", ...)."""
-    path = Path(path)
+    path = a_path(path, what)
     if path.is_dir():
         raise ArtemError(f"{what} '{path}' is a folder, not an image file")
     if not path.is_file():
@@ -243,8 +250,16 @@ def to_pil(rgb, alpha=None, fmt="PNG"):
 
 
 def write_image(path, rgb, alpha=None, overwrite=False):
-    """Write RGB (3, H, W) in 0..1 (and alpha) to ``path``, format from its suffix, atomically."""
-    fmt = check_writable(path, overwrite)
+    """Write RGB (3, H, W) in 0..1 (and alpha (H, W) in 0..1) to ``path``, format from its suffix,
+    atomically; an ArtemError for arrays of other shapes or ranges, as ``preprocess.rgb_image`` says."""
+    from .preprocess import rgb_image
+
+    rgb = rgb_image(rgb, "image")
+    if alpha is not None:
+        alpha = np.asarray(alpha)
+        if alpha.shape != rgb.shape[1:] or alpha.dtype.kind != "f":
+            raise ArtemError(f"the alpha channel must be floats of shape {rgb.shape[1:]}, not {alpha.dtype} of {alpha.shape}")
+    fmt = check_writable(a_path(path, "output"), overwrite)
     img = to_pil(rgb, alpha, fmt)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     atomic_write(path, lambda f: img.save(f, format=fmt, **options), overwrite)
@@ -272,7 +287,10 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
     lie inside) whose files are never inputs. An entry with an image's suffix that is no regular file
     (a link to nothing, a pipe) is listed, for its reading to say what it is; a subfolder that cannot
     be listed is an ArtemError, not left out unsaid."""
-    folder = Path(folder)
+    folder = a_path(folder, what)
+    for name, patterns in (("include", include), ("exclude", exclude)):
+        if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+            raise ArtemError(f"{name} must be a list of glob patterns ([{patterns!r}] for one), not {patterns!r}")
     if not folder.is_dir():
         raise ArtemError(f"{what} '{folder}' does not exist or is not a folder")
     skip = resolved(skip) if skip is not None else None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtemError
-from .io import atomic_write, not_a_file, resolved
+from .io import a_path, atomic_write, not_a_file, resolved
 from .vgg import CONV_LAYERS
 
 FILE_NAME = "vgg16.npz"
@@ -62,7 +62,7 @@ def candidates():
 def locate(explicit=None):
     """The weights file to use: ``explicit`` (must exist), else the first existing candidate."""
     if explicit is not None:
-        path = Path(explicit)
+        path = a_path(explicit, "weights file")
         if not path.is_file():
             raise ArtemError(f"weights file '{path}' {not_a_file(path)}")
         return path

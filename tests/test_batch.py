@@ -871,6 +871,19 @@ def test_batch_settings_none_are_the_defaults_and_others_are_refused(folder, tmp
     batch.check_options(folder, tmp_path / "out", [(STYLE,)], None)  # the defaults: valid
     with pytest.raises(ArtemError, match="^settings must be an artem_cli.Settings"):
         batch.run(folder, tmp_path / "out", [(STYLE,)], {"size": 40})
+    # style sets that are no list of lists of paths (a flat list was read letter by letter), none at all, flags
+    for style_sets, message in (([STYLE], "the style sets must be a list of lists of style image paths"),
+                                ([], "the style sets must be a list"), ([[]], "the style sets must be a list"),
+                                ([[None]], "the style image must be a path")):
+        with pytest.raises(ArtemError, match=f"^{message}"):
+            batch.run(folder, tmp_path / "out", style_sets, None)
+    for flags, message in ((dict(force="yes"), "force must be True or False"),
+                           (dict(init_previous=1), "init_previous must be True or False"),
+                           (dict(include="coffee*"), "include must be a list of glob patterns")):
+        with pytest.raises(ArtemError, match=f"^{message}"):
+            batch.run(folder, tmp_path / "out", [(STYLE,)], None, **flags)
+    with pytest.raises(ArtemError, match="^the input folder must be a path"):
+        batch.run(None, tmp_path / "out", [(STYLE,)], None)
     assert not (tmp_path / "out").exists()
 
 

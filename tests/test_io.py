@@ -236,3 +236,29 @@ def test_a_colour_profile_other_than_srgb_is_converted_to_srgb(tmp_path):
     rgb_a, alpha = io.read_image(save(tmp_path, "adobe_a.png", Image.fromarray(rgba, "RGBA"), icc_profile=adobe))
     np.testing.assert_array_equal(rgb_a, rgb)
     assert np.all(alpha == np.float32(128 / 255))
+
+
+def test_arguments_that_are_no_path_or_no_image_are_one_clear_error(tmp_path):
+    """What a library caller can get wrong: a path that is no path, patterns given as one string (it
+    was read letter by letter: "*" matched everything), arrays that are no RGB image in 0..1 (8-bit
+    pixels were written nearly all white)."""
+    rgb = gradient_rgb().transpose(2, 0, 1).astype(np.float32) / 255
+    for call, message in ((lambda: io.read_image(None), "the image must be a path (a string or a pathlib.Path), not NoneType"),
+                          (lambda: io.read_image(3, "content image"), "the content image must be a path"),
+                          (lambda: io.write_image(None, rgb), "the output must be a path"),
+                          (lambda: io.list_images(None), "the input folder must be a path"),
+                          (lambda: io.list_images(tmp_path, include="coffee*"), "include must be a list of glob patterns "
+                                                                                "(['coffee*'] for one)"),
+                          (lambda: io.list_images(tmp_path, exclude=None), "exclude must be a list of glob patterns"),
+                          (lambda: io.write_image(tmp_path / "a.png", rgb.transpose(1, 2, 0)), "channels last"),
+                          (lambda: io.write_image(tmp_path / "a.png", (rgb * 255).astype(np.uint8)), "holds uint8 values"),
+                          (lambda: io.write_image(tmp_path / "a.png", rgb * 255), "values span"),
+                          (lambda: io.write_image(tmp_path / "a.png", rgb[:, :0]), "is empty"),
+                          (lambda: io.write_image(tmp_path / "a.png", rgb, rgb[0, :3]), "the alpha channel must be floats "
+                                                                                       "of shape (6, 8)")):
+        with pytest.raises(ArtemError) as e:
+            call()
+        assert message in str(e.value), str(e.value)
+    assert not list(tmp_path.iterdir())
+    io.write_image(tmp_path / "a.png", rgb, rgb[0])
+    assert io.read_image(tmp_path / "a.png")[1].shape == (6, 8)

@@ -213,11 +213,17 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
                              (dict(save_every=True), "save_every must be a whole number"),
                              (dict(save_every=1.5), "save_every must be a whole number"),
                              (dict(save_every="2"), "save_every must be a whole number"),
-                             (dict(output=None), "^the output must be a path, not NoneType$")):
+                             (dict(output=None), r"^the output must be a path \(a string or a pathlib.Path\), not NoneType$"),
+                             (dict(overwrite="no"), "^overwrite must be True or False, not 'no'$")):
         arguments = {"output": EXAMPLES / "never.png", **options}
         with pytest.raises(ArtemError, match=message):
             stylize_file(EXAMPLES / "chelsea.png", [EXAMPLES / "ihc.png"], arguments.pop("output"), **arguments)
     assert not (EXAMPLES / "never.png").exists()
+    for bad in (None, 3, b"ihc.png"):  # one of the style paths, or a weights file, that is no path
+        with pytest.raises(ArtemError, match=r"^the style image must be a path \(a string or a pathlib.Path\), not "):
+            stylize_file(EXAMPLES / "chelsea.png", [bad], EXAMPLES / "never.png")
+        with pytest.raises(ArtemError, match=r"^the weights file must be a path"):
+            stylize(content, [style], Settings(size=40, iterations=1), weights_path=3)
     for paths in (str(EXAMPLES / "ihc.png"), EXAMPLES / "ihc.png"):
         with pytest.raises(ArtemError, match=r"^the style paths must be a list of paths \(\[.*ihc.png'\)?\] for one\), not "):
             stylize_file(EXAMPLES / "chelsea.png", paths, EXAMPLES / "never.png")
