@@ -36,6 +36,8 @@ def _in_srgb(img):
     press's: each pixel's colour as the profile says, not its numbers read as sRGB); as it is where it
     has none, an sRGB one, or one that littlecms cannot read (it is then read as sRGB, as viewers do)."""
     icc = img.info.get("icc_profile")
+    if icc and img.mode == "P":  # a palette's colours are the profile's too
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
         return img
     try:

@@ -232,6 +232,11 @@ def test_a_colour_profile_other_than_srgb_is_converted_to_srgb(tmp_path):
     for profile in (srgb, b"not a profile", None):
         kept = save(tmp_path, "kept.png", Image.fromarray(pixels), **({"icc_profile": profile} if profile else {}))
         np.testing.assert_array_equal(io.read_image(kept)[0], pixels.transpose(2, 0, 1).astype(np.float32) / 255)
+    palette = save(tmp_path, "adobe_p.png", Image.fromarray(pixels).convert("P"), icc_profile=adobe)
+    as_rgb = np.asarray(Image.open(palette).convert("RGB"))  # the palette's colours, then the profile's conversion
+    expected_p = ImageCms.profileToProfile(Image.fromarray(as_rgb), ImageCms.ImageCmsProfile(BytesIO(adobe)),
+                                           ImageCms.createProfile("sRGB"), outputMode="RGB")
+    np.testing.assert_array_equal(io.read_image(palette)[0], np.asarray(expected_p, np.float32).transpose(2, 0, 1) / 255)
     rgba = np.dstack([pixels, np.full(pixels.shape[:2], 128, np.uint8)])
     rgb_a, alpha = io.read_image(save(tmp_path, "adobe_a.png", Image.fromarray(rgba, "RGBA"), icc_profile=adobe))
     np.testing.assert_array_equal(rgb_a, rgb)
