@@ -53,16 +53,34 @@ class Job:
 
 
 def check_places(in_dir, out_dir, jobs, template):
-    """An ArtemError where an output would land in the input folder, which lies inside the output
+    """An ArtemError where an output would replace an input (a content or a style image), have a name
+    longer than the file system takes, or land in the input folder where it lies inside the output
     folder (its files are inputs there, so a rerun would take the results for photos to paint)."""
     root, out = io.resolved(in_dir), io.resolved(out_dir)
-    if out not in root.parents:
-        return
+    inputs = {io.resolved(Path(in_dir) / job.content): f"the input '{Path(in_dir) / job.content}'" for job in jobs}
+    inputs.update({io.resolved(p): f"the style image '{p}'" for job in jobs for p in job.styles})
+    longest = _name_max(out)
     for job in jobs:
         target = io.resolved(Path(out_dir) / job.output)
-        if root in target.parents:
+        if target in inputs:
+            raise ArtemError(f"the output '{Path(out_dir) / job.output}' would replace {inputs[target]}")
+        too_long = next((part for part in PurePath(job.output).parts if len(os.fsencode(part)) > longest), None)
+        if too_long is not None:
+            raise ArtemError(f"output template {template!r} gives '{too_long}', a name longer than the {longest} bytes "
+                             "a file's name may have here")
+        if out in root.parents and root in target.parents:
             raise ArtemError(f"output template {template!r} puts the result of '{job.content}' in the input folder, "
                              f"'{in_dir}', where a rerun would take it for an input; name the outputs outside it")
+
+
+def _name_max(folder):
+    """The longest name (in bytes) the file system of ``folder`` (or of its nearest existing folder) takes."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def plan(inputs, style_sets, template):
@@ -444,7 +462,7 @@ def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations,
                 continue
             finished.add(job.key)  # a later frame: skipped in turn unless a frame before it is painted in this run
         pending.append((index, job))
-    _check_outputs(batch.in_dir, batch.out_dir, jobs, [job for _, job in pending], batch.manifest.made, overwrite)
+    _check_outputs(batch.out_dir, [job for _, job in pending], batch.manifest.made, overwrite)
     if client is None:
         _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
                   on_iteration, interruptible)
@@ -452,15 +470,11 @@ def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations,
         _run_on_cluster(batch, client, len(jobs), pending, settings, weights_path, on_start, interruptible)
 
 
-def _check_outputs(in_dir, out_dir, jobs, pending, made, overwrite):
-    """Refuse, before any work, outputs that would replace an input (a content or a style image), or
-    a file no batch made here (without ``overwrite``)."""
-    inputs = {io.resolved(in_dir / job.content): f"the input '{in_dir / job.content}'" for job in jobs}
-    inputs.update({io.resolved(p): f"the style image '{p}'" for job in jobs for p in job.styles})
+def _check_outputs(out_dir, pending, made, overwrite):
+    """Refuse, before any work, outputs that would replace a file no batch made here (without
+    ``overwrite``); ``check_places`` has refused those that would replace an input."""
     for job in pending:
         target = out_dir / job.output
-        if io.resolved(target) in inputs:
-            raise ArtemError(f"the output '{target}' would replace {inputs[io.resolved(target)]}")
         if target.exists() and str(job.output) not in made and not overwrite:
             raise ArtemError(f"'{target}' exists and no batch made it; pass --overwrite to replace it")
 

@@ -696,7 +696,11 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
             # the outputs' names (not the files there: a dry run does not look at the outputs)
             (["--style", STYLE, "-o", out, "--template", "{foo}.png"], "output template '{foo}.png'"),
             (["--style", STYLE, "-o", out, "--template", "{stem}.xyz"], "cannot tell the output format of 'broken.xyz'"),
-            (["--style", STYLE, "-o", out, "--template", "x.png"], "output template 'x.png' gives the results of")]:
+            (["--style", STYLE, "-o", out, "--template", "x.png"], "output template 'x.png' gives the results of"),
+            (["--style", STYLE, "-o", out, "--template", "{stem:x>300}.png"], "output template '{stem:x>300}.png' gives "
+             "'xxx"),  # a name longer than the file system takes
+            (["--style", STYLE, "-o", EXAMPLES, "--template", "{style}.png", "--include", "coffee.png"],
+             f"the output '{EXAMPLES / 'ihc.png'}' would replace the style image")]:
         r = run("batch", folder, *args, *FAST, "--dry-run")
         assert r.exit_code == 1 and r.stderr.startswith(f"Error: {error}") and len(r.stderr.splitlines()) == 1, r.output
     r = run("batch", folder, "--style", STYLE, "-o", out, "--init", STYLE, *FAST)  # the run: failed every image before
