@@ -176,8 +176,9 @@ def test_an_interrupted_batch_still_prints_its_json_summary(folder, tmp_path, we
     done = batch._Batch.done
 
     def then_terminated(self, *args, **kwargs):
-        done(self, *args, **kwargs)
+        entry = done(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)  # between two images: the batch stops before the next
+        return entry
 
     monkeypatch.setattr(batch._Batch, "done", then_terminated)
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "-q", "--json")
@@ -934,10 +935,11 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     second = []  # evaluations since the first image was written
 
     def done_then_signal(self, job, result, alpha):
-        done(self, job, result, alpha)
+        entry = done(self, job, result, alpha)
         second.append("written")
         if when == "between two images":
             os.kill(os.getpid(), signal.SIGINT)
+        return entry
 
     def signal_in_the_second_image(self, x, probes):
         if second:
