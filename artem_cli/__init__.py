@@ -56,20 +56,13 @@ def main():
     """The ``artem`` command. Its imports (NumPy, numba, Pillow, Click: about half a second) are made
     here, so that a Ctrl-C or a SIGTERM while they load ends as one line, as it does later, not as a
     traceback or a silent death (a signal the caller ignores stays ignored)."""
-    received = []
+    from .signals import sigterm_as_ctrl_c
 
-    def stop(number, frame):
-        received.append(number)
-        raise KeyboardInterrupt
-
-    ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-    previous = None if ignored else signal.signal(signal.SIGTERM, stop)
-    try:
-        from .cli import main as command
-    except KeyboardInterrupt:
-        number = received[0] if received else signal.SIGINT
-        sys.stderr.write(f"Interrupted ({signal.Signals(number).name}) while starting: nothing was done\n")
-        sys.exit(128 + number)
-    if not ignored:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    with sigterm_as_ctrl_c() as received:
+        try:
+            from .cli import main as command
+        except KeyboardInterrupt:
+            number = received[0] if received else signal.SIGINT
+            sys.stderr.write(f"Interrupted ({signal.Signals(number).name}) while starting: nothing was done\n")
+            sys.exit(128 + number)
     command(prog_name="artem")

@@ -219,23 +219,37 @@ def _check_types(settings):
 
 
 class Interruptible:
-    """Whether a signal handler may stop a stylization now by raising ``KeyboardInterrupt``.
+    """How a signal handler stops artem's work without breaking what runs when the signal comes.
 
-    ``now`` is True until the optimizer's loop ends: an interrupt before the first iteration stops
-    the run with nothing made, one during the loop ends it with the image reached so far (as Ctrl-C
-    does). Then ``stylize`` sets it False, for the scoring of the saved image and the writing of the
-    file: a handler should from then on only remember the signal, or the result would be lost on
-    its way to the disk. A handler that raises should set it False itself, so that a second signal
-    does not interrupt the saving of the first one's result.
+    A handler records every signal that asks to stop (``requested``); the work stops itself at its
+    next safe point (``check``): a stylization before each evaluation of its objective (a run
+    stopped there returns the image reached so far, or nothing before the first iteration ends), a
+    batch between images, distill and visualize before each step, compare before its reports. A ``KeyboardInterrupt`` raised by the handler wherever the program happens
+    to be could land in an import, or in numba's compiler as it compiles a kernel at its first call,
+    which swallow it (the stop is lost) or die of it. A handler raises one itself only while ``now``
+    is True: set by work that waits on others (a batch on a cluster, waiting for its results), where
+    nothing of this process is half done, and set False again before it goes on.
 
-    ``requested``: set by a handler for every signal that asks to stop. One ``Interruptible`` may
-    serve several stylizations in turn (a batch): each sets ``now`` True again as its loop starts,
-    and one that starts after a signal came in between (``requested``) stops at once, with nothing
-    made."""
+    One ``Interruptible`` serves a whole command: a stylization that starts after a signal came
+    stops at once, with nothing made."""
 
     def __init__(self):
-        self.now = True
+        self.now = False
         self.requested = False
+
+    def check(self):
+        """Stop (``KeyboardInterrupt``) where a signal has asked to."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def before(self, function):
+        """``function``, checking for a signal before each call."""
+
+        def checked(*args):
+            self.check()
+            return function(*args)
+
+        return checked
 
 
 @dataclasses.dataclass
@@ -439,8 +453,8 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     ``init_image`` (RGB array), when given, is the starting image (where ``settings.init`` names a
     file, it must be given: that file's image). ``on_iteration(i, value,
     parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
-    Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far;
-    ``interruptible`` (an ``Interruptible``) tells a signal handler when an interrupt is welcome.
+    Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far, as does
+    a signal recorded in ``interruptible`` (an ``Interruptible``), at the next evaluation.
     For many content images after the same styles, a ``Stylizer`` builds the network and the style
     targets once.
     """
@@ -612,26 +626,22 @@ class Stylizer:
             rgb = xp.clip(preprocess.from_vgg(x), 0, 1)
             return preprocess.keep_colors(rgb, content_rgb) if settings.original_colors else rgb
 
+        evaluate = interruptible.before(objective.probed)
         if settings.optimizer == "lbfgs":
-            optimizer = LBFGS(objective.probed, x0, history=settings.history, stall_steps=STALL_STEPS)
+            optimizer = LBFGS(evaluate, x0, history=settings.history, stall_steps=STALL_STEPS)
         else:
-            optimizer = Adam(objective.probed, x0, lr=settings.lr)
+            optimizer = Adam(evaluate, x0, lr=settings.lr)
 
         # overflow in a run with absurd weights ends in the one clear error of the NaN check, not in warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             start, history, interrupted, x = time.perf_counter(), [], False, x0
-            try:
-                interruptible.now = True  # again, where the same Interruptible served an earlier stylization
-                if interruptible.requested:  # a signal came after that one's loop had ended
-                    raise KeyboardInterrupt
+            try:  # Ctrl-C where nothing handles signals; a signal recorded in ``interruptible``
                 for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
                     history.append(value)
                     if on_iteration is not None:  # image(): this iteration's, whenever it is called
                         on_iteration(i, value, dict(objective.parts), lambda x=x: to_host(finish(x)))
             except KeyboardInterrupt:
                 interrupted = True
-            finally:  # however the loop ended (a signal, an ArtemError): what follows must not be interrupted
-                interruptible.now = False
         seconds = time.perf_counter() - start
         image = to_host(finish(x)).astype(np.float32)
         saved = io.quantize(image)

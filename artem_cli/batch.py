@@ -742,6 +742,8 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                                pure=False, key=f"artem-{index}-{job.key}")
         futures[future] = (job, alpha)
     try:
+        interruptible.check()  # a signal came while the images were read and sent
+        interruptible.now = True  # while this process only waits, a signal stops it there
         for future in as_completed(futures):
             interruptible.now = False  # what came is recorded whole; a signal meanwhile stops the batch after it
             job, alpha = futures[future]
@@ -750,10 +752,8 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
             except ArtemError as e:
                 entry = batch.failed(job, str(e))
             batch.report(job, entry)
-            if interruptible.requested:
-                batch.summary.interrupted = True
-                return
+            interruptible.check()
             interruptible.now = True
-        interruptible.now = False  # every image is done: a signal as the cluster closes does not undo that
-    finally:
+    finally:  # every image is done, or the batch stops: a signal as the cluster closes does not undo that
+        interruptible.now = False
         client.cancel(list(futures))

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from PIL import Image
 from . import api, bench, io, quality, weights
 from .backend import DEVICES
 from .errors import ArtemError
+from .signals import ours, sigterm_as_ctrl_c
 from .vgg import MODES, check_layer_names
 
 
@@ -106,12 +106,12 @@ def _fail(message):
 
 
 class StopOnSignals:
-    """SIGINT (Ctrl-C) and SIGTERM while a stylization runs: the first stops it as Ctrl-C does (the
-    image reached so far is saved) while ``interruptible.now`` says that may be done, and is only
-    remembered afterwards, while the result is scored and written; any later one is only remembered.
-    ``received`` is the first signal's number, for the exit status 128 + number. Handlers can only be
-    installed from the main thread; elsewhere signals keep Python's own behaviour, as does a signal the
-    process was started ignoring (it stays ignored)."""
+    """SIGINT (Ctrl-C) and SIGTERM for the commands that run long: each is recorded in
+    ``interruptible`` (``api.Interruptible``), and the work stops at its next safe point (a
+    stylization saves the image reached so far); the handler raises ``KeyboardInterrupt`` itself
+    only while ``interruptible.now`` says so. ``received`` is the first signal's number, for the exit
+    status 128 + number. Installed in the main thread only; elsewhere signals keep Python's own
+    behaviour, as does a signal the process was started ignoring (it stays ignored)."""
 
     def __init__(self):
         self.interruptible = api.Interruptible()
@@ -127,9 +127,7 @@ class StopOnSignals:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # a signal ignored (`cmd &` in a script) stays so
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
-                              if signal.getsignal(s) is not signal.SIG_IGN}
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM) if ours(s)}
         return self
 
     def __exit__(self, *exc):
@@ -154,15 +152,10 @@ class Commands(click.Group):
               "visualize": "use a smaller --size or fewer --channels", "distill": "use a smaller --crop or --batch"}
 
     def invoke(self, ctx):
-        received = []
+        with sigterm_as_ctrl_c() as received:  # for the commands that take neither signal themselves
+            return self._invoke(ctx, received)
 
-        def stop(number, frame):  # SIGTERM as Ctrl-C, for the commands that take neither themselves
-            received.append(number)
-            raise KeyboardInterrupt
-
-        ours = (threading.current_thread() is threading.main_thread()  # handlers go in the main thread only,
-                and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN)  # and a SIGTERM ignored stays so
-        previous = signal.signal(signal.SIGTERM, stop) if ours else None
+    def _invoke(self, ctx, received):
         try:
             return super().invoke(ctx)
         except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
@@ -182,9 +175,6 @@ class Commands(click.Group):
             sys.exit(128 + signal.SIGPIPE)
         except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
             _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
-        finally:
-            if ours:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -326,11 +316,9 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
             if bar is not None:
                 bar.close()
             _fail(e)
-        except KeyboardInterrupt:  # before the optimization: nothing to save
-            result = None
         if bar is not None:
             bar.close()
-    if result is None or (result.interrupted and result.iterations == 0):
+    if result.interrupted and result.iterations == 0:
         click.echo(f"Interrupted before the first iteration ended ({stop.name()}); nothing was written", err=True)
         sys.exit(stop.exit_status())
     if as_json:
@@ -441,7 +429,6 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         for bar in bars.values():
             bar.close()
 
-    summary, stopped = None, False  # stopped: by a signal that ended the run before it returned (or its cluster after)
     with StopOnSignals() as stop:
         try:
             style_sets = _style_sets(styles, style_dir, out_dir)
@@ -456,20 +443,16 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except ArtemError as e:
             close_bars()
             _fail(e)
-        except KeyboardInterrupt:
-            stopped = True
         close_bars()
-    interrupted = stopped or summary.interrupted
     if as_json:  # what this run did, interrupted or not
-        shown = summary or batches.Summary()
-        click.echo(json.dumps({"done": shown.done, "skipped": shown.skipped, "failed": shown.failed,
-                               "seconds": round(shown.seconds, 3), "images": shown.images, "interrupted": interrupted},
-                              indent=1))
-    if interrupted:
-        done = "" if summary is None else f"{len(summary.done)} image{'s' * (len(summary.done) != 1)} done in this run; "
-        click.echo(f"Interrupted ({stop.name()}): {done}the manifest keeps every finished image; run again to go on",
-                   err=True)
-        for key, error in (summary.failed if summary is not None and quiet else {}).items():
+        click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+                               "seconds": round(summary.seconds, 3), "images": summary.images,
+                               "interrupted": summary.interrupted}, indent=1))
+    if summary.interrupted:
+        done = len(summary.done)
+        click.echo(f"Interrupted ({stop.name()}): {done} image{'s' * (done != 1)} done in this run; the manifest keeps "
+                   "every finished image; run again to go on", err=True)
+        for key, error in (summary.failed if quiet else {}).items():
             click.echo(f"  failed: {key}: {error}", err=True)  # not listed as they came, under --quiet
         sys.exit(stop.exit_status())
     click.echo(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
@@ -597,14 +580,11 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
         try:
             rows = quality.compare(contents, styles, out_dir, size, iterations, modes, calibrate, weights_path,
                                    progress=show, interruptible=stop.interruptible)
-            stop.interruptible.now = True  # the last run's loop has ended: a signal may stop the reports' work again
-            if stop.interruptible.requested:
-                raise KeyboardInterrupt
-            quality.grid(rows, contents, out_dir / "grid.png")
-            report = quality.table(rows)
             fidelity = quality.fidelity([*contents, *styles], size, [m for m in modes if m != "fp32"],
                                         weights_path=weights_path)
-            stop.interruptible.now = False  # the reports are written whole; a signal now only changes the status
+            stop.interruptible.check()  # before any report is written; from here a signal only changes the status
+            quality.grid(rows, contents, out_dir / "grid.png")
+            report = quality.table(rows)
         except ArtemError as e:
             _fail(e)
         except KeyboardInterrupt:
@@ -678,8 +658,8 @@ def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weigh
             check_layer_names([layer])
             io.check_writable(output, overwrite)
             images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,
-                                       progress=lambda ch: click.echo(f"channel {ch} done", err=True))
-            stop.interruptible.now = False  # the grid is written whole, or a later signal only changes the exit status
+                                       progress=lambda ch: click.echo(f"channel {ch} done", err=True),
+                                       interruptible=stop.interruptible)
             io.write_image(output, quality.tile(images), overwrite=overwrite)
         except ArtemError as e:
             _fail(e)
@@ -1037,7 +1017,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
-                                       weights_path, progress)
+                                       weights_path, progress, stop.interruptible)
     except ArtemError as e:
         if bar is not None:
             bar.close()
@@ -1059,3 +1039,5 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
     size = checkpoint.stat().st_size / 2**20 if checkpoint.is_file() else 0
     click.echo(f"{output}: {steps} steps, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
                "for --resume with more --steps: delete it if you will not", err=True)
+    if stop.received is not None:  # after the last step: the network is written whole
+        sys.exit(stop.exit_status())

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import binarize, io, preprocess, weights
-from .api import DEFAULT_STYLE_LAYERS, Settings, Targets, build_objective, style_grams
+from .api import DEFAULT_STYLE_LAYERS, Interruptible, Settings, Targets, build_objective, style_grams
 from .backend import array_module, array_module_for, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss
@@ -328,13 +328,16 @@ class Trainer:
     def learning_rate(self, step):
         return self.settings.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / self.settings.steps))
 
-    def run(self, checkpoint=None, checkpoint_every=100, resume=False, progress=None):
+    def run(self, checkpoint=None, checkpoint_every=100, resume=False, progress=None, interruptible=None):
         """Train to ``settings.steps``; returns the final θ. ``checkpoint`` (a file) is written every
-        ``checkpoint_every`` steps and at the end; with ``resume`` the run goes on from it."""
+        ``checkpoint_every`` steps and at the end; with ``resume`` the run goes on from it. A signal
+        recorded in ``interruptible`` (an ``api.Interruptible``) stops it before its next step:
+        ``KeyboardInterrupt``."""
         theta, state = self.student.theta0, None
         if resume:
             theta, state = self.load_checkpoint(checkpoint)
-        adam = Adam(plain(lambda t: self.loss(t, adam.steps + 1)), theta, lr=self.learning_rate, state=state)
+        step = (interruptible or Interruptible()).before(lambda t: self.loss(t, adam.steps + 1))
+        adam = Adam(plain(step), theta, lr=self.learning_rate, state=state)
         for theta, value in adam.run(self.settings.steps - adam.steps):
             if not bool(self.xp.isfinite(theta).all()):  # the step's loss was finite, the step was not
                 raise ArtemError(f"the training diverged at step {adam.steps} (the network's parameters are no longer "
@@ -415,11 +418,11 @@ def is_checkpoint(path):
 
 
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,
-            weights_path=None, progress=None):
+            weights_path=None, progress=None, interruptible=None):
     """Train the binary network of ``settings`` and write it to ``output``; returns the Trainer."""
     start = time.perf_counter()
     trainer = Trainer(settings, training_image_paths(image_folders), weights_path)
-    theta = trainer.run(checkpoint, checkpoint_every, resume, progress)
+    theta = trainer.run(checkpoint, checkpoint_every, resume, progress, interruptible)
     trainer.export(theta, output, time.perf_counter() - start)
     return trainer
 

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
-from .api import (DEFAULT_STYLE_LAYERS, Settings, check_content, check_style, network, network_spec, score, stylize,
-                  trained_binary_layers)
+from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, check_content, check_style, network, network_spec,
+                  score, stylize, trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
@@ -171,11 +171,12 @@ def fidelity_table(values):
 
 
 def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weight=0.05, seed=0, weights_path=None,
-              progress=None):
+              progress=None, interruptible=None):
     """Images that maximally activate ``channels`` of ``layer``: gradient ascent on the mean
     activation (before the ReLU, for a ReLU layer) from small noise, with Adam and a little TV
     smoothing, pixels kept in range. The seed used this to see what binarization does to the
-    features. Returns RGB float32 (3, H, W) each."""
+    features. Returns RGB float32 (3, H, W) each. A signal recorded in ``interruptible`` (an
+    ``api.Interruptible``) stops it before its next step: ``KeyboardInterrupt``."""
     from .losses import tv_loss, within_range
     from .optim import Adam, plain
 
@@ -191,7 +192,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
-    images = []
+    images, interruptible = [], interruptible or Interruptible()
     for ch in channels:
 
         def activation(x):
@@ -205,7 +206,7 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
             return within_range(activation, x, low, high)
 
         x = preprocess.to_vgg(np.full((3, size, size), 0.5, np.float32)) + rng.standard_normal((3, size, size), dtype=np.float32) * 8
-        for x, _ in Adam(plain(shown), x, lr=lr).run(steps):
+        for x, _ in Adam(plain(interruptible.before(shown)), x, lr=lr).run(steps):
             pass
         images.append(np.clip(preprocess.from_vgg(np.clip(x, low, high)), 0, 1))
         if progress is not None:

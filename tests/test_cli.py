@@ -741,6 +741,57 @@ def test_sigterm_stops_every_command_in_one_line(command, tmp_path, monkeypatch,
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
 
+def _signal_inside_a_callback(number):
+    """Send signal ``number`` to this process from inside a C library's call back into Python (libc's
+    qsort calling its comparison), where numba's compiler is when it compiles a kernel at its first
+    call (llvmlite's callbacks): an exception raised there is printed as "Exception ignored ..." and
+    dropped."""
+    import ctypes
+    import os
+
+    def compare(a, b):
+        os.kill(os.getpid(), number)
+        return 0  # a handler that raises leaves this undone: ctypes reports the exception and goes on
+
+    pair = (ctypes.c_int * 2)(2, 1)
+    ctypes.CDLL(None).qsort(pair, 2, ctypes.sizeof(ctypes.c_int),
+                            ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(compare))
+
+
+@pytest.mark.parametrize("command,line", [
+    (["stylize", CONTENT, STYLE, *FAST, "-o", "o.png"], "Interrupted before the first iteration ended (SIGTERM); "
+                                                        "nothing was written"),
+    (["batch", EXAMPLES, "--style", STYLE, "--exclude", "ihc*", "-o", "out", *FAST],
+     "Interrupted (SIGTERM): 0 images done in this run; the manifest keeps every finished image; run again to go on"),
+    (["compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "--modes", "fp32", "-o",
+      "c"], "Interrupted (SIGTERM): no report written; no result saved yet"),
+    (["visualize", "--layer", "relu1_1", "--channels", "0-1", "--steps", "2", "--size", "32", "-o", "v.png"],
+     "Interrupted (SIGTERM); nothing was written"),
+    (["distill", "--steps", "2", "--crop", "32", "--batch", "1", "-q", "-o", "d.npz"],
+     "Interrupted (SIGTERM) before the first checkpoint (every 100 steps): nothing to resume"),
+])
+def test_a_signal_while_a_command_prepares_stops_it_at_its_first_step(command, line, tmp_path, monkeypatch,
+                                                                      weights_path):
+    """A signal while the network is built is recorded, not raised there: numba compiles the kernels
+    then, inside llvmlite's callbacks, and imports run (a KeyboardInterrupt raised inside a callback
+    was printed as "Exception ignored ..." and dropped; one inside an import's lock once killed the
+    process with SIGINT). The command stops at its first step instead: one line, 143, nothing made."""
+    monkeypatch.chdir(tmp_path)
+    dropped = []  # exceptions Python could not raise (what a C library's callback swallows)
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_type))
+    load = weights.load
+
+    def load_after_a_signal(*args, **kwargs):
+        _signal_inside_a_callback(signal.SIGTERM)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(weights, "load", load_after_a_signal)
+    r = run(*command)
+    assert (r.exit_code, r.stderr, dropped) == (143, line + "\n", []), r.output
+    made = [path for path in tmp_path.rglob("*") if path.suffix in (".png", ".npz", ".md")]
+    assert all(path.is_relative_to(tmp_path / "cache") for path in made), made  # (distill's training images)
+
+
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):
     from artem_cli import io as artem_io
 

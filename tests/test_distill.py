@@ -304,8 +304,8 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
 def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, weights_path):
     from artem_cli import distill as training
 
-    def interrupted(self, checkpoint=None, checkpoint_every=100, resume=False, progress=None):
-        raise KeyboardInterrupt  # as the signal handler raises it, during the first steps
+    def interrupted(self, checkpoint=None, checkpoint_every=100, resume=False, progress=None, interruptible=None):
+        raise KeyboardInterrupt  # as a step raises it after a signal, during the first steps
 
     monkeypatch.setattr(training.Trainer, "__init__", lambda self, *args: None)
     monkeypatch.setattr(training.Trainer, "run", interrupted)

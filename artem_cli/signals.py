@@ -1,0 +1,32 @@
+"""SIGTERM on the command line, from the first import on: what ``kill`` and service managers send
+ends a command as Ctrl-C (SIGINT) does, in one line with the status 128 + the signal's number, not
+in a silent death. Handlers can only be installed in the main thread, and a signal the process was
+started ignoring (``cmd &`` in a script ignores SIGINT) stays ignored. Light: imported before NumPy."""
+import contextlib
+import signal
+import threading
+
+
+def ours(number):
+    """Whether artem may handle signal ``number`` here (the main thread, and not ignored by its caller)."""
+    return threading.current_thread() is threading.main_thread() and signal.getsignal(number) is not signal.SIG_IGN
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within: a SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does. Yields the list of the SIGTERMs
+    received (their numbers), to tell the two apart; the handler before is put back after."""
+    received = []
+
+    def stop(number, frame):
+        received.append(number)
+        raise KeyboardInterrupt
+
+    mine = ours(signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, stop) if mine else None
+    try:
+        yield received
+    finally:
+        if mine:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
+
