@@ -653,23 +653,26 @@ def dask_client(scheduler=None, workers=None):
             raise ArtemError(f"the Dask cluster: {e}") from None
 
 
-def paint(content, style_key, styles, settings, weights_path):
-    """A Dask task: ``content`` (RGB at the output's size) painted after ``styles`` (RGB arrays,
-    ``style_key`` naming them) on the worker that runs it. Each worker thread builds its Stylizer
-    once, and the targets of each style set once, and keeps them on the worker for its next tasks.
-    Returns the ``Result``; the client writes the file."""
+def paint(content, styles_sha256, styles, settings, weights_path, fingerprint_):
+    """A Dask task: ``content`` (RGB at the output's size) painted after ``styles`` (RGB arrays of
+    the files whose SHA-256 are ``styles_sha256``) on the worker that runs it. Each worker thread
+    keeps the Stylizer of its last batch (``fingerprint_``: the settings and the networks' files by
+    their contents) and the targets of each style set it met in that batch, for its next tasks: a
+    network or a style file changed under the same name is never painted with from memory, and a
+    worker serving many batches (``--scheduler``) keeps one batch's. Returns the ``Result``; the
+    client writes the file."""
     from distributed import get_worker
 
     worker = get_worker()
     if not hasattr(worker, "artem_stylizers"):
-        worker.artem_stylizers = {}
-    key = (json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str), str(weights_path), threading.get_ident())
-    if key not in worker.artem_stylizers:
-        worker.artem_stylizers[key] = (Stylizer(settings, weights_path=weights_path), {})
-    stylizer, targets = worker.artem_stylizers[key]
-    if style_key not in targets:
-        targets[style_key] = stylizer.targets(styles)
-    return stylizer.stylize(content, targets[style_key])
+        worker.artem_stylizers = {}  # thread: (fingerprint, Stylizer, {styles' SHA-256: targets})
+    thread = threading.get_ident()
+    if worker.artem_stylizers.get(thread, (None,))[0] != fingerprint_:
+        worker.artem_stylizers[thread] = (fingerprint_, Stylizer(settings, weights_path=weights_path), {})
+    _, stylizer, targets = worker.artem_stylizers[thread]
+    if styles_sha256 not in targets:
+        targets[styles_sha256] = stylizer.targets(styles)
+    return stylizer.stylize(content, targets[styles_sha256])
 
 
 def _check_shared_memory(client, settings, shapes):
@@ -738,8 +741,9 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
     for index, job, content, alpha in readable:
         if on_start is not None:
             on_start(job, index, total)
-        future = client.submit(paint, content, str(job.styles), styles[job.styles], settings, weights_path,
-                               pure=False, key=f"artem-{index}-{job.key}")
+        future = client.submit(paint, content, tuple(batch.files[str(p)] for p in job.styles), styles[job.styles],
+                               settings, weights_path, batch.manifest.data["fingerprint"], pure=False,
+                               key=f"artem-{index}-{job.key}")
         futures[future] = (job, alpha)
     try:
         interruptible.check()  # a signal came while the images were read and sent

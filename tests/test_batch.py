@@ -615,6 +615,28 @@ def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(
         assert not list((tmp_path / "b").glob("*.png"))
 
 
+def test_a_worker_serving_two_batches_paints_a_changed_style_file_as_it_is_now(folder, tmp_path, weights_path):
+    """A worker keeps its Stylizer and style targets for its next tasks, and a cluster (--scheduler)
+    serves batch after batch: a style file changed under the same name was painted with the targets
+    of its old contents. The second batch's image must be what a worker that never saw the old file
+    paints."""
+    from artem_cli.api import Settings
+
+    settings = Settings(size=40, iterations=3, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
+    style, fresh = tmp_path / "style.png", tmp_path / "fresh.png"
+    shutil.copy(STYLE, style)
+    (folder / "broken.png").unlink()
+    with batch.dask_client(workers=1) as client:
+        batch.run(folder, tmp_path / "a", [(style,)], settings, weights_path=weights_path, client=client, include=["chelsea*"])
+        shutil.copy(EXAMPLES / "coffee.png", style)  # the same name, other pixels
+        shutil.copy(EXAMPLES / "coffee.png", fresh)
+        for out, styles in (("b", style), ("c", fresh)):
+            batch.run(folder, tmp_path / out, [(styles,)], settings, weights_path=weights_path, client=client,
+                      include=["chelsea*"])
+    a, b, c = (np.asarray(Image.open(tmp_path / out / "chelsea.png")) for out in "abc")
+    assert np.array_equal(b, c) and not np.array_equal(a, b)
+
+
 def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder, tmp_path, weights_path, monkeypatch):
     """Each worker checks its own image against the memory free as it starts, so two starting at
     once would both go ahead: the batch checks, before any is painted, that the largest images, one
