@@ -702,8 +702,11 @@ def weights_convert(source, destination):
         path, meta = weights.convert(source, destination)
     except ArtemError as e:
         _fail(e)
-    reference = weights.matches_reference(meta)
-    click.echo(f"converted {source} -> {path} ({'the reference ImageNet VGG16' if reference else 'not the reference weights'})")
+    try:
+        what = "the reference ImageNet VGG16" if weights.matches_reference(meta) else "not the reference weights"
+    except ArtemError:  # artem installed from elsewhere than its checkout: nothing to compare with
+        what = f"not compared with the reference weights: no {weights.MANIFEST.name}"
+    click.echo(f"converted {source} -> {path} ({what})")
 
 
 @weights_group.command("info")

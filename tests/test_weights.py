@@ -160,6 +160,22 @@ def test_convert_onnx(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out.npz", "vgg.onnx"]
 
 
+def test_weights_convert_says_what_it_converted(tmp_path, monkeypatch):
+    """Where artem was installed from elsewhere than its checkout, there is no manifest to compare a
+    converted file with: the command says so (it ended in a traceback, the file written)."""
+    from click.testing import CliRunner
+
+    from artem_cli.cli import main
+
+    src = onnx_vgg(tmp_path / "vgg.onnx", random_vgg(np.random.default_rng(1)))
+    for manifest, what in ((weights.MANIFEST, "not the reference weights"),
+                           (tmp_path / "none" / "manifest.json", "not compared with the reference weights: no manifest.json")):
+        monkeypatch.setattr(weights, "MANIFEST", manifest)
+        r = CliRunner().invoke(main, ["weights", "convert", str(src), "--to", str(tmp_path / "o.npz")])
+        assert (r.exit_code, r.output) == (0, f"converted {src} -> {tmp_path / 'o.npz'} ({what})\n"), r.output
+        (tmp_path / "o.npz").unlink()
+
+
 def test_convert_rejects_wrong_networks_and_files(tmp_path):
     arrays = random_vgg(np.random.default_rng(2))
     arrays["conv3_2.weight"] = arrays["conv3_2.weight"][:, :128]
