@@ -31,6 +31,8 @@ from .backend import array_module_for, host_memory
 from .errors import ArtemError
 
 MANIFEST = "artem-batch.json"
+
+
 def input_images(folder, recursive=False, include=(), exclude=(), skip=None):
     """``io.list_images`` of a batch's input folder; an ArtemError where there is none."""
     found = io.list_images(folder, recursive, include, exclude, skip)

@@ -132,6 +132,25 @@ def _torch_on(device):
     return torch.device(device)
 
 
+def _torch_vgg(w, deepest, device):
+    """VGG16's layers up to ``deepest`` in PyTorch on ``device``, (name, module) each, with the
+    weights ``w`` (frozen: only the image's gradient is computed)."""
+    import torch
+
+    layers = []
+    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
+        if name.startswith("conv"):
+            weight = torch.from_numpy(np.ascontiguousarray(w[f"{name}.weight"]))
+            conv = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+            conv.weight.data, conv.bias.data = weight, torch.from_numpy(w[f"{name}.bias"])
+            layers.append((name, conv.to(device).requires_grad_(False)))
+        elif name.startswith("relu"):
+            layers.append((name, torch.nn.ReLU()))
+        else:
+            layers.append((name, torch.nn.MaxPool2d(2)))
+    return layers
+
+
 def torch_pass(w, shape, repeats, device="cpu"):
     """The same pass in PyTorch on ``device``, or None when PyTorch is not installed."""
     try:
@@ -139,20 +158,7 @@ def torch_pass(w, shape, repeats, device="cpu"):
     except ImportError:
         return None
     where = _torch_on(device)
-    layers = []
-    for name in LAYER_NAMES[: LAYER_NAMES.index(TAP) + 1]:
-        if name.startswith("conv"):
-            weight = torch.from_numpy(np.ascontiguousarray(w[f"{name}.weight"]))
-            conv = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
-            conv.weight.data, conv.bias.data = weight, torch.from_numpy(w[f"{name}.bias"])
-            layers.append(conv)
-        elif name.startswith("relu"):
-            layers.append(torch.nn.ReLU())
-        else:
-            layers.append(torch.nn.MaxPool2d(2))
-    net = torch.nn.Sequential(*layers).to(where)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = torch.nn.Sequential(*(layer for _, layer in _torch_vgg(w, TAP, where)))
     image = torch.randn(1, 3, *shape, device=where, requires_grad=True)
 
     def once():
@@ -530,19 +536,8 @@ def _torch_side(content, style, settings, weights_path):
     from . import api, preprocess
 
     device = _torch_on(settings.device)
-    w = weights.load(weights_path)
     taps = settings.taps()
-    deepest = max(taps, key=LAYER_NAMES.index)
-    layers = []
-    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
-        if name.startswith("conv"):
-            conv = torch.nn.Conv2d(w[f"{name}.weight"].shape[1], w[f"{name}.weight"].shape[0], 3, padding=1)
-            conv.weight.data, conv.bias.data = torch.from_numpy(w[f"{name}.weight"]), torch.from_numpy(w[f"{name}.bias"])
-            layers.append((name, conv.to(device).requires_grad_(False)))
-        elif name.startswith("relu"):
-            layers.append((name, torch.nn.ReLU()))
-        else:
-            layers.append((name, torch.nn.MaxPool2d(2)))
+    layers = _torch_vgg(weights.load(weights_path), max(taps, key=LAYER_NAMES.index), device)
 
     def features(x):
         out = {}
@@ -674,7 +669,7 @@ class Predictor:
     ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
     free now."""
 
-    LINE_SEARCH_EXTRA = 13  # measured: 513 evaluations in 500 iterations, 113-126 in 105 (BENCHMARKS.md §3d)
+    LINE_SEARCH_EXTRA = 13  # measured: 513 evaluations in 500 iterations, 113-114 in 105 (BENCHMARKS.md §3d)
 
     def __init__(self, settings, weights_path=None, probes=(64, 160)):
         from . import api, optim

@@ -1,7 +1,8 @@
 """XNOR-Net binarization: signs, scales, and the bit-packing layout, as plain NumPy.
 
-These are the reference twins of the compiled kernels in ``cpu_binary.py`` (and later of the CUDA
-kernels in ``kernels/``): same inputs, same outputs, bit for bit.
+These are the reference twins of the compiled kernels in ``cpu_binary.py`` and of the CUDA kernels in
+``kernels/``: same inputs, same bits out (the floats a kernel computes beside its bits, such as the
+packing's mean |x - μ|, agree to rounding).
 
 Packing layout: the bits run along the reduction dimension, the input channels of one
 3x3 tap; little-endian within 32-bit words, so bit j of word w is channel 32·w + j; a 1 bit means +1

@@ -4,7 +4,8 @@ sums of the `taps` formulation.
 
 Each replaces NumPy element-wise passes by one read and one write of each element; each has a NumPy
 twin of the same name in ``layers`` that the tests hold it to, and a CUDA twin in ``kernels/`` (the
-path for CuPy, ``gpu_float``) that matches it bit for bit. Each parallel job is one (channel, row).
+path for CuPy, ``gpu_float``) that matches it bit for bit. Each parallel job is one (channel, row),
+or one (channel, row of 4x4 tiles) for the Winograd transforms.
 """
 import numpy as np
 from numba import njit, prange

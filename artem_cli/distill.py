@@ -221,8 +221,8 @@ def with_content_gain(layers, gain):
 
 
 def _input_scales(teacher, images, binary_from):
-    """The mean activation entering each convolution from ``binary_from`` to conv5_1: the unit of its shift."""
-    names = CONV_NAMES[CONV_NAMES.index(binary_from) : CONV_NAMES.index("conv5_1") + 1]
+    """The mean activation entering each convolution from ``binary_from`` to ``DEEPEST``: the unit of its shift."""
+    names = CONV_NAMES[CONV_NAMES.index(binary_from) : CONV_NAMES.index(DEEPEST) + 1]
     inputs = [LAYER_NAMES[LAYER_NAMES.index(n) - 1] for n in names]
     sums = dict.fromkeys(names, 0.0)
     for image in images:
@@ -425,18 +425,3 @@ def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_ever
     theta = trainer.run(checkpoint, checkpoint_every, resume, progress, interruptible)
     trainer.export(theta, output, time.perf_counter() - start)
     return trainer
-
-
-def binary_macs_share(binary_from, deepest="conv5_1"):
-    """The share of the multiply-accumulates of VGG16 up to ``deepest`` (conv5_1: the layers the
-    default style layers use) done by the binary convolutions when they start at ``binary_from``."""
-    h = w = 1.0
-    total = binary = 0.0
-    first = CONV_NAMES.index(binary_from)
-    for i, (name, cin, cout) in enumerate(CONV_LAYERS[: CONV_NAMES.index(deepest) + 1]):
-        if name.endswith("_1") and name != "conv1_1":
-            h, w = h / 2, w / 2
-        macs = 9 * cin * cout * h * w
-        total += macs
-        binary += macs if i >= first else 0
-    return binary / total

@@ -63,7 +63,6 @@ class Workspace:
         return self._buffers[key]
 
 
-
 # the float kernels of ``cpu_float`` (numba) and ``gpu_float`` (CUDA), each with its NumPy twin here
 FLOAT_KERNELS = ("winograd_input", "winograd_output", "max_pool", "max_pool_backward", "relu_backward", "taps_sum")
 

@@ -36,9 +36,8 @@ def gram(features):
 
 def style_loss(features, target_gram, weight=1.0):
     """``weight`` times the mean over C·C of (G - A)^2, and its gradient with respect to ``features``."""
-    c = features.shape[0]
-    f = features.reshape(c, -1)
-    diff = matmul(f, f.T) / f.size - target_gram
+    f = features.reshape(features.shape[0], -1)
+    diff = gram(features) - target_gram
     value = _value((diff * diff).sum()) * (weight / diff.size)
     # dL/dG = 2 (G - A) / C², and G = F Fᵀ / n with symmetric (G - A) gives dL/dF = 2 dL/dG F / n
     grad = matmul(diff, f) * (4.0 * weight / (diff.size * f.size))

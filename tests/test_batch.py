@@ -441,13 +441,16 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     command = [sys.executable, "-m", "artem_cli", "batch", str(folder), "--style", STYLE, "-o", str(tmp_path / "out"),
                *FAST[:2], "--iterations", "1000000", "--optimizer", "adam", "-q", "--workers", "2", "--json"]
     batch_run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600  # a batch stuck fails the test, not the suite
     try:
         while len(workers := _children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
             assert batch_run.poll() is None, batch_run.stderr.read()
+            assert time.monotonic() < deadline, "the workers did not paint"
             time.sleep(0.2)
         for pid in workers:
             os.kill(pid, signal.SIGINT)
         while any(pid in (now := _children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
+            assert time.monotonic() < deadline, "the workers stopped painting after their SIGINT"
             time.sleep(0.1)
         os.killpg(batch_run.pid, signal.SIGINT)
         stdout, stderr = batch_run.communicate(timeout=120)

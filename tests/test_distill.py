@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from artem_cli import api, binarize, distill, io, preprocess, weights
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
-from conftest import EXAMPLES
+from conftest import EXAMPLES, REPO
 
 TINY = dict(crop=48, batch=2, stylized=1, stylize_every=2, stylize_iterations=2, pool=2)
 
@@ -351,3 +351,19 @@ def test_the_binarized_modes_use_the_shipped_trained_networks_by_default(weights
     monkeypatch.setattr(weights, "MANIFEST", copy / "manifest.json")
     with pytest.raises(ArtemError, match="does not match the SHA-256 in weights/manifest.json"):
         api.binary_layers(api.Settings(mode=mode), w)
+
+
+def test_the_readme_gives_the_shares_of_binary_multiply_accumulates_of_the_shipped_networks():
+    """bwn ships binary from conv3_2 on, xnor from conv4_2 on: the shares of VGG16's multiply-accumulates
+    up to conv5_1 (the deepest layer the default style layers use) that the README gives them."""
+    side, total, binary = 1.0, 0.0, {"conv3_2": 0.0, "conv4_2": 0.0}
+    for i, (name, cin, cout) in enumerate(distill.CONV_LAYERS[: distill.CONV_NAMES.index("conv5_1") + 1]):
+        if name.endswith("_1") and name != "conv1_1":
+            side /= 2
+        macs = 9 * cin * cout * side * side
+        total += macs
+        for first in binary:
+            binary[first] += macs if i >= distill.CONV_NAMES.index(first) else 0
+    assert {first: round(100 * macs / total) for first, macs in binary.items()} == {"conv3_2": 61, "conv4_2": 29}
+    readme = (REPO / "README.md").read_text()
+    assert "binary from conv3_2 on (61 % of the multiply-accumulates)" in readme and "conv4_2 on (29 %)" in readme

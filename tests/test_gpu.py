@@ -4,19 +4,17 @@ Every stage takes its array module from its input, so the float network, the los
 optimizers run on the GPU unchanged. These tests hold that up where a GPU is (`pytest tests/test_gpu.py`
 on the device machine) and are skipped where CuPy or a CUDA device is missing, as on CI.
 
-The NumPy side uses the NumPy twins of the numba kernels of ``cpu_float`` and ``cpu_binary``
-(``test_layers`` and ``test_binary`` hold the kernels to the twins; the GPU machine has no numba).
+The NumPy side runs the numba kernels of ``cpu_float`` and ``cpu_binary``, which ``test_layers`` and
+``test_binary`` hold to their NumPy twins.
 """
 import dataclasses
-import sys
-import types
 
 import numpy as np
 import pytest
 
 import test_gpu_gemm
 import test_gpu_paths
-from artem_cli import api, backend, binarize, gpu_gemm, io, layers, preprocess, weights
+from artem_cli import api, backend, gpu_gemm, io, layers, preprocess, weights
 from artem_cli.api import Settings, Targets, build_objective, style_grams, stylize, stylize_file
 from artem_cli.errors import ArtemError
 from artem_cli.optim import LBFGS, Adam
@@ -29,36 +27,6 @@ except cp.cuda.runtime.CUDARuntimeError:
     _devices = 0
 if not _devices:
     pytest.skip("no CUDA device", allow_module_level=True)
-
-
-@pytest.fixture(autouse=True)
-def _numpy_twins(monkeypatch):
-    twins = types.ModuleType("artem_cli.cpu_float")
-    for name in layers.FLOAT_KERNELS:
-        setattr(twins, name, getattr(layers, name))
-    monkeypatch.setitem(sys.modules, "artem_cli.cpu_float", twins)
-    binary = types.ModuleType("artem_cli.cpu_binary")
-    binary.filters_for_kernel = lambda w_packed: w_packed
-    binary.pack_pixels = _pack_pixels_twin
-    binary.xnor_layer = _xnor_layer_twin
-    binary.scale_map, binary.straight_through = binarize.scale_map, binarize.straight_through
-    monkeypatch.setitem(sys.modules, "artem_cli.cpu_binary", binary)
-
-
-def _pack_pixels_twin(x, centre, spread):
-    spread[...] = np.abs(x - centre[:, None, None]).mean(axis=0)
-    return binarize.pack_pixels(x - centre[:, None, None])
-
-
-def _xnor_layer_twin(x_packed, filters, channels, scale, alpha, tap_sums, bias):
-    """alpha (scale P + M) + bias from the twin's P, M summed over each pixel's in-image taps."""
-    h, w = x_packed.shape[:2]
-    inside = np.zeros((9, h, w), dtype=np.float32)
-    for t in range(9):
-        dy, dx = divmod(t, 3)
-        inside[t, max(0, 1 - dy) : min(h, h + 1 - dy), max(0, 1 - dx) : min(w, w + 1 - dx)] = 1
-    p = binarize.xnor_conv(x_packed, filters, channels).astype(np.float32)
-    return alpha[:, None, None] * (scale * p + np.einsum("ot,thw->ohw", tap_sums, inside)) + bias[:, None, None]
 
 
 def relative_error(gpu, cpu):

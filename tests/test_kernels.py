@@ -345,7 +345,7 @@ def test_kernels_take_device_arrays_and_leave_them_on_the_device(kernels):
     np.testing.assert_array_equal(host(packed), binarize.pack_pixels(x))
 
 
-def test_every_rung_but_the_tensor_core_ones_runs_on_opencl():
+def test_opencl_refuses_the_tensor_core_rungs_and_the_ballot_packer():
     assert [r for r, (name, _, _) in RUNGS.items() if name in CUDA_ONLY] == ["mma", "mma_async"]
     with pytest.raises(ValueError, match="the mma rung does not run on this device"):
         BinaryKernels(OpenCLRuntime(), "mma")

@@ -248,17 +248,21 @@ def test_two_networks_in_two_threads_never_touch_each_others_temporaries():
 
     expected = [run(network(), x, k) for k, x in enumerate(inputs)]
     barrier = threading.Barrier(2, timeout=60)
-    wrong = [0, 0]
+    wrong, rounds, errors = [0, 0], [0, 0], []
 
     def worker(k):
-        net = network()
-        for _ in range(30):
-            barrier.wait()
-            wrong[k] += sum(not np.array_equal(a, b) for a, b in zip(run(net, inputs[k], k), expected[k]))
+        try:
+            net = network()
+            for _ in range(30):
+                barrier.wait()
+                wrong[k] += sum(not np.array_equal(a, b) for a, b in zip(run(net, inputs[k], k), expected[k]))
+                rounds[k] += 1
+        except Exception as e:  # reported below: an exception in a thread would otherwise pass unseen
+            errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert wrong == [0, 0]
+    assert (errors, rounds, wrong) == ([], [30, 30], [0, 0])
