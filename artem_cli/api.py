@@ -744,6 +744,12 @@ def trained_binary_layers(settings, xp=np):
         if CONV_NAMES.index(settings.binary_from) < CONV_NAMES.index(first):
             raise ArtemError(f"'{path}' is binary from {first} on; binary-from must be {first} or a later layer")
         layers = {k: v for k, v in layers.items() if CONV_NAMES.index(k) >= CONV_NAMES.index(settings.binary_from)}
+        gain = (meta.get("settings") or {}).get("content_gain", 1.0)
+        if gain != 1:  # the file's content gain, undone on the layer after the content convolution where that one is fp32's
+            from .distill import CONTENT_CONV, with_content_gain
+
+            if CONTENT_CONV not in layers:
+                layers = with_content_gain(layers, 1 / gain)
     deepest, last = settings.deepest_conv()
     if CONV_NAMES.index(first) > CONV_NAMES.index(last):  # binary-from, where given, was checked in validate
         raise ArtemError(f"'{path}' is binary from {first} on, past the deepest layer tapped ({deepest}): the network "

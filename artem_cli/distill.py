@@ -211,13 +211,20 @@ def with_content_gain(layers, gain):
     positive factor through), the next convolution's α divided by it and its centre shift multiplied
     by it (its channel means, its scale map and so its output before α scale with its input). A
     stylization with the network then weighs the content loss ``gain``² times as much against the
-    style loss, which no layer after the content layer sees."""
+    style loss, which no layer after the content layer sees. Where ``layers`` has no content
+    convolution (binary from a later layer on), only the next one changes: ``1 / gain`` undoes a
+    file's gain where its content convolution is left out."""
     if gain == 1:
         return layers
     following = CONV_NAMES[CONV_NAMES.index(CONTENT_CONV) + 1]
-    content, after = layers[CONTENT_CONV], layers[following]
-    return {**layers, CONTENT_CONV: content._replace(alpha=content.alpha * gain, bias=content.bias * gain),
-            following: after._replace(alpha=after.alpha / gain, shift=after.shift * gain)}
+    changed = dict(layers)
+    if CONTENT_CONV in layers:
+        content = layers[CONTENT_CONV]
+        changed[CONTENT_CONV] = content._replace(alpha=content.alpha * gain, bias=content.bias * gain)
+    if following in layers:
+        after = layers[following]
+        changed[following] = after._replace(alpha=after.alpha / gain, shift=after.shift * gain)
+    return changed
 
 
 def _input_scales(teacher, images, binary_from):

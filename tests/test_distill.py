@@ -175,6 +175,27 @@ def test_the_content_gain_scales_the_content_layer_alone(weights_path, mode):
     assert np.abs(plain["relu4_2"]).max() > 0 and distill.with_content_gain(layers, 1.0) is layers
 
 
+def test_a_file_with_a_content_gain_used_binary_from_after_its_content_layer_paints_as_one_without(weights_path,
+                                                                                                   tmp_path):
+    """The shipped xnor network carries a content gain (conv4_2 scaled up, conv4_3 scaled down to
+    match): binary from conv4_3 on, conv4_2 is fp32's, without the gain, and conv4_3 must not undo
+    it (every later feature was 1/gain too small). Against the same layers written without the gain."""
+    meta = weights.load_binary(weights.trained_binary("xnor"))[1]
+    gain = meta["settings"]["content_gain"]
+    assert gain != 1 and meta["settings"]["binary_from"] == distill.CONTENT_CONV
+    layers = api.trained_binary_layers(api.Settings(mode="xnor"))
+    without = tmp_path / "without.npz"
+    weights.save_binary(distill.with_content_gain(layers, 1 / gain), without,
+                        {**meta, "settings": {**meta["settings"], "content_gain": 1.0}})
+    w = weights.load(weights_path)
+    image = preprocess.to_vgg(preprocess.resize(io.read_image(EXAMPLES / "chelsea.png")[0], (64, 96)))
+    taps = ["relu4_3", "relu5_1"]
+    shipped, plain = (api.network(api.Settings(mode="xnor", binary_weights=f, binary_from="conv4_3"), w).forward(image, taps)
+                      for f in ("trained", str(without)))
+    for tap in taps:
+        np.testing.assert_allclose(shipped[tap], plain[tap], rtol=1e-3, atol=1e-3 * float(np.abs(plain[tap]).max()))
+
+
 def test_a_content_gain_is_applied_when_the_file_is_written_and_needs_no_new_training(image_paths, weights_path, tmp_path):
     """Resuming the last checkpoint with another gain is allowed (the training is the same) and
     writes the same network with the content layer scaled."""
