@@ -785,7 +785,11 @@ def score(image, content, styles, settings=None, *, weights_path=None):
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
     objective = build_objective(net, settings, preprocess.resize(content, shape), Targets(style_grams(net, settings, styles)))
     total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
-    return {"total": total, **objective.parts}
+    losses = {"total": total, **objective.parts}
+    if not all(math.isfinite(value) for value in losses.values()):  # a weight so large that a term overflows
+        raise ArtemError(f"the losses are not all finite ({', '.join(f'{k} {v:.4g}' for k, v in losses.items())}); "
+                         "try smaller weights")
+    return losses
 
 
 def snapshot_path(output, iteration):

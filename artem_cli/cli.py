@@ -508,13 +508,17 @@ def score(image, content, styles, weights_path, as_json, **options):
     """The full-precision network's losses of IMAGE (e.g. a saved result) against CONTENT and STYLEs,
     each term weighted as a stylization with the same layer and weight options weighs it (an fp32
     run's --json final losses; other modes' runs report their own network's)."""
-    try:
-        rgb, _ = io.read_image(image, "image")
-        content_rgb, _ = io.read_image(content, "content image")
-        style_rgbs = [io.read_image(p, "style image")[0] for p in styles]
-        losses = api.score(rgb, content_rgb, style_rgbs, api.Settings(**options), weights_path=weights_path)
-    except ArtemError as e:
-        _fail(e)
+    with StopOnSignals() as stop:  # a signal is only recorded: the scores take seconds, and numba may be compiling
+        try:
+            rgb, _ = io.read_image(image, "image")
+            content_rgb, _ = io.read_image(content, "content image")
+            style_rgbs = [io.read_image(p, "style image")[0] for p in styles]
+            losses = api.score(rgb, content_rgb, style_rgbs, api.Settings(**options), weights_path=weights_path)
+        except ArtemError as e:
+            _fail(e)
+    if stop.received is not None:
+        click.echo(f"Interrupted ({stop.name()})", err=True)
+        sys.exit(stop.exit_status())
     if as_json:
         click.echo(json.dumps(losses))
     else:

@@ -769,6 +769,7 @@ def _signal_inside_a_callback(number):
      "Interrupted (SIGTERM); nothing was written"),
     (["distill", "--steps", "2", "--crop", "32", "--batch", "1", "-q", "-o", "d.npz"],
      "Interrupted (SIGTERM) before the first checkpoint (every 100 steps): nothing to resume"),
+    (["score", CONTENT, "--content", CONTENT, "--style", STYLE], "Interrupted (SIGTERM)"),
 ])
 def test_a_signal_while_a_command_prepares_stops_it_at_its_first_step(command, line, tmp_path, monkeypatch,
                                                                       weights_path):
@@ -833,6 +834,9 @@ def test_score_command(tmp_path, weights_path):
     weighted = json.loads(r.stdout)
     assert weighted["style"] == pytest.approx(2 * losses["style"], rel=1e-6) and weighted["tv"] == 0
     assert weighted["total"] == pytest.approx(weighted["style"] + weighted["content"], rel=1e-6)
+    r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE, "--json", "--style-weight", "1e308")
+    assert r.exit_code == 1 and r.stdout == "" and r.stderr.startswith("Error: the losses are not all finite (total inf, "
+                                                                        "content 0, style inf"), r.output  # not JSON's Infinity
     r = run("score", "missing.png", "--content", CONTENT, "--style", STYLE)
     assert r.exit_code == 1 and r.stderr.startswith("Error: image 'missing.png' does not exist")
     square = tmp_path / "square.png"
