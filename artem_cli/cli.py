@@ -100,6 +100,18 @@ class ModeList(click.ParamType):
         return modes
 
 
+class Mode(ModeList):
+    """One network, as ``ModeList`` takes each: ``xnor:untrained@conv3_1``."""
+
+    name = "mode"
+
+    def convert(self, value, param, ctx):
+        modes = super().convert(value, param, ctx)
+        if len(modes) != 1:
+            self.fail(f"{value!r} names {len(modes)} networks; give one", param, ctx)
+        return modes[0]
+
+
 def _fail(message):
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
@@ -644,7 +656,7 @@ class ChannelList(click.ParamType):
 @main.command()
 @click.option("--layer", default="relu3_1", show_default=True, help="The layer whose channels to show.")
 @click.option("--channels", type=ChannelList(), default="0-15", show_default=True)
-@click.option("--mode", default="fp32", show_default=True,
+@click.option("--mode", type=Mode(), default="fp32", show_default=True,
               help="The network: a mode, or MODE:WEIGHTS[@LAYER] as for compare (e.g. xnor:untrained).")
 @click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="Grid PNG. [default: visualize_LAYER_MODE.png]")
@@ -658,7 +670,6 @@ def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weigh
     output = output or Path(f"visualize_{layer}_{quality.label(mode)}.png")
     with StopOnSignals() as stop:
         try:
-            api.network_spec(mode)
             check_layer_names([layer])
             io.check_writable(output, overwrite)
             images = quality.visualize(layer, channels, mode, size, steps, seed=seed, weights_path=weights_path,

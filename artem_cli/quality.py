@@ -189,7 +189,9 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     count = [cout for name, _, cout in CONV_LAYERS if LAYER_NAMES.index(name) <= LAYER_NAMES.index(layer)][-1]
     if max(channels) >= count:
         raise ArtemError(f"{asked} has {count} channels (0-{count - 1}); channel {max(channels)} does not exist")
-    net = network(Settings(**network_spec(mode)), weights.load(weights.locate(weights_path)))
+    settings = Settings(content_layers=((asked, 1.0),), style_layers=((asked, 1.0),), **network_spec(mode))
+    settings.validate()  # a first binary convolution past the layer shown is refused: the images would be fp32's
+    net = network(settings, weights.load(weights.locate(weights_path)))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
     images, interruptible = [], interruptible or Interruptible()

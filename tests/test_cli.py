@@ -974,12 +974,20 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     for tile, channel in enumerate([0, 1, 5]):  # each tile raises its own channel's pre-ReLU activation
         excited = net.forward(preprocess.to_vgg(rgb[:, :, 34 * tile : 34 * tile + 32]), ["conv2_1"])["conv2_1"]
         assert excited[channel].mean() > grey[channel].mean() + 20
-    for args, message in [(["--layer", "relu9_9"], "unknown layer"), (["--channels", "600"], "has 128 channels")]:
+    for args, message in [(["--layer", "relu9_9"], "unknown layer"), (["--channels", "600"], "has 128 channels"),
+                          # a network binary from a layer past the one shown only: the images were fp32's, named bwn's
+                          (["--mode", "bwn"], "bwn.npz' is binary from conv3_2 on, past the deepest layer tapped (relu2_1)"),
+                          (["--mode", "xnor:untrained@conv4_2"], "conv4_2, lies past the deepest layer tapped (relu2_1)")]:
         r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")
-        assert r.exit_code == 1 and message in r.stderr
+        assert r.exit_code == 1 and message in r.stderr, r.output
+    assert not (tmp_path / "w.png").exists()
     r = run("visualize", "--layer", "pool5", "--size", "16", "--steps", "1", "-o", tmp_path / "w.png")
     assert r.exit_code == 1 and r.stderr == "Error: pool5 is empty at 16 px (it needs at least 32 px); use a larger --size\n"
     assert run("visualize", "--channels", "a-b").exit_code == 2
+    for mode, message in (("bogus", "unknown mode bogus"), ("xnor:untrained@conv9_1", "the first binary layer must be one of"),
+                          ("fp32,bwn", "'fp32,bwn' names 2 networks; give one")):  # usage errors, as compare's --modes
+        r = run("visualize", "--mode", mode)
+        assert r.exit_code == 2 and "Invalid value for '--mode'" in r.stderr and message in r.stderr, r.output
     r = run("visualize", "--channels", "5-2")
     assert r.exit_code == 2 and "'5-2': a range goes up (2-5)" in r.output
     r = run("visualize", "--channels", "3-")  # no range (it was channel 3 alone)
