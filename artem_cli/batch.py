@@ -414,14 +414,11 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
                "first_iterations": None if first_iterations == settings.iterations else first_iterations}
     files = style_files(style_sets)
     fingerprint_ = fingerprint(settings, options, weights_path)  # its networks checked: before any folder
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ArtemError(f"the output folder '{out_dir}' is a file")
+    check_out_dir(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArtemError(f"cannot create the output folder '{out_dir}' ({e.strerror or e})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):  # found now, not when the first image is painted
-        raise ArtemError(f"the output folder '{out_dir}' is not writable")
     with _alone_in(out_dir):
         batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs,
                                                  files=files), files, on_done)
@@ -429,6 +426,22 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
                on_iteration, interruptible)
     batch.summary.seconds = time.perf_counter() - start
     return batch.summary
+
+
+def check_out_dir(out_dir):
+    """An ArtemError where the output folder cannot take a batch's outputs: a file, a folder not
+    writable, or (where it does not exist yet) one to be made under a file or a folder not writable.
+    Found before any work (a dry run makes no folder), not when the first image is painted."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtemError(f"the output folder '{out_dir}' is a file")
+    there = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())  # the root, at least
+    if there == out_dir:
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise ArtemError(f"the output folder '{out_dir}' is not writable")
+    elif not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+        raise ArtemError(f"cannot create the output folder '{out_dir}' ('{there}' is "
+                         f"{'not writable' if there.is_dir() else 'a file'})")
 
 
 @contextlib.contextmanager

@@ -404,6 +404,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                   first_iterations=first_iterations, on_cluster=scheduler is not None or workers is not None)
             images = batches.input_images(folder, recursive, include, exclude, skip=out_dir)
             batches.check_places(folder, out_dir, batches.plan(images, style_sets, template), template)  # the outputs
+            batches.check_out_dir(out_dir)
             contents = [folder / rel for rel in images]
         except ArtemError as e:
             _fail(e)

@@ -283,14 +283,20 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
                           (("--style", STYLE, "--template", ""), "cannot tell the output format of ''")]:
         r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
         assert r.exit_code == 1 and message in r.stderr, r.output
-    r = run("batch", folder, "--style", STYLE, "-o", EXAMPLES / "ihc.png", *FAST, "-q")
-    assert (r.exit_code, r.stderr) == (1, f"Error: the output folder '{EXAMPLES / 'ihc.png'}' is a file\n")
     read_only, access = tmp_path / "ro", os.access  # as a read-only mount refuses (root passes permission bits)
     read_only.mkdir()
-    with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(read_only))
-                           and access(path, mode)):
-        r = run("batch", folder, "--style", STYLE, "-o", read_only, *FAST, "-q")
-    assert (r.exit_code, r.stderr) == (1, f"Error: the output folder '{read_only}' is not writable\n")
+    for dry_run in ((), ("--dry-run",)):  # the dry run refuses what the run refuses before any work
+        for out, message in ((EXAMPLES / "ihc.png", f"the output folder '{EXAMPLES / 'ihc.png'}' is a file"),
+                             (EXAMPLES / "ihc.png" / "o", f"cannot create the output folder '{EXAMPLES / 'ihc.png' / 'o'}' "
+                                                          f"('{EXAMPLES / 'ihc.png'}' is a file)"),
+                             (read_only, f"the output folder '{read_only}' is not writable"),
+                             (read_only / "a" / "b", f"cannot create the output folder '{read_only / 'a' / 'b'}' "
+                                                     f"('{read_only}' is not writable)")):
+            with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(read_only))
+                                   and access(path, mode)):
+                r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", *dry_run)
+            assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n"), r.output
+    assert list(read_only.iterdir()) == []
 
 
 @pytest.mark.parametrize("inputs,styles,template,message", [
