@@ -551,12 +551,13 @@ class Stylizer:
     ``artem batch`` runs; ``stylize`` is one Stylizer used once. A Stylizer serves one call at a
     time (its network keeps the state of the pass in progress): a call while another runs, from
     another thread, is an ArtemError (each thread should have its own). It keeps a copy of
-    ``settings``: changing them later changes nothing here."""
+    ``settings``, and ``settings`` gives a copy of that: the network is built for them, and changing
+    either later changes nothing here (a new Stylizer takes new settings)."""
 
     def __init__(self, settings=None, *, weights_path=None):
         settings = given(settings)
         settings.validate()
-        self.settings = settings = copy.deepcopy(settings)
+        self._settings = settings = copy.deepcopy(settings)
         self._busy = threading.Lock()
         self.xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
         with _MemoryErrors(self.xp, "while loading the network"):
@@ -565,6 +566,10 @@ class Stylizer:
             self.reference = None
             if settings.mode != "fp32" and settings.calibrate:
                 self.reference = VGG16(vgg_weights, pooling=settings.pooling)
+
+    @property
+    def settings(self):
+        return copy.deepcopy(self._settings)
 
     @contextlib.contextmanager
     def _turn(self):
@@ -578,7 +583,7 @@ class Stylizer:
 
     def targets(self, styles):
         """The ``Targets`` of ``styles`` (a list of host RGB arrays (3, H, W) in 0..1)."""
-        settings = self.settings
+        settings = self._settings
         styles = _style_images(styles)
         settings.validate(len(styles))
         for style in styles:
@@ -596,7 +601,7 @@ class Stylizer:
             if not whole(iterations) or iterations < 1:
                 raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
         _check_callbacks(on_iteration, interruptible)
-        settings = self.settings if iterations is None else dataclasses.replace(self.settings, iterations=iterations)
+        settings = self._settings if iterations is None else dataclasses.replace(self._settings, iterations=iterations)
         if not isinstance(targets, Targets) or targets.made_by is None or targets.made_by() is not self:
             raise ArtemError("these targets were not computed by this Stylizer; compute them with its targets()")
         content = preprocess.rgb_image(content, "content image")
@@ -609,7 +614,7 @@ class Stylizer:
                                  interruptible or Interruptible())
 
     def _run(self, content, targets, shape, init_image, iterations, on_iteration, interruptible):
-        xp, settings = self.xp, self.settings
+        xp, settings = self.xp, self._settings
         content_rgb = xp.asarray(preprocess.resize(content, shape))
         content_x = preprocess.to_vgg(content_rgb)
         objective = build_objective(self.net, settings, content_rgb, targets, self.reference)

@@ -1,4 +1,5 @@
 """Real stylizations with the real weights on small real images."""
+import dataclasses
 import re
 import subprocess
 import sys
@@ -328,7 +329,9 @@ def test_a_stylizer_serves_one_call_at_a_time_with_its_own_targets_and_settings(
     with pytest.raises(ArtemError, match="not computed by this Stylizer"):
         other.stylize(content, targets)
     settings.size = 64  # after the Stylizer was made: its copy stands
-    assert stylizer.stylize(content, targets).image.shape == alone.shape
+    stylizer.settings.size, stylizer.settings.mode, stylizer.settings.iterations = 64, "xnor", -5  # and the copy it shows
+    assert stylizer.settings == dataclasses.replace(settings, size=40)
+    assert np.array_equal(stylizer.stylize(content, targets).image, alone)
     assert stylizer.stylize(content, targets, iterations=1).iterations == 1
     for iterations in (0, -5, 2.5, True):
         with pytest.raises(ArtemError, match="iterations must be a whole number >= 1"):
