@@ -690,10 +690,10 @@ def paint(content, styles_sha256, styles, settings, weights_path, fingerprint_):
     return stylizer.stylize(content, targets[styles_sha256])
 
 
-def _check_shared_memory(client, settings, shapes):
+def _check_shared_memory(client, settings, shapes, style_shapes=()):
     """The workers of a local cluster (``--workers``) share this machine's memory, and each checks
     only its own image against what is free as it starts; so, before any is painted, the largest
-    images, one a worker, must fit here at once. Not for a cluster elsewhere (``--scheduler``), nor
+    images (after the largest style pass, ``style_shapes``), one a worker, must fit here at once. Not for a cluster elsewhere (``--scheduler``), nor
     for a GPU, which the workers would see and this process does not."""
     if getattr(client, "cluster", None) is None or settings.device != "cpu" or not shapes:
         return
@@ -702,7 +702,8 @@ def _check_shared_memory(client, settings, shapes):
     if have is None:
         return
     # an image that cannot fit alone fails on its own, as without workers
-    fits = sorted((need for need in (estimate_memory(s, settings) for s in shapes) if need <= have), reverse=True)
+    fits = sorted((need for need in (estimate_memory(s, settings, style_shapes) for s in shapes) if need <= have),
+                  reverse=True)
     need = sum(fits[:workers])
     if workers > 1 and len(fits) > 1 and need > have:
         raise ArtemError(f"{min(workers, len(fits))} workers painting at once need about {need / 2**30:.1f} GiB of memory "
@@ -736,22 +737,23 @@ def _task_result(future):
 def _submit_and_collect(batch, client, total, pending, settings, weights_path, on_start, interruptible):
     from distributed import as_completed
 
-    from .api import _style_shape
+    from .api import style_shapes
 
-    styles, readable = {}, []
+    styles, readable, shapes = {}, [], []  # shapes: of every style image as the runs take it
     for index, job in pending:
         try:
             content, alpha = batch.read(job, settings)
             if job.styles not in styles:
                 arrays = [io.read_image(p, "style image")[0] for p in job.styles]
-                shapes = [_style_shape(a, settings.size, settings.style_scale) for a in arrays]
-                styles[job.styles] = client.scatter([preprocess.resize(a, s) for a, s in zip(arrays, shapes)],
+                sized = style_shapes(arrays, settings)
+                styles[job.styles] = client.scatter([preprocess.resize(a, s) for a, s in zip(arrays, sized)],
                                                     broadcast=True)
+                shapes += sized
         except ArtemError as e:
             batch.report(job, batch.failed(job, str(e)))
             continue
         readable.append((index, job, content, alpha))
-    _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable])
+    _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable], shapes)
     futures = {}
     for index, job, content, alpha in readable:
         if on_start is not None:

@@ -704,9 +704,10 @@ class Predictor:
         self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up
         self.baseline = _resident_memory() if xp is np else 0
 
-    def predict(self, shape, iterations=None):
-        """The run of an image of ``shape`` (H, W) for ``iterations`` (default: the settings'); the
-        recursion's time grows with the pairs that run keeps, as it does (one pass over each)."""
+    def predict(self, shape, iterations=None, style_shapes=()):
+        """The run of an image of ``shape`` (H, W) for ``iterations`` (default: the settings') after
+        style images of ``style_shapes`` (their memory); the recursion's time grows with the pairs
+        that run keeps, as it does (one pass over each)."""
         from . import api
 
         settings = dataclasses.replace(self.settings, iterations=iterations or self.settings.iterations)
@@ -715,7 +716,7 @@ class Predictor:
         extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 0
         pairs = max(1, min(settings.history, n)) / max(1, min(self.settings.history, self.settings.iterations))
         seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels) * pairs
-        added = api.estimate_memory(shape, settings) - (api.WEIGHTS_MEMORY if self.baseline else 0)
+        added = api.estimate_memory(shape, settings, style_shapes) - (api.WEIGHTS_MEMORY if self.baseline else 0)
         return {"shape": list(shape), "memory_bytes": self.baseline + added,
                 "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": seconds / n,
                 "iterations": n, "seconds": seconds}

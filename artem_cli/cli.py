@@ -858,7 +858,9 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
     with ``first_iterations``, frames started from the previous result, those that start from their
     content, the first and any after one that fails, with that many)."""
     predictions, failing = {}, {}
-    try:
+    try:  # each image is painted after every style set: the largest style pass counts
+        styles = api.style_shapes([io.read_image(p, "style image")[0] for p in {p for s in style_sets for p in s}],
+                                  settings)
         predictor = bench.Predictor(settings, weights_path)
         starts = True  # the next frame starts from its content
         for path in contents:
@@ -866,11 +868,11 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
             try:
                 shape = api.check_content(io.read_image(path, "content image")[0], settings)
                 if here:
-                    api.check_memory(shape, own, predictor.xp)  # as its run checks it, before any work
+                    api.check_memory(shape, own, predictor.xp, style_shapes=styles)  # as its run checks it, before any work
             except ArtemError as e:
                 failing[str(path)], starts = str(e), True
                 continue
-            predictions[str(path)], starts = predictor.predict(shape, own.iterations), False
+            predictions[str(path)], starts = predictor.predict(shape, own.iterations, styles), False
     except ArtemError as e:
         _fail(e)
     if as_json:

@@ -686,6 +686,12 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     for p in report["images"].values():
         assert p["memory_bytes"] > 3e8 and p["seconds_per_iteration"] > 0 and p["shape"][1] == 64
     assert not out.exists()
+    # with a large --style-scale the style image's pass needs the most (ihc at 256 x 4 = 1024 px)
+    r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "256", "--style-scale", "4", "--dry-run", "--json",
+            "--exclude", "broken.png")
+    from artem_cli import api
+    style_pass = api.estimate_memory(None, api.Settings(size=256, style_scale=4), [(1024, 1024)]) - api.WEIGHTS_MEMORY
+    assert [p["memory_bytes"] > style_pass > 2**30 for p in json.loads(r.stdout)["images"].values()] == [True, True]
     r = run("stylize", folder / "coffee.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
     assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration here" in r.output
     r = run("stylize", folder / "broken.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
