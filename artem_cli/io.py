@@ -90,8 +90,6 @@ def read_image(path, what="image"):
         raise ArtemError(f"{what} '{path}' {not_a_file(path)}")
     size = ""
     try:
-        if path.stat().st_size == 0:
-            raise ArtemError(f"{what} '{path}' is an empty file")
         with Image.open(path) as img:
             size = f" ({img.width}x{img.height})"
             if img.width * img.height > MAX_PIXELS:
@@ -105,7 +103,9 @@ def read_image(path, what="image"):
     except MemoryError:
         raise ArtemError(f"{what} '{path}' is too large for the memory free{size}") from None
     except UnidentifiedImageError:
-        raise ArtemError(f"{what} '{path}' is not an image file Pillow can read") from None
+        with open(path, "rb") as f:  # read, not its size: a file of /proc has size 0 and text in it
+            empty = f.read(1) == b""
+        raise ArtemError(f"{what} '{path}' is {'an empty file' if empty else 'not an image file Pillow can read'}") from None
     except PermissionError:
         raise ArtemError(f"{what} '{path}' cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:

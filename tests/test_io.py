@@ -97,12 +97,13 @@ def test_animated_gif_gives_first_frame(tmp_path):
         (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
         (lambda p: (p.write_text("hello, I am text"), p)[1], "not an image"),
         (lambda p: (p.write_bytes((EXAMPLES / "coffee.png").read_bytes()[:5000]), p)[1], "damaged or truncated"),
+        (lambda p: Path("/proc/self/status"), "is not an image file Pillow can read"),  # size 0, text in it
     ],
-    ids=["missing", "folder", "empty", "text", "truncated"],
+    ids=["missing", "folder", "empty", "text", "truncated", "proc"],
 )
 def test_bad_files_are_one_clear_error(tmp_path, make, message):
     path = make(tmp_path / "bad.png")
-    with pytest.raises(ArtemError, match=message):
+    with pytest.raises(ArtemError, match=f"^content image '{path}' .*{message}"):
         io.read_image(path, "content image")
 
 
