@@ -70,7 +70,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:
-        content, _ = io.read_image(content_path, "content image")
+        content, alpha = io.read_image(content_path, "content image")  # kept in each result, as stylize keeps it
         for style_path in styles:
             style, _ = io.read_image(style_path, "style image")
             for mode in modes:
@@ -82,7 +82,8 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
                 if result.interrupted or (interruptible is not None and interruptible.requested):
                     raise KeyboardInterrupt
                 name = result_name(content_path, style_path, mode)
-                io.write_image(out_dir / name, result.image, overwrite=True)
+                shown = None if alpha is None else preprocess.resize(alpha, result.image.shape[1:])
+                io.write_image(out_dir / name, result.image, shown, overwrite=True)
                 saved = io.quantize(result.image)
                 losses = score(saved, content, [style], Settings(size=size), weights_path=weights_path)
                 row = {"content_image": Path(content_path).stem, "style_image": Path(style_path).stem, "mode": label(mode),
@@ -133,13 +134,22 @@ def table(rows):
     lines += ["", "| mode | style loss / fp32's (geometric mean) | content loss / fp32's |", "| --- | ---: | ---: |"]
     base = {(r["content_image"], r["style_image"]): r for r in rows if r["mode"] == "fp32"}
     for mode in dict.fromkeys(r["mode"] for r in rows):
-        ratios = [(r["style_loss"] / b["style_loss"], r["content_loss"] / b["content_loss"])
-                  for r in rows if r["mode"] == mode
-                  for b in [base.get((r["content_image"], r["style_image"]))] if b is not None]
-        if ratios:
-            style_ratio, content_ratio = np.exp(np.log(np.array(ratios)).mean(axis=0))
-            lines.append(f"| {mode} | {style_ratio:.3g} | {content_ratio:.3g} |")
+        pairs = [(r, b) for r in rows if r["mode"] == mode
+                 for b in [base.get((r["content_image"], r["style_image"]))] if b is not None]
+        if pairs:
+            style, content = (_ratio([(r[key], b[key]) for r, b in pairs]) for key in ("style_loss", "content_loss"))
+            lines.append(f"| {mode} | {style} | {content} |")
     return "\n".join(lines) + "\n"
+
+
+def _ratio(pairs):
+    """The geometric mean of value / fp32's over the (value, fp32's) ``pairs`` where fp32's is not 0
+    (a loss fp32 brought to 0, as a flat image's content loss, has no ratio); "n/a" where none is."""
+    kept = [value / base for value, base in pairs if base > 0]
+    if not kept:
+        return "n/a"
+    with np.errstate(divide="ignore"):  # a value of 0: the mean is 0
+        return f"{np.exp(np.log(kept).mean()):.3g}"
 
 
 def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_STYLE_LAYERS, weights_path=None):

@@ -1035,6 +1035,22 @@ def test_compare_grid_shows_each_content_as_artem_reads_it(tmp_path, weights_pat
     assert (grid[20 + 20 + 10, 160 + 80] != 255).any()  # the 32 px result, enlarged, reaches its cell's top
 
 
+def test_compare_keeps_the_contents_alpha_in_its_results_as_stylize_does(tmp_path, weights_path):
+    """Its results were written opaque."""
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., :3], rgba[:, 30:, 3], rgba[:, :30, 3] = 90, 255, 0  # the left half transparent
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    r = run("compare", "--content", tmp_path / "cut.png", "--style", STYLE, "--size", "30", "--iterations", "1",
+            "--modes", "fp32", "-o", tmp_path / "cmp")
+    assert r.exit_code == 0, r.output
+    result = Image.open(tmp_path / "cmp" / "cut_ihc_fp32.png")
+    assert result.mode == "RGBA" and result.size == (30, 20)
+    alpha = np.asarray(result)[..., 3].astype(int)
+    assert (alpha[:, :14] < 10).all() and (alpha[:, 16:] > 245).all()
+    # a flat grey content: fp32 brings its content loss to 0, which has no ratio (a ZeroDivisionError traceback)
+    assert "| fp32 | 1 | n/a |" in (tmp_path / "cmp" / "quality.md").read_text()
+
+
 def test_compare_refuses_before_any_work_and_takes_any_file_name(tmp_path, weights_path):
     """A network that would not be binary where it taps, an output folder it cannot write: refused
     before the first stylization (which left a result behind). A file name that is no UTF-8 (Linux
