@@ -472,6 +472,9 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
     for key, error in summary.failed.items():
         click.echo(f"  failed: {key}: {error}", err=True)
+    if stop.received is not None:  # as the batch closed (its cluster, its manifest): every image was done
+        click.echo(f"{stop.name()} arrived after the last image; every result is saved", err=True)
+        sys.exit(stop.exit_status())
     if summary.failed:
         sys.exit(1)
 

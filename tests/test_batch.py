@@ -188,6 +188,25 @@ def test_an_interrupted_batch_still_prints_its_json_summary(folder, tmp_path, we
                         "run again to go on\n")
 
 
+def test_a_signal_after_the_last_image_still_sets_the_exit_status(folder, tmp_path, weights_path, monkeypatch):
+    """As the batch closes (its manifest, its cluster) every image is done: the signal is said in one
+    line and gives the exit status, as stylize does after its last iteration (it exited 0)."""
+    (folder / "broken.png").unlink()
+    done, count = batch._Batch.done, []
+
+    def the_last_then_terminated(self, *args, **kwargs):
+        entry = done(self, *args, **kwargs)
+        count.append(1)
+        if len(count) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return entry
+
+    monkeypatch.setattr(batch._Batch, "done", the_last_then_terminated)
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "-q")
+    assert (r.exit_code, r.stderr.splitlines()[1:]) == (143, ["SIGTERM arrived after the last image; every result is saved"])
+    assert sorted(manifest(tmp_path / "out")["images"]) == ["chelsea.png", "coffee.png"]
+
+
 def test_a_style_added_to_the_style_folder_paints_only_its_pairs(folder, tmp_path, weights_path):
     """A painting added to --style-dir: a rerun paints each photo after it, and skips what is done; a
     painting taken out leaves its results alone; a painting changed since its results is refused,
