@@ -691,13 +691,19 @@ def paint(content, styles_sha256, styles, settings, weights_path, fingerprint_):
 
 
 def _check_shared_memory(client, settings, shapes, style_shapes=()):
-    """The workers of a local cluster (``--workers``) share this machine's memory, and each checks
-    only its own image against what is free as it starts; so, before any is painted, the largest
-    images (after the largest style pass, ``style_shapes``), one a worker, must fit here at once. Not for a cluster elsewhere (``--scheduler``), nor
-    for a GPU, which the workers would see and this process does not."""
-    if getattr(client, "cluster", None) is None or settings.device != "cpu" or not shapes:
+    """``check_workers_memory`` for the workers of a local cluster (``--workers``); not for a cluster
+    elsewhere (``--scheduler``)."""
+    if getattr(client, "cluster", None) is not None:
+        check_workers_memory(sum(client.nthreads().values()), settings, shapes, style_shapes)  # a task a thread
+
+
+def check_workers_memory(workers, settings, shapes, style_shapes=()):
+    """Local workers share this machine's memory, and each checks only its own image against what is
+    free as it starts; so, before any is painted, the largest images (``shapes``, after the largest
+    style pass, ``style_shapes``), one a worker, must fit here at once. Not on a GPU, which the
+    workers would see and this process does not."""
+    if settings.device != "cpu" or not shapes:
         return
-    workers = sum(client.nthreads().values())  # a task at a time a thread, one thread a worker
     where, have = host_memory(shared=True) or (None, None)  # not ulimit -v: each worker has its own
     if have is None:
         return

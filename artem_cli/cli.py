@@ -409,7 +409,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except ArtemError as e:
             _fail(e)
         _dry_run(contents, style_sets, settings, weights_path, as_json, batch=True,
-                 first_iterations=first_iterations if init_previous else None, here=scheduler is None)
+                 first_iterations=first_iterations if init_previous else None, here=scheduler is None,
+                 workers=workers or 1)
         return
     tty = sys.stderr.isatty() and not quiet
     bars = {}
@@ -853,13 +854,15 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
         _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
 
 
-def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None, here=True):
+def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None, here=True,
+             workers=1):
     """``--dry-run``, once the checks a run makes before any work have passed (its options, its style
     sets, stylize's output): each content image checked (readable, large enough, its run fitting in
     the memory free now where it runs ``here``, not on a cluster elsewhere; a batch would mark one that
     is not failed), and the memory and time its run would take here (a batch's: after each style set;
     with ``first_iterations``, frames started from the previous result, those that start from their
-    content, the first and any after one that fails, with that many)."""
+    content, the first and any after one that fails, with that many; ``workers``: local ones, each
+    painting an image at once)."""
     predictions, failing = {}, {}
     try:  # each image is painted after every style set: the largest style pass counts
         styles = api.style_shapes([io.read_image(p, "style image")[0] for p in {p for s in style_sets for p in s}],
@@ -876,6 +879,10 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
                 failing[str(path)], starts = str(e), True
                 continue
             predictions[str(path)], starts = predictor.predict(shape, own.iterations, styles), False
+        if here and workers > 1:  # as the batch checks its local workers, before any image
+            from .batch import check_workers_memory
+
+            check_workers_memory(workers, settings, [tuple(p["shape"]) for p in predictions.values()], styles)
     except ArtemError as e:
         _fail(e)
     if as_json:
@@ -888,7 +895,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
                        f"iteration here, {p['iterations']} iterations in about {_duration(p['seconds'])}")
         if len(predictions) * len(style_sets) > 1:
             total = sum(p["seconds"] for p in predictions.values()) * len(style_sets)
-            peak = max(p["memory_bytes"] for p in predictions.values())
+            peak = sum(sorted((p["memory_bytes"] for p in predictions.values()), reverse=True)[:workers])
             after = f" after each of {len(style_sets)} styles" if len(style_sets) > 1 else ""
             click.echo(f"all {len(predictions)} images{after}: about {_duration(total)}, at most {peak / 2**30:.2f} GiB "
                        "at once")

@@ -693,6 +693,33 @@ def test_local_workers_that_would_not_fit_in_memory_together_are_refused(folder,
         assert sorted(summary.done) == ["chelsea.png", "coffee.png"] and list(summary.failed) == ["broken.png"]
 
 
+def test_a_dry_run_with_local_workers_checks_their_memory_at_once_as_the_run_does(folder, tmp_path, weights_path,
+                                                                                 monkeypatch):
+    """The dry run said 2 workers' images fit where the batch then refused them at once; it checks
+    as the batch does, and says how much its workers take at once."""
+    from artem_cli.api import Settings, estimate_memory
+
+    (folder / "broken.png").unlink()
+    settings = Settings(size=40, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
+    need = estimate_memory((40, 40), settings)  # chelsea and coffee are 40x26 and 40x27: a little less
+    monkeypatch.setattr(batch, "host_memory", lambda shared: ("free", int(1.5 * need)))
+    options = ["--size", "40", "--style-layers", "relu1_1", "--content-layers", "relu2_2", "--dry-run"]
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *options, "--workers", "2")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: 2 workers painting at once need about 0."), r.output
+    def gib(r):  # each image's, and all at once
+        lines = r.stdout.splitlines()
+        return ([float(line.split("about ")[1].split(" GiB")[0]) for line in lines if "GiB of memory" in line],
+                float(lines[-1].split("at most ")[1].split(" GiB")[0]))
+
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *options, "--workers", "1")
+    one, at_once = gib(r)
+    assert r.exit_code == 0 and len(one) == 2 and at_once == max(one), r.output
+    monkeypatch.setattr(batch, "host_memory", lambda shared: ("free", 4 * need))
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *options, "--workers", "2")
+    assert r.exit_code == 0 and abs(gib(r)[1] - sum(one)) <= 0.011, r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, weights_path):
     out = tmp_path / "out"
     r = run("batch", folder, "--style", STYLE, "-o", out, "--size", "64", "--dry-run", "--json")
