@@ -386,14 +386,15 @@ def _network_memory(shape, deepest):
 
 def estimate_memory(shape, settings, style_shapes=()):
     """Bytes one run needs at (H, W), the most of two moments: a style image's forward pass
-    (``style_shapes``, each at its run's size: 1.25 times its activations; measured, 1.57 GiB at
-    1024x640 where they are 1.30), what the network keeps after it, and the optimization, which
-    reuses that (activations kept for backward and their gradients, the largest convolution's
+    (``style_shapes``, each at its run's size: 1.65 times its activations, what the process's
+    address space grows by, which ``ulimit -v`` counts; measured at 1024x640, where they are 1.30 GiB:
+    2.15 GiB of address space, 1.69 GiB resident, 1.57 GiB allocated), what the network keeps after
+    it, and the optimization, which reuses that (activations kept for backward and their gradients, the largest convolution's
     temporaries, and the optimizer's state: L-BFGS keeps 2 x (pairs + 1) images, the pairs as many
     as the history or the iterations, and one offered). ``shape`` None: the style images' passes
     alone (what computing the targets needs)."""
     deepest_style = max((name for name, _ in settings.style_layers), key=LAYER_NAMES.index)
-    styles = [1.25 * _network_memory(s, deepest_style)[0] for s in style_shapes]
+    styles = [1.65 * _network_memory(s, deepest_style)[0] for s in style_shapes]
     run = 0
     if shape is not None:
         activations, largest = _network_memory(shape, max(settings.taps(), key=LAYER_NAMES.index))

@@ -680,7 +680,8 @@ class Predictor:
         rng = np.random.default_rng(0)
         evaluations, recursions = [], []
         for side in probes:
-            probe = dataclasses.replace(settings, size=side)  # the style image too at the probe's size
+            # the style image at the probe's size too, whatever --style-scale: its pass is not timed
+            probe = dataclasses.replace(settings, size=side, style_scale=1.0)
             targets = api.Targets(api.style_grams(net, probe, [rng.random((3, side, side), dtype=np.float32)]))
             objective = api.build_objective(net, probe, xp.asarray(rng.random((3, side, side), dtype=np.float32)), targets)
             image = xp.asarray(rng.standard_normal((3, side, side), dtype=np.float32) * 50)
