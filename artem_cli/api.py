@@ -224,11 +224,12 @@ class Interruptible:
     A handler records every signal that asks to stop (``requested``); the work stops itself at its
     next safe point (``check``): a stylization before each evaluation of its objective (a run
     stopped there returns the image reached so far, or nothing before the first iteration ends), a
-    batch between images, distill and visualize before each step, compare before its reports. A ``KeyboardInterrupt`` raised by the handler wherever the program happens
-    to be could land in an import, or in numba's compiler as it compiles a kernel at its first call,
-    which swallow it (the stop is lost) or die of it. A handler raises one itself only while ``now``
-    is True: set by work that waits on others (a batch on a cluster, waiting for its results), where
-    nothing of this process is half done, and set False again before it goes on.
+    batch between images, distill and visualize before each step, compare before its reports. A
+    ``KeyboardInterrupt`` raised by the handler wherever the program happens to be could land in an
+    import, or in numba's compiler as it compiles a kernel at its first call, which swallow it (the
+    stop is lost) or die of it. A handler raises one itself only while ``now`` is True: set by work
+    that waits on others (a batch on a cluster, waiting for its results), where nothing of this
+    process is half done, and set False again before it goes on.
 
     One ``Interruptible`` serves a whole command: a stylization that starts after a signal came
     stops at once, with nothing made."""
@@ -387,12 +388,12 @@ def _network_memory(shape, deepest):
 def estimate_memory(shape, settings, style_shapes=()):
     """Bytes one run needs at (H, W), the most of two moments: a style image's forward pass
     (``style_shapes``, each at its run's size: 1.65 times its activations, what the process's
-    address space grows by, which ``ulimit -v`` counts; measured at 1024x640, where they are 1.30 GiB:
-    2.15 GiB of address space, 1.69 GiB resident, 1.57 GiB allocated), what the network keeps after
-    it, and the optimization, which reuses that (activations kept for backward and their gradients, the largest convolution's
-    temporaries, and the optimizer's state: L-BFGS keeps 2 x (pairs + 1) images, the pairs as many
-    as the history or the iterations, and one offered). ``shape`` None: the style images' passes
-    alone (what computing the targets needs)."""
+    address space grows by, which ``ulimit -v`` counts; measured at 1024x640, where they are 1.30
+    GiB: 2.10-2.15 GiB of address space, 1.63-1.69 GiB resident, 1.57 GiB allocated), and the
+    optimization, which reuses what that pass left (activations kept for backward and their
+    gradients, the largest convolution's temporaries, and the optimizer's state: L-BFGS keeps
+    2 x (pairs + 1) images, the pairs as many as the history or the iterations, and one offered).
+    ``shape`` None: the style images' passes alone (what computing the targets needs)."""
     deepest_style = max((name for name, _ in settings.style_layers), key=LAYER_NAMES.index)
     styles = [1.65 * _network_memory(s, deepest_style)[0] for s in style_shapes]
     run = 0
