@@ -223,7 +223,8 @@ class Interruptible:
 
     A handler records every signal that asks to stop (``requested``); the work stops itself at its
     next safe point (``check``): a stylization before each evaluation of its objective (a run
-    stopped there returns the image reached so far, or nothing before the first iteration ends), a
+    stopped there returns the image reached so far, with the iterations it ended: none, and the
+    starting image, before the first ends; ``stylize_file`` then writes nothing), a
     batch between images, distill and visualize before each step, compare before its reports. A
     ``KeyboardInterrupt`` raised by the handler wherever the program happens to be could land in an
     import, or in numba's compiler as it compiles a kernel at its first call, which swallow it (the
@@ -615,11 +616,12 @@ class Stylizer:
         settings.validate(len(styles))
         for style in styles:
             check_style(style, settings)
-        check_memory(None, settings, self.xp, loaded=True, style_shapes=style_shapes(styles, settings))
-        with self._turn(), _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale "
-                                                  f"{settings.style_scale:g}; use a smaller --size or --style-scale"):
-            reference = None if self.reference is None else style_grams(self.reference, settings, styles)
-            return Targets(style_grams(self.net, settings, styles), reference, made_by=weakref.ref(self))
+        with self._turn():  # before the memory check: a run in progress holds what it would count
+            check_memory(None, settings, self.xp, loaded=True, style_shapes=style_shapes(styles, settings))
+            with _MemoryErrors(self.xp, f"in the style images at --size {settings.size} --style-scale "
+                                        f"{settings.style_scale:g}; use a smaller --size or --style-scale"):
+                reference = None if self.reference is None else style_grams(self.reference, settings, styles)
+                return Targets(style_grams(self.net, settings, styles), reference, made_by=weakref.ref(self))
 
     def stylize(self, content, targets, *, init_image=None, iterations=None, on_iteration=None, interruptible=None):
         """Stylize ``content`` towards ``targets`` (this Stylizer's), as ``artem_cli.stylize`` does.

@@ -747,6 +747,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
 
     styles, readable, shapes = {}, [], []  # shapes: of every style image as the runs take it
     for index, job in pending:
+        interruptible.check()  # between two images read
         try:
             content, alpha = batch.read(job, settings)
             if job.styles not in styles:
@@ -761,17 +762,18 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
         readable.append((index, job, content, alpha))
     _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable], shapes)
     futures = {}
-    for index, job, content, alpha in readable:
-        if on_start is not None:
-            on_start(job, index, total)
-        future = client.submit(paint, content, tuple(batch.files[str(p)] for p in job.styles), styles[job.styles],
-                               settings, weights_path, batch.manifest.data["fingerprint"], pure=False,
-                               key=f"artem-{index}-{job.key}")
-        futures[future] = (job, alpha)
     try:
-        interruptible.check()  # a signal came while the images were read and sent
-        interruptible.now = True  # while this process only waits, a signal stops it there
-        for future in as_completed(futures):
+        for index, job, content, alpha in readable:
+            interruptible.check()  # between two images sent
+            if on_start is not None:
+                on_start(job, index, total)
+            future = client.submit(paint, content, tuple(batch.files[str(p)] for p in job.styles), styles[job.styles],
+                                   settings, weights_path, batch.manifest.data["fingerprint"], pure=False,
+                                   key=f"artem-{index}-{job.key}")
+            futures[future] = (job, alpha)
+        interruptible.now = True  # while this process only waits, a signal stops it there (set first: none is missed)
+        interruptible.check()  # one that came while the last image was sent
+        for count, future in enumerate(as_completed(futures), start=1):
             interruptible.now = False  # what came is recorded whole; a signal meanwhile stops the batch after it
             job, alpha = futures[future]
             try:
@@ -779,8 +781,9 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
             except ArtemError as e:
                 entry = batch.failed(job, str(e))
             batch.report(job, entry)
-            interruptible.check()
-            interruptible.now = True
+            if count < len(futures):  # after the last, every image is done: a signal then only sets the status
+                interruptible.now = True
+                interruptible.check()
     finally:  # every image is done, or the batch stops: a signal as the cluster closes does not undo that
         interruptible.now = False
         client.cancel(list(futures))

@@ -864,27 +864,33 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
     content, the first and any after one that fails, with that many; ``workers``: local ones, each
     painting an image at once)."""
     predictions, failing = {}, {}
-    try:  # each image is painted after every style set: the largest style pass counts
-        styles = api.style_shapes([io.read_image(p, "style image")[0] for p in {p for s in style_sets for p in s}],
-                                  settings)
-        predictor = bench.Predictor(settings, weights_path)
-        starts = True  # the next frame starts from its content
-        for path in contents:
-            own = dataclasses.replace(settings, iterations=first_iterations) if first_iterations and starts else settings
-            try:
-                shape = api.check_content(io.read_image(path, "content image")[0], settings)
-                if here:
-                    api.check_memory(shape, own, predictor.xp, style_shapes=styles)  # as its run checks it, before any work
-            except ArtemError as e:
-                failing[str(path)], starts = str(e), True
-                continue
-            predictions[str(path)], starts = predictor.predict(shape, own.iterations, styles), False
-        if here and workers > 1:  # as the batch checks its local workers, before any image
-            from .batch import check_workers_memory
+    with StopOnSignals() as stop:  # recorded while the probes run (numba may be compiling); taken between images
+        try:  # each image is painted after every style set: the largest style pass counts
+            styles = [api.style_shapes([io.read_image(p, "style image")[0]], settings)[0]  # one in memory at a time
+                      for p in dict.fromkeys(p for s in style_sets for p in s)]
+            predictor = bench.Predictor(settings, weights_path)
+            starts = True  # the next frame starts from its content
+            for path in contents:
+                stop.interruptible.check()
+                own = dataclasses.replace(settings, iterations=first_iterations) if first_iterations and starts else settings
+                try:
+                    shape = api.check_content(io.read_image(path, "content image")[0], settings)
+                    if here:
+                        api.check_memory(shape, own, predictor.xp, style_shapes=styles)  # as its run checks it
+                except ArtemError as e:
+                    failing[str(path)], starts = str(e), True
+                    continue
+                predictions[str(path)], starts = predictor.predict(shape, own.iterations, styles), False
+            stop.interruptible.check()
+            if here and workers > 1:  # as the batch checks its local workers, before any image
+                from .batch import check_workers_memory
 
-            check_workers_memory(workers, settings, [tuple(p["shape"]) for p in predictions.values()], styles)
-    except ArtemError as e:
-        _fail(e)
+                check_workers_memory(workers, settings, [tuple(p["shape"]) for p in predictions.values()], styles)
+        except ArtemError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted ({stop.name()}); nothing was predicted", err=True)
+            sys.exit(stop.exit_status())
     if as_json:
         click.echo(json.dumps({"images": predictions, "failing": failing, "style_sets": len(style_sets)}, indent=1))
     else:
@@ -1047,8 +1053,13 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
                              "give another --checkpoint")
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
-            trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
-                                       weights_path, progress, stop.interruptible)
+            try:
+                trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
+                                           weights_path, progress, stop.interruptible)
+            except ArtemError:
+                if stop.received is not None:  # a Ctrl-C that also stopped pip, fetching the training images
+                    raise KeyboardInterrupt from None
+                raise
     except ArtemError as e:
         if bar is not None:
             bar.close()

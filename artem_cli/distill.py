@@ -34,7 +34,7 @@ from .backend import array_module, array_module_for, to_host
 from .errors import ArtemError
 from .losses import content_loss, gram, style_loss
 from .optim import LBFGS, Adam, plain
-from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, VGG16
+from .vgg import CONV_NAMES, LAYER_NAMES, VGG16
 
 SKIMAGE = "scikit-image==0.26.0"
 # The scikit-image sample images that the training uses by default, with their licences as

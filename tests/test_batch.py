@@ -612,8 +612,9 @@ def test_a_second_batch_into_the_same_folder_is_refused_while_the_first_runs(fol
 def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(folder, tmp_path, weights_path):
     """On a cluster, as in one process: a signal while the batch waits stops it there, one while a
     result is written (when the handler only records it: ``now`` is False) stops it after that
-    result; either way the summary has what was done and what failed (it was lost: the Ctrl-C
-    escaped the batch)."""
+    result, one while the images are read before any is sent; either way the summary has what was
+    done and what failed (it was lost: the Ctrl-C escaped the batch). One after the last result
+    interrupts nothing: every image is done."""
     from artem_cli.api import Interruptible, Settings
 
     settings = Settings(size=40, iterations=3, style_layers=(("relu1_1", 1.0),), content_layers=(("relu2_2", 1.0),))
@@ -641,6 +642,27 @@ def test_a_signal_stops_a_batch_on_a_cluster_and_its_summary_says_what_was_done(
                                 interruptible=interruptible)
         assert summary.interrupted and list(summary.failed) == ["broken.png"] and summary.done == []
         assert not list((tmp_path / "b").glob("*.png"))
+
+        read = batch._Batch.read
+
+        def signal_while_reading(self, job, settings):  # before any image is sent: none is painted
+            interruptible.requested = True
+            return read(self, job, settings)
+
+        interruptible = Interruptible()
+        with mock.patch.object(batch._Batch, "read", signal_while_reading):
+            summary = batch.run(folder, tmp_path / "c", [(STYLE,)], settings, weights_path=weights_path, client=client,
+                                interruptible=interruptible)
+        assert summary.interrupted and summary.done == [] and not list((tmp_path / "c").glob("*.png"))
+
+        def signal_after_the_last(job, entry):  # every image is done: the batch is not interrupted
+            if entry["state"] == "done" and len(list((tmp_path / "d").glob("*.png"))) == 2:
+                interruptible.requested = True
+
+        interruptible = Interruptible()
+        summary = batch.run(folder, tmp_path / "d", [(STYLE,)], settings, weights_path=weights_path, client=client,
+                            on_done=signal_after_the_last, interruptible=interruptible)
+        assert not summary.interrupted and len(summary.done) == 2 and interruptible.requested
 
 
 def test_a_worker_serving_two_batches_paints_a_changed_style_file_as_it_is_now(folder, tmp_path, weights_path):
@@ -1006,9 +1028,9 @@ def test_a_manifest_of_another_shape_is_damaged(text, tmp_path):
 
 @pytest.mark.parametrize("when", ["between two images", "during the second image"])
 def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, weights_path, monkeypatch):
-    """The first image ends its stylization, after which the run's Interruptible no longer lets a
-    signal interrupt (the result is being written): a signal then, or during the next image, must
-    still stop the batch there."""
+    """The first image ends its stylization and its result is written; a signal then (recorded only:
+    the result is whole) or during the next image (taken at its next evaluation) stops the batch
+    there, the first image kept."""
     import os
 
     from artem_cli import api

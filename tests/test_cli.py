@@ -770,6 +770,9 @@ def _signal_inside_a_callback(number):
     (["distill", "--steps", "2", "--crop", "32", "--batch", "1", "-q", "-o", "d.npz"],
      "Interrupted (SIGTERM) before the first checkpoint (every 100 steps): nothing to resume"),
     (["score", CONTENT, "--content", CONTENT, "--style", STYLE], "Interrupted (SIGTERM)"),
+    (["stylize", CONTENT, STYLE, "--size", "48", "--dry-run"], "Interrupted (SIGTERM); nothing was predicted"),
+    (["batch", EXAMPLES, "--style", STYLE, "-o", "out", "--size", "48", "--dry-run"],
+     "Interrupted (SIGTERM); nothing was predicted"),
 ])
 def test_a_signal_while_a_command_prepares_stops_it_at_its_first_step(command, line, tmp_path, monkeypatch,
                                                                       weights_path):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from artem_cli import api, binarize, distill, io, preprocess, weights
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
+from artem_cli.vgg import CONV_LAYERS, CONV_NAMES
 from conftest import EXAMPLES, REPO
 
 TINY = dict(crop=48, batch=2, stylized=1, stylize_every=2, stylize_iterations=2, pool=2)
@@ -322,6 +323,21 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     assert (r.exit_code, r.stderr) == (1, f"Error: output folder '{read_only}' is not writable\n")
 
 
+def test_a_ctrl_c_that_stops_the_training_images_download_is_an_interruption(tmp_path, monkeypatch, weights_path):
+    """A terminal's Ctrl-C reaches pip too, fetching the training images: its failure is the
+    interruption's, not an error (exit 1, 'Operation cancelled by user')."""
+    import signal
+
+    def cancelled(folders=()):
+        os.kill(os.getpid(), signal.SIGINT)  # recorded by distill's handler; pip, in the same group, gives up
+        raise ArtemError("could not download scikit-image==0.26.0 with pip: ERROR: Operation cancelled by user")
+
+    monkeypatch.setattr(distill, "training_image_paths", cancelled)
+    r = CliRunner().invoke(main, ["distill", "-o", str(tmp_path / "x.npz"), "-q"])
+    assert (r.exit_code, r.stderr) == (130, "Interrupted (SIGINT) before the first checkpoint (every 100 steps): "
+                                            "nothing to resume\n"), r.output
+
+
 def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, weights_path):
     from artem_cli import distill as training
 
@@ -378,13 +394,13 @@ def test_the_readme_gives_the_shares_of_binary_multiply_accumulates_of_the_shipp
     """bwn ships binary from conv3_2 on, xnor from conv4_2 on: the shares of VGG16's multiply-accumulates
     up to conv5_1 (the deepest layer the default style layers use) that the README gives them."""
     side, total, binary = 1.0, 0.0, {"conv3_2": 0.0, "conv4_2": 0.0}
-    for i, (name, cin, cout) in enumerate(distill.CONV_LAYERS[: distill.CONV_NAMES.index("conv5_1") + 1]):
+    for i, (name, cin, cout) in enumerate(CONV_LAYERS[: CONV_NAMES.index("conv5_1") + 1]):
         if name.endswith("_1") and name != "conv1_1":
             side /= 2
         macs = 9 * cin * cout * side * side
         total += macs
         for first in binary:
-            binary[first] += macs if i >= distill.CONV_NAMES.index(first) else 0
+            binary[first] += macs if i >= CONV_NAMES.index(first) else 0
     assert {first: round(100 * macs / total) for first, macs in binary.items()} == {"conv3_2": 61, "conv4_2": 29}
     readme = (REPO / "README.md").read_text()
     assert "binary from conv3_2 on (61 % of the multiply-accumulates)" in readme and "conv4_2 on (29 %)" in readme
