@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from pathlib import Path, PurePath
@@ -29,6 +28,7 @@ from . import backend, io, preprocess
 from .api import Stylizer, check_content, estimate_memory, given, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
+from .signals import ctrl_c_ignored
 
 MANIFEST = "artem-batch.json"
 
@@ -622,20 +622,6 @@ WORKER_PRELOAD = "import logging, signal\nsignal.signal(signal.SIGINT, signal.SI
 
 
 @contextlib.contextmanager
-def _ctrl_c_ignored():
-    """Within, SIGINT is ignored in this process (from the main thread; elsewhere nothing changes):
-    what it starts meanwhile ignores it too. A Ctrl-C meanwhile is lost: the batch has not begun."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: a handler not Python's
-
-
-@contextlib.contextmanager
 def dask_client(scheduler=None, workers=None):
     """A Dask distributed Client of the scheduler at ``scheduler``, or of a local cluster of
     ``workers`` processes (one thread each, on loopback), or None for neither."""
@@ -644,7 +630,7 @@ def dask_client(scheduler=None, workers=None):
         yield None
         return
     with contextlib.ExitStack() as stack:
-        with _ctrl_c_ignored() if workers is not None else contextlib.nullcontext():
+        with ctrl_c_ignored() if workers is not None else contextlib.nullcontext():
             try:
                 from distributed import Client, LocalCluster
             except ImportError:

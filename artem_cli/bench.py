@@ -19,15 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from . import weights
-from .api import Settings, network, network_spec
+from .api import Interruptible, Settings, network, network_spec
 from .backend import CudaGraph, array_module, array_module_for, matmul, to_host
+from .signals import ctrl_c_ignored
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
 
 
-def _best_of(fn, repeats, xp=np):
-    """(best, median) seconds of ``fn`` after a warm-up; on a GPU, until its work is done."""
+def _best_of(fn, repeats, xp=np, interruptible=None):
+    """(best, median) seconds of ``fn`` after a warm-up; on a GPU, until its work is done. A signal
+    recorded in ``interruptible`` stops it (``KeyboardInterrupt``) before the next call."""
+    fn = fn if interruptible is None else interruptible.before(fn)
 
     def timed():
         start = time.perf_counter()
@@ -83,9 +86,10 @@ def machine(device="cpu", with_torch=False):
     return facts
 
 
-def artem_pass(net, image, repeats, graph=False):
+def artem_pass(net, image, repeats, graph=False, interruptible=None):
     """(best, median) seconds of ``net``'s pass on ``image``; with ``graph`` (CuPy), the pass
-    recorded once as a CUDA graph and replayed (``backend.CudaGraph``): no launches from Python."""
+    recorded once as a CUDA graph and replayed (``backend.CudaGraph``): no launches from Python.
+    ``interruptible`` as for ``_best_of``."""
     xp = array_module(image)
 
     def once(x):
@@ -93,7 +97,7 @@ def artem_pass(net, image, repeats, graph=False):
         return (net.backward({TAP: xp.ones_like(out[TAP])}),)
 
     run = CudaGraph(once) if graph else once
-    return _best_of(lambda: run(image), repeats, xp)
+    return _best_of(lambda: run(image), repeats, xp, interruptible)
 
 
 def pass_macs(shape):
@@ -151,8 +155,9 @@ def _torch_vgg(w, deepest, device):
     return layers
 
 
-def torch_pass(w, shape, repeats, device="cpu"):
-    """The same pass in PyTorch on ``device``, or None when PyTorch is not installed."""
+def torch_pass(w, shape, repeats, device="cpu", interruptible=None):
+    """The same pass in PyTorch on ``device``, or None when PyTorch is not installed.
+    ``interruptible`` as for ``_best_of``."""
     try:
         import torch
     except ImportError:
@@ -168,17 +173,18 @@ def torch_pass(w, shape, repeats, device="cpu"):
             torch.cuda.synchronize()
 
     return {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-            "tf32": device == "cuda" and torch.backends.cudnn.allow_tf32, "seconds": _best_of(once, repeats)}
+            "tf32": device == "cuda" and torch.backends.cudnn.allow_tf32, "seconds": _best_of(once, repeats, interruptible=interruptible)}
 
 
 def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu",
-                 binary_backward="fp32"):
+                 binary_backward="fp32", interruptible=None):
     """Seconds (best, median) of one pass for each mode on ``device`` (the binary modes with their
     backward through the ±1 weights in ``binary_backward``; on a GPU the xnor modes once with each
     rung of the XNOR kernel ladder that runs there, as ``MODE/RUNG``, fp32 also with every float
     convolution as one GEMM, ``fp32/im2col``, and each of these also replayed as one CUDA graph,
     ``NAME+graph``), and the baselines of the same
-    run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate."""
+    run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate.
+    A signal recorded in ``interruptible`` stops it (``KeyboardInterrupt``) before the next pass."""
     xp = array_module_for(device)
     w = weights.load(weights.locate(weights_path), xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
@@ -198,11 +204,11 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
             nets[f"{spec}/im2col"] = lambda s=settings: network(s, w, float_conv="im2col")
     seconds, graph_errors = {}, {}
     for name, make in nets.items():
-        seconds[name] = artem_pass(make(), image, repeats)
+        seconds[name] = artem_pass(make(), image, repeats, interruptible=interruptible)
         if device == "cuda":
             try:
-                seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True)
-            except Exception as e:  # reported; the plain passes' figures stand
+                seconds[f"{name}+graph"] = artem_pass(make(), image, repeats, graph=True, interruptible=interruptible)
+            except Exception as e:  # reported; the plain passes' figures stand (KeyboardInterrupt is no Exception)
                 graph_errors[f"{name}+graph"] = f"{type(e).__name__}: {e}"
     result = {"shape": list(shape), "tap": TAP, "device": device, "macs": pass_macs(shape),
               "binary_backward": binary_backward, "tf32": device == "cuda" and _tf32(), "seconds": seconds,
@@ -212,7 +218,7 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     if with_torch:
         try:
             result["torch"] = torch_pass(w if xp is np else weights.load(weights.locate(weights_path)), shape, repeats,
-                                         device)
+                                         device, interruptible)
         except Exception as e:  # PyTorch without CUDA, out of memory ...: reported; artem's figures stand
             result["torch"] = {"error": f"{type(e).__name__}: {e}"}
     return result
@@ -233,10 +239,11 @@ def _layer_inputs(shape, rng):
         yield name, np.maximum(rng.standard_normal((cin, h, width), dtype=np.float32), 0)
 
 
-def conv_layers(shape, repeats=3, weights_path=None):
+def conv_layers(shape, repeats=3, weights_path=None, interruptible=None):
     """Each convolution's forward time at ``shape``: fp32, and the XNOR layers (packing plus the
     XNOR-popcount convolution with its per-filter scale and bias, and the whole layer with its
-    centre, scale map and centre term) in binary MACs per second."""
+    centre, scale map and centre term) in binary MACs per second. ``interruptible`` as for
+    ``_best_of``."""
     from . import binarize, cpu_binary
     from .layers import XnorConv3x3
 
@@ -246,7 +253,7 @@ def conv_layers(shape, repeats=3, weights_path=None):
     for name, x in _layer_inputs(shape, np.random.default_rng(0)):
         cin, h, width = x.shape
         macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
-        best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats)
+        best, _ = _best_of(lambda: fp32.layer(name).forward(x), repeats, interruptible=interruptible)
         row = {"layer": name, "input": [cin, h, width], "fp32_seconds": best, "fp32_gmac_per_s": macs / best / 1e9}
         if name != "conv1_1":
             xnor = XnorConv3x3(binarize.untrained(w[f"{name}.weight"], w[f"{name}.bias"]))
@@ -257,8 +264,8 @@ def conv_layers(shape, repeats=3, weights_path=None):
                 return cpu_binary.xnor_layer(packed, xnor.filters, cin, ones, xnor.alpha, sums, xnor.bias)
 
             time.sleep(0.5)  # OpenBLAS's threads spin for a while after the fp32 GEMMs: let them sleep
-            kernel, _ = _best_of(kernel_only, repeats)
-            whole, _ = _best_of(lambda: xnor.forward(x), repeats)
+            kernel, _ = _best_of(kernel_only, repeats, interruptible=interruptible)
+            whole, _ = _best_of(lambda: xnor.forward(x), repeats, interruptible=interruptible)
             row.update(xnor_kernel_seconds=kernel, xnor_kernel_gmac_per_s=macs / kernel / 1e9,
                        xnor_layer_seconds=whole, xnor_layer_gmac_per_s=macs / whole / 1e9)
         rows.append(row)
@@ -276,14 +283,15 @@ def mma_peak_rate(runtime, iterations=4096, repeats=5):
     return blocks * warps * iterations * 4 * (16 * 8 * 256) / best
 
 
-def gpu_layers(shape, repeats=10, weights_path=None):
+def gpu_layers(shape, repeats=10, weights_path=None, interruptible=None):
     """Each convolution's forward on the GPU at ``shape``: fp32 (TF32 when CuPy runs with
     CUPY_TF32=1) in its default formulation and as one GEMM (im2col), that GEMM in TF32 too
     (``gpu_gemm.products_on``), and from conv1_2 on the XNOR convolution with its fused epilogue on the packed
     input, in every rung of ``gpu_binary.RUNGS`` that runs on this device, with the packing timed
     apart (each of ``gpu_binary.PACKERS`` that runs here); and the peaks of the same run: cuBLAS's GEMM
     (SGEMM, or TF32 under CUPY_TF32=1), its TF32 GEMM and the binary tensor cores' (``mma_peak_rate``). Each rung's
-    output is compared with the direct rung's, each packer's with the per-pixel one's."""
+    output is compared with the direct rung's, each packer's with the per-pixel one's. A signal
+    recorded in ``interruptible`` stops it (``KeyboardInterrupt``) before the next layer."""
     import cupy
 
     from . import binarize, gpu_gemm
@@ -304,6 +312,8 @@ def gpu_layers(shape, repeats=10, weights_path=None):
     fp32, fp32_im2col = VGG16(w), VGG16(w, float_conv="im2col")
     rows = []
     for name, x in _layer_inputs(shape, np.random.default_rng(0)):
+        if interruptible is not None:
+            interruptible.check()
         x = cupy.asarray(x)
         cin, h, width = x.shape
         macs = 9 * cin * w[f"{name}.weight"].shape[0] * h * width
@@ -452,14 +462,17 @@ GPU_VARIANTS = {"artem_graph": ("each evaluation one CUDA graph", {"cuda_graph":
                 "artem_tf32_graph": ("TF32 GEMMs and each evaluation one CUDA graph", {"tf32": True, "cuda_graph": True})}
 
 
-def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None, optimizer="lbfgs"):
+def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_path=None, optimizer="lbfgs",
+               interruptible=None):
     """The peers' protocol: ``iterations`` of L-BFGS (or of Adam, ``optimizer="adam"``, at artem's
     default learning rate) at ``size`` px on a fixed content and style from examples/, with artem and,
     when PyTorch is importable, the same objective and optimizer in PyTorch on the same device. Each
     side runs in a process of its own (so that its peak memory is its own); all saved 8-bit results
     are scored by artem's fp32 network. On a GPU artem also runs as each of ``GPU_VARIANTS`` asks (a
     graph's memory is not measured: the graph keeps its own pool). Returns the report (``machine``
-    included)."""
+    included). A signal recorded in ``interruptible`` stops it (``KeyboardInterrupt``) before the next
+    side, or at once while a side runs (its process is ended; the side's process ignores SIGINT,
+    which a terminal's Ctrl-C sends to the whole process group)."""
     from . import api, io
 
     content, _ = io.read_image(EXAMPLES / END_TO_END["content"], "content image")
@@ -479,10 +492,10 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
                            "size": size, "iterations": iterations, "optimizer": optimizer,
                            **({"history": settings.history} if optimizer == "lbfgs" else {"lr": settings.lr}),
                            "device": device, "with_torch": with_torch}}
+    interruptible = interruptible or Interruptible()
     for name, (side, side_settings) in sides.items():
         try:
-            with context.Pool(1) as pool:
-                run = pool.apply(side, (content, style, side_settings, path))
+            run = _in_own_process(context, side, (content, style, side_settings, path), interruptible)
         except Exception as e:  # a side compared with artem's that fails is reported; the others still run
             if name == "artem":
                 raise
@@ -498,6 +511,22 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
         report["ratios"] = {"time_per_iteration": report["artem"]["seconds_per_iteration"] / report["torch"]["seconds_per_iteration"],
                             "total_loss": report["artem"]["losses"]["total"] / report["torch"]["losses"]["total"]}
     return report
+
+
+def _in_own_process(context, function, args, interruptible):
+    """``function(*args)`` in a process of its own, started (from ``context``) ignoring SIGINT: a
+    terminal's Ctrl-C reaches the whole process group, and this process, not the child, takes it. A
+    signal recorded in ``interruptible``, or one that comes while the child works, ends the child
+    (``KeyboardInterrupt`` here)."""
+    with ctrl_c_ignored():  # the child's start: milliseconds
+        pool = context.Pool(1)
+    with pool:  # on leaving, the child is ended (SIGTERM) if it still runs
+        interruptible.now = True  # this process only waits: the handler may raise
+        try:
+            interruptible.check()  # a signal before ``now``
+            return pool.apply(function, args)
+        finally:
+            interruptible.now = False
 
 
 def _peak_host_memory():

@@ -819,23 +819,32 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     if min(shape) < 16 and not end_to_end:  # the end-to-end run has its content image's proportions
         _fail(f"--size {size} at --aspect {aspect:g} is {shape[1]}x{shape[0]} px; the pass needs 16 px on each side")
     to_file = json_file is not None and str(json_file) != "-"
-    try:
-        if to_file:
-            io.check_writable(json_file, overwrite, image=False)  # before the minutes of timing
-        if end_to_end:
-            report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch, weights_path,
-                                      optimizer or "lbfgs")
-        else:
-            report = {"machine": bench.machine(device),
-                      "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device,
-                                                         binary_backward)}
-            if per_layer and device == "cuda":
-                report["gpu_layers"] = bench.gpu_layers(shape, weights_path=weights_path)
-            elif per_layer:
-                report["layers"] = bench.conv_layers(shape, weights_path=weights_path)
-                report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
-    except ArtemError as e:
-        _fail(e)
+    with StopOnSignals() as stop:  # recorded (numba may be compiling), taken before the next timed call
+        try:
+            if to_file:
+                io.check_writable(json_file, overwrite, image=False)  # before the minutes of timing
+            if end_to_end:
+                report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch,
+                                          weights_path, optimizer or "lbfgs", stop.interruptible)
+            else:
+                report = {"machine": bench.machine(device),
+                          "pass": bench.network_pass(shape, repeats, with_torch, modes, weights_path, device,
+                                                     binary_backward, stop.interruptible)}
+                if per_layer and device == "cuda":
+                    report["gpu_layers"] = bench.gpu_layers(shape, weights_path=weights_path,
+                                                            interruptible=stop.interruptible)
+                elif per_layer:
+                    report["layers"] = bench.conv_layers(shape, weights_path=weights_path,
+                                                         interruptible=stop.interruptible)
+                    report["popcount_ceiling_gmac_per_s"] = bench.popcount_ceiling() / 1e9
+        except ArtemError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            if stop.received is None:  # not one of ours (a thread's, a signal artem leaves alone)
+                raise
+    if stop.received is not None:  # figures measured while a signal was pending are no report
+        click.echo(f"Interrupted ({stop.name()}); nothing was reported", err=True)
+        sys.exit(stop.exit_status())
     if json_file is not None and not to_file:
         click.echo(json.dumps(report, indent=1))
     elif end_to_end:

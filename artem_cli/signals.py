@@ -30,3 +30,18 @@ def sigterm_as_ctrl_c():
         if mine:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
 
+
+@contextlib.contextmanager
+def ctrl_c_ignored():
+    """Within, SIGINT is ignored in this process (from the main thread; elsewhere nothing changes):
+    the processes it starts meanwhile ignore it too, from their start on (an ignored signal stays
+    ignored across exec, and Python then installs no handler of its own), and leave a terminal's
+    Ctrl-C, sent to the whole process group, to this one. A Ctrl-C meanwhile is lost: keep it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: a handler not Python's

@@ -53,3 +53,16 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     if os.environ.get("ARTEM_WEIGHTS"):
         monkeypatch.delenv("ARTEM_WEIGHTS")
+
+
+def spawned_children(pid):
+    """{pid: CPU seconds so far} of the worker processes (multiprocessing's spawned children) of ``pid``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(stat[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found[int(entry.name)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            continue
+    return found

@@ -21,7 +21,7 @@ from artem_cli import batch
 from artem_cli.backend import THREADS
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
-from conftest import EXAMPLES, REPO
+from conftest import EXAMPLES, REPO, spawned_children
 
 STYLE = str(EXAMPLES / "ihc.png")
 FAST = ["--size", "40", "--iterations", "3", "--style-layers", "relu1_1,relu2_1,relu3_1", "--content-layers", "relu3_2"]
@@ -434,19 +434,6 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
         assert (out / name).read_bytes() == (local / name).read_bytes()
 
 
-def _children(pid):
-    """{pid: CPU seconds so far} of the worker processes (multiprocessing's spawned children) of ``pid``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if entry.name.isdigit() and int(stat[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
-                found[int(entry.name)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError):
-            continue
-    return found
-
-
 def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folder, tmp_path, weights_path):
     """A terminal's Ctrl-C is a SIGINT to the whole process group, the local cluster's workers with
     the batch: they leave it to the batch, which stops them and says so in one line (exit 130), as
@@ -468,13 +455,13 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     batch_run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600  # a batch stuck fails the test, not the suite
     try:
-        while len(workers := _children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
+        while len(workers := spawned_children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
             assert batch_run.poll() is None, batch_run.stderr.read()
             assert time.monotonic() < deadline, "the workers did not paint"
             time.sleep(0.2)
         for pid in workers:
             os.kill(pid, signal.SIGINT)
-        while any(pid in (now := _children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
+        while any(pid in (now := spawned_children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
             assert time.monotonic() < deadline, "the workers stopped painting after their SIGINT"
             time.sleep(0.1)
         os.killpg(batch_run.pid, signal.SIGINT)

@@ -1,9 +1,12 @@
 """The command line: options reach the API, and every bad input is one `Error:` line, never a traceback."""
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -13,7 +16,7 @@ from PIL import Image
 
 from artem_cli import api, bench, weights
 from artem_cli.cli import ModeList, main
-from conftest import EXAMPLES, REPO
+from conftest import EXAMPLES, REPO, spawned_children
 
 CONTENT = str(EXAMPLES / "chelsea.png")
 STYLE = str(EXAMPLES / "ihc.png")
@@ -176,6 +179,37 @@ def test_a_failed_side_of_the_end_to_end_comparison_fails_the_command(monkeypatc
     r = run("benchmark", "--end-to-end", "--quick")
     assert r.exit_code == 1 and "PyTorch: failed (RuntimeError: no)" in r.stdout
     assert r.stderr == "Error: the torch side of the comparison failed\n"
+
+
+def test_ctrl_c_at_the_terminal_stops_the_end_to_end_benchmark_in_one_line(weights_path):
+    """A terminal's Ctrl-C is a SIGINT to the whole process group, the process that runs artem's side
+    of the comparison with the benchmark: it leaves it to the benchmark, which ends it and says so in
+    one line (exit 130); the side prints no traceback. Once the side paints (it has run a second of
+    CPU time: past its start, Python's handler in place were it to take SIGINT), it gets SIGINT
+    first, until it has painted a second more (one that takes it prints its traceback and ends
+    within milliseconds), then the whole group."""
+    command = [sys.executable, "-m", "artem_cli", "benchmark", "--end-to-end", "--size", "48", "--iterations",
+               "1000000", "--optimizer", "adam", "--no-torch"]
+    benchmark = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300  # a benchmark stuck fails the test, not the suite
+    try:
+        while len(side := spawned_children(benchmark.pid)) != 1 or min(side.values()) < 1.0:
+            assert benchmark.poll() is None, benchmark.stderr.read()
+            assert time.monotonic() < deadline, "the side did not paint"
+            time.sleep(0.2)
+        (pid, seconds), = side.items()
+        os.kill(pid, signal.SIGINT)
+        while pid in (now := spawned_children(benchmark.pid)) and now[pid] < seconds + 1.0:
+            assert time.monotonic() < deadline, "the side stopped painting after its SIGINT"
+            time.sleep(0.1)
+        assert pid in now, "the side ended at its SIGINT"
+        os.killpg(benchmark.pid, signal.SIGINT)
+        stdout, stderr = benchmark.communicate(timeout=120)
+    finally:
+        if benchmark.poll() is None:
+            os.killpg(benchmark.pid, signal.SIGKILL)
+    assert (benchmark.returncode, stdout, stderr) == (130, "", "Interrupted (SIGINT); nothing was reported\n")
+    assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
 
 
 def test_an_output_never_replaces_an_input(tmp_path, weights_path):
@@ -719,24 +753,19 @@ def test_a_diverging_distillation_is_one_error_and_writes_no_network(tmp_path, w
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [["benchmark", "--size", "32", "--no-torch", "--repeats", "1"],
-                                     ["score", CONTENT, "--content", CONTENT, "--style", STYLE]])
-def test_sigterm_stops_every_command_in_one_line(command, tmp_path, monkeypatch, weights_path):
-    """benchmark and score take no signals themselves: SIGTERM is one line and 143, as Ctrl-C is 130,
-    not a silent death."""
+def test_sigterm_stops_a_command_that_takes_no_signals_itself_in_one_line(tmp_path, monkeypatch, weights_path):
+    """The weights commands take no signals themselves: SIGTERM is one line and 143, as Ctrl-C is
+    130, not a silent death."""
     import os
-    import signal
 
-    from artem_cli import weights as artem_weights
-
-    load = artem_weights.load
+    info = weights.info
 
     def terminated(*args, **kwargs):  # while the command works
         os.kill(os.getpid(), signal.SIGTERM)
-        return load(*args, **kwargs)
+        return info(*args, **kwargs)
 
-    monkeypatch.setattr(artem_weights, "load", terminated)
-    r = run(*command)
+    monkeypatch.setattr(weights, "info", terminated)
+    r = run("weights", "info")
     assert (r.exit_code, r.stderr) == (143, "Interrupted (SIGTERM)\n")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
@@ -770,6 +799,10 @@ def _signal_inside_a_callback(number):
     (["distill", "--steps", "2", "--crop", "32", "--batch", "1", "-q", "-o", "d.npz"],
      "Interrupted (SIGTERM) before the first checkpoint (every 100 steps): nothing to resume"),
     (["score", CONTENT, "--content", CONTENT, "--style", STYLE], "Interrupted (SIGTERM)"),
+    (["benchmark", "--size", "32", "--no-torch", "--repeats", "1", "--layers", "--modes", "fp32,xnor"],
+     "Interrupted (SIGTERM); nothing was reported"),
+    (["benchmark", "--end-to-end", "--size", "32", "--iterations", "1", "--no-torch"],
+     "Interrupted (SIGTERM); nothing was reported"),
     (["stylize", CONTENT, STYLE, "--size", "48", "--dry-run"], "Interrupted (SIGTERM); nothing was predicted"),
     (["batch", EXAMPLES, "--style", STYLE, "-o", "out", "--size", "48", "--dry-run"],
      "Interrupted (SIGTERM); nothing was predicted"),
