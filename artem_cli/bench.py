@@ -11,8 +11,9 @@ import dataclasses
 import importlib.util
 import multiprocessing
 import os
+import pickle
 import platform
-import resource
+import signal
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import numpy as np
 
 from . import weights
 from .api import Interruptible, Settings, network, network_spec
-from .backend import CudaGraph, array_module, array_module_for, matmul, to_host
+from .backend import THREADS, CudaGraph, array_module, array_module_for, matmul, to_host
+from .errors import ArtemError
 from .signals import ctrl_c_ignored
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
@@ -79,10 +81,11 @@ def machine(device="cpu", with_torch=False):
         facts.update(gpu=props["name"].decode(), gpu_clock_mhz=mhz("ClockRate"),
                      gpu_memory_clock_mhz=mhz("MemoryClockRate"), cupy=xp.__version__,
                      cuda_runtime=xp.cuda.runtime.runtimeGetVersion())
-    if with_torch:
-        import torch
-
-        facts["torch"] = torch.__version__
+    if with_torch:  # its version only: an install that fails to import fails its own side, not the report
+        try:
+            facts["torch"] = version("torch")
+        except PackageNotFoundError:  # a torch without its package's metadata
+            facts["torch"] = "unknown"
     return facts
 
 
@@ -132,7 +135,7 @@ def _torch_on(device):
 
     if device == "cuda":
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = _tf32()
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(THREADS)  # the cores artem may use, as artem's side
     return torch.device(device)
 
 
@@ -156,12 +159,12 @@ def _torch_vgg(w, deepest, device):
 
 
 def torch_pass(w, shape, repeats, device="cpu", interruptible=None):
-    """The same pass in PyTorch on ``device``, or None when PyTorch is not installed.
-    ``interruptible`` as for ``_best_of``."""
-    try:
-        import torch
-    except ImportError:
+    """The same pass in PyTorch on ``device``, or None when PyTorch is not installed (one installed
+    that fails to import raises). ``interruptible`` as for ``_best_of``."""
+    if importlib.util.find_spec("torch") is None:
         return None
+    import torch
+
     where = _torch_on(device)
     net = torch.nn.Sequential(*(layer for _, layer in _torch_vgg(w, TAP, where)))
     image = torch.randn(1, 3, *shape, device=where, requires_grad=True)
@@ -495,7 +498,8 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
     interruptible = interruptible or Interruptible()
     for name, (side, side_settings) in sides.items():
         try:
-            run = _in_own_process(context, side, (content, style, side_settings, path), interruptible)
+            run = _in_own_process(context, side, (content, style, side_settings, path), interruptible,
+                                  f"the {name} side")
         except Exception as e:  # a side compared with artem's that fails is reported; the others still run
             if name == "artem":
                 raise
@@ -513,24 +517,59 @@ def end_to_end(size=512, iterations=500, device="cpu", with_torch=True, weights_
     return report
 
 
-def _in_own_process(context, function, args, interruptible):
+def _in_own_process(context, function, args, interruptible, what):
     """``function(*args)`` in a process of its own, started (from ``context``) ignoring SIGINT: a
-    terminal's Ctrl-C reaches the whole process group, and this process, not the child, takes it. A
-    signal recorded in ``interruptible``, or one that comes while the child works, ends the child
-    (``KeyboardInterrupt`` here)."""
+    terminal's Ctrl-C reaches the whole process group, and this process, not the child, takes it. An
+    exception there is raised here; a child that dies (the kernel's out-of-memory killer, a crash in
+    a library) is an ``ArtemError`` that names it ``what``. A signal recorded in ``interruptible``, or one that comes while
+    the child works, ends the child (``KeyboardInterrupt`` here)."""
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_reply, args=(send, function, args), daemon=True)
     with ctrl_c_ignored():  # the child's start: milliseconds
-        pool = context.Pool(1)
-    with pool:  # on leaving, the child is ended (SIGTERM) if it still runs
+        child.start()
+    send.close()  # the child's end only: the pipe reports its end when the child dies
+    try:
         interruptible.now = True  # this process only waits: the handler may raise
         try:
             interruptible.check()  # a signal before ``now``
-            return pool.apply(function, args)
+            outcome = receive.recv()
+        except EOFError:  # no reply: the child died
+            child.join()
+            code = child.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            raise ArtemError(f"{what}'s process ended without a result ({how}"
+                             f"{'; out of memory?' if code == -signal.SIGKILL else ''})") from None
         finally:
             interruptible.now = False
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _reply(send, function, args):
+    """In the child: ``function(*args)``'s result, or the exception it raised, sent back."""
+    try:
+        outcome = function(*args)
+    except Exception as e:
+        try:
+            pickle.dumps(e)
+        except Exception:  # what cannot travel travels as its text
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        outcome = e
+    send.send(outcome)
+    send.close()
 
 
 def _peak_host_memory():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's peak resident set, in bytes: Linux's VmHWM, which starts afresh at exec
+    (``ru_maxrss`` does not: a spawned side would report the benchmark's own peak, when higher)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
 
 def _artem_side(content, style, settings, weights_path):
@@ -539,19 +578,17 @@ def _artem_side(content, style, settings, weights_path):
     stylizer = api.Stylizer(settings, weights_path=weights_path)
     xp = stylizer.xp
     targets = stylizer.targets([style])
-    peak = [0]
-
-    def gpu_memory(*_):
-        peak[0] = max(peak[0], xp.get_default_memory_pool().used_bytes())
-
     stylizer.stylize(content, targets, iterations=1)  # warm-up: compiled kernels loaded, pages touched
     start = time.perf_counter()
-    result = stylizer.stylize(content, targets, on_iteration=gpu_memory if xp is not np else None)
+    result = stylizer.stylize(content, targets)
     seconds = time.perf_counter() - start
-    memory = None if settings.cuda_graph else peak[0] if xp is not np else _peak_host_memory()
+    # CuPy's pool keeps every block it reserved (it gives none back unless asked): at the end it
+    # holds its peak, as PyTorch's max_memory_reserved is its caching allocator's
+    memory = None if settings.cuda_graph else xp.get_default_memory_pool().total_bytes() if xp is not np \
+        else _peak_host_memory()
     return {"seconds": seconds, "iterations": result.iterations, "evaluations": result.evaluations,
             "peak_memory_bytes": memory, "memory_measured": "not measured: the CUDA graph's pool is its own"
-            if settings.cuda_graph else "GPU memory pool, sampled each iteration" if xp is not np
+            if settings.cuda_graph else "GPU memory CuPy's pool reserved, at its peak" if xp is not np
             else "peak resident set of the process", "image": result.image}
 
 
@@ -625,10 +662,10 @@ def _torch_side(content, style, settings, weights_path):
     state = optimizer.state[x]
     iterations = int(state["step"]) if settings.optimizer == "adam" else int(state["n_iter"])
     image = np.clip(preprocess.from_vgg(torch.clamp(x, low, high).detach().cpu().numpy()[0]), 0, 1).astype(np.float32)
-    memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_host_memory()
+    memory = torch.cuda.max_memory_reserved() if device.type == "cuda" else _peak_host_memory()
     return {"seconds": seconds, "iterations": iterations,
             "evaluations": iterations if settings.optimizer == "adam" else int(state["func_evals"]),
-            "peak_memory_bytes": memory, "memory_measured": "torch.cuda.max_memory_allocated" if device.type == "cuda"
+            "peak_memory_bytes": memory, "memory_measured": "torch.cuda.max_memory_reserved" if device.type == "cuda"
             else "peak resident set of the process", "version": torch.__version__, "threads": torch.get_num_threads(),
             "tf32": bool(device.type == "cuda" and torch.backends.cudnn.allow_tf32), "image": image}
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from artem_cli import api, bench, weights
 from artem_cli.cli import ModeList, main
+from artem_cli.errors import ArtemError
 from conftest import EXAMPLES, REPO, spawned_children
 
 CONTENT = str(EXAMPLES / "chelsea.png")
@@ -426,6 +427,55 @@ def test_end_to_end_runs_the_same_objective_and_optimizer_in_pytorch(weights_pat
         assert artem["losses"][term] == pytest.approx(torch["losses"][term], rel=1e-3), term
     report = bench.end_to_end(size=64, iterations=5, with_torch=True)
     assert report["artem"]["iterations"] == report["torch"]["iterations"] == 5 <= report["torch"]["evaluations"]
+
+
+def test_a_side_run_in_its_own_process_gives_its_result_its_error_or_how_it_died():
+    """A side whose process dies (the out-of-memory killer, a crash in a library) is an error that
+    says so: the benchmark waited for it forever."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    assert bench._in_own_process(context, pow, (2, 10), api.Interruptible(), "the x side") == 1024
+    with pytest.raises(ValueError, match="invalid literal"):
+        bench._in_own_process(context, int, ("x",), api.Interruptible(), "the x side")
+    for function, args, how in [(signal.raise_signal, (signal.SIGKILL,), "killed by SIGKILL; out of memory?"),
+                                (os._exit, (3,), "exit status 3")]:
+        with pytest.raises(ArtemError) as e:
+            bench._in_own_process(context, function, args, api.Interruptible(), "the x side")
+        assert str(e.value) == f"the x side's process ended without a result ({how})"
+
+
+def test_a_side_reports_its_own_peak_memory_not_the_benchmarks():
+    """Each side of --end-to-end runs in a process of its own so that its peak memory is its own:
+    ``ru_maxrss`` survives exec, and a side started after the benchmark peaked (scoring a result)
+    reported the benchmark's peak as its own."""
+    import multiprocessing
+
+    touched = np.ones(2**26)  # 512 MiB, resident
+    del touched
+    assert bench._peak_host_memory() > 2**29
+    side = bench._in_own_process(multiprocessing.get_context("spawn"), bench._peak_host_memory, (), api.Interruptible(),
+                                 "the x side")
+    assert side < 2**28  # a Python with NumPy and artem imported: tens of MiB
+
+
+def test_a_pytorch_that_fails_to_import_is_a_failed_side_not_a_traceback(tmp_path, monkeypatch, weights_path):
+    """Installed (its package found) but broken (a missing shared library): the comparison with it
+    fails, reported, and artem's figures stand."""
+    fake = tmp_path / "site"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('libtorch_cpu.so: cannot open shared object file')\n")
+    (fake / "torch-2.13.0.dist-info").mkdir()
+    (fake / "torch-2.13.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n")
+    monkeypatch.syspath_prepend(str(fake))  # the side's process, spawned, is given this process's sys.path
+    r = run("benchmark", "--size", "32", "--repeats", "1")
+    assert "artem fp32    best" in r.stdout and "PyTorch: failed (ImportError: libtorch_cpu.so" in r.stdout, r.output
+    assert (r.exit_code, r.stderr) == (1, "Error: the torch side of the comparison failed\n")
+    r = run("benchmark", "--end-to-end", "--size", "32", "--iterations", "1", "--json", "-")
+    report = json.loads(r.stdout)
+    assert report["artem"]["iterations"] == 1 and report["machine"]["torch"] == "2.13.0"
+    assert report["torch"] == {"error": "ImportError: libtorch_cpu.so: cannot open shared object file"}
+    assert (r.exit_code, r.stderr) == (1, "Error: the torch side of the comparison failed\n")
 
 
 def test_the_gpu_reports_render():
