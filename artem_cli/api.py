@@ -729,12 +729,22 @@ def build_objective(net, settings, content_rgb, targets, reference=None):
     )
 
 
+def split_spec(spec):
+    """``(mode, weights, layer)`` of a network named ``MODE[:WEIGHTS][@LAYER]``, '' for a part left
+    out. A file's path may hold '@' and ':': the text after the last '@' is the layer only where it
+    holds no '/' or '.' (``bwn:runs@2/net.npz`` is a file)."""
+    mode, _, rest = spec.partition(":")
+    head, at, layer = (rest or mode).rpartition("@")
+    if not at or "/" in layer or "." in layer:
+        head, layer = rest or mode, ""
+    return (head, "", layer) if not rest else (mode, head, layer)
+
+
 def network_spec(spec):
     """A network named as on the command line, ``MODE[:WEIGHTS][@LAYER]`` (bwn and xnor only: WEIGHTS
     trained, untrained or a file made by ``artem distill``, LAYER the first binary convolution), as
     Settings fields: ``xnor``, ``bwn:untrained``, ``xnor:untrained@conv3_1``, ``bwn:my.npz``."""
-    spec_mode, _, binary_from = spec.partition("@")
-    mode, _, source = spec_mode.partition(":")
+    mode, source, binary_from = split_spec(spec)
     if mode not in MODES:
         raise ArtemError(f"unknown mode {mode}" + (f" in {spec!r}" if spec != mode else "") + f"; modes are {', '.join(MODES)}")
     if (source or binary_from) and mode not in ("bwn", "xnor"):

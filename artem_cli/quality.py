@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
 from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, check_content, check_style, network, network_spec,
-                  score, stylize, trained_binary_layers)
+                  score, split_spec, stylize, trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
@@ -17,8 +17,7 @@ from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
 def label(spec):
     """A network spec (``api.network_spec``) as a short name for files and tables: a weights file by
     its stem."""
-    spec, _, binary_from = spec.partition("@")
-    mode, _, source = spec.partition(":")
+    mode, source, binary_from = split_spec(spec)
     return (f"{mode}-{Path(source).stem}" if source else mode) + (f"@{binary_from}" if binary_from else "")
 
 

@@ -166,7 +166,7 @@ def _verify(arrays, meta, keys, path, what):
 def load_file(path):
     """Read and verify a converted file; returns ({name: float16 array}, meta)."""
     arrays, meta = _read_archive(path, "weights file")
-    if meta.get("mode") in BINARY_FILES and "layers" in meta:
+    if isinstance(meta.get("mode"), str) and meta["mode"] in BINARY_FILES and "layers" in meta:
         raise ArtemError(f"'{path}' holds a trained {meta['mode']} network, not the float VGG16 (that file goes to "
                          "--binary-weights; --weights takes the VGG16 of 'artem weights fetch')")
     for key in expected_shapes():
@@ -436,7 +436,8 @@ def load_binary(path, xp=np):
     if mode is None and names is None and "conv1_1.weight" in arrays:
         raise ArtemError(f"'{path}' holds the float VGG16, not a binary network (that file goes to --weights; "
                          "--binary-weights takes a file made by 'artem distill')")
-    if mode not in BINARY_FILES or not names or any(n not in known for n in names):
+    if (not isinstance(mode, str) or mode not in BINARY_FILES or not isinstance(names, list) or not names
+            or any(n not in known for n in names)):
         raise ArtemError(f"binary weights file '{path}' has damaged metadata")
     layers = {}
     for name in names:

@@ -227,6 +227,23 @@ def test_an_output_never_replaces_an_input(tmp_path, weights_path):
     assert all(image.read_bytes() == (EXAMPLES / "chelsea.png").read_bytes() for image in (content, init, style))
 
 
+def test_a_network_file_whose_path_holds_an_at_sign_is_a_file_not_a_layer(tmp_path, weights_path):
+    """``--modes bwn:FILE@LAYER``: a file's path may hold '@' (``runs@2/``); it was cut there, and the
+    rest refused as a layer's name."""
+    from artem_cli import quality
+
+    network = tmp_path / "runs@2" / "b.npz"
+    network.parent.mkdir()
+    shutil.copy(REPO / "weights" / "bwn.npz", network)
+    for spec, label in [(f"bwn:{network}", "bwn-b"), (f"bwn:{network}@conv4_1", "bwn-b@conv4_1")]:
+        assert api.network_spec(spec)["binary_weights"] == str(network)
+        assert quality.label(spec) == label
+        r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--modes", f"fp32,{spec}")
+        assert r.exit_code == 0 and f"artem {spec}" in r.stdout, r.output
+    r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--modes", f"bwn:{network}@conv6_1")
+    assert r.exit_code == 2 and "the first binary layer must be one of" in r.output
+
+
 def test_a_leading_tilde_is_the_home_folder(tmp_path, monkeypatch, weights_path):
     """Where the shell leaves ``~`` as it is (``--init=~/x``, or no shell at all), artem expands it, in
     paths, the sources of --init and --binary-weights, and a network's file in --modes."""

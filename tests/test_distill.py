@@ -250,6 +250,13 @@ def test_the_trained_weights_file_round_trips_and_fails_its_checksum_when_altere
     np.savez(altered, **meta_bad)
     with pytest.raises(ArtemError, match="not readable|damaged"):
         weights.load_binary(altered)
+    for meta in ({"mode": ["xnor"], "layers": list(layers), "sha256": {}},  # written by hand: a TypeError's traceback
+                 {"mode": "xnor", "layers": 5, "sha256": {}}):
+        np.savez(altered, **dict(arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8)))
+        with pytest.raises(ArtemError, match="has damaged metadata"):
+            weights.load_binary(altered)
+        with pytest.raises(ArtemError):  # one line, whichever
+            weights.load_file(altered)
 
 
 @pytest.mark.parametrize("forged", [np.array(["x"] * 512), np.ones(512, np.float64)])
