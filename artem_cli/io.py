@@ -13,7 +13,6 @@ import fnmatch
 import os
 import re
 import secrets
-import tempfile
 from io import BytesIO
 from pathlib import Path
 
@@ -176,11 +175,17 @@ def _open_temporary(folder, suffix):
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE here
                 raise
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".artem-", suffix=suffix)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return fd, Path(name)
+    while True:  # the umask applies, as to the unnamed file (read nowhere: setting it is process-wide)
+        name = _hidden_name(folder, suffix)
+        try:
+            return os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666), name
+        except FileExistsError:
+            continue
+
+
+def _hidden_name(folder, suffix):
+    """A new hidden name in ``folder`` for a file on its way to its own."""
+    return Path(folder) / f".artem-{secrets.token_hex(8)}{suffix}"
 
 
 def _name_file(fd, path, suffix):
@@ -195,7 +200,7 @@ def _name_file(fd, path, suffix):
         except FileExistsError:
             pass
         while True:
-            name = path.with_name(f".artem-{secrets.token_hex(8)}{suffix}")
+            name = _hidden_name(path.parent, suffix)
             try:
                 os.link(source, name.name, dst_dir_fd=folder)
                 return name

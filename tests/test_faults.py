@@ -130,6 +130,25 @@ def temporary_files(request, monkeypatch):
     return request.param
 
 
+def test_a_written_file_has_the_umasks_permissions_and_the_umask_is_left_alone(tmp_path, monkeypatch, temporary_files):
+    """A new file is 0o666 less the umask, as files other programs make, both ways; the umask is
+    never set, not even for a moment (it is the whole process's: another thread's file made then
+    would get no mask at all)."""
+    import stat
+
+    from artem_cli import io as artem_io
+
+    set_umask = os.umask
+    earlier = set_umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail(f"os.umask({mask:#o}) called"))
+        artem_io.atomic_write(tmp_path / "x.bin", lambda f: f.write(b"x"))
+    finally:
+        set_umask(earlier)
+    assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
+
+
 def run_cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
