@@ -859,8 +859,11 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
             _fail(e)
     sides = report if end_to_end else report["pass"]
     failed = [name for name in (*bench.GPU_VARIANTS, "torch") if "error" in (sides.get(name) or {})]
-    if failed:  # reported above, and the exit status says so too
-        _fail(f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison failed")
+    graphs = list(sides.get("graph_errors", {}))  # passes replayed as CUDA graphs
+    failures = ([f"the {' and the '.join(failed)} side{'s' if len(failed) > 1 else ''} of the comparison"] if failed
+                else []) + ([f"the {' and the '.join(graphs)} pass{'es' if len(graphs) > 1 else ''}"] if graphs else [])
+    if failures:  # reported above, and the exit status says so too
+        _fail(f"{' and '.join(failures)} failed")
 
 
 def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None, here=True,

@@ -547,6 +547,22 @@ def test_the_gpu_pass_report_renders_graphed_passes_and_their_failures(capsys):
     assert text.startswith("machine: gpu H, cupy 14\n")
 
 
+def test_a_graphed_pass_that_fails_fails_the_benchmark(monkeypatch):
+    """Reported, and the exit status says so, as a failed side of the comparison does."""
+    seconds = {"fp32": [0.02, 0.021], "fp32+graph": [0.01, 0.011]}
+    for errors, torch_side, message in [
+            ({"bwn+graph": "RuntimeError: no"}, None, "the bwn+graph pass failed"),
+            ({"bwn+graph": "E: no", "xnor/mma+graph": "E: no"}, {"error": "E: x"},
+             "the torch side of the comparison and the bwn+graph and the xnor/mma+graph passes failed")]:
+        monkeypatch.setattr(bench, "network_pass", lambda *a, **k: {
+            "shape": [21, 32], "tap": "relu5_1", "macs": 1e9, "seconds": seconds, "sgemm_mac_per_s": 1e13,
+            "torch": torch_side, "graph_errors": errors})
+        monkeypatch.setattr(bench, "machine", lambda device: {"gpu": "H"})
+        r = run("benchmark", "--size", "32", "--repeats", "1")
+        assert "artem bwn+graph: failed (" in r.stdout and "artem fp32+graph" in r.stdout, r.output
+        assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n")
+
+
 def test_benchmark_on_cuda_without_cupy_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
     r = run("benchmark", "--device", "cuda", "--size", "32", "--repeats", "1")
