@@ -595,8 +595,9 @@ def _artem_side(content, style, settings, weights_path):
 def _torch_side(content, style, settings, weights_path):
     """The same objective as ``api.Objective`` (content, Gram style and TV terms as means, evaluated
     on the clipped image plus the out-of-range penalty) with PyTorch's L-BFGS (strong Wolfe, same
-    history and tolerances) or Adam (same learning rate; PyTorch's betas and epsilon are artem's), on
-    the same device."""
+    history; its own stopping rules at artem's tolerances' numbers, PyTorch's change absolute where
+    artem's is relative: the report gives each side's iterations) or Adam
+    (same learning rate; PyTorch's betas and epsilon are artem's), on the same device."""
     import torch
 
     from . import api, preprocess

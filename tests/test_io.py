@@ -47,6 +47,15 @@ def test_modes_become_rgb(tmp_path, mode):
     assert (alpha is not None) == (mode in ("LA", "RGBA"))
     if mode == "I;16":  # 16-bit values keep their full range and precision
         np.testing.assert_allclose(rgb[0].ravel(), np.arange(48) * 1365 / 65535, atol=1e-6)
+    # the colours are Pillow's conversion of the same image (greys in every channel, a palette's own
+    # colours, CMYK back to RGB), not merely some values in range
+    if mode != "I;16":
+        expected = np.asarray(img.convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+        np.testing.assert_allclose(rgb, expected, atol=1e-6)
+        if mode in ("L", "LA", "1"):
+            assert (rgb[0] == rgb[1]).all() and (rgb[1] == rgb[2]).all()
+        if mode in ("RGB", "RGBA", "CMYK"):
+            np.testing.assert_allclose(rgb, gradient_rgb().transpose(2, 0, 1) / 255, atol=1 / 255 + 1e-6)
 
 
 @pytest.mark.parametrize("top,scale", [(1.0, 1.0), (1.02, 1.0), (255.0, 255.0), (65535.0, 65535.0)])
@@ -68,9 +77,12 @@ def test_palette_transparency_and_alpha_values(tmp_path):
     rgb, alpha = io.read_image(save(tmp_path, "a.png", Image.fromarray(a, "RGBA")))
     np.testing.assert_allclose(alpha, 128 / 255)
     p = Image.fromarray(gradient_rgb()).convert("P")
-    p.info["transparency"] = 0
-    _, alpha = io.read_image(save(tmp_path, "p.png", p, transparency=0))
-    assert alpha is not None
+    index = np.asarray(p)
+    clear = int(index[0, 0])  # the top-left pixel's palette entry is the transparent one
+    p.info["transparency"] = clear
+    _, alpha = io.read_image(save(tmp_path, "p.png", p, transparency=clear))
+    assert 0 < (index == clear).sum() < index.size  # some pixels transparent, not all
+    np.testing.assert_array_equal(alpha, (index != clear).astype(np.float32))
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -79,6 +91,9 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise when displayed
     rgb, _ = io.read_image(save(tmp_path, "r.jpg", img, exif=exif.tobytes(), quality=100))
     assert rgb.shape == (3, 8, 6)
+    # displayed turned clockwise: the stored top-left corner is now the top-right one
+    stored = np.asarray(Image.open(tmp_path / "r.jpg").convert("RGB"), np.float32) / 255
+    np.testing.assert_allclose(rgb.transpose(1, 2, 0), np.rot90(stored, k=-1), atol=1e-6)
 
 
 def test_animated_gif_gives_first_frame(tmp_path):
