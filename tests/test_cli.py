@@ -432,6 +432,26 @@ def test_benchmark_end_to_end_with_adam(tmp_path, weights_path):
     assert "3 Adam iterations (learning rate 10)" in bench.end_to_end_markdown(report)
 
 
+def test_the_pytorch_baseline_is_artems_network(weights_path):
+    """Where PyTorch is installed (CI installs its CPU build): the network its side times is artem's
+    VGG16, feature for feature, and its pass is timed."""
+    torch = pytest.importorskip("torch")
+    from artem_cli.vgg import VGG16
+
+    w = weights.load(weights_path)
+    x = np.random.default_rng(0).standard_normal((3, 40, 56), dtype=np.float32) * 50
+    ours = VGG16(w).forward(x, ["relu1_2", "pool3", "relu5_1"])
+    theirs, t = {}, torch.from_numpy(x)[None]
+    with torch.no_grad():
+        for name, layer in bench._torch_vgg(w, "relu5_1", torch.device("cpu")):
+            t = layer(t)
+            theirs[name] = t[0].numpy()
+    for tap, feature in ours.items():
+        np.testing.assert_allclose(feature, theirs[tap], rtol=1e-3, atol=1e-4 * float(np.abs(feature).max()), err_msg=tap)
+    timed = bench.torch_pass(w, (40, 56), 2)
+    assert timed["version"] == torch.__version__ and timed["device"] == "cpu" and 0 < timed["seconds"][0] <= timed["seconds"][1]
+
+
 def test_end_to_end_runs_the_same_objective_and_optimizer_in_pytorch(weights_path):
     """Where PyTorch is installed (CI has none): its side of the comparison. With Adam (the same
     steps on both sides) it ends where artem does, up to the order of float sums; with L-BFGS, whose
@@ -485,6 +505,7 @@ def test_a_pytorch_that_fails_to_import_is_a_failed_side_not_a_traceback(tmp_pat
     (fake / "torch-2.13.0.dist-info").mkdir()
     (fake / "torch-2.13.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n")
     monkeypatch.syspath_prepend(str(fake))  # the side's process, spawned, is given this process's sys.path
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # a real one imported by an earlier test: not this one
     r = run("benchmark", "--size", "32", "--repeats", "1")
     assert "artem fp32    best" in r.stdout and "PyTorch: failed (ImportError: libtorch_cpu.so" in r.stdout, r.output
     assert (r.exit_code, r.stderr) == (1, "Error: the torch side of the comparison failed\n")
