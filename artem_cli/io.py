@@ -13,6 +13,7 @@ import fnmatch
 import os
 import re
 import secrets
+import struct
 from io import BytesIO
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def read_image(path, what="image"):
                 raise Image.DecompressionBombError
             img.seek(0)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = _turned_upright(img)
             return _to_array(_in_srgb(img))
     except Image.DecompressionBombError:
         raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS:,} pixels)") from None
@@ -109,6 +110,15 @@ def read_image(path, what="image"):
         raise ArtemError(f"{what} '{path}' cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ArtemError(f"{what} '{path}' is damaged or truncated ({e})") from None
+
+
+def _turned_upright(img):
+    """``img`` turned as its EXIF orientation says; as it is where its EXIF data cannot be parsed (the
+    pixels are sound: viewers show them unturned)."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (SyntaxError, ValueError, KeyError, IndexError, TypeError, struct.error):
+        return img
 
 
 def output_format(path):

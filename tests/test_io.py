@@ -96,6 +96,16 @@ def test_exif_orientation_is_applied(tmp_path):
     np.testing.assert_allclose(rgb.transpose(1, 2, 0), np.rot90(stored, k=-1), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["e.png", "e.webp"])
+def test_exif_data_that_cannot_be_parsed_leaves_the_image_unturned(tmp_path, name):
+    """Pillow reads the pixels; only its EXIF parser fails (the PNG was refused as "damaged or
+    truncated")."""
+    img = Image.fromarray(gradient_rgb(6, 8))
+    plain, _ = io.read_image(save(tmp_path, "plain" + name[1:], img, **({"lossless": True} if name.endswith("webp") else {})))
+    odd, _ = io.read_image(save(tmp_path, name, img, exif=b"garbage", **({"lossless": True} if name.endswith("webp") else {})))
+    np.testing.assert_array_equal(odd, plain)
+
+
 def test_animated_gif_gives_first_frame(tmp_path):
     frames = [Image.new("RGB", (5, 4), c) for c in ("red", "blue")]
     path = tmp_path / "a.gif"
