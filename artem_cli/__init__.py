@@ -52,11 +52,53 @@ def __dir__():
     return sorted({*globals(), *__all__})
 
 
+class _Forgiving:
+    """A text stream that passes everything on to ``stream`` and drops what it cannot take."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            self._stream.write(text)
+        except (OSError, ValueError):  # full, a pipe nobody reads any more, closed
+            pass
+        return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):  # isatty, fileno, encoding ...
+        return getattr(self._stream, name)
+
+
+def _standard_streams():
+    """Standard streams that serve whatever the caller left. One it closed (``2>&-``) is opened on
+    /dev/null: no file artem opens takes its number (where a library's message to standard error would
+    land). Standard error drops what it cannot take (``2>/dev/full``, a pipe whose reader has gone):
+    the progress bar and the messages are lost then, not the work."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # Python leaves sys.stderr None where it found it closed
+    sys.stderr = _Forgiving(sys.stderr) if sys.stderr is not None else open(os.devnull, "w")
+
+
 def main():
     """The ``artem`` command. Its imports (NumPy, numba, Pillow, Click: about half a second) are made
     here, so that a Ctrl-C or a SIGTERM while they load ends as one line, as it does later, not as a
     traceback or a silent death (a signal the caller ignores stays ignored)."""
     from .signals import sigterm_as_ctrl_c
+
+    _standard_streams()
 
     with sigterm_as_ctrl_c() as received:
         try:

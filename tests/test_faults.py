@@ -84,6 +84,28 @@ def test_sigkill_in_the_middle_of_a_write_leaves_no_partial_file(tmp_path, weigh
     assert len(list(tmp_path.iterdir())) == 3
 
 
+@pytest.mark.parametrize("stderr", ["full", "closed", "gone"])
+def test_a_standard_error_that_takes_nothing_loses_the_messages_not_the_work(stderr, tmp_path, weights_path):
+    """Standard error on a full disk (``2>/dev/full``), closed (``2>&-``), or a pipe whose reader has
+    gone: the progress bar and the lines are dropped, and the image is painted and saved, exit 0 (the
+    first write of the bar ended the run, the result lost). Closed, it is opened on /dev/null: the
+    output file does not take its number, where a library's message would land in it."""
+    out = tmp_path / "o.png"
+    command = artem("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "3", "--print-every", "1")
+    if stderr == "full":
+        with open("/dev/full", "w") as full:
+            code = subprocess.run(command, stderr=full).returncode
+    elif stderr == "closed":
+        code = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command]).returncode
+    else:
+        run = subprocess.Popen(command, stderr=subprocess.PIPE)
+        run.stderr.close()  # before anything is written
+        code = run.wait(timeout=300)
+    assert code == 0
+    with Image.open(out) as image:
+        image.verify()
+
+
 def test_sigkill_in_the_middle_of_writing_the_weights_leaves_no_partial_file(tmp_path, weights_path, reference_wheel):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     downloads = tmp_path / "cache" / "artem" / "downloads"
