@@ -140,7 +140,7 @@ class Settings:
             raise ArtemError("calibrate weighs a binarized network's layers as fp32 weighs them: it goes with mode bwn, "
                              "xnor or random, not fp32")
         if self.init == "previous":
-            raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous (batch.run's init_previous)")
+            raise ArtemError("--init previous is for frames: artem batch FOLDER --init previous")
         if self.cuda_graph and self.device != "cuda":
             raise ArtemError("a CUDA graph needs device cuda")
         if self.tf32 and self.device != "cuda":

@@ -49,11 +49,11 @@ class LayerList(click.ParamType):
             return value
         pairs = []
         for item in value.split(","):
-            name, _, weight = item.strip().partition(":")
+            name, colon, weight = item.strip().partition(":")
             if not name:
                 self.fail(f"{value!r} has an empty layer name in it" if value.strip() else "no layer named", param, ctx)
             try:
-                pairs.append((name, float(weight) if weight else 1.0))
+                pairs.append((name, float(weight) if colon else 1.0))  # a colon with no weight after it: an error
             except ValueError:
                 self.fail(f"{item!r}: a layer weight must be a number", param, ctx)
         return tuple(pairs)
@@ -266,12 +266,15 @@ def _given(*names):
 
 def _settings(options):
     """``api.Settings`` of the ``settings_options``; the binary networks' options given with another
-    mode are a usage error (they would be ignored)."""
+    mode, and --calibrate with fp32, are usage errors (they would be ignored)."""
     if options["mode"] not in ("bwn", "xnor"):
         given = _given(*BINARY_ONLY)
         if given:
             raise click.UsageError(f"{', '.join(given)} only go{'es' * (len(given) == 1)} with --mode bwn or xnor, "
                                    f"not {options['mode']}")
+    if options["mode"] == "fp32" and options["calibrate"]:
+        raise click.UsageError("--calibrate weighs a network's layers as fp32 weighs them: it goes with --mode bwn, "
+                               "xnor or random, not fp32")
     return api.Settings(**options)
 
 
@@ -288,7 +291,7 @@ def _settings(options):
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, nor the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def stylize(content, styles, output, dry_run, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
     """Stylize CONTENT after one or more STYLE images."""
@@ -340,7 +343,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
                    "final_losses": result.losses}
         click.echo(json.dumps(summary, indent=1))
     elif not quiet:
-        click.echo(f"{output}: {result.iterations} iterations in {result.seconds:.1f} s ({result.stop_reason}); "
+        click.echo(f"{output}: {result.iterations} iteration{'s' * (result.iterations != 1)} in {result.seconds:.1f} s ({result.stop_reason}); "
                    f"loss {result.losses['total']:.4g}", err=True)
     if result.interrupted:
         click.echo(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
@@ -434,7 +437,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         if entry["state"] == "failed":
             line = f"failed: {job.content}: {entry['error']}"
         else:
-            line = (f"{job.output}: {entry['iterations']} iterations in {entry['seconds']:.1f} s, "
+            line = (f"{job.output}: {entry['iterations']} iteration{'s' * (entry['iterations'] != 1)} in {entry['seconds']:.1f} s, "
                     f"loss {entry['losses']['total']:.4g}")
         if not quiet:  # with --quiet the summary lists the failures
             (bars["images"].write if "images" in bars else click.echo)(line, file=sys.stderr)
@@ -483,8 +486,9 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
 def _style_sets(styles, style_dir, out_dir):
     """``batch``'s style sets: its --style files blended as one, or each image of --style-dir alone
     (which must be another folder than ``out_dir``: each rerun would take the results for paintings)."""
-    if bool(styles) == bool(style_dir):
-        raise ArtemError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER")
+    if bool(styles) == bool(style_dir):  # as a missing argument is
+        raise click.UsageError("give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER"
+                               + (", not both" if styles else ""))
     if style_dir is None:
         return [tuple(styles)]
     if io.resolved(style_dir) == io.resolved(out_dir):

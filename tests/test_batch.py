@@ -762,8 +762,12 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     thin = tmp_path / "thin.png"
     Image.new("RGB", (300, 2)).save(thin)  # 40x1 px at --size 40: relu3_1, the deepest style layer, needs 4
     out = tmp_path / "out"
+    for args in ([], ["--style", STYLE, "--style-dir", EXAMPLES]):  # as a missing argument: a usage error
+        r = run("batch", folder, "-o", out, *FAST, *args)
+        assert r.exit_code == 2 and r.stderr.startswith("Usage: ") and r.stderr.endswith(
+            "Error: give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER"
+            + ", not both" * bool(args) + "\n"), r.output
     for args, error in [
-            ([], "give the style as --style FILE (repeatable, blended) or as --style-dir FOLDER"),
             (["--style", thin], "the style image at 40x1 px is too small for relu3_1"),
             (["--style", tmp_path / "gone.png"], f"style image '{tmp_path / 'gone.png'}' does not exist"),
             (["--style", STYLE, "--style-blend", "1,1"], "style-blend has 2 weights for 1 style images")]:

@@ -140,7 +140,8 @@ def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weig
 
 @pytest.mark.parametrize(
     "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"],
-             ["--seed", "-1"], ["--binary-weights", "untrained"], ["--mode", "random", "--binary-from", "conv3_1"]]
+             ["--seed", "-1"], ["--binary-weights", "untrained"], ["--mode", "random", "--binary-from", "conv3_1"],
+             ["--calibrate"], ["--style-layers", "relu1_1:"]]
 )
 def test_usage_errors_exit_2(args):
     r = run("stylize", CONTENT, STYLE, *args)
