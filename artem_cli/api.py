@@ -418,7 +418,7 @@ def check_memory(shape, settings, xp, loaded=False, style_shapes=()):
     run = 0 if shape is None else estimate_memory(shape, settings) - (WEIGHTS_MEMORY if loaded else 0)
     what = "the style images' passes need" if need > run else f"a {shape[1]}x{shape[0]} run needs"
     advice = "--size or --style-scale" if need > run else "--size (or --history for L-BFGS)"
-    raise ArtemError(f"{what} about {need / 2**30:.1f} GiB of memory but {have / 2**30:.1f} GiB are {where}; "
+    raise ArtemError(f"{what} about {need / 2**30:.1f} GiB more memory but {have / 2**30:.1f} GiB are {where}; "
                      f"use a smaller {advice}")
 
 

@@ -1,9 +1,11 @@
 """The ``artem`` command: argument parsing and messages only; the work is in ``api``."""
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
+import resource
 import signal
 import sys
 import warnings
@@ -153,6 +155,17 @@ class StopOnSignals:
         return signal.Signals(self.received or signal.SIGINT).name
 
 
+def _unloadable(error):
+    """What to say of a library loaded as it is first used (numba's compiler, a NumPy module) that
+    could not be mapped into memory: under `ulimit -v`, the limit's fault."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    reason = str(error).split(". ")[0].rstrip(".")
+    if limit == resource.RLIM_INFINITY:
+        return f"a library could not be loaded ({reason})"
+    return (f"the address space that `ulimit -v` leaves ({limit / 2**30:.2f} GiB) is too small to load artem's "
+            f"libraries and run ({reason}); raise the limit")
+
+
 class Commands(click.Group):
     """artem's commands. Running out of memory, a Ctrl-C or a SIGTERM, or a path the OS refuses, that
     escapes one of them ends as one line, as every other failure a user can cause does (the commands
@@ -185,8 +198,14 @@ class Commands(click.Group):
             with contextlib.suppress(OSError, ValueError):  # and no flush at exit to fail again
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + signal.SIGPIPE)
-        except OSError as e:  # what the OS refuses of a path (a name too long, a loop of links ...)
-            _fail(f"{e.strerror or e}: '{e.filename}'" if e.filename else str(e))
+        except (ImportError, OSError) as e:
+            if isinstance(e, OSError) and e.filename:  # what the OS refuses of a path (a name too long, a loop of links ...)
+                _fail(f"{e.strerror or e}: '{e.filename}'")
+            if "shared object" in str(e) or getattr(e, "errno", None) == errno.ENOMEM:
+                _fail(_unloadable(e))
+            if isinstance(e, ImportError):  # artem's own code or a broken install: a bug to see whole
+                raise
+            _fail(str(e))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -913,7 +932,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
         for path, p in predictions.items():
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
             click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
-                       f"{p['memory_bytes'] / 2**30:.2f} GiB of memory{free}, {p['seconds_per_iteration']:.3g} s per "
+                       f"{p['memory_bytes'] / 2**30:.2f} GiB of memory in all{free}, {p['seconds_per_iteration']:.3g} s per "
                        f"iteration here, {p['iterations']} iterations in about {_duration(p['seconds'])}")
         if len(predictions) * len(style_sets) > 1:
             total = sum(p["seconds"] for p in predictions.values()) * len(style_sets)

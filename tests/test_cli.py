@@ -117,7 +117,7 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_output_and_memory(tmp_pat
     monkeypatch.setattr(api, "host_memory", lambda shared=False: ("free", 2**20))
     for command in (["stylize", CONTENT], ["batch", EXAMPLES, "-o", tmp_path / "out", "--include", "chelsea.png", "--style"]):
         r = run(*command, STYLE, *FAST, "--dry-run")
-        assert r.exit_code == 1 and "48x32 run needs about 0.3 GiB of memory but 0.0 GiB are free" in r.stderr, r.output
+        assert r.exit_code == 1 and "48x32 run needs about 0.3 GiB more memory but 0.0 GiB are free" in r.stderr, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there.png"]
 
 
@@ -932,6 +932,31 @@ def test_a_signal_while_a_command_prepares_stops_it_at_its_first_step(command, l
     assert (r.exit_code, r.stderr, dropped) == (143, line + "\n", []), r.output
     made = [path for path in tmp_path.rglob("*") if path.suffix in (".png", ".npz", ".md")]
     assert all(path.is_relative_to(tmp_path / "cache") for path in made), made  # (distill's training images)
+
+
+def test_a_library_that_cannot_be_mapped_is_one_error_line_that_names_ulimit(monkeypatch, weights_path):
+    """Under a small `ulimit -v`, a library loaded as it is first used fails to map: numba's compiler
+    (llvmlite's OSError) or a NumPy module (an ImportError, whose traceback was printed); not the
+    library's fault, as its message says."""
+    import resource
+
+    for error, reason in [(OSError("Could not find/load shared object file 'libllvmlite.so' from resource location: "
+                                   "'llvmlite.binding'. This could mean that the library literally cannot be found"),
+                           "Could not find/load shared object file 'libllvmlite.so' from resource location: "
+                           "'llvmlite.binding'"),
+                          (ImportError("/x/mtrand.so: failed to map segment from shared object"),
+                           "/x/mtrand.so: failed to map segment from shared object")]:
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(api, "score", fail)
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30, resource.RLIM_INFINITY))
+        r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE)
+        assert (r.exit_code, r.stderr) == (1, f"Error: the address space that `ulimit -v` leaves (1.00 GiB) is too small "
+                                              f"to load artem's libraries and run ({reason}); raise the limit\n")
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE)
+        assert (r.exit_code, r.stderr) == (1, f"Error: a library could not be loaded ({reason})\n")
 
 
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):

@@ -376,7 +376,7 @@ def test_memory_estimate_refuses_what_cannot_fit(images, weights_path, monkeypat
         == estimate_memory((5461, 8192), Settings(size=8192, iterations=3, history=3)) < need
 
     monkeypatch.setattr(api, "host_memory", lambda: ("free", 2 * 2**30))
-    with pytest.raises(ArtemError, match="GiB of memory"):
+    with pytest.raises(ArtemError, match="GiB more memory"):
         stylize(content, [style], Settings(size=4096))
     # a Stylizer has its network loaded: the weights are in use, no longer needed
     settings = Settings(size=48, iterations=2)
@@ -402,7 +402,7 @@ def test_the_memory_estimate_counts_the_style_images_passes(images, painting, we
     assert (round((run - api.WEIGHTS_MEMORY) / 2**30, 2), round((both - api.WEIGHTS_MEMORY) / 2**30, 2)) == (0.26, 2.14)
     assert estimate_memory(None, settings, shapes) == both  # the targets alone: the same pass
     monkeypatch.setattr(api, "host_memory", lambda: ("free", (run + both) // 2))  # the run fits, the style pass not
-    message = (r"^the style images' passes need about \d\.\d GiB of memory but \d\.\d GiB are free; use a smaller --size "
+    message = (r"^the style images' passes need about \d\.\d GiB more memory but \d\.\d GiB are free; use a smaller --size "
                r"or --style-scale$")
     with pytest.raises(ArtemError, match=message):
         stylize(content, [style], settings)
