@@ -845,6 +845,9 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     with StopOnSignals() as stop:  # recorded (numba may be compiling), taken before the next timed call
         try:
             if to_file:
+                if io.resolved(json_file) in _benchmark_inputs(weights_path, () if end_to_end else modes, end_to_end):
+                    raise ArtemError(f"the --json file '{json_file}' would replace a file the benchmark reads; give "
+                                     "another name")
                 io.check_writable(json_file, overwrite, image=False)  # before the minutes of timing
             if end_to_end:
                 report = bench.end_to_end(size, iterations or (100 if quick else 500), device, with_torch,
@@ -887,6 +890,21 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
                 else []) + ([f"the {' and the '.join(graphs)} pass{'es' if len(graphs) > 1 else ''}"] if graphs else [])
     if failures:  # reported above, and the exit status says so too
         _fail(f"{' and '.join(failures)} failed")
+
+
+def _benchmark_inputs(weights_path, modes, end_to_end):
+    """The files a benchmark reads (resolved): the VGG16 weights, its networks' binary weights, the
+    end-to-end run's images."""
+    files = [weights.locate(weights_path)]
+    for spec in modes:
+        network = api.network_spec(spec)
+        if network["mode"] in weights.BINARY_FILES and network["binary_weights"] != "untrained":
+            trained = network["binary_weights"] == "trained"
+            files.append(weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[network["mode"]] if trained
+                         else Path(network["binary_weights"]))
+    if end_to_end:
+        files += [bench.EXAMPLES / name for name in bench.END_TO_END.values()]
+    return {io.resolved(path) for path in files}
 
 
 def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first_iterations=None, here=True,

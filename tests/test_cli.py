@@ -383,6 +383,25 @@ def test_a_failed_pytorch_pass_is_reported_beside_artems_figures(monkeypatch, we
     assert r.stderr == "Error: the torch side of the comparison failed\n"
 
 
+def test_benchmark_never_writes_its_json_over_a_file_it_reads(tmp_path, weights_path):
+    """Not the VGG16 weights, a binary network of --modes, the end-to-end run's images, even with
+    --overwrite (the weights file became JSON text)."""
+    import shutil as sh
+
+    teacher, network = tmp_path / "teach.npz", tmp_path / "net.npz"
+    sh.copy(weights_path, teacher)
+    sh.copy(REPO / "weights" / "bwn.npz", network)
+    for args in (["--weights", teacher, "--json", teacher], ["--weights", teacher, "--modes", f"fp32,bwn:{network}",
+                                                             "--json", network],
+                 ["--modes", "fp32,bwn", "--json", REPO / "weights" / "bwn.npz"],
+                 ["--end-to-end", "--json", EXAMPLES / "ihc.png"]):
+        earlier = {path: path.read_bytes() for path in (teacher, network, REPO / "weights" / "bwn.npz", EXAMPLES / "ihc.png")}
+        r = run("benchmark", "--size", "32", "--no-torch", *args, "--overwrite")
+        assert (r.exit_code, r.stderr) == (1, f"Error: the --json file '{args[-1]}' would replace a file the benchmark "
+                                              "reads; give another name\n"), r.output
+        assert all(path.read_bytes() == data for path, data in earlier.items())
+
+
 def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     """The numbers are reported, not asserted: here only that every field is there and sane."""
     out = tmp_path / "e2e.json"
