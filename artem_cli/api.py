@@ -393,7 +393,8 @@ def estimate_memory(shape, settings, style_shapes=()):
     GiB: 2.10-2.15 GiB of address space, 1.63-1.69 GiB resident, 1.57 GiB allocated), and the
     optimization, which reuses what that pass left (activations kept for backward and their
     gradients, the largest convolution's temporaries, and the optimizer's state: L-BFGS keeps
-    2 x (pairs + 1) images, the pairs as many as the history or the iterations, and one offered).
+    2 x (pairs + 1) images, the pairs as many as the history or the iterations, and one offered,
+    and two (pairs + 1)² matrices of their products, on the host).
     ``shape`` None: the style images' passes alone (what computing the targets needs)."""
     deepest_style = max((name for name, _ in settings.style_layers), key=LAYER_NAMES.index)
     styles = [1.65 * _network_memory(s, deepest_style)[0] for s in style_shapes]
@@ -402,7 +403,7 @@ def estimate_memory(shape, settings, style_shapes=()):
         activations, largest = _network_memory(shape, max(settings.taps(), key=LAYER_NAMES.index))
         image = 3 * shape[0] * shape[1] * 4
         pairs = max(1, min(settings.history, settings.iterations))
-        optimizer = (2 * (pairs + 1) + 4) * image if settings.optimizer == "lbfgs" else 6 * image
+        optimizer = (2 * (pairs + 1) + 4) * image + 16 * (pairs + 1) ** 2 if settings.optimizer == "lbfgs" else 6 * image
         run = 1.5 * activations + 2 * largest + optimizer
     return int(max([run, *styles]) + WEIGHTS_MEMORY)
 

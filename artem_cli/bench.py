@@ -727,9 +727,10 @@ def end_to_end_markdown(report):
 class Predictor:
     """What runs of ``settings`` will take here, without running them: the memory and the seconds.
     Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
-    for L-BFGS, a pair added to a full history (as many pairs as the run keeps) and the two-loop
-    recursion over it, each the best of 5 on this device at two small square sizes (the line through
-    them multiplies a slow probe's error), each a line a + b·pixels through the two; an L-BFGS
+    for L-BFGS, a pair added to a full history and the two-loop recursion over it (over at most
+    ``PROBE_PAIRS`` pairs, scaled to as many as the run keeps: one pass over each), each the best of 5
+    on this device at two small square sizes (the line through them multiplies a slow probe's
+    error), each a line a + b·pixels through the two; an L-BFGS
     run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its
     first line searches). Memory:
     on the CPU, what this process holds now (Python, the libraries, the network), plus what
@@ -737,6 +738,7 @@ class Predictor:
     free now."""
 
     LINE_SEARCH_EXTRA = 13  # measured: 513 evaluations in 500 iterations, 113-114 in 105 (BENCHMARKS.md §3d)
+    PROBE_PAIRS = 100  # the default history; one of 10^4 pairs took minutes to fill, and memory a run is refused
 
     def __init__(self, settings, weights_path=None, probes=(64, 160)):
         from . import api, optim
@@ -745,7 +747,7 @@ class Predictor:
         self.xp = xp = array_module_for(settings.device)
         net = api.network(settings, weights.load(weights.locate(weights_path), xp))
         rng = np.random.default_rng(0)
-        evaluations, recursions = [], []
+        evaluations, adds, recursions = [], [], []
         for side in probes:
             # the style image at the probe's size too, whatever --style-scale: its pass is not timed
             probe = dataclasses.replace(settings, size=side, style_scale=1.0)
@@ -757,17 +759,18 @@ class Predictor:
             if settings.optimizer == "lbfgs":
                 s = xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
                 y = s + 0.1 * xp.asarray(rng.standard_normal(image.shape, dtype=np.float32))
-                pairs = max(1, min(settings.history, settings.iterations))  # as many as a run keeps
-                history = optim.CurvatureHistory(image, pairs)
+                history = optim.CurvatureHistory(image, self._probe_pairs(settings))
 
                 def iteration(h=history, s=s, y=y):  # the new pair in, the direction out
                     h.add(s, y)
                     return h.direction(s, 1.0)
 
-                for _ in range(pairs):  # a full history's
+                for _ in range(history.size):  # a full history's
                     iteration()
+                adds.append((side * side, _best_of(lambda h=history, s=s, y=y: h.add(s, y), 5, xp)[0]))
                 recursions.append((side * side, _best_of(iteration, 5, xp)[0]))
         self.evaluation = _line(evaluations)
+        self.add = _line(adds) if adds else (0.0, 0.0)
         self.recursion = _line(recursions) if recursions else (0.0, 0.0)
         self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up
         self.baseline = _resident_memory() if xp is np else 0
@@ -780,14 +783,19 @@ class Predictor:
 
         settings = dataclasses.replace(self.settings, iterations=iterations or self.settings.iterations)
         pixels, n = max(shape[0] * shape[1], self.smallest), settings.iterations
-        (a, b), (c, d) = self.evaluation, self.recursion
+        (a, b), (c, d), (e, f) = self.evaluation, self.recursion, self.add
         extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 0
-        pairs = max(1, min(settings.history, n)) / max(1, min(self.settings.history, self.settings.iterations))
-        seconds = (n + extra) * (a + b * pixels) + n * (c + d * pixels) * pairs
+        scale = max(1, min(settings.history, n)) / self._probe_pairs(self.settings)  # the pairs the run keeps
+        adding, recursing = e + f * pixels, c + d * pixels
+        seconds = (n + extra) * (a + b * pixels) + n * (adding + max(recursing - adding, 0.0) * scale)
         added = api.estimate_memory(shape, settings, style_shapes) - (api.WEIGHTS_MEMORY if self.baseline else 0)
         return {"shape": list(shape), "memory_bytes": self.baseline + added,
                 "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": seconds / n,
                 "iterations": n, "seconds": seconds}
+
+    @classmethod
+    def _probe_pairs(cls, settings):
+        return min(cls.PROBE_PAIRS, max(1, min(settings.history, settings.iterations)))
 
 
 def _line(points):

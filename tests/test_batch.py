@@ -847,23 +847,26 @@ def test_a_prediction_below_the_smallest_probe_is_that_probes_time_not_less():
     predictor = object.__new__(bench.Predictor)
     predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=10), np, 0
     predictor.evaluation, predictor.recursion, predictor.smallest = (-0.5, 2e-4), (0.0, 0.0), 64 * 64
+    predictor.add = (0.0, 0.0)
     at_probe = predictor.predict((64, 64))["seconds_per_iteration"]
     assert at_probe > 0 and predictor.predict((21, 32))["seconds_per_iteration"] == at_probe
 
 
 def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_path, weights_path, monkeypatch):
     """--init previous --first-iterations N: the first frame runs N iterations, the others --iterations;
-    the prediction's time counts each so, its L-BFGS recursion over the pairs each run keeps."""
+    the prediction's time counts each so, its L-BFGS recursion over the pairs each run keeps (the
+    pair's adding, timed apart, once an iteration however many are kept)."""
     from artem_cli import api, bench
 
     predictor = object.__new__(bench.Predictor)
     predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=10, history=20), np, 0
     predictor.evaluation, predictor.recursion, predictor.smallest = (0.0, 1e-4), (0.0, 1e-5), 64 * 64
+    predictor.add = (0.0, 5e-6)  # half the probe's iteration: the pair added, then the recursion over 10 pairs
     ten, forty = predictor.predict((100, 100)), predictor.predict((100, 100), 40)
     extra = bench.Predictor.LINE_SEARCH_EXTRA
     assert (ten["iterations"], forty["iterations"]) == (10, 40)
     assert ten["seconds"] == pytest.approx((10 + extra) * 1.0 + 10 * 0.1)
-    assert forty["seconds"] == pytest.approx((40 + extra) * 1.0 + 40 * 0.1 * 2)  # 20 pairs kept, not 10
+    assert forty["seconds"] == pytest.approx((40 + extra) * 1.0 + 40 * (0.05 + 0.05 * 2))  # 20 pairs kept, not 10
     (folder / "broken.png").unlink()
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "--init", "previous",
             "--first-iterations", "7", "--dry-run", "--json")

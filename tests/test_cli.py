@@ -953,6 +953,19 @@ def test_a_signal_while_a_command_prepares_stops_it_at_its_first_step(command, l
     assert all(path.is_relative_to(tmp_path / "cache") for path in made), made  # (distill's training images)
 
 
+def test_a_long_lbfgs_history_is_counted_in_the_memory_and_named_in_the_advice(tmp_path, weights_path):
+    """L-BFGS keeps two (pairs + 1)² matrices of its pairs' products on the host: 149 GiB at 10^5
+    pairs, which the check left out (the run died out of memory, advised a smaller --size; the dry
+    run's probe tried to fill such a history)."""
+    for extra in ([], ["--dry-run"]):
+        r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "h.png", "--size", "48", "--iterations", "100000",
+                "--history", "100000", "-q", *extra)
+        assert r.exit_code == 1 and "48x32 run needs about 152.7 GiB more memory" in r.stderr and r.stderr.endswith(
+            "use a smaller --size (or --history for L-BFGS)\n"), r.output
+    r = run("stylize", CONTENT, STYLE, "--size", "48", "--iterations", "3000", "--history", "3000", "--dry-run")
+    assert r.exit_code == 0 and "3000 iterations in about" in r.stdout, r.output
+
+
 def test_a_library_that_cannot_be_mapped_is_one_error_line_that_names_ulimit(monkeypatch, weights_path):
     """Under a small `ulimit -v`, a library loaded as it is first used fails to map: numba's compiler
     (llvmlite's OSError) or a NumPy module (an ImportError, whose traceback was printed); not the
