@@ -134,8 +134,7 @@ class Settings:
             deepest, last = self.deepest_conv()
             if CONV_NAMES.index(first) > CONV_NAMES.index(last):
                 raise ArtemError(f"the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
-                                 f"the network would have none; give binary-from {last} or an earlier one, or tap a "
-                                 "deeper layer")
+                                 f"the network would have none; {_earlier_or_deeper(last, 'give binary-from')}")
         if self.calibrate and self.mode == "fp32":
             raise ArtemError("calibrate weighs a binarized network's layers as fp32 weighs them: it goes with mode bwn, "
                              "xnor or random, not fp32")
@@ -799,9 +798,16 @@ def trained_binary_layers(settings, xp=np):
     deepest, last = settings.deepest_conv()
     if CONV_NAMES.index(first) > CONV_NAMES.index(last):  # binary-from, where given, was checked in validate
         raise ArtemError(f"'{path}' is binary from {first} on, past the deepest layer tapped ({deepest}): the network "
-                         f"would have no binary layer; give binary weights binary from {last} or earlier, or tap a "
-                         "deeper layer")
+                         f"would have no binary layer; {_earlier_or_deeper(last, 'give binary weights binary from')}")
     return layers
+
+
+def _earlier_or_deeper(last, give):
+    """What to do where the first binary convolution lies past ``last``, the deepest tapped: begin
+    it at ``last`` or earlier, or tap deeper; only the latter where that is conv1_1 (always fp32)."""
+    if last == CONV_NAMES[0]:
+        return f"{last}, the only convolution tapped, is never binary: tap a deeper layer"
+    return f"{give} {last} or an earlier one, or tap a deeper layer"
 
 
 def score(image, content, styles, settings=None, *, weights_path=None):

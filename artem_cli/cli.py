@@ -18,7 +18,7 @@ from . import api, bench, io, quality, weights
 from .backend import DEVICES
 from .errors import ArtemError
 from .signals import ours, sigterm_as_ctrl_c
-from .vgg import MODES, check_layer_names
+from .vgg import CONV_NAMES, MODES, check_layer_names
 
 
 class UserPath(click.Path):
@@ -253,8 +253,8 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
     click.option("--binary-weights", type=UserPath(), metavar="SOURCE", default=D.binary_weights, show_default=True,
                  help="bwn, xnor: 'trained' (distilled from fp32, shipped in weights/), 'untrained' (XNOR-Net's "
                       "binarization of fp32), or a file made by 'artem distill'."),
-    click.option("--binary-from", default=None,
-                 help="bwn, xnor: the first binary convolution (the ones before stay fp32). "
+    click.option("--binary-from", type=click.Choice(CONV_NAMES[1:]), metavar="CONV", default=None,
+                 help="bwn, xnor: the first binary convolution, conv1_2 ... conv5_3 (the ones before stay fp32). "
                       "[default: the trained network's, or conv1_2]"),
     click.option("--binary-backward", type=click.Choice(["fp32", "fp16"]), default=D.binary_backward, show_default=True,
                  help="bwn, xnor: the gradients through the binary weights in float32, or in float16 where ±1 is "

@@ -141,7 +141,7 @@ def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weig
 @pytest.mark.parametrize(
     "args", [["--optimizer", "sgd"], ["--pooling", "min"], ["--style-layers", "relu1_1:heavy"], ["--style-blend", "a,b"],
              ["--seed", "-1"], ["--binary-weights", "untrained"], ["--mode", "random", "--binary-from", "conv3_1"],
-             ["--calibrate"], ["--style-layers", "relu1_1:"]]
+             ["--calibrate"], ["--style-layers", "relu1_1:"], ["--mode", "xnor", "--binary-from", "relu3_1"]]
 )
 def test_usage_errors_exit_2(args):
     r = run("stylize", CONTENT, STYLE, *args)
@@ -817,10 +817,10 @@ def test_a_binary_network_with_no_binary_layer_the_run_taps_is_refused(tmp_path,
                                  (["--mode", "xnor", "--binary-weights", "untrained", "--style-layers", "relu1_1",
                                    "--content-layers", "relu1_1"], "conv1_2", "relu1_1")):
         r = run("stylize", CONTENT, STYLE, *FAST, "-o", tmp_path / "o.png", *args)
+        advice = ("give binary-from conv5_1 or an earlier one, or tap a deeper layer" if deepest == "relu5_1" else
+                  "conv1_1, the only convolution tapped, is never binary: tap a deeper layer")  # not binary-from conv1_1
         assert (r.exit_code, r.stderr) == (1, f"Error: the first binary convolution, {first}, lies past the deepest layer "
-                                              f"tapped ({deepest}): the network would have none; give binary-from "
-                                              f"{'conv5_1' if deepest == 'relu5_1' else 'conv1_1'} or an earlier one, or "
-                                              "tap a deeper layer\n")
+                                              f"tapped ({deepest}): the network would have none; {advice}\n")
     r = run("benchmark", "--size", "32", "--no-torch", "--repeats", "1", "--modes", "bwn:untrained@conv5_3")
     assert r.exit_code == 1 and "the first binary convolution, conv5_3, lies past" in r.stderr
     # the shipped xnor network is binary from conv4_2 on, which a run tapping down to relu3_2 never reaches
@@ -828,7 +828,7 @@ def test_a_binary_network_with_no_binary_layer_the_run_taps_is_refused(tmp_path,
             "--style-layers", "relu1_1,relu2_1")
     assert (r.exit_code, r.stderr) == (1, f"Error: '{weights.trained_binary('xnor')}' is binary from conv4_2 on, past the "
                                           "deepest layer tapped (relu3_2): the network would have no binary layer; give "
-                                          "binary weights binary from conv3_2 or earlier, or tap a deeper layer\n")
+                                          "binary weights binary from conv3_2 or an earlier one, or tap a deeper layer\n")
     assert not (tmp_path / "o.png").exists()
 
 
