@@ -274,7 +274,9 @@ class Trainer:
         settings.validate()
         self.settings = s = settings
         self.xp = array_module_for(s.device)
-        self.teacher_weights = weights.load(weights.locate(weights_path), self.xp)
+        teacher = weights.locate(weights_path)
+        self.teacher_weights = weights.load(teacher, self.xp)
+        self.teacher_sha256 = weights.checksum(teacher)  # a checkpoint must go on learning from the same
         self.teacher = VGG16(self.teacher_weights)
         self.images = [io.read_image(p, "training image")[0] for p in image_paths]
         if not self.images:
@@ -360,7 +362,8 @@ class Trainer:
         m, v, steps = state
         pool = np.stack([to_host(img) for _, img in self.pool]) if self.pool else np.zeros((0, 3, 1, 1), np.float32)
         meta = {"settings": dataclasses.asdict(self.settings), "steps": steps, "history": self.history,
-                "pool_steps": [k for k, _ in self.pool], "images_sha256": self.images_sha256}
+                "pool_steps": [k for k, _ in self.pool], "images_sha256": self.images_sha256,
+                "teacher_sha256": self.teacher_sha256}
         arrays = {"theta": to_host(theta), "m": to_host(m), "v": to_host(v), "pool": pool,
                   "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         io.atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -394,6 +397,9 @@ class Trainer:
         if meta.get("images_sha256", self.images_sha256) != self.images_sha256:  # not recorded before 2026-12-07
             raise ArtemError(f"checkpoint '{path}' was made with other training images (--images); resume with the same "
                              "ones, or start a new run")
+        if meta.get("teacher_sha256", self.teacher_sha256) != self.teacher_sha256:  # not recorded before 2026-12-07
+            raise ArtemError(f"checkpoint '{path}' learnt from another VGG16 (--weights); resume with the same one, or "
+                             "start a new run")
         if arrays["theta"].shape != self.student.theta0.shape:
             raise ArtemError(f"checkpoint '{path}' does not fit this network")
         if meta["steps"] > self.settings.steps:
@@ -407,7 +413,7 @@ class Trainer:
         """Write the trained binary layers (``weights.save_binary``) with how they were made."""
         meta = {"mode": self.settings.mode, "settings": dataclasses.asdict(self.settings), "seconds": round(seconds),
                 "command": " ".join(["artem", *sys.argv[1:]]) if sys.argv and "artem" in sys.argv[0] else None,
-                "final_loss": self.history[-1][1] if self.history else None}
+                "final_loss": self.history[-1][1] if self.history else None, "teacher_sha256": self.teacher_sha256}
         return weights.save_binary(with_content_gain(self.student.layers(theta), self.settings.content_gain),
                                    destination, meta)
 

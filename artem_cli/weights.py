@@ -183,6 +183,13 @@ def load(path, xp=np, dtype=np.float32):
     return {k: xp.asarray(v, dtype=dtype) for k, v in arrays.items()}
 
 
+def checksum(path):
+    """One SHA-256 of a weights file's arrays, from their own (the file's bytes change with each write:
+    the archive records when)."""
+    _, meta = _read_archive(path, "weights file")
+    return hashlib.sha256(json.dumps(meta["sha256"], sort_keys=True).encode()).hexdigest()
+
+
 def matches_reference(meta):
     manifest = reference_manifest()["arrays"]
     return all(meta["sha256"].get(k) == v["sha256"] for k, v in manifest.items())

@@ -105,6 +105,14 @@ def test_a_checkpoint_resumes_to_exactly_the_same_state(image_paths, weights_pat
     for images in (image_paths[:4], image_paths[:3][::-1]):  # another image, or the same in another order: other data
         with pytest.raises(ArtemError, match="was made with other training images"):
             distill.Trainer(settings, images).run(checkpoint, resume=True)
+    teacher = tmp_path / "teacher.npz"  # another VGG16 (changes every step's loss): refused, not learnt from anew
+    w = weights.load(weights_path)
+    weights.save({k: v * (1.01 if k == "conv5_1.bias" else 1) for k, v in w.items()}, teacher, "a nudged VGG16")
+    with pytest.raises(ArtemError, match="learnt from another VGG16 \\(--weights\\); resume with the same one"):
+        distill.Trainer(settings, image_paths[:3], weights_path=teacher).run(checkpoint, resume=True)
+    weights.save(w, teacher, "the same arrays, written again")  # the same VGG16 in another file: resumed
+    again = distill.Trainer(settings, image_paths[:3], weights_path=teacher)
+    np.testing.assert_array_equal(again.run(checkpoint, resume=True), straight)
 
 
 def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(image_paths, weights_path, tmp_path):
