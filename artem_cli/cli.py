@@ -1132,7 +1132,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         bar.close()
     steps, loss = trainer.history[-1]
     size = checkpoint.stat().st_size / 2**20 if checkpoint.is_file() else 0
-    click.echo(f"{output}: {steps} steps, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
+    click.echo(f"{output}: {steps} step{'s' * (steps != 1)}, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
                "for --resume with more --steps: delete it if you will not", err=True)
     if stop.received is not None:  # after the last step: the network is written whole
         sys.exit(stop.exit_status())
