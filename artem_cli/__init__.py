@@ -52,24 +52,29 @@ def __dir__():
     return sorted({*globals(), *__all__})
 
 
-class _Forgiving:
-    """A text stream that passes everything on to ``stream`` and drops what it cannot take."""
+class _Stream:
+    """A text stream that passes everything on to ``stream``. What it cannot take is dropped
+    (``name`` None) or an OSError that names it: "No space left on device: 'standard output'"."""
 
-    def __init__(self, stream):
-        self._stream = stream
+    def __init__(self, stream, name=None):
+        self._stream, self._name = stream, name
 
     def write(self, text):
-        try:
-            self._stream.write(text)
-        except (OSError, ValueError):  # full, a pipe nobody reads any more, closed
-            pass
+        self._failing(self._stream.write, text)
         return len(text)
 
     def flush(self):
+        self._failing(self._stream.flush)
+
+    def _failing(self, call, *args):
         try:
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass
+            call(*args)
+        except OSError as e:  # full, a pipe nobody reads any more (as EPIPE: BrokenPipeError) ...
+            if self._name is not None:
+                raise OSError(e.errno, e.strerror, self._name) from None
+        except ValueError:  # closed
+            if self._name is not None:
+                raise
 
     def __getattr__(self, name):  # isatty, fileno, encoding ...
         return getattr(self._stream, name)
@@ -79,7 +84,7 @@ def _standard_streams():
     """Standard streams that serve whatever the caller left. One it closed (``2>&-``) is opened on
     /dev/null: no file artem opens takes its number (where a library's message to standard error would
     land). Standard error drops what it cannot take (``2>/dev/full``, a pipe whose reader has gone):
-    the progress bar and the messages are lost then, not the work."""
+    the progress bar and the messages are lost then, not the work; standard output's failures name it."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -89,7 +94,9 @@ def _standard_streams():
                 os.dup2(null, fd)
                 os.close(null)
     # Python leaves sys.stderr None where it found it closed
-    sys.stderr = _Forgiving(sys.stderr) if sys.stderr is not None else open(os.devnull, "w")
+    sys.stderr = _Stream(sys.stderr) if sys.stderr is not None else open(os.devnull, "w")
+    if sys.stdout is not None:
+        sys.stdout = _Stream(sys.stdout, "standard output")
 
 
 def main():

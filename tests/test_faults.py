@@ -106,6 +106,17 @@ def test_a_standard_error_that_takes_nothing_loses_the_messages_not_the_work(std
         image.verify()
 
 
+def test_a_full_standard_output_is_named_in_the_error(tmp_path, weights_path):
+    """--json > /dev/full: the image is saved, and the error says what could not be written (it said
+    "[Errno 28] No space left on device", as if the image's disk were full)."""
+    out = tmp_path / "o.png"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(artem("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q",
+                                    "--json"), stdout=full, stderr=subprocess.PIPE, text=True)
+    assert (done.returncode, done.stderr) == (1, "Error: No space left on device: 'standard output'\n")
+    assert complete_image(out)
+
+
 def test_sigkill_in_the_middle_of_writing_the_weights_leaves_no_partial_file(tmp_path, weights_path, reference_wheel):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     downloads = tmp_path / "cache" / "artem" / "downloads"
