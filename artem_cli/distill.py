@@ -271,6 +271,7 @@ class Trainer:
     """One distillation run: the teacher, the student, the data, Adam, checkpoints."""
 
     def __init__(self, settings, image_paths, weights_path=None):
+        self._created, self.seconds_before = time.perf_counter(), 0.0  # the latter: of the runs it resumes
         settings.validate()
         self.settings = s = settings
         self.xp = array_module_for(s.device)
@@ -358,12 +359,16 @@ class Trainer:
                 progress(adam.steps, value)
         return theta
 
+    def seconds(self):
+        """The training's seconds so far: this trainer's, and those of the runs it went on from."""
+        return self.seconds_before + time.perf_counter() - self._created
+
     def save_checkpoint(self, path, theta, state):
         m, v, steps = state
         pool = np.stack([to_host(img) for _, img in self.pool]) if self.pool else np.zeros((0, 3, 1, 1), np.float32)
         meta = {"settings": dataclasses.asdict(self.settings), "steps": steps, "history": self.history,
                 "pool_steps": [k for k, _ in self.pool], "images_sha256": self.images_sha256,
-                "teacher_sha256": self.teacher_sha256}
+                "teacher_sha256": self.teacher_sha256, "seconds": self.seconds()}
         arrays = {"theta": to_host(theta), "m": to_host(m), "v": to_host(v), "pool": pool,
                   "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         io.atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -386,6 +391,9 @@ class Trainer:
         fields = {"settings": dict, "steps": int, "history": list, "pool_steps": list}
         if not isinstance(meta, dict) or not all(isinstance(meta.get(k), kind) for k, kind in fields.items()):
             raise ArtemError(f"{not_one} (no training state in it)")
+        seconds = meta.get("seconds", 0.0)  # not recorded before 2026-12-07
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ArtemError(f"{not_one} (no training state in it)")
         # what the training does not depend on may differ: steps (which may grow), device, content gain
         free = {"steps": None, "device": None, "content_gain": None}
         mine = {**dataclasses.asdict(self.settings), **free}
@@ -405,6 +413,7 @@ class Trainer:
         if meta["steps"] > self.settings.steps:
             raise ArtemError(f"checkpoint '{path}' is at step {meta['steps']}, past --steps {self.settings.steps}")
         self.history = [tuple(h) for h in meta["history"]]
+        self.seconds_before = float(seconds)
         self.pool = [(k, self.xp.asarray(img)) for k, img in zip(meta["pool_steps"], arrays["pool"])]
         xp = self.xp
         return xp.asarray(arrays["theta"]), (xp.asarray(arrays["m"]), xp.asarray(arrays["v"]), meta["steps"])
@@ -433,8 +442,8 @@ def is_checkpoint(path):
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,
             weights_path=None, progress=None, interruptible=None):
     """Train the binary network of ``settings`` and write it to ``output``; returns the Trainer."""
-    start = time.perf_counter()
-    trainer = Trainer(settings, training_image_paths(image_folders), weights_path)
+    paths = training_image_paths(image_folders)
+    trainer = Trainer(settings, paths, weights_path)
     theta = trainer.run(checkpoint, checkpoint_every, resume, progress, interruptible)
-    trainer.export(theta, output, time.perf_counter() - start)
+    trainer.export(theta, output, trainer.seconds())
     return trainer

@@ -95,6 +95,7 @@ def test_a_checkpoint_resumes_to_exactly_the_same_state(image_paths, weights_pat
     resumed = distill.Trainer(settings, image_paths[:3])
     theta = resumed.run(checkpoint, resume=True)
     np.testing.assert_array_equal(theta, straight)
+    assert resumed.seconds_before > 0  # the interrupted run's seconds count in the file's "made in"
     assert [k for k, _ in resumed.history] == [1, 2, 3, 4]
     other = distill.Trainer(distill.DistillSettings(**{**settings.__dict__, "crop": 64}), image_paths[:3])
     with pytest.raises(ArtemError, match=r"other settings \(crop\)"):
