@@ -176,7 +176,8 @@ def torch_pass(w, shape, repeats, device="cpu", interruptible=None):
             torch.cuda.synchronize()
 
     return {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-            "tf32": device == "cuda" and torch.backends.cudnn.allow_tf32, "seconds": _best_of(once, repeats, interruptible=interruptible)}
+            "tf32": device == "cuda" and torch.backends.cudnn.allow_tf32,
+            "seconds": _best_of(once, repeats, interruptible=interruptible)}
 
 
 def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_path=None, device="cpu",
