@@ -294,8 +294,10 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
     r = run("batch", folder, "--style-dir", styles, "-o", out, *FAST, "-q", "--json", "--exclude", "coffee*")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["done"] == ["chelsea_cat.png", "chelsea_ihc.png"]
-    for args, message in [((), "--style FILE"), (("--style", STYLE, "--style-dir", styles), "--style FILE"),
-                          (("--style", tmp_path / "none.png"), "style image"),
+    for args in ((), ("--style", STYLE, "--style-dir", styles)):  # as a missing argument: the usage
+        r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
+        assert r.exit_code == 2 and "--style FILE" in r.stderr, r.output
+    for args, message in [(("--style", tmp_path / "none.png"), "style image"),
                           (("--style", STYLE, "--template", "{name}.png"), "template"),
                           (("--style", STYLE, "--template", "{stem.x}.png"), "'str' object has no attribute 'x'"),
                           (("--style", STYLE, "--template", "{stem:d}.png"), "template '{stem:d}.png': Unknown format"),
