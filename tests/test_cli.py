@@ -486,6 +486,20 @@ def test_end_to_end_runs_the_same_objective_and_optimizer_in_pytorch(weights_pat
     assert report["artem"]["iterations"] == report["torch"]["iterations"] == 5 <= report["torch"]["evaluations"]
 
 
+class _OutOfMemory(MemoryError):  # as CuPy's OutOfMemoryError: pickled, it does not unpickle
+    def __init__(self, size, total):
+        super().__init__(f"out of memory allocating {size:,} bytes (allocated so far: {total:,} bytes)")
+
+
+class _Unsendable(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def _raise(kind):
+    raise kind(512, 1024)
+
+
 def test_a_side_run_in_its_own_process_gives_its_result_its_error_or_how_it_died():
     """A side whose process dies (the out-of-memory killer, a crash in a library) is an error that
     says so: the benchmark waited for it forever."""
@@ -500,6 +514,12 @@ def test_a_side_run_in_its_own_process_gives_its_result_its_error_or_how_it_died
         with pytest.raises(ArtemError) as e:
             bench._in_own_process(context, function, args, api.Interruptible(), "the x side")
         assert str(e.value) == f"the x side's process ended without a result ({how})"
+    # an exception that cannot be rebuilt here comes as its text: a MemoryError still one (the CLI's
+    # out-of-memory line), others as a RuntimeError (it escaped as unpickling's TypeError)
+    with pytest.raises(MemoryError, match="^out of memory allocating 512 bytes"):
+        bench._in_own_process(context, _raise, (_OutOfMemory,), api.Interruptible(), "the x side")
+    with pytest.raises(RuntimeError, match="^_Unsendable: 512 and 1024$"):
+        bench._in_own_process(context, _raise, (_Unsendable,), api.Interruptible(), "the x side")
 
 
 def test_a_side_reports_its_own_peak_memory_not_the_benchmarks():
@@ -984,11 +1004,21 @@ def test_a_library_that_cannot_be_mapped_is_one_error_line_that_names_ulimit(mon
         monkeypatch.setattr(api, "score", fail)
         monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30, resource.RLIM_INFINITY))
         r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE)
-        assert (r.exit_code, r.stderr) == (1, f"Error: the address space that `ulimit -v` leaves (1.00 GiB) is too small "
-                                              f"to load artem's libraries and run ({reason}); raise the limit\n")
+        assert (r.exit_code, r.stderr) == (1, f"Error: a library could not be loaded ({reason}): the address space that "
+                                              "`ulimit -v` leaves (1.00 GiB) is most likely too small to load artem's "
+                                              "libraries and run; raise the limit\n")
         monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE)
         assert (r.exit_code, r.stderr) == (1, f"Error: a library could not be loaded ({reason})\n")
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30, resource.RLIM_INFINITY))
+    for error, line in [(ImportError("libhdf5.so.310: cannot open shared object file: No such file or directory"),
+                         "a library could not be loaded (libhdf5.so.310: cannot open shared object file: No such file or "
+                         "directory)"),  # missing: no limit's fault
+                        (OSError(12, "Cannot allocate memory"), "out of memory (Cannot allocate memory); score smaller "
+                                                                "images")]:
+        monkeypatch.setattr(api, "score", lambda *args, error=error, **kwargs: (_ for _ in ()).throw(error))
+        r = run("score", CONTENT, "--content", CONTENT, "--style", STYLE)
+        assert (r.exit_code, r.stderr) == (1, f"Error: {line}\n")
 
 
 def test_an_image_too_large_for_the_memory_is_one_error_line(tmp_path, monkeypatch, weights_path):

