@@ -393,7 +393,8 @@ def estimate_memory(shape, settings, style_shapes=()):
     optimization, which reuses what that pass left (activations kept for backward and their
     gradients, the largest convolution's temporaries, and the optimizer's state: L-BFGS keeps
     2 x (pairs + 1) images, the pairs as many as the history or the iterations, and one offered,
-    and two (pairs + 1)² matrices of their products, on the host).
+    and two (pairs + 1)² matrices of their products on the host, copied in each recursion: 32 (pairs +
+    1)² bytes, counted wherever the run goes, a GPU's memory included).
     ``shape`` None: the style images' passes alone (what computing the targets needs)."""
     deepest_style = max((name for name, _ in settings.style_layers), key=LAYER_NAMES.index)
     styles = [1.65 * _network_memory(s, deepest_style)[0] for s in style_shapes]
@@ -402,7 +403,7 @@ def estimate_memory(shape, settings, style_shapes=()):
         activations, largest = _network_memory(shape, max(settings.taps(), key=LAYER_NAMES.index))
         image = 3 * shape[0] * shape[1] * 4
         pairs = max(1, min(settings.history, settings.iterations))
-        optimizer = (2 * (pairs + 1) + 4) * image + 16 * (pairs + 1) ** 2 if settings.optimizer == "lbfgs" else 6 * image
+        optimizer = (2 * (pairs + 1) + 4) * image + 32 * (pairs + 1) ** 2 if settings.optimizer == "lbfgs" else 6 * image
         run = 1.5 * activations + 2 * largest + optimizer
     return int(max([run, *styles]) + WEIGHTS_MEMORY)
 
@@ -732,10 +733,10 @@ def build_objective(net, settings, content_rgb, targets, reference=None):
 def split_spec(spec):
     """``(mode, weights, layer)`` of a network named ``MODE[:WEIGHTS][@LAYER]``, '' for a part left
     out. A file's path may hold '@' and ':': the text after the last '@' is the layer only where it
-    holds no '/' or '.' (``bwn:runs@2/net.npz`` is a file)."""
+    is named as layers are, such as conv3_1 (``bwn:runs@2/net.npz``, ``bwn:run@final`` are files)."""
     mode, _, rest = spec.partition(":")
     head, at, layer = (rest or mode).rpartition("@")
-    if not at or "/" in layer or "." in layer:
+    if not at or not re.fullmatch(r"[a-z]+\d+_\d+", layer):
         head, layer = rest or mode, ""
     return (head, "", layer) if not rest else (mode, head, layer)
 

@@ -590,13 +590,15 @@ def _artem_side(content, style, settings, weights_path):
     start = time.perf_counter()
     result = stylizer.stylize(content, targets)
     seconds = time.perf_counter() - start
-    # CuPy's pool keeps every block it reserved (it gives none back unless asked): at the end it
-    # holds its peak, as PyTorch's max_memory_reserved is its caching allocator's
+    # CuPy's pool keeps every block it reserved (it gives its free ones back only to retry an
+    # allocation that failed): at the end it holds its peak, as PyTorch's max_memory_reserved is its
+    # caching allocator's, but for a run that came that close to running out
     memory = None if settings.cuda_graph else xp.get_default_memory_pool().total_bytes() if xp is not np \
         else _peak_host_memory()
     return {"seconds": seconds, "iterations": result.iterations, "evaluations": result.evaluations,
             "peak_memory_bytes": memory, "memory_measured": "not measured: the CUDA graph's pool is its own"
-            if settings.cuda_graph else "GPU memory CuPy's pool reserved, at its peak" if xp is not np
+            if settings.cuda_graph else "GPU memory CuPy's pool reserved at the end (its peak unless it freed "
+            "its cache to retry an allocation)" if xp is not np
             else "peak resident set of the process", "image": result.image}
 
 
@@ -736,7 +738,8 @@ class Predictor:
     """What runs of ``settings`` will take here, without running them: the memory and the seconds.
     Time: one evaluation of the objective (forward, losses with their Gram matrices, backward) and,
     for L-BFGS, a pair added to a full history and the two-loop recursion over it (over at most
-    ``PROBE_PAIRS`` pairs, scaled to as many as the run keeps: one pass over each), each the best of 5
+    ``PROBE_PAIRS`` pairs, scaled to as many as the run keeps: one pass over each; its host arithmetic
+    grows with their square, which this leaves out: 4x low at 1,000 pairs), each the best of 5
     on this device at two small square sizes (the line through them multiplies a slow probe's
     error), each a line a + b·pixels through the two; an L-BFGS
     run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its

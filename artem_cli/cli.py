@@ -16,6 +16,7 @@ from PIL import Image
 
 from . import api, bench, io, quality, weights
 from .backend import DEVICES
+from .distill import TRAINED
 from .errors import ArtemError
 from .signals import ours, sigterm_as_ctrl_c
 from .vgg import CONV_NAMES, MODES, check_layer_names
@@ -1044,8 +1045,8 @@ def _pass_report(report, shape, device, with_torch):
 @main.command()
 @click.option("--mode", type=click.Choice(["bwn", "xnor"]), default="bwn", show_default=True,
               help="The network to train: binary weights (bwn), or binary weights and inputs (xnor).")
-@click.option("--binary-from", default="conv1_2", show_default=True,
-              help="The first binary convolution; those before it stay full precision.")
+@click.option("--binary-from", type=click.Choice(TRAINED), metavar="CONV", default="conv1_2", show_default=True,
+              help="The first binary convolution, conv1_2 ... conv5_1; those before it stay full precision.")
 @click.option("--steps", type=int, default=1000, show_default=True)
 @click.option("--batch", type=int, default=4, show_default=True, help="Images per step.")
 @click.option("--stylized", type=int, default=1, show_default=True,

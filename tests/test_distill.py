@@ -323,8 +323,9 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                                   "-q"])
     assert r.exit_code == 1 and "exists: go on from it with --resume, or pass --overwrite" in r.stderr, r.output
     (tmp_path / "folder.npz").mkdir()
-    for bad, message in [(["--binary-from", "conv9_9"], "binary-from must be one of"),
-                         (["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between"),
+    r = CliRunner().invoke(main, ["distill", "-o", str(tmp_path / "y.npz"), "--binary-from", "conv5_2", "-q"])
+    assert r.exit_code == 2 and "'conv5_2' is not one of 'conv1_2'" in r.stderr, r.output  # as stylize's
+    for bad, message in [(["--crop", "8"], "crop must be"), (["--stylized", "5"], "stylized between"),
                          (["-o", str(tmp_path / "folder.npz"), "--overwrite"], "is a folder"),
                          (["-o", str(tmp_path / "none" / "y.npz")], "does not exist"),
                          (["-o", str(tmp_path / "y.png")], "written as an .npz file")]:
