@@ -981,7 +981,7 @@ def test_a_long_lbfgs_history_is_counted_in_the_memory_and_named_in_the_advice(t
     for extra in ([], ["--dry-run"]):
         r = run("stylize", CONTENT, STYLE, "-o", tmp_path / "h.png", "--size", "48", "--iterations", "100000",
                 "--history", "100000", "-q", *extra)
-        assert r.exit_code == 1 and "48x32 run needs about 301.7 GiB more memory" in r.stderr and r.stderr.endswith(
+        assert r.exit_code == 1 and "48x32 run needs about 301.8 GiB more memory" in r.stderr and r.stderr.endswith(
             "use a smaller --size (or --history for L-BFGS)\n"), r.output
     r = run("stylize", CONTENT, STYLE, "--size", "48", "--iterations", "3000", "--history", "3000", "--dry-run")
     assert r.exit_code == 0 and "3000 iterations in about" in r.stdout, r.output
