@@ -3,7 +3,8 @@
 Loaded with ``-p stand_in_gpu`` (``tests/`` on ``PYTHONPATH``), it installs, as pytest configures the
 run (importing the module changes nothing), ``cupy_on_numpy`` as the module ``cupy``, the kernels of
 ``kernels/`` under the CUDA emulator and the cuBLAS calls of ``gpu_gemm`` on the stand-in's library,
-as ``test_gpu_paths``'s fixture does for one test. ``tests/test_gpu.py`` then runs as on a GPU,
+as ``test_gpu_paths``'s fixture does for one test, and hides PyTorch (no CUDA to run it on here).
+``tests/test_gpu.py`` then runs as on a GPU,
 slowly: what it checks of artem's arithmetic, of the device paths and of CUDA graphs holds or fails
 here as there; its rates are the CPU's.
 """
@@ -26,6 +27,7 @@ def pytest_configure(config):
     """Before the tests are collected (test_gpu.py imports CuPy as it is collected)."""
     cupy_on_numpy.emulator = EmulatedRuntime(Path(tempfile.mkdtemp(prefix="artem-emulated-")))
     sys.modules["cupy"] = cupy_on_numpy
+    sys.modules["torch"] = None  # a PyTorch here (CI's CPU build) has no CUDA to be the baseline on: as absent
     gpu_gemm._loaded_cublas = lambda: cupy_on_numpy.cublas
 
 
