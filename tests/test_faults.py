@@ -92,13 +92,14 @@ def test_a_standard_error_that_takes_nothing_loses_the_messages_not_the_work(std
     output file does not take its number, where a library's message would land in it."""
     out = tmp_path / "o.png"
     command = artem("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "3", "--print-every", "1")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as users run it
     if stderr == "full":
         with open("/dev/full", "w") as full:
-            code = subprocess.run(command, stderr=full).returncode
+            code = subprocess.run(command, stderr=full, env=buffered).returncode
     elif stderr == "closed":
-        code = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command]).returncode
+        code = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command], env=buffered).returncode
     else:
-        run = subprocess.Popen(command, stderr=subprocess.PIPE)
+        run = subprocess.Popen(command, stderr=subprocess.PIPE, env=buffered)
         run.stderr.close()  # before anything is written
         code = run.wait(timeout=300)
     assert code == 0
