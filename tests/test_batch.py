@@ -727,7 +727,8 @@ def test_a_dry_run_with_local_workers_checks_their_memory_at_once_as_the_run_doe
     assert r.exit_code == 0 and len(one) == 2 and at_once == max(one), r.output
     monkeypatch.setattr(batch, "host_memory", lambda shared: ("free", 4 * need))
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *options, "--workers", "2")
-    assert r.exit_code == 0 and abs(gib(r)[1] - sum(one)) <= 0.011, r.output
+    each, at_once = gib(r)  # of this run: another's process holds a little more or less (0.87 here, 0.88 there)
+    assert r.exit_code == 0 and len(each) == 2 and abs(at_once - sum(each)) <= 0.011, r.output
     assert not (tmp_path / "out").exists()
 
 
