@@ -770,18 +770,35 @@ def binary_layers(settings, vgg_weights):
     if settings.mode not in ("bwn", "xnor"):
         return None
     if settings.binary_weights == "untrained":
-        return untrained_binary(vgg_weights, settings.binary_from or "conv1_2")
+        return untrained_binary(vgg_weights, first_binary(settings))
     return trained_binary_layers(settings, array_module(vgg_weights["conv1_1.weight"]))
+
+
+def binary_file(settings):
+    """The file of the trained binary network (bwn, xnor) that ``settings.binary_weights`` names:
+    the one shipped for "trained" (checked against weights/manifest.json), else the path given."""
+    return weights.trained_binary(settings.mode) if settings.binary_weights == "trained" else Path(settings.binary_weights)
+
+
+def first_binary(settings):
+    """The first binary convolution of the network that ``settings`` asks for: binary-from where
+    given, else conv1_2 for untrained weights, else the trained file's own first (an ArtemError where
+    that file will not do); None for the float modes. Settings that differ only in binary-from paint
+    alike where this is the same (``bwn`` and ``bwn@conv3_2`` where the file begins at conv3_2)."""
+    if settings.mode not in ("bwn", "xnor"):
+        return None
+    if settings.binary_from is not None:
+        return settings.binary_from
+    if settings.binary_weights == "untrained":
+        return "conv1_2"
+    return next(iter(weights.load_binary(binary_file(settings))[0]))
 
 
 def trained_binary_layers(settings, xp=np):
     """The trained binary convolutions (bwn, xnor) that ``settings.binary_weights`` names, the file
     shipped ("trained") or one made by ``artem distill``, from ``settings.binary_from`` on, on ``xp``;
     an ArtemError where that file will not do (missing, damaged, another mode's, binary from later)."""
-    if settings.binary_weights == "trained":
-        path = weights.trained_binary(settings.mode)
-    else:
-        path = Path(settings.binary_weights)
+    path = binary_file(settings)
     layers, meta = weights.load_binary(path, xp)
     if meta["mode"] != settings.mode:
         raise ArtemError(f"'{path}' holds a trained {meta['mode']} network, not {settings.mode}")

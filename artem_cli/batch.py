@@ -25,7 +25,7 @@ import time
 from pathlib import Path, PurePath
 
 from . import backend, io, preprocess
-from .api import Stylizer, check_content, estimate_memory, given, whole
+from .api import Settings, Stylizer, binary_file, check_content, estimate_memory, first_binary, given, trained_binary_layers, whole
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
 from .signals import ctrl_c_ignored
@@ -154,7 +154,9 @@ def fingerprint(settings, options, weights_path=None):
     options that change images (init from the previous frame, the first frame's iterations, the
     template); each image's style files are its own (``Manifest`` holds each to them). An ArtemError where
     a network's file will not do."""
-    record = {"settings": dataclasses.asdict(settings), "networks": _networks(settings, weights_path), "options": options}
+    networks = _networks(settings, weights_path)
+    as_run = dataclasses.replace(settings, binary_from=first_binary(settings))  # given or not, alike where it paints alike
+    record = {"settings": dataclasses.asdict(as_run), "networks": networks, "options": options}
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
@@ -164,13 +166,11 @@ def _networks(settings, weights_path):
     and, for bwn and xnor, the binary network's (checked as a run checks it: an ArtemError where it
     will not do, before any manifest is read or written)."""
     from . import weights
-    from .api import trained_binary_layers
 
     files = {"vgg16": weights.locate(weights_path)}
     if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
         trained_binary_layers(settings)
-        files["binary"] = (weights.trained_binary(settings.mode) if settings.binary_weights == "trained"
-                           else settings.binary_weights)
+        files["binary"] = binary_file(settings)
     try:
         return {name: _sha256(path) for name, path in files.items()}
     except OSError as e:
@@ -187,10 +187,8 @@ def _changes(old, new, style_sets, files):
     files recorded those of the whole batch: each set's contents in order (held to them, every set),
     or earlier (path, SHA-256) pairs (sorted: their order unknown; held to the set of their contents
     and to the contents of each path named alike)."""
-    from .api import Settings
-
     defaults = json.loads(json.dumps(dataclasses.asdict(Settings()), default=str))
-    old_settings, new_settings = old.get("settings", {}), new["settings"]
+    old_settings, new_settings = _binary_from_as_run(old.get("settings", {})), new["settings"]
     changed = [k for k in [*new_settings, *(k for k in old_settings if k not in new_settings)]
                if old_settings.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))]
     styles, sets = old.get("styles"), [[files[str(p)] for p in styles] for styles in style_sets]
@@ -209,6 +207,20 @@ def _changes(old, new, style_sets, files):
             options["first_iterations"] = options.get("first_iterations") or record.get("settings", {}).get("iterations")
     changed += [k for k in sorted({*old_options, *new_options}) if old_options.get(k) != new_options.get(k)]
     return changed
+
+
+def _binary_from_as_run(settings):
+    """A manifest's ``settings`` with binary-from as ``fingerprint`` records it now, the first binary
+    convolution as run: an earlier artem recorded it as given, None for the network's own first
+    (kept where its file will not do now: the networks then differ)."""
+    source = settings.get("binary_weights", "trained")
+    if settings.get("mode") not in ("bwn", "xnor") or settings.get("binary_from") is not None or not isinstance(source, str):
+        return settings
+    try:
+        first = first_binary(Settings(mode=settings["mode"], binary_weights=source))
+    except ArtemError:
+        return settings
+    return {**settings, "binary_from": first}
 
 
 def _manifest_shaped(data):

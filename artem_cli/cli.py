@@ -580,7 +580,8 @@ def score(image, content, styles, weights_path, as_json, **options):
 @click.option("--modes", type=ModeList(), default=",".join(MODES), show_default=True,
               help="The networks, fp32 among them, each MODE or, for bwn and xnor, MODE:WEIGHTS[@LAYER] (WEIGHTS: "
                    "trained, untrained or a file of 'artem distill'; LAYER: the first binary convolution), e.g. "
-                   "fp32,xnor,xnor:untrained@conv3_1.")
+                   "fp32,xnor,xnor:untrained@conv3_1; each network once (xnor and xnor@conv4_2, "
+                   "where the trained file begins at conv4_2, are one).")
 @click.option("--calibrate/--no-calibrate", default=D.calibrate, show_default=True, help="As for stylize.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier comparison in OUT_DIR.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
-from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, check_content, check_style, network, network_spec,
-                  score, split_spec, stylize, trained_binary_layers)
+from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, binary_file, check_content, check_style, first_binary,
+                  network, network_spec, score, split_spec, stylize, trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
@@ -51,11 +51,18 @@ def check_compare(contents, styles, modes, size=256, calibrate=False):
         check_content(io.read_image(path, "content image")[0], settings)
     for path in styles:
         check_style(io.read_image(path, "style image")[0], settings)
+    networks = {}  # each network once: bwn and bwn@conv3_2 are one where the file begins at conv3_2
     for mode in modes:
         spec = Settings(size=size, **network_spec(mode))
         spec.validate()  # a first binary layer past the deepest tapped, ...
-        if spec.mode in ("bwn", "xnor") and spec.binary_weights != "untrained":
+        source = spec.binary_weights if spec.mode in ("bwn", "xnor") else None
+        if source not in (None, "untrained"):
             trained_binary_layers(spec)
+            source = binary_file(spec).resolve()
+        first = first_binary(spec)
+        other = networks.setdefault((spec.mode, source, first), mode)
+        if other != mode:
+            raise ArtemError(f"{other!r} and {mode!r} are one network ({spec.mode}, binary from {first}): give it once")
 
 
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,

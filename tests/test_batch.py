@@ -159,6 +159,30 @@ def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
     assert r.exit_code == 1 and "(changed: tv_weight, styles)" in r.stderr
 
 
+def test_binary_from_counts_as_run_the_networks_own_first_layer_given_or_not(folder, tmp_path, weights_path):
+    """The shipped bwn network is binary from conv3_2: --binary-from conv3_2 paints as leaving it out
+    does, so either resumes the other's batch, and one recorded by an earlier artem (binary-from as
+    given: none). Untrained weights begin at conv1_2; another first layer is a change."""
+    (folder / "broken.png").unlink()
+    out, skipped = tmp_path / "out", ["chelsea.png", "coffee.png"]
+    assert run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--mode", "bwn", "-q").exit_code == 0
+    assert manifest(out)["record"]["settings"]["binary_from"] == "conv3_2"
+    for given in (["--binary-from", "conv3_2"], []):
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--mode", "bwn", *given, "-q", "--json")
+        assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
+        data = manifest(out)
+        data["record"]["settings"]["binary_from"], data["fingerprint"] = None, "an earlier artem's"
+        (out / batch.MANIFEST).write_text(json.dumps(data))
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--mode", "bwn", "--binary-from", "conv3_2", "-q", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
+    untrained = [*FAST, "--mode", "bwn", "--binary-weights", "untrained", "-q", "--json"]
+    assert run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained).exit_code == 0
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained, "--binary-from", "conv1_2")
+    assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained, "--binary-from", "conv2_1")
+    assert r.exit_code == 1 and "(changed: binary_from)" in r.stderr, r.output
+
+
 def test_frames_given_the_first_iterations_the_default_gives_resume_and_other_ones_are_named(folder, tmp_path,
                                                                                               weights_path):
     (folder / "broken.png").unlink()

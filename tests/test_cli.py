@@ -1291,6 +1291,14 @@ def test_compare_refuses_before_any_work_and_takes_any_file_name(tmp_path, weigh
             "--modes", "fp32,xnor:untrained@conv5_3")
     assert r.exit_code == 1 and "the first binary convolution, conv5_3, lies past" in r.stderr, r.output
     assert not out.exists() or not list(out.iterdir())
+    # one network under two names (the shipped bwn begins at conv3_2, the shipped file is "trained")
+    for twice in ("bwn,bwn@conv3_2", f"bwn@conv3_2,bwn:{REPO / 'weights' / 'bwn.npz'}", "bwn:untrained,bwn:untrained@conv1_2"):
+        r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "32", "--iterations", "1", "-o", out,
+                "--modes", f"fp32,{twice}")
+        first, second = twice.split(",")
+        assert (r.exit_code, r.stderr) == (1, f"Error: {first!r} and {second!r} are one network (bwn, binary from "
+                                              f"{'conv1_2' if 'untrained' in first else 'conv3_2'}): give it once\n"), r.output
+        assert not out.exists() or not list(out.iterdir())
     access = os.access
     with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(out))
                            and access(path, mode)):  # as a read-only folder refuses (root passes permission bits)
