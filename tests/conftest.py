@@ -12,6 +12,16 @@ SHARED_IMAGES = REPO.parent / "shared" / "images"
 EXAMPLES = REPO / "examples"
 
 
+def pytest_configure(config):
+    """ARTEM_TEST_NO_POOL=1 (.ci/gpu-check's memcheck): CuPy without its memory pool, each array its own
+    allocation of its own size, so that compute-sanitizer sees a write past an array's end (in the
+    pool it lands in a block the pool owns)."""
+    if os.environ.get("ARTEM_TEST_NO_POOL"):
+        import cupy
+
+        cupy.cuda.set_allocator(None)
+
+
 @pytest.fixture(scope="session")
 def weights_path():
     """The converted reference weights (`make test` fetches them first)."""

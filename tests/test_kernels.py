@@ -406,16 +406,16 @@ def nvrtc():
     return ctypes.CDLL(str(sorted(found)[0]))
 
 
-@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("name", SOURCES)
 def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
     """What nvcc accepts NVRTC may not (no host headers): the kernels as CuPy's RawModule compiles them,
-    the source as ``CudaRuntime`` gives it (its includes written in: no include path) and the option
-    CuPy appends to every kernel's."""
+    the source as ``CudaRuntime`` gives it (its includes written in: no include path), for the GPU's own
+    architecture (a cubin: ptxas runs too) with the option CuPy appends to every kernel's."""
     program = ctypes.c_void_p()
     source = gpu_binary._source(name).encode()
     assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None) == 0
-    options = [f"--gpu-architecture={arch}".encode(), b"-ftz=true"]
+    options = [f"-arch={arch}".encode(), b"-ftz=true"]
     result = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
@@ -426,6 +426,7 @@ def test_kernel_compiles_with_nvrtc_as_cupy_compiles_it(nvrtc, name, arch):
         nvrtc.nvrtcGetPTXSize(program, ctypes.byref(size))
         ptx = ctypes.create_string_buffer(size.value)
         nvrtc.nvrtcGetPTX(program, ptx)
+        assert nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size)) == 0 and size.value > 0
     nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
     assert result == 0, log.value.decode()
     _check_ptx(name, ptx.value.decode())
