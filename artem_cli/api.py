@@ -590,7 +590,9 @@ class Stylizer:
         self._busy = threading.Lock()
         self.xp = array_module_for(settings.device)  # the array module, chosen here once for the whole run
         with _MemoryErrors(self.xp, "while loading the network"):
-            vgg_weights = weights.load(weights.locate(weights_path), self.xp)
+            vgg_path = weights.locate(weights_path)
+            check_teacher(settings, vgg_path)
+            vgg_weights = weights.load(vgg_path, self.xp)
             self.net = network(settings, vgg_weights)
             self.reference = None
             if settings.mode != "fp32" and settings.calibrate:
@@ -778,6 +780,23 @@ def binary_file(settings):
     """The file of the trained binary network (bwn, xnor) that ``settings.binary_weights`` names:
     the one shipped for "trained" (checked against weights/manifest.json), else the path given."""
     return weights.trained_binary(settings.mode) if settings.binary_weights == "trained" else Path(settings.binary_weights)
+
+
+def check_teacher(settings, vgg_path):
+    """An ArtemError where the trained binary network of ``settings`` (bwn, xnor) learnt from another
+    VGG16 than the weights file ``vgg_path``: its binary layers were fitted to that one's features,
+    and its fp32 layers are that one's. A file of ``artem distill`` from before 2026-12-07 does not
+    say which it learnt from, and is taken at its word."""
+    if settings.mode not in ("bwn", "xnor") or settings.binary_weights == "untrained":
+        return
+    path = binary_file(settings)
+    shipped = settings.binary_weights == "trained"
+    teacher = weights.reference_checksum() if shipped else weights.load_binary(path)[1].get("teacher_sha256")
+    if teacher is not None and teacher != weights.checksum(vgg_path):
+        learnt = f"the trained {settings.mode} network ('{path}') learnt from the reference VGG16" if shipped else \
+            f"'{path}' learnt from another VGG16"
+        raise ArtemError(f"{learnt}, not from '{vgg_path}'; use --binary-weights untrained with these weights, or "
+                         f"train a network on them (artem distill --mode {settings.mode} --weights {vgg_path})")
 
 
 def first_binary(settings):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import weights
-from .api import Interruptible, Settings, network, network_spec
+from .api import Interruptible, Settings, check_teacher, network, network_spec
 from .backend import THREADS, CudaGraph, array_module, array_module_for, matmul, to_host
 from .errors import ArtemError
 from .signals import ctrl_c_ignored
@@ -192,13 +192,15 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     run: PyTorch's fp32 pass on the same device (when installed) and, on a GPU, cuBLAS's SGEMM rate.
     A signal recorded in ``interruptible`` stops it (``KeyboardInterrupt``) before the next pass."""
     xp = array_module_for(device)
-    w = weights.load(weights.locate(weights_path), xp)
+    vgg_path = weights.locate(weights_path)
+    w = weights.load(vgg_path, xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
     nets = {}
     for spec in modes:
         spelled = network_spec(spec)
         settings = Settings(**spelled, binary_backward=binary_backward if spelled["mode"] in ("bwn", "xnor") else "fp32")
         settings.validate()  # a binary layer past the layers a pass taps would time an fp32 pass under its name
+        check_teacher(settings, vgg_path)
         if device == "cuda" and settings.mode == "xnor":
             from . import gpu_binary
 
@@ -756,7 +758,9 @@ class Predictor:
 
         self.settings = settings
         self.xp = xp = array_module_for(settings.device)
-        net = api.network(settings, weights.load(weights.locate(weights_path), xp))
+        vgg_path = weights.locate(weights_path)
+        check_teacher(settings, vgg_path)
+        net = api.network(settings, weights.load(vgg_path, xp))
         rng = np.random.default_rng(0)
         evaluations, adds, recursions = [], [], []
         for side in probes:

@@ -593,7 +593,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
     --overwrite an earlier comparison's reports are removed as it starts."""
     try:
         api.Settings(size=size, iterations=iterations).validate()  # before the folder is made
-        quality.check_compare(contents, styles, modes, size, calibrate)
+        quality.check_compare(contents, styles, modes, size, calibrate, weights_path)
         if out_dir.exists() and not out_dir.is_dir():
             raise ArtemError(f"'{out_dir}' is a file, not a folder")
         names = [*(quality.result_name(c, s, m) for c in contents for s in styles for m in modes), *COMPARE_REPORTS]

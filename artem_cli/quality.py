@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
-from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, binary_file, check_content, check_style, first_binary,
-                  network, network_spec, score, split_spec, stylize, trained_binary_layers)
+from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, binary_file, check_content, check_style, check_teacher,
+                  first_binary, network, network_spec, score, split_spec, stylize, trained_binary_layers)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
@@ -26,11 +26,11 @@ def result_name(content_path, style_path, mode):
     return f"{Path(content_path).stem}_{Path(style_path).stem}_{label(mode)}.png"
 
 
-def check_compare(contents, styles, modes, size=256, calibrate=False):
+def check_compare(contents, styles, modes, size=256, calibrate=False, weights_path=None):
     """What ``compare`` needs of its inputs, before any work: fp32 among the modes (the baseline of
     every ratio) and, to ``calibrate``, another, no two modes, contents or styles of one name (their
     results and table rows would take each other's place), every image readable and large enough at
-    ``size``, every binary network's file sound."""
+    ``size``, every binary network's file sound and learnt from the VGG16 of ``weights_path``."""
     if "fp32" not in modes:
         raise ArtemError("compare needs fp32 among the modes: its results are the baseline of every ratio")
     if calibrate and set(modes) == {"fp32"}:
@@ -58,6 +58,7 @@ def check_compare(contents, styles, modes, size=256, calibrate=False):
         source = spec.binary_weights if spec.mode in ("bwn", "xnor") else None
         if source not in (None, "untrained"):
             trained_binary_layers(spec)
+            check_teacher(spec, weights.locate(weights_path))
             source = binary_file(spec).resolve()
         first = first_binary(spec)
         other = networks.setdefault((spec.mode, source, first), mode)
@@ -72,7 +73,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
     XNOR-Net binarization of fp32); save each result in ``out_dir`` and score it with the fp32
     network. Returns one row per result. A run interrupted (``interruptible``, as for ``stylize``)
     raises ``KeyboardInterrupt``: a half-optimized result must not be scored as a whole one."""
-    check_compare(contents, styles, modes, size, calibrate)
+    check_compare(contents, styles, modes, size, calibrate, weights_path)
     out_dir = Path(out_dir)
     rows = []
     for content_path in contents:
@@ -161,9 +162,13 @@ def _ratio(pairs):
 def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_STYLE_LAYERS, weights_path=None):
     """Mean cosine similarity between each mode's Gram matrices and fp32's, per style layer, over
     ``images`` (files): where binarization destroys the features the style loss sees."""
-    w = weights.load(weights.locate(weights_path))
+    vgg_path = weights.locate(weights_path)
+    w = weights.load(vgg_path)
     names = [name for name, _ in layers]
-    nets = {mode: network(Settings(**network_spec(mode)), w) for mode in ("fp32", *modes)}
+    specs = {mode: Settings(**network_spec(mode)) for mode in ("fp32", *modes)}
+    for spec in specs.values():
+        check_teacher(spec, vgg_path)
+    nets = {mode: network(spec, w) for mode, spec in specs.items()}
     sums = {mode: np.zeros(len(names)) for mode in modes}
     for path in images:
         rgb, _ = io.read_image(path)
@@ -207,7 +212,9 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
         raise ArtemError(f"{asked} has {count} channels (0-{count - 1}); channel {max(channels)} does not exist")
     settings = Settings(content_layers=((asked, 1.0),), style_layers=((asked, 1.0),), **network_spec(mode))
     settings.validate()  # a first binary convolution past the layer shown is refused: the images would be fp32's
-    net = network(settings, weights.load(weights.locate(weights_path)))
+    vgg_path = weights.locate(weights_path)
+    check_teacher(settings, vgg_path)
+    net = network(settings, weights.load(vgg_path))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)
     images, interruptible = [], interruptible or Interruptible()

@@ -190,6 +190,13 @@ def checksum(path):
     return hashlib.sha256(json.dumps(meta["sha256"], sort_keys=True).encode()).hexdigest()
 
 
+def reference_checksum():
+    """``checksum`` of the reference VGG16 (weights/manifest.json's arrays): the teacher of the
+    trained networks shipped in weights/."""
+    arrays = {k: v["sha256"] for k, v in reference_manifest()["arrays"].items()}
+    return hashlib.sha256(json.dumps(arrays, sort_keys=True).encode()).hexdigest()
+
+
 def matches_reference(meta):
     manifest = reference_manifest()["arrays"]
     return all(meta["sha256"].get(k) == v["sha256"] for k, v in manifest.items())

@@ -1329,3 +1329,47 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly(weights_path):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_a_trained_binary_network_runs_only_on_the_vgg16_it_learnt_from(tmp_path, weights_path):
+    """The shipped networks learnt from the reference VGG16; a file of `artem distill` records its own
+    teacher. On other --weights each command that would paint, score or time such a network refuses it
+    before any work, in one line; untrained binarization and fp32 take any weights; a file that records
+    no teacher (made before 2026-12-07) is taken at its word."""
+    other = tmp_path / "other.npz"
+    weights.save({k: v * 1.5 for k, v in weights.load(weights_path).items()}, other, "test")
+    small = ["--size", "32", "--iterations", "1", "--style-layers", "relu1_1,relu4_1", "--content-layers", "relu4_2"]
+    out = tmp_path / "out.png"
+    shipped = REPO / "weights" / "bwn.npz"
+    refused = (f"Error: the trained bwn network ('{shipped}') learnt from the reference VGG16, not from '{other}'; use "
+               f"--binary-weights untrained with these weights, or train a network on them (artem distill --mode bwn "
+               f"--weights {other})\n")
+    r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--weights", other)
+    assert (r.exit_code, r.stderr) == (1, refused) and not out.exists(), r.output
+    with pytest.raises(ArtemError, match="learnt from the reference VGG16"):
+        api.Stylizer(api.Settings(mode="bwn"), weights_path=other)
+    for args in (["benchmark", "--size", "32", "--repeats", "1", "--modes", "fp32,bwn"],
+                 ["compare", "--content", CONTENT, "--style", STYLE, "-o", tmp_path / "cmp", "--size", "32",
+                  "--iterations", "1", "--modes", "fp32,bwn"],
+                 ["visualize", "--layer", "relu4_1", "-o", tmp_path / "v.png", "--mode", "bwn", "--steps", "1"],
+                 ["batch", EXAMPLES, "--style", STYLE, "-o", tmp_path / "b", *small, "--mode", "bwn"]):
+        r = run(*args, "--weights", other)
+        assert (r.exit_code, r.stderr) == (1, refused), (args, r.output)
+    assert not (tmp_path / "cmp").exists() or not list((tmp_path / "cmp").iterdir())
+    assert not (tmp_path / "b").exists() and not (tmp_path / "v.png").exists()
+    for mode in (["--mode", "bwn", "--binary-weights", "untrained"], ["--mode", "fp32"]):
+        r = run("stylize", CONTENT, STYLE, "-o", out, *small, *mode, "--weights", other, "--overwrite", "-q")
+        assert r.exit_code == 0, r.output
+    # a network of one's own, trained on `other`: taken with it, refused with the reference
+    layers, meta = weights.load_binary(shipped)
+    mine = tmp_path / "mine.npz"
+    weights.save_binary(layers, mine, {"mode": "bwn", "teacher_sha256": weights.checksum(other)})
+    r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", mine, "--weights", other,
+            "--overwrite", "-q")
+    assert r.exit_code == 0, r.output
+    r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", mine, "--overwrite")
+    assert r.exit_code == 1 and r.stderr.startswith(f"Error: '{mine}' learnt from another VGG16, not from '{weights_path}'")
+    weights.save_binary(layers, mine, {"mode": "bwn"})
+    r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", mine, "--weights", other,
+            "--overwrite", "-q")
+    assert r.exit_code == 0, r.output
