@@ -757,6 +757,39 @@ def network_spec(spec):
     return {"mode": mode, "binary_weights": source or Settings.binary_weights, "binary_from": binary_from or None}
 
 
+def spec_settings(spec, vgg_path, **fields):
+    """The Settings of the network named ``spec`` (``network_spec``) with ``fields``, validated, its
+    trained binary network's file sound and learnt from the VGG16 at ``vgg_path``; where its first
+    binary layer lies past the deepest tapped, the advice is in the spec's own terms (MODE@LAYER)."""
+    settings = Settings(**fields, **network_spec(spec))
+    first = settings.binary_from
+    deepest, last = settings.deepest_conv()
+    if first is not None and CONV_NAMES.index(first) > CONV_NAMES.index(last) and last != CONV_NAMES[0]:
+        mode, source, _ = split_spec(spec)
+        raise ArtemError(f"{spec!r}: the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
+                         f"the network would have none; name {mode}{':' * bool(source)}{source}@{last} or an earlier layer")
+    settings.validate()
+    if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
+        trained_binary_layers(settings)
+        check_teacher(settings, vgg_path)
+    return settings
+
+
+def check_distinct(named):
+    """An ArtemError where two of ``named`` ({spec: Settings}) are one network: ``bwn`` and
+    ``bwn@conv3_2`` where the trained file begins at conv3_2, ``bwn`` and ``bwn:weights/bwn.npz``."""
+    seen = {}
+    for spec, settings in named.items():
+        source = settings.binary_weights if settings.mode in ("bwn", "xnor") else None
+        if source not in (None, "untrained"):
+            source = binary_file(settings).resolve()
+        first = first_binary(settings)
+        other = seen.setdefault((settings.mode, source, first), spec)
+        if other != spec:
+            raise ArtemError(f"{other!r} and {spec!r} are one network ({settings.mode}"
+                             + (f", binary from {first}" if first else "") + "): give it once")
+
+
 def network(settings, vgg_weights, xnor_kernels=None, float_conv=None):
     """The VGG16 that ``settings`` (mode, pooling, binary weights; with tf32, every float convolution
     one product on the im2col copy) asks for, on ``vgg_weights`` (``xnor_kernels``, ``float_conv``:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import weights
-from .api import Interruptible, Settings, check_teacher, network, network_spec
+from .api import Interruptible, check_distinct, check_teacher, network, network_spec, spec_settings
 from .backend import THREADS, CudaGraph, array_module, array_module_for, matmul, to_host
 from .errors import ArtemError
 from .signals import ctrl_c_ignored
@@ -196,11 +196,11 @@ def network_pass(shape, repeats=5, with_torch=True, modes=("fp32",), weights_pat
     w = weights.load(vgg_path, xp)
     image = xp.asarray(np.random.default_rng(0).standard_normal((3, *shape), dtype=np.float32) * 50)
     nets = {}
-    for spec in modes:
-        spelled = network_spec(spec)
-        settings = Settings(**spelled, binary_backward=binary_backward if spelled["mode"] in ("bwn", "xnor") else "fp32")
-        settings.validate()  # a binary layer past the layers a pass taps would time an fp32 pass under its name
-        check_teacher(settings, vgg_path)
+    # a binary layer past the layers a pass taps would time an fp32 pass under its name
+    named = {spec: spec_settings(spec, vgg_path, binary_backward=binary_backward
+                                 if network_spec(spec)["mode"] in ("bwn", "xnor") else "fp32") for spec in modes}
+    check_distinct(named)
+    for spec, settings in named.items():
         if device == "cuda" and settings.mode == "xnor":
             from . import gpu_binary
 

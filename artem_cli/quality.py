@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import io, preprocess, weights
-from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, binary_file, check_content, check_style, check_teacher,
-                  first_binary, network, network_spec, score, split_spec, stylize, trained_binary_layers)
+from .api import (DEFAULT_STYLE_LAYERS, Interruptible, Settings, check_content, check_distinct, check_style, network,
+                  network_spec, score, spec_settings, split_spec, stylize)
 from .errors import ArtemError
 from .losses import gram
 from .vgg import CONV_LAYERS, LAYER_NAMES, MODES, min_side
@@ -51,19 +51,8 @@ def check_compare(contents, styles, modes, size=256, calibrate=False, weights_pa
         check_content(io.read_image(path, "content image")[0], settings)
     for path in styles:
         check_style(io.read_image(path, "style image")[0], settings)
-    networks = {}  # each network once: bwn and bwn@conv3_2 are one where the file begins at conv3_2
-    for mode in modes:
-        spec = Settings(size=size, **network_spec(mode))
-        spec.validate()  # a first binary layer past the deepest tapped, ...
-        source = spec.binary_weights if spec.mode in ("bwn", "xnor") else None
-        if source not in (None, "untrained"):
-            trained_binary_layers(spec)
-            check_teacher(spec, weights.locate(weights_path))
-            source = binary_file(spec).resolve()
-        first = first_binary(spec)
-        other = networks.setdefault((spec.mode, source, first), mode)
-        if other != mode:
-            raise ArtemError(f"{other!r} and {mode!r} are one network ({spec.mode}, binary from {first}): give it once")
+    vgg_path = weights.locate(weights_path)
+    check_distinct({mode: spec_settings(mode, vgg_path, size=size) for mode in modes})
 
 
 def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, calibrate=False, weights_path=None,
@@ -165,10 +154,7 @@ def fidelity(images, size=256, modes=("bwn", "xnor", "random"), layers=DEFAULT_S
     vgg_path = weights.locate(weights_path)
     w = weights.load(vgg_path)
     names = [name for name, _ in layers]
-    specs = {mode: Settings(**network_spec(mode)) for mode in ("fp32", *modes)}
-    for spec in specs.values():
-        check_teacher(spec, vgg_path)
-    nets = {mode: network(spec, w) for mode, spec in specs.items()}
+    nets = {mode: network(spec_settings(mode, vgg_path), w) for mode in ("fp32", *modes)}
     sums = {mode: np.zeros(len(names)) for mode in modes}
     for path in images:
         rgb, _ = io.read_image(path)
@@ -210,10 +196,9 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
     count = [cout for name, _, cout in CONV_LAYERS if LAYER_NAMES.index(name) <= LAYER_NAMES.index(layer)][-1]
     if max(channels) >= count:
         raise ArtemError(f"{asked} has {count} channels (0-{count - 1}); channel {max(channels)} does not exist")
-    settings = Settings(content_layers=((asked, 1.0),), style_layers=((asked, 1.0),), **network_spec(mode))
-    settings.validate()  # a first binary convolution past the layer shown is refused: the images would be fp32's
     vgg_path = weights.locate(weights_path)
-    check_teacher(settings, vgg_path)
+    # a first binary convolution past the layer shown is refused: the images would be fp32's
+    settings = spec_settings(mode, vgg_path, content_layers=((asked, 1.0),), style_layers=((asked, 1.0),))
     net = network(settings, weights.load(vgg_path))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)

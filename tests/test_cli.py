@@ -73,6 +73,8 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "--history", "0"], "history (L-BFGS's correction pairs) must be at least 1, not 0"),
         ([CONTENT, STYLE, "--lr", "5"], "lr goes with optimizer adam, not lbfgs"),  # it would be ignored
         ([CONTENT, STYLE, "--optimizer", "adam", "--history", "5"], "history goes with optimizer lbfgs, not adam"),
+        ([CONTENT, STYLE, "--lr", "10"], "lr goes with optimizer adam, not lbfgs"),  # its default: ignored as well
+        ([CONTENT, STYLE, "--optimizer", "adam", "--history", "100"], "history goes with optimizer lbfgs, not adam"),
         ([CONTENT, STYLE, "--tv-weight", "1e308"], "became NaN or infinite"),  # and no overflow warnings
         ([CONTENT, STYLE, "--init", "previous"], "--init previous is for frames: artem batch"),
         ([CONTENT, STYLE, "--style-blend", "nan"], "style-blend weights must be finite numbers"),
@@ -440,6 +442,19 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
                            ("fp32,,bwn", "'fp32,,bwn' has an empty name in it (two commas together, or one at an end)")):
         r = run("benchmark", "--modes", modes)
         assert r.exit_code == 2 and r.stderr.endswith(f"Error: Invalid value for '--modes': {message}\n"), r.stderr
+    # ... named twice by its file, or by its first binary layer (the shipped xnor's own), before any timing
+    for modes, twice in ((f"fp32,xnor,xnor:{REPO / 'weights' / 'xnor.npz'}", "(xnor, binary from conv4_2)"),
+                         ("xnor@conv4_2,xnor", "(xnor, binary from conv4_2)")):
+        first, second = modes.split(",")[-2:]
+        r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--modes", modes)
+        assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"Error: {first!r} and {second!r} are one network {twice}: "
+                                                            "give it once\n"), r.output
+    # a first binary layer past the pass's deepest tap: the advice in --modes' own terms
+    for spec, advice in (("bwn@conv5_3", "bwn@conv5_1"), ("bwn:untrained@conv5_2", "bwn:untrained@conv5_1")):
+        r = run("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--modes", spec)
+        assert (r.exit_code, r.stderr) == (1, f"Error: {spec!r}: the first binary convolution, {spec[-7:]}, lies past the "
+                                              f"deepest layer tapped (relu5_1): the network would have none; name "
+                                              f"{advice} or an earlier layer\n"), r.output
 
 
 def test_benchmark_end_to_end_with_adam(tmp_path, weights_path):
