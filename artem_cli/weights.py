@@ -11,6 +11,7 @@ Input channels of conv1_1 are in BGR order, for images preprocessed as in ``prep
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -269,10 +270,14 @@ def read_keras_h5(path):
         import h5py
     except ImportError:
         raise ArtemError("reading Keras .h5 files needs the 'h5py' package: pip install h5py") from None
-    pairs = []
+    pairs, ours = [], {f"block{name[4]}_conv{name[6]}" for name, _, _ in CONV_LAYERS}
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
+            extra = sorted(k for k in root.keys() if re.fullmatch(r"block\d+_conv\d+", k) and k not in ours)
+            if extra:  # VGG19's names VGG16's 13 too: block3_conv4 follows block3_conv3
+                raise ArtemError(f"'{path}' has convolutions that VGG16 has not ({', '.join(extra)}): a VGG19? artem "
+                                 "takes VGG16's 13 (block1_conv1 ... block5_conv3)")
             for name, _, _ in CONV_LAYERS:
                 block, index = name[4:].split("_")
                 group = root[f"block{block}_conv{index}"]

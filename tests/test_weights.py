@@ -253,6 +253,16 @@ def test_convert_keras_h5(tmp_path):
     path, _ = weights.convert(src, tmp_path / "out.npz")
     loaded = weights.load(path)
     np.testing.assert_array_equal(loaded["conv4_2.weight"], arrays["conv4_2.weight"].astype(np.float16).astype(np.float32))
+    # a VGG19 has VGG16's names and shapes and a conv4 in blocks 3 to 5: refused, not converted without them
+    with h5py.File(src, "a") as f:
+        for block, channels in ((3, 256), (4, 512), (5, 512)):
+            g = f.create_group(f"block{block}_conv4").create_group(f"block{block}_conv4")
+            g["kernel:0"], g["bias:0"] = np.zeros((3, 3, channels, channels), np.float32), np.zeros(channels, np.float32)
+    with pytest.raises(ArtemError) as e:
+        weights.convert(src, tmp_path / "vgg19.npz")
+    assert str(e.value) == (f"'{src}' has convolutions that VGG16 has not (block3_conv4, block4_conv4, block5_conv4): a "
+                            "VGG19? artem takes VGG16's 13 (block1_conv1 ... block5_conv3)")
+    assert not (tmp_path / "vgg19.npz").exists()
     broken = tmp_path / "broken.h5"
     with h5py.File(broken, "w") as f:
         f.create_group("block1_conv1")
