@@ -367,6 +367,7 @@ class Summary:
     interrupted: bool = False
     seconds: float = 0.0
     images: dict = dataclasses.field(default_factory=dict)  # key: {iterations, seconds, loss}
+    contents: dict = dataclasses.field(default_factory=dict)  # key: its content image, relative to the input folder
 
 
 def check_options(in_dir, out_dir, style_sets, settings, *, init_previous=False, first_iterations=None, on_cluster=False):
@@ -436,6 +437,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     with _alone_in(out_dir):
         batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs,
                                                  files=files), files, on_done)
+        batch.summary.contents = {job.key: str(job.content) for job in jobs}
         _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
                on_iteration, interruptible)
     batch.summary.seconds = time.perf_counter() - start

@@ -461,7 +461,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         if "image" in bars:
             bars.pop("image").close()
         if entry["state"] == "failed":
-            line = f"failed: {job.content}: {entry['error']}"
+            line = _failed_line(str(job.content), job.key, entry["error"])
         else:
             line = (f"{job.output}: {entry['iterations']} iteration{'s' * (entry['iterations'] != 1)} in {entry['seconds']:.1f} s, "
                     f"loss {entry['losses']['total']:.4g}")
@@ -487,26 +487,34 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
             close_bars()
             _fail(e)
         close_bars()
-    if as_json:  # what this run did, interrupted or not
+    named = [*summary.done, *summary.skipped, *summary.failed]
+    if as_json:  # what this run did, interrupted or not; each output's content image
         click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
                                "seconds": round(summary.seconds, 3), "images": summary.images,
+                               "contents": {key: summary.contents[key] for key in named},
                                "interrupted": summary.interrupted}, indent=1))
     if summary.interrupted:
         done = len(summary.done)
         click.echo(f"Interrupted ({stop.name()}): {done} image{'s' * (done != 1)} done in this run; the manifest keeps "
                    "every finished image; run again to go on", err=True)
         for key, error in (summary.failed if quiet else {}).items():
-            click.echo(f"  failed: {key}: {error}", err=True)  # not listed as they came, under --quiet
+            click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)  # not listed as they came, under --quiet
         sys.exit(stop.exit_status())
     click.echo(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
                f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
     for key, error in summary.failed.items():
-        click.echo(f"  failed: {key}: {error}", err=True)
+        click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)
     if stop.received is not None:  # as the batch closed (its cluster, its manifest): every image was done
         click.echo(f"{stop.name()} arrived after the last image; every result is saved", err=True)
         sys.exit(stop.exit_status())
     if summary.failed:
         sys.exit(1)
+
+
+def _failed_line(content, key, error):
+    """A batch's line for the image that failed: its content file, and its output where that is named
+    otherwise (another suffix, a template, a style's name)."""
+    return f"failed: {content}" + (f" (for {key})" if key != content else "") + f": {error}"
 
 
 def _style_sets(styles, style_dir, out_dir):

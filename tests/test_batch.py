@@ -54,9 +54,16 @@ def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_pat
     (folder / "gone.png").symlink_to("nothere.png")
     os.mkfifo(folder / "pipe.png")
     Image.new("RGB", (300, 2)).save(folder / "thin.png")  # 40x1 at --size 40; relu3_2 needs 4 px
+    (folder / "empty.jpg").touch()  # its output is empty.png: each output named with its content
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
     assert r.exit_code == 1
     summary = json.loads(r.stdout)
+    assert summary.pop("contents") == {"chelsea.png": "chelsea.png", "coffee.png": "coffee.png", "broken.png": "broken.png",
+                                       "gone.png": "gone.png", "pipe.png": "pipe.png", "thin.png": "thin.png",
+                                       "empty.png": "empty.jpg"}
+    assert summary["failed"].pop("empty.png") == f"content image '{folder / 'empty.jpg'}' is an empty file"
+    assert f"  failed: empty.jpg (for empty.png): content image '{folder / 'empty.jpg'}' is an empty file\n" in r.stderr
+    (folder / "empty.jpg").unlink()
     # the advice in the image's proportions, as stylize gives it (not in those of the image made small)
     assert summary["failed"].pop("thin.png") == ("the content image at 40x1 px is too small for relu3_2, which needs at "
                                                  "least 4 px on each side; at its proportions (300x2) that takes 525 px "
@@ -66,7 +73,7 @@ def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_pat
     assert summary["failed"] == {"broken.png": f"content image '{folder / 'broken.png'}' is not an image file Pillow can read",
                                  "gone.png": f"content image '{folder / 'gone.png'}' is a link to nothing (or a loop of links)",
                                  "pipe.png": f"content image '{folder / 'pipe.png'}' is not a regular file (a device or a pipe?)"}
-    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 4 failed" in r.stderr
+    assert "failed: broken.png: content image" in r.stderr and "2 painted, 0 done before, 5 failed" in r.stderr
     (folder / "gone.png").unlink()
     (folder / "pipe.png").unlink()
     for name in ("chelsea.png", "coffee.png"):
