@@ -1078,7 +1078,8 @@ def _pass_report(report, shape, device, with_torch):
               help="Checkpoint file, written every --checkpoint-every steps and at the end. [default: OUTPUT.ckpt.npz]")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint (a finished run's too: with more --steps, the "
-                                         "cosine decay stretches to the new total, so the learning rate rises again).")
+                                         "cosine decay stretches to the new total, so the learning rate rises again, "
+                                         "and the network that run wrote is replaced).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")
@@ -1112,10 +1113,14 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         settings.validate()
         if output.suffix.lower() != ".npz":
             raise ArtemError(f"output '{output}': binary weights are written as an .npz file")
-        io.check_writable(output, overwrite, image=False)  # both now, not at the first checkpoint
+        # both now, not at the first checkpoint; a resume replaces the network its checkpoint's run wrote
+        io.check_writable(output, overwrite or (resume and training.wrote_from(output, checkpoint)), image=False)
         io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
         if resume and not checkpoint.is_file():
             raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
+        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
+            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
+                             "give another --checkpoint")
         if checkpoint.exists() and not resume and not overwrite:
             raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
                              "to start anew (and replace it)")
@@ -1125,9 +1130,6 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         for path, what in ((output, "output"), (checkpoint, "checkpoint")):
             if io.resolved(path) == teacher:
                 raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give another name")
-        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
-            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
-                             "give another --checkpoint")
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             try:

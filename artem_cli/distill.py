@@ -427,6 +427,19 @@ class Trainer:
                                    destination, meta)
 
 
+def wrote_from(output, checkpoint):
+    """Whether ``output`` is the network that the run which left ``checkpoint`` wrote as it finished
+    (its settings and teacher): a resume with more steps replaces it."""
+    try:
+        _, written = weights.load_binary(output)
+        with np.load(checkpoint, allow_pickle=False) as archive:
+            meta = json.loads(archive["__meta__"].tobytes())
+    except (ArtemError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return False
+    return (isinstance(meta, dict) and written.get("settings") == meta.get("settings")
+            and written.get("teacher_sha256") == meta.get("teacher_sha256"))
+
+
 def is_checkpoint(path):
     """Whether ``path`` is an archive with a checkpoint's arrays (named, not read)."""
     try:

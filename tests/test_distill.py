@@ -316,8 +316,20 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                              "more --steps: delete it if you will not\n") and size > 0, r.stderr
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "already exists" in r.stderr
-    r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "--overwrite", "-o", str(out), "-q"])
-    assert r.exit_code == 0, r.output
+    # --resume with more steps replaces the network its checkpoint's run wrote, not another file
+    r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "-o", str(out), "-q"])
+    assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 3, r.output
+    mine = weights.load_binary(out)
+    weights.save_binary(mine[0], out, {**mine[1], "settings": {**mine[1]["settings"], "lr": 1.0}})  # another run's
+    r = CliRunner().invoke(main, [*args[:-3], "--steps", "4", "--resume", "-o", str(out), "-q"])
+    assert (r.exit_code, r.stderr) == (1, f"Error: output '{out}' already exists; pass --overwrite to replace it\n")
+    r = CliRunner().invoke(main, [*args[:-3], "--steps", "4", "--resume", "--overwrite", "-o", str(out), "-q"])
+    assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 4, r.output
+    # a --checkpoint that is no checkpoint: said so first (not "go on from it with --resume")
+    (tmp_path / "notes.npz").write_text("x")
+    r = CliRunner().invoke(main, [*args[:-3], "-o", str(tmp_path / "z.npz"), "--checkpoint", str(tmp_path / "notes.npz")])
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{tmp_path / 'notes.npz'}' is not a checkpoint of artem distill, which "
+                                          "--overwrite would replace; give another --checkpoint\n"), r.output
     # a new run beside a checkpoint would replace hours of training: --resume or --overwrite says which
     r = CliRunner().invoke(main, [*args[:-3], "-o", str(tmp_path / "z.npz"), "--checkpoint", str(tmp_path / "x.npz.ckpt.npz"),
                                   "-q"])
