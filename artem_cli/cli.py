@@ -1118,18 +1118,18 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
         if resume and not checkpoint.is_file():
             raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
-        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
-            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
-                             "give another --checkpoint")
-        if checkpoint.exists() and not resume and not overwrite:
-            raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
-                             "to start anew (and replace it)")
         if io.resolved(checkpoint) == io.resolved(output):
             raise ArtemError("the checkpoint and the output must be two files")
         teacher = io.resolved(weights.locate(weights_path))
         for path, what in ((output, "output"), (checkpoint, "checkpoint")):
             if io.resolved(path) == teacher:
                 raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give another name")
+        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
+            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
+                             "give another --checkpoint")
+        if checkpoint.exists() and not resume and not overwrite:
+            raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
+                             "to start anew (and replace it)")
         before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
         with stop:
             try:

@@ -137,12 +137,14 @@ def _read_archive(path, what, remake=REMAKE):
     path = Path(path)
     if not path.is_file():
         raise ArtemError(f"{what} '{path}' {not_a_file(path)}")
-    if not zipfile.is_zipfile(path):
-        raise ArtemError(f"{what} '{path}' is not a readable artem weights file (not an .npz archive)")
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        if _damaged_vgg16(path):
+            raise ArtemError(f"{what} '{path}' is a damaged VGG16 file (cut short or altered: {e}); {remake}") from None
         raise ArtemError(f"{what} '{path}' is not a readable artem weights file ({e})") from None
     if "__meta__" not in arrays:
         raise ArtemError(f"{what} '{path}' has no checksums; {remake}")
@@ -156,6 +158,21 @@ def _read_archive(path, what, remake=REMAKE):
     except (ValueError, KeyError, TypeError):
         raise ArtemError(f"{what} '{path}' has damaged metadata") from None
     return arrays, meta
+
+
+def _damaged_vgg16(path):
+    """Whether ``path``, an archive that cannot be read whole (cut short, a member altered), began as an
+    artem VGG16 file: its first member, named in its first bytes, is one of VGG16's arrays (a binary
+    network's first is its signs, a checkpoint's θ)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(128)
+    except OSError:
+        return False
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":  # a zip archive's local file header
+        return False
+    name = head[30 : 30 + int.from_bytes(head[26:28], "little")].decode("ascii", "replace")
+    return name.removesuffix(".npy") in reference_manifest()["arrays"]
 
 
 def _verify(arrays, meta, keys, path, what):
@@ -366,7 +383,9 @@ def fetch(destination=None, force=False):
             try:
                 _, meta = _read_archive(destination, "weights file")
             except ArtemError:
-                raise ArtemError(f"{e}; pass --force to replace it") from None
+                if not _damaged_vgg16(destination):
+                    raise ArtemError(f"{e}; pass --force to replace it") from None
+                meta = {}
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
         else:

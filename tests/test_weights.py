@@ -1,5 +1,6 @@
 """The reference weights, the converters, and every way a weights file can be wrong."""
 import os
+import re
 import sys
 from unittest import mock
 
@@ -50,6 +51,22 @@ def test_fetch_downloads_converts_and_verifies(tmp_path, monkeypatch, reference_
     np.savez(dest, **arrays)
     assert weights.fetch(dest) == (dest, True)
     weights.load_file(dest)
+    # cut short (a copy interrupted), or a member's bytes altered (its CRC fails): damaged, said so, fetched again
+    whole = dest.read_bytes()
+    altered = bytearray(whole)
+    altered[len(whole) // 2 : len(whole) // 2 + 64] = bytes(64)
+    for broken in (whole[: len(whole) * 2 // 3], bytes(altered)):
+        dest.write_bytes(broken)
+        with pytest.raises(ArtemError, match=rf"^weights file '{re.escape(str(dest))}' is a damaged VGG16 file \(cut short "
+                                             r"or altered: .*\); make it again with 'artem weights fetch'"):
+            weights.load_file(dest)
+        assert weights.fetch(dest) == (dest, True)
+        assert dest.read_bytes() == whole or weights.info(dest)["reference_imagenet_vgg16"]
+    cut = trained_bytes = weights.trained_binary("bwn").read_bytes()  # a trained network cut short: not VGG16's, kept
+    dest.write_bytes(cut[: len(cut) // 2])
+    with pytest.raises(ArtemError, match="not a readable artem weights file.*pass --force to replace it"):
+        weights.fetch(dest)
+    assert dest.read_bytes() == trained_bytes[: len(cut) // 2]
     folder = tmp_path / "into"
     folder.mkdir()
     assert weights.fetch(folder) == (folder / "vgg16.npz", True)  # a folder gets the file inside
@@ -117,7 +134,7 @@ def test_bad_weight_files_are_clear_errors(small_file, tmp_path):
             weights.load_file(path)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(small_file.read_bytes()[:100_000])
-    with pytest.raises(ArtemError, match="not a readable"):
+    with pytest.raises(ArtemError, match="is a damaged VGG16 file .*; make it again with 'artem weights fetch'"):
         weights.load(truncated)
 
 
