@@ -208,13 +208,20 @@ def _check_types(settings):
     for name, (fits, kind) in kinds.items():
         value = getattr(settings, name)
         if not fits(value):
-            raise ArtemError(f"{name.replace('_', '-')} must be {kind}, not {value!r}")
+            raise ArtemError(f"{name.replace('_', '-')} must be {kind}, not {_shown(value)}")
     for name in ("content_layers", "style_layers"):
         layers = getattr(settings, name)
         if not (isinstance(layers, (list, tuple)) and all(isinstance(pair, (list, tuple)) and len(pair) == 2
                                                           and isinstance(pair[0], str) and real(pair[1]) for pair in layers)):
             raise ArtemError(f"{name.replace('_', '-')} must be (layer, weight) pairs, such as (('relu4_2', 1.0),), "
-                             f"not {layers!r}")
+                             f"not {_shown(layers)}")
+
+
+def _shown(value):
+    """``value`` as an error line shows it: its repr where short and on one line, else its type (an
+    array's repr is many lines)."""
+    text = repr(value)
+    return text if len(text) <= 80 and "\n" not in text else f"a value of type {type(value).__name__}"
 
 
 class Interruptible:

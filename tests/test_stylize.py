@@ -192,6 +192,8 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(style_blend=1.0), "style-blend must be None or a list of numbers"),
         (dict(original_colors="no"), "original-colors must be True or False, not 'no'"),
         (dict(init=None), "init must be a string"),
+        (dict(init=np.zeros((3, 64, 64), np.float32)), "^init must be a string or a path, not a value of type ndarray$"),  # not its repr
+        (dict(style_layers=[("relu1_1", np.ones(99))]), r"^style-layers must be \(layer, weight\) pairs, .* not a value of type list$"),
         (dict(init="previous"), "--init previous is for frames"),
         # of no use with fp32: said so, as on the command line
         (dict(binary_weights="untrained"), "binary-weights only goes with mode bwn or xnor, not fp32"),
