@@ -263,6 +263,9 @@ def read_onnx(path):
     for node in model.graph.node:
         if node.op_type == "Conv" and len(node.input) >= 3 and node.input[1] in inits and node.input[2] in inits:
             pairs.append((numpy_helper.to_array(inits[node.input[1]]), numpy_helper.to_array(inits[node.input[2]])))
+    if not pairs:  # an empty file reads as an empty model
+        raise ArtemError(f"'{path}' holds no convolution with its weights and bias: " + (
+            "it is an empty file" if Path(path).stat().st_size == 0 else "not a VGG16 (or a damaged model)"))
     return _pick_vgg_convs(pairs, f"'{path}'")
 
 

@@ -249,6 +249,10 @@ def test_convert_rejects_wrong_networks_and_files(tmp_path):
     garbage.write_bytes(b"\x08\x07garbage" * 100)
     with pytest.raises(ArtemError, match="not a readable ONNX"):
         weights.convert(garbage, tmp_path / "o.npz")
+    empty = tmp_path / "empty.onnx"  # an empty file reads as an empty model
+    empty.touch()
+    with pytest.raises(ArtemError, match=r"^'.*empty.onnx' holds no convolution with its weights and bias: it is an empty file$"):
+        weights.convert(empty, tmp_path / "o.npz")
     with pytest.raises(ArtemError, match="unknown weights format"):
         weights.convert(garbage.rename(tmp_path / "g.bin"), tmp_path / "o.npz")
     with pytest.raises(ArtemError, match="does not exist"):
