@@ -144,7 +144,7 @@ def _read_archive(path, what, remake=REMAKE):
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         if _damaged_vgg16(path):
-            raise ArtemError(f"{what} '{path}' is a damaged VGG16 file (cut short or altered: {e}); {remake}") from None
+            raise DamagedVGG16(f"{what} '{path}' is a damaged VGG16 file (cut short or altered: {e}); {remake}") from None
         raise ArtemError(f"{what} '{path}' is not a readable artem weights file ({e})") from None
     if "__meta__" not in arrays:
         raise ArtemError(f"{what} '{path}' has no checksums; {remake}")
@@ -158,6 +158,10 @@ def _read_archive(path, what, remake=REMAKE):
     except (ValueError, KeyError, TypeError):
         raise ArtemError(f"{what} '{path}' has damaged metadata") from None
     return arrays, meta
+
+
+class DamagedVGG16(ArtemError):
+    """An artem VGG16 file whose archive cannot be read whole: ``fetch`` replaces it."""
 
 
 def _damaged_vgg16(path):
@@ -385,10 +389,10 @@ def fetch(destination=None, force=False):
         except ArtemError as e:  # a damaged artem VGG16 file is fetched again; any other file is kept
             try:
                 _, meta = _read_archive(destination, "weights file")
-            except ArtemError:
-                if not _damaged_vgg16(destination):
-                    raise ArtemError(f"{e}; pass --force to replace it") from None
+            except DamagedVGG16:
                 meta = {}
+            except ArtemError:
+                raise ArtemError(f"{e}; pass --force to replace it") from None
             if "mode" in meta:  # a trained binary network (or a distill checkpoint's kin): hours of training
                 raise ArtemError(f"{e}; pass --force to replace it") from None
         else:

@@ -62,6 +62,11 @@ def test_fetch_downloads_converts_and_verifies(tmp_path, monkeypatch, reference_
             weights.load_file(dest)
         assert weights.fetch(dest) == (dest, True)
         assert dest.read_bytes() == whole or weights.info(dest)["reference_imagenet_vgg16"]
+    np.savez(dest, **{k: v for k, v in arrays.items() if k != "__meta__"})  # a readable archive of VGG16's names,
+    kept = dest.read_bytes()  # not artem's (no checksums): the user's, kept
+    with pytest.raises(ArtemError, match="has no checksums.*pass --force to replace it"):
+        weights.fetch(dest)
+    assert dest.read_bytes() == kept
     cut = trained_bytes = weights.trained_binary("bwn").read_bytes()  # a trained network cut short: not VGG16's, kept
     dest.write_bytes(cut[: len(cut) // 2])
     with pytest.raises(ArtemError, match="not a readable artem weights file.*pass --force to replace it"):
