@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -287,6 +288,7 @@ class Trainer:
             pixels.update(repr(image.shape).encode())
             pixels.update(image.tobytes())
         self.images_sha256 = pixels.hexdigest()
+        self.run_id = uuid.uuid4().hex  # the training's: its checkpoints and networks carry it, a resume goes on with it
         rng = np.random.default_rng([s.seed, 0])
         calibration = [self._crop(rng) for _ in range(4)]
         self.student = Student(self.teacher_weights, s.mode, s.binary_from,
@@ -368,7 +370,7 @@ class Trainer:
         pool = np.stack([to_host(img) for _, img in self.pool]) if self.pool else np.zeros((0, 3, 1, 1), np.float32)
         meta = {"settings": dataclasses.asdict(self.settings), "steps": steps, "history": self.history,
                 "pool_steps": [k for k, _ in self.pool], "images_sha256": self.images_sha256,
-                "teacher_sha256": self.teacher_sha256, "seconds": self.seconds()}
+                "teacher_sha256": self.teacher_sha256, "seconds": self.seconds(), "run_id": self.run_id}
         arrays = {"theta": to_host(theta), "m": to_host(m), "v": to_host(v), "pool": pool,
                   "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         io.atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -414,6 +416,7 @@ class Trainer:
             raise ArtemError(f"checkpoint '{path}' is at step {meta['steps']}, past --steps {self.settings.steps}")
         self.history = [tuple(h) for h in meta["history"]]
         self.seconds_before = float(seconds)
+        self.run_id = meta.get("run_id", self.run_id)  # not recorded before 2026-12-07
         self.pool = [(k, self.xp.asarray(img)) for k, img in zip(meta["pool_steps"], arrays["pool"])]
         xp = self.xp
         return xp.asarray(arrays["theta"]), (xp.asarray(arrays["m"]), xp.asarray(arrays["v"]), meta["steps"])
@@ -422,22 +425,23 @@ class Trainer:
         """Write the trained binary layers (``weights.save_binary``) with how they were made."""
         meta = {"mode": self.settings.mode, "settings": dataclasses.asdict(self.settings), "seconds": round(seconds),
                 "command": " ".join(["artem", *sys.argv[1:]]) if sys.argv and "artem" in sys.argv[0] else None,
-                "final_loss": self.history[-1][1] if self.history else None, "teacher_sha256": self.teacher_sha256}
+                "final_loss": self.history[-1][1] if self.history else None, "teacher_sha256": self.teacher_sha256,
+                "run_id": self.run_id}
         return weights.save_binary(with_content_gain(self.student.layers(theta), self.settings.content_gain),
                                    destination, meta)
 
 
 def wrote_from(output, checkpoint):
-    """Whether ``output`` is the network that the run which left ``checkpoint`` wrote as it finished
-    (its settings and teacher): a resume with more steps replaces it."""
+    """Whether ``output`` is a network that the training of ``checkpoint`` wrote (when it finished, or
+    a resume of it did): a resume with more steps replaces it. Files from before 2026-12-07 do not
+    say which training they are of: not replaced."""
     try:
         _, written = weights.load_binary(output)
         with np.load(checkpoint, allow_pickle=False) as archive:
             meta = json.loads(archive["__meta__"].tobytes())
     except (ArtemError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return False
-    return (isinstance(meta, dict) and written.get("settings") == meta.get("settings")
-            and written.get("teacher_sha256") == meta.get("teacher_sha256"))
+    return isinstance(meta, dict) and written.get("run_id") is not None and written.get("run_id") == meta.get("run_id")
 
 
 def is_checkpoint(path):

@@ -316,15 +316,17 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                              "more --steps: delete it if you will not\n") and size > 0, r.stderr
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "already exists" in r.stderr
-    # --resume with more steps replaces the network its checkpoint's run wrote, not another file
-    r = CliRunner().invoke(main, [*args[:-3], "--steps", "3", "--resume", "-o", str(out), "-q"])
-    assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 3, r.output
-    mine = weights.load_binary(out)
-    weights.save_binary(mine[0], out, {**mine[1], "settings": {**mine[1]["settings"], "lr": 1.0}})  # another run's
-    r = CliRunner().invoke(main, [*args[:-3], "--steps", "4", "--resume", "-o", str(out), "-q"])
-    assert (r.exit_code, r.stderr) == (1, f"Error: output '{out}' already exists; pass --overwrite to replace it\n")
-    r = CliRunner().invoke(main, [*args[:-3], "--steps", "4", "--resume", "--overwrite", "-o", str(out), "-q"])
-    assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 4, r.output
+    # --resume with more steps replaces the network its training wrote (a resume's too), not another file
+    for steps in (3, 4):
+        r = CliRunner().invoke(main, [*args[:-3], "--steps", str(steps), "--resume", "-o", str(out), "-q"])
+        assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == steps, r.output
+    layers, meta = weights.load_binary(out)
+    for other in ({**meta, "run_id": "another training's"}, {k: v for k, v in meta.items() if k != "run_id"}):
+        weights.save_binary(layers, out, other)  # another training's network, one from before 2026-12-07
+        r = CliRunner().invoke(main, [*args[:-3], "--steps", "5", "--resume", "-o", str(out), "-q"])
+        assert (r.exit_code, r.stderr) == (1, f"Error: output '{out}' already exists; pass --overwrite to replace it\n")
+    r = CliRunner().invoke(main, [*args[:-3], "--steps", "5", "--resume", "--overwrite", "-o", str(out), "-q"])
+    assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 5, r.output
     # a --checkpoint that is no checkpoint: said so first (not "go on from it with --resume")
     (tmp_path / "notes.npz").write_text("x")
     r = CliRunner().invoke(main, [*args[:-3], "-o", str(tmp_path / "z.npz"), "--checkpoint", str(tmp_path / "notes.npz")])
