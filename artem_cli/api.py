@@ -825,12 +825,13 @@ def binary_file(settings):
 def check_teacher(settings, vgg_path):
     """An ArtemError where the trained binary network of ``settings`` (bwn, xnor) learnt from another
     VGG16 than the weights file ``vgg_path``: its binary layers were fitted to that one's features,
-    and its fp32 layers are that one's. A file of ``artem distill`` from before 2026-12-07 does not
+    and its fp32 layers are that one's. The networks shipped in weights/ (named "trained", by a path,
+    or copied) learnt from the reference; a file of ``artem distill`` from before 2026-12-07 does not
     say which it learnt from, and is taken at its word."""
     if settings.mode not in ("bwn", "xnor") or settings.binary_weights == "untrained":
         return
     path = binary_file(settings)
-    shipped = settings.binary_weights == "trained"
+    shipped = weights.is_shipped_binary(path)
     teacher = weights.reference_checksum() if shipped else weights.load_binary(path)[1].get("teacher_sha256")
     if teacher is not None and teacher != weights.checksum(vgg_path):
         learnt = f"the trained {settings.mode} network ('{path}') learnt from the reference VGG16" if shipped else \

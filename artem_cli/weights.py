@@ -452,6 +452,13 @@ def trained_binary(mode):
     return path
 
 
+def is_shipped_binary(path):
+    """Whether the file ``path`` is one of the trained networks shipped in weights/ (by its SHA-256 in
+    weights/manifest.json: a copy elsewhere is one too)."""
+    shipped = {entry.get("sha256") for entry in reference_manifest().get("binary", {}).values()}
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() in shipped
+
+
 def save_binary(layers, destination, meta):
     """Write trained binary layers ({name: binarize.BinaryLayer}) with their checksums and ``meta``
     (mode, how they were made), atomically. Returns the metadata written."""

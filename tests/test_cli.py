@@ -1363,13 +1363,24 @@ def test_a_trained_binary_network_runs_only_on_the_vgg16_it_learnt_from(tmp_path
     assert (r.exit_code, r.stderr) == (1, refused) and not out.exists(), r.output
     with pytest.raises(ArtemError, match="learnt from the reference VGG16"):
         api.Stylizer(api.Settings(mode="bwn"), weights_path=other)
+    from artem_cli import quality
+
+    with pytest.raises(ArtemError, match="learnt from the reference VGG16"):
+        quality.fidelity([CONTENT], 32, modes=("bwn",), weights_path=other)
     for args in (["benchmark", "--size", "32", "--repeats", "1", "--modes", "fp32,bwn"],
                  ["compare", "--content", CONTENT, "--style", STYLE, "-o", tmp_path / "cmp", "--size", "32",
                   "--iterations", "1", "--modes", "fp32,bwn"],
                  ["visualize", "--layer", "relu4_1", "-o", tmp_path / "v.png", "--mode", "bwn", "--steps", "1"],
-                 ["batch", EXAMPLES, "--style", STYLE, "-o", tmp_path / "b", *small, "--mode", "bwn"]):
+                 ["batch", EXAMPLES, "--style", STYLE, "-o", tmp_path / "b", *small, "--mode", "bwn"],
+                 ["stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--dry-run"],
+                 ["batch", EXAMPLES, "--style", STYLE, "-o", tmp_path / "b", *small, "--mode", "bwn", "--dry-run"]):
         r = run(*args, "--weights", other)
         assert (r.exit_code, r.stderr) == (1, refused), (args, r.output)
+    copy = tmp_path / "copy_of_bwn.npz"  # the shipped network by a path, or copied: the same network
+    shutil.copy(shipped, copy)
+    for path in (shipped, copy):
+        r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", path, "--weights", other)
+        assert r.exit_code == 1 and r.stderr == refused.replace(f"('{shipped}')", f"('{path}')"), r.output
     assert not (tmp_path / "cmp").exists() or not list((tmp_path / "cmp").iterdir())
     assert not (tmp_path / "b").exists() and not (tmp_path / "v.png").exists()
     for mode in (["--mode", "bwn", "--binary-weights", "untrained"], ["--mode", "fp32"]):
