@@ -31,6 +31,7 @@ from .vgg import CONV_LAYERS, CONV_NAMES, LAYER_NAMES, MODES, VGG16, check_layer
 DEFAULT_STYLE_LAYERS = (("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0), ("relu4_1", 1.0), ("relu5_1", 1.0))
 MIN_SIZE, MAX_SIZE = 16, 8192  # --size, the longest side
 MAX_STYLE_SCALE = 4
+OPTIMIZER_ONLY = (("lr", "adam"), ("history", "lbfgs"))  # options of one optimizer: with the other, ignored
 
 
 @dataclasses.dataclass
@@ -90,7 +91,7 @@ class Settings:
             raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
         if self.history < 1:
             raise ArtemError(f"history (L-BFGS's correction pairs) must be at least 1, not {self.history}")
-        for name, optimizer in (("lr", "adam"), ("history", "lbfgs")):  # it would be ignored
+        for name, optimizer in OPTIMIZER_ONLY:  # it would be ignored
             if self.optimizer != optimizer and getattr(self, name) != getattr(Settings, name):
                 raise ArtemError(f"{name} goes with optimizer {optimizer}, not {self.optimizer}")
         if not (finite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
@@ -764,22 +765,34 @@ def network_spec(spec):
     return {"mode": mode, "binary_weights": source or Settings.binary_weights, "binary_from": binary_from or None}
 
 
-def spec_settings(spec, vgg_path, **fields):
+def spec_settings(spec, vgg_path, deeper=None, **fields):
     """The Settings of the network named ``spec`` (``network_spec``) with ``fields``, validated, its
     trained binary network's file sound and learnt from the VGG16 at ``vgg_path``; where its first
-    binary layer lies past the deepest tapped, the advice is in the spec's own terms (MODE@LAYER)."""
+    binary layer lies past the deepest tapped, the advice is in the spec's own terms (MODE@LAYER; a
+    trained file that begins past it too: untrained), and ``deeper`` where the command can tap deeper
+    ("show a deeper --layer")."""
     settings = Settings(**fields, **network_spec(spec))
     first = settings.binary_from
     deepest, last = settings.deepest_conv()
     if first is not None and CONV_NAMES.index(first) > CONV_NAMES.index(last) and last != CONV_NAMES[0]:
         mode, source, _ = split_spec(spec)
+        own = first_binary(dataclasses.replace(settings, binary_from=None))  # conv1_2, or the trained file's first
+        advice = f"name {mode}{':' * bool(source)}{source}@{last} or an earlier layer"
+        if CONV_NAMES.index(own) > CONV_NAMES.index(last):
+            advice = f"the trained file begins at {own}, past it too: name {mode}:untrained@{last} or an earlier layer"
         raise ArtemError(f"{spec!r}: the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
-                         f"the network would have none; name {mode}{':' * bool(source)}{source}@{last} or an earlier layer")
+                         f"the network would have none; {advice}" + (f", or {deeper}" if deeper else ""))
     settings.validate()
     if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
-        trained_binary_layers(settings)
-        check_teacher(settings, vgg_path)
+        check_trained(settings, vgg_path)
     return settings
+
+
+def check_trained(settings, vgg_path):
+    """An ArtemError where the trained binary network of ``settings`` will not do: its file (missing,
+    damaged, another mode's, binary from past the taps), or its teacher (``check_teacher``)."""
+    trained_binary_layers(settings)
+    check_teacher(settings, vgg_path)
 
 
 def check_distinct(named):

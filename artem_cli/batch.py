@@ -25,8 +25,8 @@ import time
 from pathlib import Path, PurePath
 
 from . import backend, io, preprocess
-from .api import (Settings, Stylizer, binary_file, check_content, check_teacher, estimate_memory, first_binary, given,
-                  trained_binary_layers, whole)
+from .api import (Settings, Stylizer, binary_file, check_content, check_trained, estimate_memory, first_binary, given,
+                  whole)
 from .backend import array_module_for, host_memory
 from .errors import ArtemError
 from .signals import ctrl_c_ignored
@@ -170,8 +170,7 @@ def _networks(settings, weights_path):
 
     files = {"vgg16": weights.locate(weights_path)}
     if settings.mode in ("bwn", "xnor") and settings.binary_weights != "untrained":
-        trained_binary_layers(settings)
-        check_teacher(settings, files["vgg16"])
+        check_trained(settings, files["vgg16"])
         files["binary"] = binary_file(settings)
     try:
         return {name: _sha256(path) for name, path in files.items()}

@@ -298,7 +298,7 @@ def _settings(options):
     if options["mode"] == "fp32" and options["calibrate"]:
         raise click.UsageError("--calibrate weighs a network's layers as fp32 weighs them: it goes with --mode bwn, "
                                "xnor or random, not fp32")
-    for name, optimizer in (("lr", "adam"), ("history", "lbfgs")):  # given as its default too, it would be ignored
+    for name, optimizer in api.OPTIMIZER_ONLY:  # given as its default too, it would be ignored
         if options["optimizer"] != optimizer and _given(name):
             _fail(f"{name} goes with optimizer {optimizer}, not {options['optimizer']}")  # as Settings.validate says it
     return api.Settings(**options)

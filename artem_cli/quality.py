@@ -198,7 +198,8 @@ def visualize(layer, channels, mode="fp32", size=128, steps=100, lr=4.0, tv_weig
         raise ArtemError(f"{asked} has {count} channels (0-{count - 1}); channel {max(channels)} does not exist")
     vgg_path = weights.locate(weights_path)
     # a first binary convolution past the layer shown is refused: the images would be fp32's
-    settings = spec_settings(mode, vgg_path, content_layers=((asked, 1.0),), style_layers=((asked, 1.0),))
+    settings = spec_settings(mode, vgg_path, "show a deeper --layer", content_layers=((asked, 1.0),),
+                             style_layers=((asked, 1.0),))
     net = network(settings, weights.load(vgg_path))
     low, high = preprocess.valid_range()
     rng = np.random.default_rng(seed)

@@ -1221,7 +1221,13 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
     for args, message in [(["--layer", "relu9_9"], "unknown layer"), (["--channels", "600"], "has 128 channels"),
                           # a network binary from a layer past the one shown only: the images were fp32's, named bwn's
                           (["--mode", "bwn"], "bwn.npz' is binary from conv3_2 on, past the deepest layer tapped (relu2_1)"),
-                          (["--mode", "xnor:untrained@conv4_2"], "conv4_2, lies past the deepest layer tapped (relu2_1)")]:
+                          (["--mode", "xnor:untrained@conv4_2"], "'xnor:untrained@conv4_2': the first binary convolution, "
+                           "conv4_2, lies past the deepest layer tapped (relu2_1): the network would have none; name "
+                           "xnor:untrained@conv2_1 or an earlier layer, or show a deeper --layer\n"),
+                          # the advice names no layer the trained file refuses: it begins at conv3_2
+                          (["--mode", "bwn@conv4_1"], "'bwn@conv4_1': the first binary convolution, conv4_1, lies past the "
+                           "deepest layer tapped (relu2_1): the network would have none; the trained file begins at "
+                           "conv3_2, past it too: name bwn:untrained@conv2_1 or an earlier layer, or show a deeper --layer\n")]:
         r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")
         assert r.exit_code == 1 and message in r.stderr, r.output
     assert not (tmp_path / "w.png").exists()
