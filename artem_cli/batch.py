@@ -190,8 +190,10 @@ def _changes(old, new, style_sets, files):
     and to the contents of each path named alike)."""
     defaults = json.loads(json.dumps(dataclasses.asdict(Settings()), default=str))
     old_settings, new_settings = _binary_from_as_run(old.get("settings", {})), new["settings"]
+    # the binary network's file as named (trained, a path relative or not): its contents in "networks" decide
+    named = {"binary_weights"} if "networks" in old else set()
     changed = [k for k in [*new_settings, *(k for k in old_settings if k not in new_settings)]
-               if old_settings.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))]
+               if k not in named and old_settings.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))]
     styles, sets = old.get("styles"), [[files[str(p)] for p in styles] for styles in style_sets]
     if isinstance(styles, list) and all(isinstance(p, list) and len(p) == 2 and not re.fullmatch(r"[0-9a-f]{64}", str(p[0]))
                                         for p in styles):  # (path, SHA-256) pairs

@@ -182,6 +182,10 @@ def test_binary_from_counts_as_run_the_networks_own_first_layer_given_or_not(fol
         (out / batch.MANIFEST).write_text(json.dumps(data))
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--mode", "bwn", "--binary-from", "conv3_2", "-q", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
+    # the same file named by a path, relative or not (their contents decide: "networks")
+    for path in (REPO / "weights" / "bwn.npz", os.path.relpath(REPO / "weights" / "bwn.npz")):
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--mode", "bwn", "--binary-weights", path, "-q", "--json")
+        assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
     untrained = [*FAST, "--mode", "bwn", "--binary-weights", "untrained", "-q", "--json"]
     assert run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained).exit_code == 0
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained, "--binary-from", "conv1_2")
