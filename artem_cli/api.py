@@ -777,7 +777,8 @@ def spec_settings(spec, vgg_path, deeper=None, **fields):
     if first is not None and CONV_NAMES.index(first) > CONV_NAMES.index(last) and last != CONV_NAMES[0]:
         mode, source, _ = split_spec(spec)
         own = first_binary(dataclasses.replace(settings, binary_from=None))  # conv1_2, or the trained file's first
-        advice = f"name {mode}{':' * bool(source)}{source}@{last} or an earlier layer"
+        advice = f"name {mode}{':' * bool(source)}{source}@{last}" + (
+            "" if own == last else " or an earlier layer" + (f" down to {own}" if own != CONV_NAMES[1] else ""))
         if CONV_NAMES.index(own) > CONV_NAMES.index(last):
             advice = f"the trained file begins at {own}, past it too: name {mode}:untrained@{last} or an earlier layer"
         raise ArtemError(f"{spec!r}: the first binary convolution, {first}, lies past the deepest layer tapped ({deepest}): "
@@ -844,8 +845,9 @@ def check_teacher(settings, vgg_path):
     if settings.mode not in ("bwn", "xnor") or settings.binary_weights == "untrained":
         return
     path = binary_file(settings)
+    _, meta = weights.load_binary(path)  # first: a file missing, a folder, damaged ... is said so
     shipped = weights.is_shipped_binary(path)
-    teacher = weights.reference_checksum() if shipped else weights.load_binary(path)[1].get("teacher_sha256")
+    teacher = weights.reference_checksum() if shipped else meta.get("teacher_sha256")
     if teacher is not None and teacher != weights.checksum(vgg_path):
         learnt = f"the trained {settings.mode} network ('{path}') learnt from the reference VGG16" if shipped else \
             f"'{path}' learnt from another VGG16"

@@ -1079,7 +1079,8 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint (a finished run's too: with more --steps, the "
                                          "cosine decay stretches to the new total, so the learning rate rises again, "
-                                         "and the network that run wrote is replaced).")
+                                         "and the network that training wrote is replaced; one written before "
+                                         "2026-12-07 only with --overwrite).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-o", "--output", type=UserPath(output_file=True, path_type=Path), default=None,
               help="The trained binary weights. [default: distilled_MODE.npz]")

@@ -396,11 +396,7 @@ class Trainer:
         seconds = meta.get("seconds", 0.0)  # not recorded before 2026-12-07
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ArtemError(f"{not_one} (no training state in it)")
-        # what the training does not depend on may differ: steps (which may grow), device, content gain
-        free = {"steps": None, "device": None, "content_gain": None}
-        mine = {**dataclasses.asdict(self.settings), **free}
-        # a field added since the checkpoint was written takes its default, which is what that run used
-        theirs = {**dataclasses.asdict(DistillSettings()), **meta["settings"], **free}
+        mine, theirs = {**dataclasses.asdict(self.settings), **FREE}, _bound(meta["settings"])
         if mine != theirs:
             changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
             raise ArtemError(f"checkpoint '{path}' was made with other settings ({changed}); start a new run")
@@ -416,7 +412,7 @@ class Trainer:
             raise ArtemError(f"checkpoint '{path}' is at step {meta['steps']}, past --steps {self.settings.steps}")
         self.history = [tuple(h) for h in meta["history"]]
         self.seconds_before = float(seconds)
-        self.run_id = meta.get("run_id", self.run_id)  # not recorded before 2026-12-07
+        self.run_id = training_id(meta)
         self.pool = [(k, self.xp.asarray(img)) for k, img in zip(meta["pool_steps"], arrays["pool"])]
         xp = self.xp
         return xp.asarray(arrays["theta"]), (xp.asarray(arrays["m"]), xp.asarray(arrays["v"]), meta["steps"])
@@ -431,6 +427,24 @@ class Trainer:
                                    destination, meta)
 
 
+FREE = {"steps": None, "device": None, "content_gain": None}  # settings a resume may change (steps may grow)
+
+
+def _bound(settings):
+    """A checkpoint's ``settings`` as they bind a resume: a field added since it was written takes
+    its default, which is what that run used; the ``FREE`` ones left out."""
+    return {**dataclasses.asdict(DistillSettings()), **settings, **FREE}
+
+
+def training_id(meta):
+    """The id of the training that a checkpoint's ``meta`` is of: recorded since 2026-12-07, else drawn
+    from what stays the training's (its settings as they bind a resume, images, teacher, first step),
+    the same at each resume."""
+    return meta.get("run_id") or hashlib.sha256(json.dumps(
+        [_bound(meta["settings"]), meta.get("images_sha256"), meta.get("teacher_sha256"), meta["history"][:1]],
+        sort_keys=True).encode()).hexdigest()
+
+
 def wrote_from(output, checkpoint):
     """Whether ``output`` is a network that the training of ``checkpoint`` wrote (when it finished, or
     a resume of it did): a resume with more steps replaces it. Files from before 2026-12-07 do not
@@ -439,9 +453,9 @@ def wrote_from(output, checkpoint):
         _, written = weights.load_binary(output)
         with np.load(checkpoint, allow_pickle=False) as archive:
             meta = json.loads(archive["__meta__"].tobytes())
-    except (ArtemError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return written.get("run_id") is not None and written.get("run_id") == training_id(meta)
+    except (ArtemError, OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError):
         return False
-    return isinstance(meta, dict) and written.get("run_id") is not None and written.get("run_id") == meta.get("run_id")
 
 
 def is_checkpoint(path):

@@ -1225,10 +1225,14 @@ def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_pat
                            "conv4_2, lies past the deepest layer tapped (relu2_1): the network would have none; name "
                            "xnor:untrained@conv2_1 or an earlier layer, or show a deeper --layer\n"),
                           # the advice names no layer the trained file refuses: it begins at conv3_2
+                          (["--mode", "bwn@conv4_1", "--layer", "relu3_2"], "deepest layer tapped (relu3_2): the network "
+                           "would have none; name bwn@conv3_2, or show a deeper --layer\n"),
+                          (["--mode", "bwn@conv4_1", "--layer", "relu3_3"], "deepest layer tapped (relu3_3): the network "
+                           "would have none; name bwn@conv3_3 or an earlier layer down to conv3_2, or show a deeper --layer\n"),
                           (["--mode", "bwn@conv4_1"], "'bwn@conv4_1': the first binary convolution, conv4_1, lies past the "
                            "deepest layer tapped (relu2_1): the network would have none; the trained file begins at "
                            "conv3_2, past it too: name bwn:untrained@conv2_1 or an earlier layer, or show a deeper --layer\n")]:
-        r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")
+        r = run("visualize", "--layer", "relu2_1", *args, "--size", "32", "--steps", "1", "-o", tmp_path / "w.png")  # last wins
         assert r.exit_code == 1 and message in r.stderr, r.output
     assert not (tmp_path / "w.png").exists()
     r = run("visualize", "--layer", "pool5", "--size", "16", "--steps", "1", "-o", tmp_path / "w.png")
@@ -1382,6 +1386,11 @@ def test_a_trained_binary_network_runs_only_on_the_vgg16_it_learnt_from(tmp_path
                  ["batch", EXAMPLES, "--style", STYLE, "-o", tmp_path / "b", *small, "--mode", "bwn", "--dry-run"]):
         r = run(*args, "--weights", other)
         assert (r.exit_code, r.stderr) == (1, refused), (args, r.output)
+    for path, what in ((tmp_path / "missing.npz", "does not exist"), (tmp_path, "is a folder")):  # said so, first
+        r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", path, "--weights", other)
+        assert (r.exit_code, r.stderr) == (1, f"Error: binary weights file '{path}' {what}\n"), r.output
+        with pytest.raises(ArtemError, match=f"^binary weights file '{path}' {what}$"):
+            api.Stylizer(api.Settings(mode="bwn", binary_weights=str(path)))
     copy = tmp_path / "copy_of_bwn.npz"  # the shipped network by a path, or copied: the same network
     shutil.copy(shipped, copy)
     for path in (shipped, copy):

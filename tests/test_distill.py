@@ -327,6 +327,17 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
         assert (r.exit_code, r.stderr) == (1, f"Error: output '{out}' already exists; pass --overwrite to replace it\n")
     r = CliRunner().invoke(main, [*args[:-3], "--steps", "5", "--resume", "--overwrite", "-o", str(out), "-q"])
     assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == 5, r.output
+    # a checkpoint from before 2026-12-07 (no id): its training's id is drawn from it, the same at each resume
+    ckpt = tmp_path / "x.npz.ckpt.npz"
+    with np.load(ckpt) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    del meta["run_id"]
+    np.savez(ckpt, **{**arrays, "__meta__": np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    for steps in (5, 6):  # at its step (nothing trained, the checkpoint not written again), then further
+        r = CliRunner().invoke(main, [*args[:-3], "--steps", str(steps), "--resume", "-o", str(out), "-q",
+                                      *(["--overwrite"] if steps == 5 else [])])  # the network of 5 has the new id
+        assert r.exit_code == 0 and weights.load_binary(out)[1]["settings"]["steps"] == steps, r.output
     # a --checkpoint that is no checkpoint: said so first (not "go on from it with --resume")
     (tmp_path / "notes.npz").write_text("x")
     r = CliRunner().invoke(main, [*args[:-3], "-o", str(tmp_path / "z.npz"), "--checkpoint", str(tmp_path / "notes.npz")])
