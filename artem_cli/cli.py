@@ -1114,7 +1114,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         settings.validate()
         if output.suffix.lower() != ".npz":
             raise ArtemError(f"output '{output}': binary weights are written as an .npz file")
-        # both now, not at the first checkpoint; a resume replaces the network its checkpoint's run wrote
+        # both now, not at the first checkpoint; a resume replaces the network its training wrote
         io.check_writable(output, overwrite or (resume and training.wrote_from(output, checkpoint)), image=False)
         io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
         if resume and not checkpoint.is_file():
