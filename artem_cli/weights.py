@@ -322,7 +322,11 @@ def _destination(destination):
     folder = str(destination).endswith(("/", os.sep))
     destination = Path(destination)
     if folder or destination.is_dir():
-        return destination / FILE_NAME
+        destination = destination / FILE_NAME
+        if destination.is_dir():  # no --force can write a file where a folder is
+            raise ArtemError(f"--to: '{destination}' is a folder, where the weights file would be written; move it "
+                             "away or give another --to")
+        return destination
     if not destination.exists() and destination.suffix.lower() != ".npz":
         raise ArtemError(f"--to '{destination}': give a new weights file a name ending in .npz, or name a folder "
                          "(one that exists, or with a final /) for its vgg16.npz")

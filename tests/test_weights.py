@@ -230,6 +230,19 @@ def test_convert_onnx(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out.npz", "vgg.onnx"]
 
 
+def test_a_folder_where_the_weights_file_would_go_is_said_to_be_one(tmp_path):
+    """--to a folder whose vgg16.npz is a folder: fetch asked for --force, which cannot write a file
+    there either, and convert found it only when it wrote. Both say so before any work."""
+    (tmp_path / "into" / weights.FILE_NAME).mkdir(parents=True)
+    (tmp_path / "vgg.onnx").write_bytes(b"")
+    message = r"^--to: '.*into/vgg16\.npz' is a folder, where the weights file would be written; move it away"
+    for call in (lambda: weights.fetch(tmp_path / "into"), lambda: weights.fetch(f"{tmp_path}/into/", force=True),
+                 lambda: weights.convert(tmp_path / "vgg.onnx", tmp_path / "into")):
+        with pytest.raises(ArtemError, match=message):
+            call()
+    assert [p.name for p in (tmp_path / "into").iterdir()] == [weights.FILE_NAME]
+
+
 def test_weights_convert_says_what_it_converted(tmp_path, monkeypatch):
     """Where artem was installed from elsewhere than its checkout, there is no manifest to compare a
     converted file with: the command says so (it ended in a traceback, the file written)."""
