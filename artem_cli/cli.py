@@ -764,7 +764,7 @@ def weights_fetch(destination, force):
               help="Where to write the converted file: a .npz file, or a folder (existing, or with a final /) for its "
                    "vgg16.npz. [default: weights/ of the checkout, else the cache]")
 def weights_convert(source, destination):
-    """Convert a VGG16 in ONNX (.onnx) or Keras (.h5) format."""
+    """Convert a VGG16 in ONNX (.onnx) or Keras (.h5; Keras 3: .weights.h5 or .keras) format."""
     try:
         path, meta = weights.convert(source, destination)
     except ArtemError as e:

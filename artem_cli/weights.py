@@ -273,45 +273,86 @@ def read_onnx(path):
     return _pick_vgg_convs(pairs, f"'{path}'")
 
 
-def _h5_dataset(group, prefix, ndim):
+def _h5_dataset(group, prefix, ndim, what=None):
     """The first dataset below ``group`` whose name starts with ``prefix`` (Keras nests them), an array
-    of numbers of ``ndim`` dimensions; a ValueError that says what is there instead."""
+    of numbers of ``ndim`` dimensions; a ValueError that says what is there instead (``what``: the
+    dataset as named there, where its name says nothing: Keras 3's "0" and "1")."""
     if not hasattr(group, "visititems"):
         raise ValueError(f"{group.name} is not a group of datasets")
     found = []
     group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") and name.rsplit("/", 1)[-1].startswith(prefix) else None)
     if not found:
-        raise ValueError(f"no {prefix} in {group.name}")
+        raise ValueError(f"no {what or prefix} in {group.name}")
     array = np.asarray(found[0][()])
     if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{found[0].name} is {array.dtype} of {array.ndim} dimensions, not numbers of {ndim}")
     return array
 
 
+def _keras_layers(f):
+    """{layer name: a function that reads its (kernel, bias)} of the convolutions ``blockB_convI`` of an
+    open Keras file (read only once the names are checked: a VGG19's are refused), in
+    either layout: Keras 2's (a group per layer named for it, below ``model_weights`` in a whole
+    model's file; datasets ``kernel:0``, ``bias:0``) or Keras 3's (``layers/<any>/vars``, the layer's
+    name an attribute of that group; datasets ``0``, the kernel, and ``1``, the bias)."""
+    if "layers" in f and "vars" in f:  # Keras 3: group names are Keras' own (conv2d_4), not the layers'
+        found = {}
+
+        def visit(path, obj):
+            name = obj.attrs.get("name") if path.endswith("vars") else None
+            name = name.decode() if isinstance(name, bytes) else name
+            if isinstance(name, str) and re.fullmatch(r"block\d+_conv\d+", name):
+                if name in found:  # a model holding two VGGs
+                    raise ValueError(f"two layers named {name} ({found[name].name}, {obj.name})")
+                found[name] = obj
+
+        f["layers"].visititems(visit)
+        return {name: lambda g=g: (_h5_dataset(g, "0", 4, "kernel (0)"), _h5_dataset(g, "1", 1, "bias (1)"))
+                for name, g in found.items()}
+    root = f["model_weights"] if "model_weights" in f else f
+    return {name: lambda g=root[name]: (_h5_dataset(g, "kernel", 4), _h5_dataset(g, "bias", 1))
+            for name in root.keys() if re.fullmatch(r"block\d+_conv\d+", name)}
+
+
 def read_keras_h5(path):
-    """Conv kernels (H, W, C, O) and biases of a Keras VGG16 ``.h5`` (block1_conv1 … block5_conv3)."""
+    """Conv kernels (H, W, C, O) and biases of a Keras VGG16 ``.h5`` or Keras 3 ``.weights.h5``
+    (block1_conv1 … block5_conv3), or of a Keras 3 ``.keras`` archive (its ``model.weights.h5``)."""
     try:
         import h5py
     except ImportError:
-        raise ArtemError("reading Keras .h5 files needs the 'h5py' package: pip install h5py") from None
-    pairs, ours = [], {f"block{name[4]}_conv{name[6]}" for name, _, _ in CONV_LAYERS}
+        raise ArtemError("reading Keras files needs the 'h5py' package: pip install h5py") from None
+    ours = [f"block{name[4]}_conv{name[6]}" for name, _, _ in CONV_LAYERS]
+    kind = "Keras 3 .keras" if Path(path).suffix.lower() == ".keras" else "Keras VGG16 .h5"
     try:
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            extra = sorted(k for k in root.keys() if re.fullmatch(r"block\d+_conv\d+", k) and k not in ours)
-            if extra:  # VGG19's names VGG16's 13 too: block3_conv4 follows block3_conv3
-                raise ArtemError(f"'{path}' has convolutions that VGG16 has not ({', '.join(extra)}): a VGG19? artem "
-                                 "takes VGG16's 13 (block1_conv1 ... block5_conv3)")
-            for name, _, _ in CONV_LAYERS:
-                block, index = name[4:].split("_")
-                group = root[f"block{block}_conv{index}"]
-                pairs.append((_h5_dataset(group, "kernel", 4).transpose(3, 2, 0, 1), _h5_dataset(group, "bias", 1)))
-    except (OSError, KeyError, ValueError) as e:
-        raise ArtemError(f"'{path}' is not a readable Keras VGG16 .h5 file ({e})") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            if kind.endswith(".keras"):  # a zip archive: the weights, the model's config, its metadata
+                with zipfile.ZipFile(path) as archive:
+                    path_h5 = archive.extract("model.weights.h5", tmp)
+            else:
+                path_h5 = path
+            with h5py.File(path_h5, "r") as f:
+                layers = _keras_layers(f)
+                extra = sorted(set(layers) - set(ours))
+                if extra:  # VGG19's names VGG16's 13 too: block3_conv4 follows block3_conv3
+                    raise ArtemError(f"'{path}' has convolutions that VGG16 has not ({', '.join(extra)}): a VGG19? "
+                                     "artem takes VGG16's 13 (block1_conv1 ... block5_conv3)")
+                pairs = []
+                for name in ours:
+                    if name not in layers:
+                        raise KeyError(f"no layer {name}")
+                    kernel, bias = layers[name]()
+                    pairs.append((kernel.transpose(3, 2, 0, 1), bias))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ArtemError(f"'{path}' is not a readable {kind} file ({_reason(e)})") from None
     return _pick_vgg_convs(pairs, f"'{path}'")
 
 
-CONVERTERS = {".onnx": read_onnx, ".h5": read_keras_h5}
+def _reason(error):
+    """An exception's text, without the quotes a KeyError puts around it."""
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
+CONVERTERS = {".onnx": read_onnx, ".h5": read_keras_h5, ".keras": read_keras_h5}
 
 
 def _destination(destination):
@@ -334,7 +375,7 @@ def _destination(destination):
 
 
 def convert(source, destination=None):
-    """Convert an ONNX or Keras .h5 VGG16 into artem's weights file; returns (path, meta)."""
+    """Convert an ONNX or Keras (.h5, .weights.h5, .keras) VGG16 into artem's weights file; returns (path, meta)."""
     source = Path(source)
     if not source.is_file():
         raise ArtemError(f"'{source}' does not exist or is not a file")
