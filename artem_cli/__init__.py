@@ -62,6 +62,8 @@ class _Stream:
         self._stream, self._name = stream, name
 
     def write(self, text):
+        if text == "":  # Click probes a stream with write(""): unbuffered (PYTHONUNBUFFERED), that reaches
+            return 0    # the descriptor, fails on a full one, and Click takes the failure for an answer
         self._failing(self._stream.write, text)
         return len(text)
 

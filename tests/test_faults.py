@@ -107,16 +107,21 @@ def test_a_standard_error_that_takes_nothing_loses_the_messages_not_the_work(std
         image.verify()
 
 
-def test_a_full_standard_output_is_named_in_the_error(tmp_path, weights_path):
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_full_standard_output_is_named_in_the_error(unbuffered, tmp_path, weights_path):
     """--json > /dev/full: the image is saved, and the error says what could not be written (it said
     "[Errno 28] No space left on device", as if the image's disk were full), in one line and 1 (Python
-    flushed the buffer again at exit: "Exception ignored ..." and 120)."""
+    flushed the buffer again at exit: "Exception ignored ..." and 120). Buffered, as users run it, the
+    buffer fails again at exit; unbuffered (PYTHONUNBUFFERED=1, as containers often set it), Click's
+    probe of the stream failed first, unseen, and the output was lost with exit status 0."""
     out = tmp_path / "o.png"
-    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as users run it: the buffer
-    with open("/dev/full", "w") as full:                                          # fails again at exit
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})}
+    with open("/dev/full", "w") as full:
         done = subprocess.run(artem("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q",
-                                    "--json"), stdout=full, stderr=subprocess.PIPE, text=True, env=buffered)
-    assert (done.returncode, done.stderr) == (1, "Error: No space left on device: 'standard output'\n")
+                                    "--json"), stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+        info = subprocess.run(artem("weights", "info"), stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    for run in (done, info):
+        assert (run.returncode, run.stderr) == (1, "Error: No space left on device: 'standard output'\n")
     assert complete_image(out)
 
 
