@@ -633,8 +633,9 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
 
     def show(row):
         saved.append(row["file"])
-        click.echo(_printable(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style "
-                              f"{row['style_loss']:.4g} content {row['content_loss']:.4g} ({row['seconds']:.1f} s)"))
+        click.echo(_printable(f"{row['content_image']} x {row['style_image']} {row['mode']:6s} fp32 style "  # progress:
+                              f"{row['style_loss']:.4g} content {row['content_loss']:.4g} ({row['seconds']:.1f} s)"),
+                   err=True)  # standard output (`| head`) could take the files with it
 
     with StopOnSignals() as stop:
         try:
@@ -895,18 +896,24 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     if stop.received is not None:  # figures measured while a signal was pending are no report
         click.echo(f"Interrupted ({stop.name()}); nothing was reported", err=True)
         sys.exit(stop.exit_status())
-    if json_file is not None and not to_file:
-        click.echo(json.dumps(report, indent=1))
-    elif end_to_end:
-        click.echo(bench.end_to_end_markdown(report))
-    else:
-        _pass_report(report, shape, device, with_torch)
+    unshown = None  # a standard output that takes nothing (full, `| head`) loses the shown report, not the file
+    try:
+        if json_file is not None and not to_file:
+            click.echo(json.dumps(report, indent=1))
+        elif end_to_end:
+            click.echo(bench.end_to_end_markdown(report))
+        else:
+            _pass_report(report, shape, device, with_torch)
+    except OSError as e:
+        unshown = e
     if to_file:  # after the report is shown: a file that cannot be written loses nothing of it
         text = json.dumps(report, indent=1)
         try:
             io.atomic_write(json_file, lambda f: f.write(text.encode()), overwrite)
         except ArtemError as e:
             _fail(e)
+    if unshown is not None:
+        raise unshown
     sides = report if end_to_end else report["pass"]
     failed = [name for name in (*bench.GPU_VARIANTS, "torch") if "error" in (sides.get(name) or {})]
     graphs = list(sides.get("graph_errors", {}))  # passes replayed as CUDA graphs

@@ -125,6 +125,26 @@ def test_a_full_standard_output_is_named_in_the_error(unbuffered, tmp_path, weig
     assert complete_image(out)
 
 
+@pytest.mark.parametrize("command", ["compare", "benchmark"])
+def test_a_standard_output_nobody_reads_loses_the_report_not_the_files(command, tmp_path, weights_path):
+    """`artem compare ... | head -1`: compare printed a line per result as it went, and the second
+    killed it (141), the last results and every report unwritten; `benchmark --json F | true` was
+    killed as it showed the report, before it wrote F. The files are written; the status is still
+    141, as other tools end whose reader has gone."""
+    if command == "compare":
+        args = ("compare", "--content", CONTENT, "--style", STYLE, "-o", tmp_path, "--size", "48", "--iterations", "2",
+                "--modes", "fp32,bwn")
+        files = ["chelsea_ihc_bwn.png", "chelsea_ihc_fp32.png", "fidelity.md", "grid.png", "quality.md"]
+    else:
+        args = ("benchmark", "--size", "32", "--repeats", "1", "--no-torch", "--json", tmp_path / "b.json")
+        files = ["b.json"]
+    run = subprocess.Popen(artem(*args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    run.stdout.close()  # the reader gone before anything is written
+    assert run.wait(timeout=300) == 128 + signal.SIGPIPE
+    assert_only_complete_files(tmp_path, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
 def test_sigkill_in_the_middle_of_writing_the_weights_leaves_no_partial_file(tmp_path, weights_path, reference_wheel):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     downloads = tmp_path / "cache" / "artem" / "downloads"
