@@ -14,7 +14,6 @@ writes into a folder (a lock on it, which goes with its process).
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -461,23 +460,11 @@ def check_out_dir(out_dir):
                          f"{'not writable' if there.is_dir() else 'a file'})")
 
 
-@contextlib.contextmanager
 def _alone_in(out_dir):
     """``out_dir`` held by this batch while it runs: a second batch there is refused (each would rewrite
-    the manifest with its own record, the last one's standing, and paint over the other's outputs).
-    The lock, flock's on the folder, goes with the process, however it ends."""
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ArtemError(f"another batch is painting into '{out_dir}' now: wait for it to end, or give another "
-                             "output folder") from None
-        except OSError:  # a file system that has no locks (some network or FUSE ones): the batch goes on unguarded
-            pass
-        yield
-    finally:
-        os.close(fd)
+    the manifest with its own record, the last one's standing, and paint over the other's outputs)."""
+    return io.alone(out_dir, f"another batch is painting into '{out_dir}' now: wait for it to end, or give another "
+                             "output folder")
 
 
 def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,

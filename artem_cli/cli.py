@@ -1121,32 +1121,34 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         settings.validate()
         if output.suffix.lower() != ".npz":
             raise ArtemError(f"output '{output}': binary weights are written as an .npz file")
-        # both now, not at the first checkpoint; a resume replaces the network its training wrote
-        io.check_writable(output, overwrite or (resume and training.wrote_from(output, checkpoint)), image=False)
-        io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
-        if resume and not checkpoint.is_file():
-            raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
         if io.resolved(checkpoint) == io.resolved(output):
             raise ArtemError("the checkpoint and the output must be two files")
-        teacher = io.resolved(weights.locate(weights_path))
-        for path, what in ((output, "output"), (checkpoint, "checkpoint")):
-            if io.resolved(path) == teacher:
-                raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give another name")
-        if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
-            raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
-                             "give another --checkpoint")
-        if checkpoint.exists() and not resume and not overwrite:
-            raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
-                             "to start anew (and replace it)")
-        before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
-        with stop:
-            try:
-                trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
-                                           weights_path, progress, stop.interruptible)
-            except ArtemError:
-                if stop.received is not None:  # a Ctrl-C that also stopped pip, fetching the training images
-                    raise KeyboardInterrupt from None
-                raise
+        with training.alone_on(output, checkpoint):  # from these checks to the last file written
+            # both now, not at the first checkpoint; a resume replaces the network its training wrote
+            io.check_writable(output, overwrite or (resume and training.wrote_from(output, checkpoint)), image=False)
+            io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
+            if resume and not checkpoint.is_file():
+                raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
+            teacher = io.resolved(weights.locate(weights_path))
+            for path, what in ((output, "output"), (checkpoint, "checkpoint")):
+                if io.resolved(path) == teacher:
+                    raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give "
+                                     "another name")
+            if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
+                raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
+                                 "give another --checkpoint")
+            if checkpoint.exists() and not resume and not overwrite:
+                raise ArtemError(f"checkpoint '{checkpoint}' exists: go on from it with --resume, or pass --overwrite "
+                                 "to start anew (and replace it)")
+            before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else None
+            with stop:
+                try:
+                    trainer = training.distill(settings, output, image_folders, checkpoint, checkpoint_every, resume,
+                                               weights_path, progress, stop.interruptible)
+                except ArtemError:
+                    if stop.received is not None:  # a Ctrl-C that also stopped pip, fetching the training images
+                        raise KeyboardInterrupt from None
+                    raise
     except ArtemError as e:
         if bar is not None:
             bar.close()

@@ -17,6 +17,7 @@ student and teacher can differ most (the optimizer seeks out whatever the studen
 The data of step k depend only on (seed, k), so a run resumed from a checkpoint goes on exactly as
 the uninterrupted run would have.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -468,6 +469,30 @@ def is_checkpoint(path):
             return CHECKPOINT_ARRAYS <= set(archive.files)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         return False
+
+
+@contextlib.contextmanager
+def alone_on(output, checkpoint):
+    """The files a training writes (its network, its checkpoint) this process's alone while the block
+    runs: another distill that would write either is refused (two passed their checks at once, and
+    the one that ended last replaced the other's files). The locks are files of the cache (locks/,
+    each named by the SHA-256 of a path), which stay: one removed could be held by a process that
+    opened it just before. Where the cache cannot be written, the block runs unguarded."""
+    folder = weights.cache_dir() / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        for path, option in ((output, "-o"), (checkpoint, "--checkpoint")):
+            lock = folder / hashlib.sha256(str(io.resolved(path)).encode(errors="surrogateescape")).hexdigest()
+            try:
+                held.enter_context(io.alone(lock, f"another distill is writing '{path}' now: wait for it to end, or "
+                                                  f"give another {option}"))
+            except OSError:  # a lock file that cannot be opened (another user's): unguarded
+                pass
+        yield
 
 
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,

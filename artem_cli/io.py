@@ -8,7 +8,9 @@ told to. ``list_images`` lists a folder's image files (a batch's inputs, its --s
 --images). Every failure a user can cause is an ``ArtemError`` with one clear line. Nothing here
 changes process-wide settings (Pillow's, the warnings filters), so threads may read and write at once.
 """
+import contextlib
 import errno
+import fcntl
 import fnmatch
 import os
 import re
@@ -72,6 +74,25 @@ def _to_array(img):
         alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
     rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)), alpha
+
+
+@contextlib.contextmanager
+def alone(path, busy):
+    """The block run while this process alone holds ``path`` (a folder, or a lock file, made where it
+    is missing): another process, or another holder in this one, that asks meanwhile gets
+    ``ArtemError(busy)``. The lock, flock's, goes with the process however it ends; on a file system
+    that has none (some network or FUSE ones) the block runs unguarded."""
+    fd = os.open(path, os.O_RDONLY | (0 if os.path.isdir(path) else os.O_CREAT), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArtemError(busy) from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def a_path(value, what):

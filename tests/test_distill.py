@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -363,6 +365,35 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
                            and access(path, mode)):
         r = CliRunner().invoke(main, ["distill", "-o", str(read_only / "y.npz"), "-q"])
     assert (r.exit_code, r.stderr) == (1, f"Error: output folder '{read_only}' is not writable\n")
+
+
+def test_two_distills_that_would_write_one_file_are_not_run_at_once(training_cache, weights_path, tmp_path, monkeypatch):
+    """Two distills with one -o (or one --checkpoint) at once both passed their checks before either
+    wrote: the one that ended last replaced the other's network and checkpoint, each saying it had
+    written its own. While one runs (here a process that holds what a run holds, until told to end),
+    another is refused in one line before any work; once it has ended, the files are free again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(training_cache))
+    out, checkpoint = tmp_path / "x.npz", tmp_path / "x.npz.ckpt.npz"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom artem_cli import distill\n"
+                               f"with distill.alone_on({str(out)!r}, {str(checkpoint)!r}):\n"
+                               "    print('held', flush=True)\n    sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        args = ["distill", "--binary-from", "conv5_1", "--steps", "1", "--batch", "1", "--stylized", "0", "--crop", "48",
+                "-q"]
+        r = CliRunner().invoke(main, [*args, "-o", str(out)])
+        assert (r.exit_code, r.stderr) == (1, f"Error: another distill is writing '{out}' now: wait for it to end, or "
+                                              "give another -o\n")
+        r = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "y.npz"), "--checkpoint", str(checkpoint)])
+        assert (r.exit_code, r.stderr) == (1, f"Error: another distill is writing '{checkpoint}' now: wait for it to "
+                                              "end, or give another --checkpoint\n")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0
+    r = CliRunner().invoke(main, [*args, "-o", str(out)])
+    assert r.exit_code == 0 and out.is_file() and checkpoint.is_file(), r.output
 
 
 def test_a_ctrl_c_that_stops_the_training_images_download_is_an_interruption(tmp_path, monkeypatch, weights_path):
