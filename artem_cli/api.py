@@ -905,8 +905,9 @@ def _earlier_or_deeper(last, give):
 
 def score(image, content, styles, settings=None, *, weights_path=None):
     """The full-precision network's losses of ``image`` (RGB (3, H, W) 0..1, e.g. a saved result)
-    against ``content`` and ``styles``, with the layers and weights of ``settings`` (whatever its
-    mode): the common yardstick for results of every mode."""
+    against ``content`` and ``styles``, on the CPU, with the layers and weights of ``settings``
+    (a run's own, whatever its mode, device and optimizer, which are not used): the common yardstick
+    for results of every mode."""
     image = preprocess.rgb_image(image, "image")
     content = preprocess.rgb_image(content, "content image")
     styles = _style_images(styles)
