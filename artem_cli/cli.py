@@ -784,17 +784,19 @@ def weights_convert(source, destination):
 def weights_info(weights_path, binary_weights):
     """Where the weights are, their checksum and size, and which binary networks bwn and xnor use."""
     try:
-        facts = weights.info(weights.locate(weights_path))
+        vgg_path = weights.locate(weights_path)
+        facts = weights.info(vgg_path)
         for mode in weights.BINARY_FILES:
-            facts[f"{mode} network"] = _binary_network(mode, binary_weights)
+            facts[f"{mode} network"] = _binary_network(mode, binary_weights, vgg_path)
     except ArtemError as e:
         _fail(e)
     for key, value in facts.items():
         click.echo(f"{key}: {value}")
 
 
-def _binary_network(mode, source):
-    """One line on the binary network ``--mode MODE --binary-weights SOURCE`` uses."""
+def _binary_network(mode, source, vgg_path):
+    """One line on the binary network ``--mode MODE --binary-weights SOURCE`` uses with the VGG16 of
+    ``vgg_path``."""
     if source == "untrained":
         return "untrained: XNOR-Net's binarization of the fp32 weights, binary from conv1_2"
     try:
@@ -808,6 +810,10 @@ def _binary_network(mode, source):
     facts = weights.binary_info(path)
     if facts["mode"] != mode:
         return f"none: '{path}' holds a {facts['mode']} network"
+    try:
+        api.check_teacher(api.Settings(mode=mode, binary_weights=source), vgg_path)
+    except ArtemError as e:
+        return f"none with these VGG16 weights: {e}"
     shipped = io.resolved(path) == io.resolved(weights.REPO_WEIGHTS_DIR / weights.BINARY_FILES[mode])
     return (f"{'trained (shipped)' if shipped else 'trained (your file)'}: {facts['path']} "
             f"({facts['bytes']:,} bytes), binary from {facts['binary_from']}, "

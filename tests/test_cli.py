@@ -1412,6 +1412,13 @@ def test_a_trained_binary_network_runs_only_on_the_vgg16_it_learnt_from(tmp_path
     assert r.exit_code == 0, r.output
     r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", mine, "--overwrite")
     assert r.exit_code == 1 and r.stderr.startswith(f"Error: '{mine}' learnt from another VGG16, not from '{weights_path}'")
+    # weights info, which says which networks the modes use, says so too (it named them, usable or not)
+    for args, line in ((["--weights", other], f"bwn network: none with these VGG16 weights: {refused[7:-1]}"),
+                       (["--binary-weights", mine], f"bwn network: none with these VGG16 weights: '{mine}' learnt from "
+                                                    f"another VGG16, not from '{weights_path}'"),
+                       (["--binary-weights", mine, "--weights", other], f"bwn network: trained (your file): {mine} (")):
+        r = run("weights", "info", *args)
+        assert r.exit_code == 0 and any(out_line.startswith(line) for out_line in r.stdout.splitlines()), (args, r.output)
     weights.save_binary(layers, mine, {"mode": "bwn"})
     r = run("stylize", CONTENT, STYLE, "-o", out, *small, "--mode", "bwn", "--binary-weights", mine, "--weights", other,
             "--overwrite", "-q")
