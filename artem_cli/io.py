@@ -308,7 +308,10 @@ def quantize(rgb):
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.float32) / 255
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+# the files a folder's listing takes for images: every suffix Pillow reads photos and frames under
+# (not its formats of icons, games, science or print)
+IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".avif", ".bmp", ".gif",
+                  ".qoi", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".jpf", ".jpx", ".psd")
 
 
 def natural_key(path):

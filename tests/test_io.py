@@ -227,6 +227,26 @@ def test_an_input_folder_inside_the_output_folder_keeps_its_images(tmp_path):
         Path("a.png"), Path("b.png"), Path("link.png")]
 
 
+def test_a_folder_lists_every_photo_format_pillow_reads(tmp_path):
+    """A batch took .jpg but not .jfif or .jpe (JPEG too), nor .ppm, .tga or .jp2, which stylize reads:
+    they were left out unsaid. Every suffix listed is one Pillow reads; files of other suffixes, or of
+    none, are not images to a listing."""
+    Image.init()
+    readers = Image.registered_extensions()
+    assert all(readers.get(suffix) in Image.OPEN for suffix in io.IMAGE_SUFFIXES)
+    image = Image.new("RGB", (20, 16), (200, 100, 50))
+    written = {".jfif": "JPEG", ".jpe": "JPEG", ".JPE": "JPEG", ".ppm": "PPM", ".pgm": "PPM", ".tga": "TGA",
+               ".jp2": "JPEG2000", ".qoi": "QOI", ".apng": "PNG"}
+    for k, (suffix, fmt) in enumerate(written.items()):
+        (image.convert("L") if suffix == ".pgm" else image).save(tmp_path / f"f{k}{suffix}", format=fmt)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "k").write_bytes((tmp_path / "f0.jfif").read_bytes())  # no suffix: not taken for one
+    listed = io.list_images(tmp_path)
+    assert listed == [Path(f"f{k}{suffix}") for k, suffix in enumerate(written)]
+    for name in listed:
+        assert io.read_image(tmp_path / name)[0].shape == (3, 16, 20)
+
+
 def test_names_natural_order_calls_equal_are_in_the_order_of_their_characters(tmp_path, monkeypatch):
     """frame1 and frame01 (or A and a) sort equal as numbers and words: the order of their characters
     decides, not the folder's listing (on many file systems the order files were made in), so two
