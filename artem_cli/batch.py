@@ -27,7 +27,7 @@ from . import backend, io, preprocess
 from .api import (Settings, Stylizer, binary_file, check_content, check_trained, estimate_memory, first_binary, given,
                   whole)
 from .backend import array_module_for, host_memory
-from .errors import ArtemError
+from .errors import ArtemError, NoSpace
 from .signals import ctrl_c_ignored
 
 MANIFEST = "artem-batch.json"
@@ -544,6 +544,13 @@ class _Batch:
         self.manifest.mark(job, state="failed", error=error)
         return {"state": "failed", "error": error}
 
+    def no_space(self, error):
+        """The batch's end where a result found no room on the disk (``error``, a NoSpace): each later
+        image would be painted, minutes each, to fail alike."""
+        done = len(self.summary.done)
+        return ArtemError(f"{error}; the batch stops here, as every later image would fail alike: free some space "
+                          f"and run it again ({done} image{'s' * (done != 1)} painted in this run, kept)")
+
     def report(self, job, entry):
         """The caller's ``on_done``, once ``job`` is recorded: what it raises is its own (an ArtemError of
         its own does not make a done image failed)."""
@@ -595,6 +602,9 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             entry = batch.failed(job, str(e))
             previous = "content"
             painted = False  # the next frame starts from its content, whatever was painted before this one
+            if isinstance(e, NoSpace):
+                batch.report(job, entry)
+                raise batch.no_space(e) from None
         if init_previous and entry["state"] == "done":
             # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
             output = batch.out_dir / job.output
@@ -770,6 +780,9 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                 entry = batch.done(job, _task_result(future), alpha)
             except ArtemError as e:
                 entry = batch.failed(job, str(e))
+                if isinstance(e, NoSpace):
+                    batch.report(job, entry)
+                    raise batch.no_space(e) from None
             batch.report(job, entry)
             if count < len(futures):  # after the last, every image is done: a signal then only sets the status
                 interruptible.now = True

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .errors import ArtemError
+from .errors import ArtemError, NoSpace
 
 # Images of more pixels than this (11,585 x 11,585) are refused before they are decoded: decompression
 # bombs, and sizes no stylization could use. Pillow's own guard, a process-wide setting that artem
@@ -251,7 +251,7 @@ def atomic_write(path, write, overwrite=True):
     try:
         fd, name = _open_temporary(folder, path.suffix)
     except OSError as e:
-        raise ArtemError(f"cannot write in '{folder}' ({e.strerror})") from None
+        raise _write_error(e)(f"cannot write in '{folder}' ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -271,8 +271,13 @@ def atomic_write(path, write, overwrite=True):
         if isinstance(e, FileExistsError):
             raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it") from None
         if isinstance(e, OSError):
-            raise ArtemError(f"cannot write '{path}' ({e.strerror or e})") from None
+            raise _write_error(e)(f"cannot write '{path}' ({e.strerror or e})") from None
         raise
+
+
+def _write_error(error):
+    """The ArtemError class for an OSError of a write: ``NoSpace`` where the disk or the quota is full."""
+    return NoSpace if error.errno in (errno.ENOSPC, errno.EDQUOT) else ArtemError
 
 
 def to_pil(rgb, alpha=None, fmt="PNG"):

@@ -2,6 +2,7 @@
 killed and resumed, frames started from the previous result."""
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -45,6 +46,38 @@ def folder(tmp_path):
 
 def manifest(out):
     return json.loads((out / batch.MANIFEST).read_text())
+
+
+@pytest.mark.parametrize("where", ["here", "workers"])
+def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, tmp_path, weights_path, monkeypatch):
+    """On a full disk a batch painted every later image (minutes each at the default size) to fail
+    each alike as it was written. It stops at the first: that image failed and recorded, one line
+    that says why and what to do, the images done before kept, none painted after it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        shutil.copy(EXAMPLES / "chelsea.png", src / name)
+    out = tmp_path / "out"
+    save, saved = Image.Image.save, []
+
+    def full_after_one(image, fp, *args, **kwargs):  # the results (the manifest is JSON, written otherwise)
+        if saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(fp)
+        return save(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_after_one)
+    r = run("batch", src, "--style", STYLE, "-o", out, *FAST, "-q", *(["--workers", "1"] if where == "workers" else []))
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert lines[-1] == (f"Error: cannot write '{out / 'b.png'}' (No space left on device); the batch stops here, as every "
+                         "later image would fail alike: free some space and run it again (1 image painted in this run, "
+                         "kept)"), r.output
+    entries = manifest(out)["images"]
+    assert entries["a.png"]["state"] == "done" and entries["b.png"]["state"] == "failed"
+    if where == "here":  # a cluster may have painted later images already: they are not written
+        assert sorted(entries) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", batch.MANIFEST]
 
 
 def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_path, weights_path):
