@@ -204,11 +204,14 @@ def _changes(old, new, style_sets, files):
     if "networks" in old and old["networks"] != new["networks"]:
         changed.append("networks")
     old_options, new_options = dict(old.get("options") or {}), dict(new["options"])
+    given_first = old_options.get("first_iterations") or new_options.get("first_iterations")
     for options, record in ((old_options, old), (new_options, new)):  # the first frame's iterations as run
         if options.get("init_previous"):
             options["first_iterations"] = options.get("first_iterations") or record.get("settings", {}).get("iterations")
-    changed += [k for k in sorted({*old_options, *new_options}) if old_options.get(k) != new_options.get(k)]
-    return changed
+    optional = [k for k in sorted({*old_options, *new_options}) if old_options.get(k) != new_options.get(k)]
+    if "init_previous" in optional or ("iterations" in changed and not given_first):
+        optional = [k for k in optional if k != "first_iterations"]  # as run it follows from those: not named twice
+    return changed + optional
 
 
 def _binary_from_as_run(settings):

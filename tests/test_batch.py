@@ -236,6 +236,11 @@ def test_frames_given_the_first_iterations_the_default_gives_resume_and_other_on
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
     r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--first-iterations", "5")
     assert r.exit_code == 1 and "(changed: first_iterations)" in r.stderr, r.output
+    # the first frame's iterations as run follow from --iterations and --init: named only where given
+    r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--iterations", "4")
+    assert r.exit_code == 1 and "(changed: iterations)" in r.stderr, r.output
+    r = run("batch", folder, "--style", STYLE, "-o", out, *frames[2:])
+    assert r.exit_code == 1 and "(changed: init_previous)" in r.stderr, r.output
 
 
 def test_an_interrupted_batch_still_prints_its_json_summary(folder, tmp_path, weights_path, monkeypatch):
