@@ -85,6 +85,13 @@ def _name_max(folder):
         return 255
 
 
+def _whole(template, field):
+    """Whether ``template`` puts the whole of ``field`` (stem, style) in each name: {stem[0]} and
+    {stem:.3} do not."""
+    probe = "\x00whole\x00"
+    return probe in template.format(**{"stem": "stem", "style": "style", field: probe})
+
+
 def plan(inputs, style_sets, template):
     """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
     input's own subfolder of the output folder, never outside it."""
@@ -107,10 +114,12 @@ def plan(inputs, style_sets, template):
         if other is not job:
             if other.content == job.content:  # after two style sets
                 whose = f"two results of '{job.content}'"
-                advice = "add {style}" if "{style}" not in template else "rename one of the styles that share a name"
+                advice = ("add {style}" if "{style" not in template else "put the whole {style} in it"
+                          if not _whole(template, "style") else "rename one of the styles that share a name")
             else:
                 whose = f"the results of '{other.content}' and '{job.content}'"
-                advice = "add {stem}" if "{stem}" not in template else "rename one, or leave one out with --exclude"
+                advice = ("add {stem}" if "{stem" not in template else "put the whole {stem} in it"
+                          if not _whole(template, "stem") else "rename one, or leave one out with --exclude")
             raise ArtemError(f"output template {template!r} gives {whose} one name, '{job.output}'; {advice}")
     for job in jobs:
         folder = next((parent for parent in job.output.parents if parent in first), None)

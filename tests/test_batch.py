@@ -398,6 +398,10 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
      "one, or leave one out with --exclude"),
     (["a.png", "b.png"], [["s.png"]], "out.png", "gives the results of 'a.png' and 'b.png' one name, 'out.png'; add {stem}"),
     (["a.png"], [["s.png"], ["t.png"]], "{stem}.png", "gives two results of 'a.png' one name, 'a.png'; add {style}"),
+    (["ab.png", "ac.png"], [["s.png"]], "{stem[0]}.png", "gives the results of 'ab.png' and 'ac.png' one name, 'a.png'; "
+     "put the whole {stem} in it"),
+    (["a.png"], [["sa.png"], ["sb.png"]], "{stem}_{style:.1}.png", "gives two results of 'a.png' one name, 'a_s.png'; put "
+     "the whole {style} in it"),
     (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style}.png", "gives two results of 'a.png' one name, 'a_s.png'; rename "
      "one of the styles that share a name"),
 ])
