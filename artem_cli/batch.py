@@ -502,10 +502,13 @@ def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations,
 
 
 def _check_outputs(out_dir, pending, made, overwrite):
-    """Refuse, before any work, outputs that would replace a file no batch made here (without
-    ``overwrite``); ``check_places`` has refused those that would replace an input."""
+    """Refuse, before any work, outputs that would replace a folder, or a file no batch made here
+    (without ``overwrite``); ``check_places`` has refused those that would replace an input."""
     for job in pending:
         target = out_dir / job.output
+        if target.is_dir():  # no --overwrite replaces it: found now, not when its image is painted
+            raise ArtemError(f"'{target}' is a folder, where the batch would write the result of '{job.content}'; move "
+                             "it away, or name the outputs otherwise (--template)")
         if target.exists() and str(job.output) not in made and not overwrite:
             raise ArtemError(f"'{target}' exists and no batch made it; pass --overwrite to replace it")
 

@@ -995,6 +995,14 @@ def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(fo
     # its own outputs a batch repaints without --overwrite (here with other settings, --force)
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--force", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
+    # a folder where a result would go: said so before any work, with --overwrite too (which cannot replace it)
+    (tmp_path / "other" / "chelsea.png").mkdir(parents=True)
+    for overwrite in ([], ["--overwrite"]):
+        r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "other", *FAST, "-q", *overwrite)
+        assert (r.exit_code, r.stderr) == (1, f"Error: '{tmp_path / 'other' / 'chelsea.png'}' is a folder, where the batch "
+                                              "would write the result of 'chelsea.png'; move it away, or name the outputs "
+                                              "otherwise (--template)\n"), r.output
+        assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["chelsea.png"]
 
 
 def test_a_changed_content_file_is_painted_again_and_hidden_files_are_no_inputs(folder, tmp_path, weights_path):
