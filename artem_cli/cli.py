@@ -325,7 +325,11 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 
     if not content.name or content.is_dir():  # before a name is made from it
         _fail(f"content image '{content}' is a folder, not an image file")
-    output = output or content.with_name(f"{content.stem}_stylized.png")
+    if output is None:  # beside the content, where it may not be written
+        output = content.with_name(f"{content.stem}_stylized.png")
+        folder = output.parent if str(output.parent) else Path(".")
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            _fail(f"the content image's folder '{folder}', where its result goes without -o, is not writable; give -o")
     settings = _settings(options)
     if dry_run:
         try:

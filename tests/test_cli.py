@@ -1358,6 +1358,22 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly(weights_path):
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
+def test_without_o_a_content_folder_that_cannot_be_written_is_told_to_give_o(tmp_path):
+    """The result goes beside the content without -o: where that folder is read-only, the error says
+    so and what to do (it named only "output folder 'photos' is not writable")."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(CONTENT, photos / "a.png")
+    access = os.access
+    with mock.patch.object(os, "access", lambda path, mode: not (mode & os.W_OK and str(path) == str(photos))
+                           and access(path, mode)):  # as a read-only folder refuses (root passes permission bits)
+        for dry_run in ([], ["--dry-run"]):
+            r = run("stylize", photos / "a.png", STYLE, "--size", "32", "--iterations", "1", *dry_run)
+            assert (r.exit_code, r.stderr) == (1, f"Error: the content image's folder '{photos}', where its result goes "
+                                                  "without -o, is not writable; give -o\n"), r.output
+    assert os.listdir(photos) == ["a.png"]
+
+
 def test_a_trained_binary_network_runs_only_on_the_vgg16_it_learnt_from(tmp_path, weights_path):
     """The shipped networks learnt from the reference VGG16; a file of `artem distill` records its own
     teacher. On other --weights each command that would paint, score or time such a network refuses it
