@@ -245,7 +245,8 @@ SETTINGS_OPTIONS = [  # every field of api.Settings, for stylize and batch
                  help="Comma-separated layers, each with an optional :weight."),
     click.option("--style-blend", type=NumberList(), default=None, help="Weights of the style images, e.g. 0.7,0.3."),
     click.option("--style-scale", type=float, default=D.style_scale, show_default=True,
-                 help="Style images are resized to SIZE x STYLE_SCALE (at least 16 px)."),
+                 help=f"Style images are resized to SIZE x STYLE_SCALE (at least 16 px; STYLE_SCALE at most "
+                      f"{api.MAX_STYLE_SCALE})."),
     click.option("--init", type=UserPath(), metavar="SOURCE", default=D.init, show_default=True,
                  help="stylize: content, random or an image file; batch: content, random or previous (each image "
                       "from the previous one's result: frames)."),
