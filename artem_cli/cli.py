@@ -861,8 +861,10 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     GPU), with --layers each convolution in fp32 and as XNOR + popcount, or with --end-to-end a
     whole stylization against PyTorch."""
     size = (256 if quick else 512) if size is None else size
-    if not api.MIN_SIZE <= size <= api.MAX_SIZE or not 0.05 <= aspect <= 20:
-        _fail(f"size must be {api.MIN_SIZE}..{api.MAX_SIZE} and aspect 0.05..20")
+    if not api.MIN_SIZE <= size <= api.MAX_SIZE:
+        _fail(f"size must be between {api.MIN_SIZE} and {api.MAX_SIZE} pixels, not {size}")
+    if not 0.05 <= aspect <= 20:
+        _fail(f"aspect must be between 0.05 and 20, not {aspect:g}")
     if (quick or iterations or optimizer) and not end_to_end:
         _fail("--quick, --iterations and --optimizer go with --end-to-end")
     ignored = _given("aspect", "repeats", "modes", "binary_backward") + (["--layers"] if per_layer else [])
@@ -871,7 +873,8 @@ def benchmark(size, aspect, repeats, modes, binary_backward, with_torch, per_lay
     if _given("binary_backward") and not any(api.network_spec(spec)["mode"] in ("bwn", "xnor") for spec in modes):
         _fail("--binary-backward goes with a bwn or xnor network among --modes")
     if overwrite and (json_file is None or str(json_file) == "-"):
-        _fail("--overwrite replaces the --json file: give one")
+        _fail("--overwrite replaces the --json file: give one" if json_file is None else
+              "--overwrite replaces the --json file, and --json - prints the report instead of writing one")
     if quick and _given("size") and iterations:
         _fail("--quick sets the size and the iterations, and both are given")
     shape = (round(size * aspect), size) if aspect <= 1 else (size, round(size / aspect))

@@ -345,8 +345,11 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert "artem fp32" in r.output and "artem xnor" in r.output and "/ artem fp32" in r.output
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "ideal XNOR-popcount loop" in r.output
     assert "PyTorch: not run (--no-torch)" in r.output
-    r = run("benchmark", "--size", "0")
-    assert r.exit_code == 1 and r.stderr.startswith("Error: size must be")
+    for args, message in ((["--size", "0"], "size must be between 16 and 8192 pixels, not 0"),
+                          (["--size", "100000"], "size must be between 16 and 8192 pixels, not 100000"),
+                          (["--aspect", "30"], "aspect must be between 0.05 and 20, not 30")):  # which of the two
+        r = run("benchmark", *args)
+        assert (r.exit_code, r.stderr) == (1, f"Error: {message}\n")
     r = run("benchmark", "--size", "100", "--aspect", "0.05")  # 5 px high: refused, not quietly made 16
     assert r.exit_code == 1 and r.stderr == "Error: --size 100 at --aspect 0.05 is 100x5 px; the pass needs 16 px on each side\n"
     r = run("benchmark", "--size", "20", "--end-to-end", "--iterations", "1", "--no-torch")  # --aspect is not its
@@ -430,9 +433,11 @@ def test_benchmark_end_to_end_quick_writes_every_field(tmp_path, weights_path):
     # options that would be silently ignored
     r = run("benchmark", "--binary-backward", "fp16", "--modes", "fp32,random")
     assert (r.exit_code, r.stderr) == (1, "Error: --binary-backward goes with a bwn or xnor network among --modes\n")
-    for args in (["--overwrite"], ["--overwrite", "--json", "-"]):
+    for args, message in ((["--overwrite"], "give one"),
+                          (["--overwrite", "--json", "-"], "and --json - prints the report instead of writing one")):
         r = run("benchmark", *args)
-        assert (r.exit_code, r.stderr) == (1, "Error: --overwrite replaces the --json file: give one\n")
+        assert (r.exit_code, r.stderr) == (1, f"Error: --overwrite replaces the --json file{',' if '-' in args else ':'} "
+                                              f"{message}\n")
     r = run("benchmark", "--end-to-end", "--quick", "--size", "32", "--iterations", "1")
     assert (r.exit_code, r.stderr) == (1, "Error: --quick sets the size and the iterations, and both are given\n")
     # a network named twice would be timed twice; an empty name is no network
