@@ -389,7 +389,13 @@ def convert(source, destination=None):
         try:
             load_file(destination)
         except ArtemError:
-            raise ArtemError(f"'{destination}' exists and is not an artem weights file; give another --to") from None
+            what = "is not an artem VGG16 weights file"
+            try:
+                mode = _read_archive(destination, "weights file")[1].get("mode")
+                what = f"holds a trained {mode} network" if mode in BINARY_FILES else what
+            except ArtemError:
+                pass
+            raise ArtemError(f"'{destination}' exists and {what}; give another --to") from None
     meta = save(reader(source), destination, source.name)
     return destination, meta
 

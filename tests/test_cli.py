@@ -331,10 +331,15 @@ def test_weights_commands(tmp_path, weights_path):
     assert r.exit_code == 1 and "not a readable artem weights file" in r.stderr
     precious = tmp_path / "precious.png"
     precious.write_bytes(b"a picture")
-    for to, message in [(precious, "exists and is not an artem weights file"), (garbage, "is the file being converted")]:
+    trained = tmp_path / "mine.npz"
+    shutil.copy(REPO / "weights" / "bwn.npz", trained)
+    for to, message in [(precious, f"'{precious}' exists and is not an artem VGG16 weights file; give another --to"),
+                        (trained, f"'{trained}' exists and holds a trained bwn network; give another --to"),
+                        (garbage, "is the file being converted")]:
         r = run("weights", "convert", garbage, "--to", to)
         assert r.exit_code == 1 and message in r.stderr, r.output
     assert precious.read_bytes() == b"a picture" and garbage.read_text() == "nonsense"
+    assert trained.read_bytes() == (REPO / "weights" / "bwn.npz").read_bytes()
     r = run("weights", "fetch", "--to", precious)
     assert r.exit_code == 1 and "pass --force to replace it" in r.stderr and precious.read_bytes() == b"a picture"
 
@@ -758,7 +763,7 @@ def test_out_of_memory_and_ctrl_c_in_any_command_are_one_line(command, where, ad
         monkeypatch.setattr(f"artem_cli.{where}", fail)
         r = run(*command)
         assert (r.exit_code, r.stderr) == (status, line + "\n"), r.output
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["cache"])  # the cache, artem's own: distill's locks
 
 
 def test_out_of_memory_on_the_gpu_says_so(monkeypatch):
@@ -900,7 +905,8 @@ def test_distill_never_replaces_the_weights_it_learns_from(tmp_path, weights_pat
         r = run("distill", *args, *fast_distill)
         assert (r.exit_code, r.stderr) == (1, f"Error: the {what} '{teacher}' would replace the VGG16 weights it learns "
                                               "from; give another name\n")
-    assert teacher.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]
+    assert teacher.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "teacher.npz"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["artem"]  # artem's own: the runs' locks
     victim = tmp_path / "victim.png"  # --overwrite replaces an earlier checkpoint, not any file of that name
     shutil.copy(CONTENT, victim)
     r = run("distill", "-o", tmp_path / "d.npz", "--checkpoint", victim, *fast_distill[:-2])
