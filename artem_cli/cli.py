@@ -606,7 +606,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
 
     Writes the results, grid.png (a row per pair: the content, then each mode's result), quality.md
     (the scores) and fidelity.md (cosine similarity of each mode's Gram matrices to fp32's). With
-    --overwrite an earlier comparison's reports are removed as it starts."""
+    --overwrite an earlier comparison's files of those names are removed as it starts."""
     try:
         api.Settings(size=size, iterations=iterations).validate()  # before the folder is made
         quality.check_compare(contents, styles, modes, size, calibrate, weights_path)
@@ -627,7 +627,7 @@ def compare(contents, styles, out_dir, size, iterations, modes, calibrate, overw
         _fail(f"'{out_dir / existing[0]}' already exists (an earlier comparison?); pass --overwrite to replace its files")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in COMPARE_REPORTS:  # an earlier comparison's (--overwrite) would describe images this one replaces
+        for name in existing:  # an earlier comparison's (--overwrite): a run stopped midway leaves no mix of the two
             (out_dir / name).unlink(missing_ok=True)
     except OSError as e:
         _fail(f"cannot prepare the folder '{out_dir}' ({e.strerror or e}: '{e.filename}')")

@@ -1196,7 +1196,8 @@ def test_a_signal_while_compare_makes_its_reports_stops_it(tmp_path, monkeypatch
 
 def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_path):
     """A half-optimized result scored as a whole one would make every ratio wrong. Nor is an earlier
-    comparison's report left beside the images that replaced its own (--overwrite)."""
+    comparison's report left beside the images that replaced its own (--overwrite), nor its results
+    beside this one's: a folder of both could not tell them apart."""
     r = run("compare", "--content", CONTENT, "--style", STYLE, "--size", "48", "--iterations", "2", "-o", tmp_path,
             "--modes", "fp32,bwn")
     assert r.exit_code == 0 and (tmp_path / "quality.md").exists() and (tmp_path / "grid.png").exists()
@@ -1214,6 +1215,7 @@ def test_an_interrupted_compare_writes_no_report(tmp_path, monkeypatch, weights_
             "--modes", "fp32,bwn", "--overwrite")
     assert r.stderr.endswith("Interrupted (SIGINT): no report written; no result saved yet\n"), r.output
     assert r.exit_code == 130 and not any((tmp_path / name).exists() for name in ("quality.md", "grid.png", "fidelity.md"))
+    assert not list(tmp_path.glob("chelsea_ihc_*.png"))  # nor the earlier results, which it was to replace
 
 
 def test_visualize_renders_a_grid_that_excites_the_channel(tmp_path, weights_path):
