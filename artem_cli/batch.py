@@ -108,19 +108,25 @@ def plan(inputs, style_sets, template):
                                  "give a name inside it")
             io.output_format(name)
             jobs.append(Job(rel, tuple(styles), rel.parent / name))
-    first = {}
+    first, clashes = {}, []
     for job in jobs:
         other = first.setdefault(job.output, job)
         if other is not job:
-            if other.content == job.content:  # after two style sets
-                whose = f"two results of '{job.content}'"
-                advice = ("add {style}" if "{style" not in template else "put the whole {style} in it"
-                          if not _whole(template, "style") else "rename one of the styles that share a name")
-            else:
-                whose = f"the results of '{other.content}' and '{job.content}'"
-                advice = ("add {stem}" if "{stem" not in template else "put the whole {stem} in it"
-                          if not _whole(template, "stem") else "rename one, or leave one out with --exclude")
-            raise ArtemError(f"output template {template!r} gives {whose} one name, '{job.output}'; {advice}")
+            clashes.append((other, job))
+    if clashes:  # the first, and how many more (a rerun for each would find them one at a time)
+        other, job = clashes[0]
+        if other.content == job.content:  # after two style sets
+            whose = f"two results of '{job.content}'"
+            advice = ("add {style}" if "{style" not in template else "put the whole {style} in it"
+                      if not _whole(template, "style") else "rename one of the styles that share a name")
+        else:
+            whose = f"the results of '{other.content}' and '{job.content}'"
+            advice = ("add {stem}" if "{stem" not in template else "put the whole {stem} in it"
+                      if not _whole(template, "stem") else "rename one, or leave one out with --exclude")
+        more = list(dict.fromkeys(str(j.output) for _, j in clashes if j.output != job.output))
+        also = (f" (and {len(more)} more name{'s' * (len(more) != 1)} alike: "
+                + ", ".join(f"'{name}'" for name in more[:3]) + ", ..." * (len(more) > 3) + ")") if more else ""
+        raise ArtemError(f"output template {template!r} gives {whose} one name, '{job.output}'{also}; {advice}")
     for job in jobs:
         folder = next((parent for parent in job.output.parents if parent in first), None)
         if folder is not None:

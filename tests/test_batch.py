@@ -396,6 +396,9 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
 @pytest.mark.parametrize("inputs,styles,template,message", [
     (["a.png", "a.jpg"], [["s.png"]], "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; rename "
      "one, or leave one out with --exclude"),
+    (["a.png", "a.jpg", "a.tif", "b.png", "b.jpg", "c.png", "c.jpg", "d.png", "d.jpg", "e.png", "e.jpg"], [["s.png"]],
+     "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png' (and 4 more names alike: 'b.png', "
+     "'c.png', 'd.png', ...); rename one, or leave one out with --exclude"),
     (["a.png", "b.png"], [["s.png"]], "out.png", "gives the results of 'a.png' and 'b.png' one name, 'out.png'; add {stem}"),
     (["a.png"], [["s.png"], ["t.png"]], "{stem}.png", "gives two results of 'a.png' one name, 'a.png'; add {style}"),
     (["ab.png", "ac.png"], [["s.png"]], "{stem[0]}.png", "gives the results of 'ab.png' and 'ac.png' one name, 'a.png'; "
