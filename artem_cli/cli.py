@@ -116,8 +116,14 @@ class Mode(ModeList):
 
 
 def _fail(message):
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {_one_line(str(message))}", err=True)
     sys.exit(1)
+
+
+def _one_line(text):
+    """``text`` with its control characters (a newline in a file's name, a terminal's escape) written
+    as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 class StopOnSignals:
@@ -468,8 +474,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         if entry["state"] == "failed":
             line = _failed_line(str(job.content), job.key, entry["error"])
         else:
-            line = (f"{job.output}: {entry['iterations']} iteration{'s' * (entry['iterations'] != 1)} in {entry['seconds']:.1f} s, "
-                    f"loss {entry['losses']['total']:.4g}")
+            line = _one_line(f"{job.output}: {entry['iterations']} iteration{'s' * (entry['iterations'] != 1)} in "
+                             f"{entry['seconds']:.1f} s, loss {entry['losses']['total']:.4g}")
         if not quiet:  # with --quiet the summary lists the failures
             (bars["images"].write if "images" in bars else click.echo)(line, file=sys.stderr)
 
@@ -519,7 +525,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
 def _failed_line(content, key, error):
     """A batch's line for the image that failed: its content file, and its output where that is named
     otherwise (another suffix, a template, a style's name)."""
-    return f"failed: {content}" + (f" (for {key})" if key != content else "") + f": {error}"
+    return _one_line(f"failed: {content}" + (f" (for {key})" if key != content else "") + f": {error}")
 
 
 def _style_sets(styles, style_dir, out_dir):

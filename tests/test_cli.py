@@ -1371,6 +1371,25 @@ def test_output_into_a_pipe_nobody_reads_ends_quietly(weights_path):
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
+def test_a_file_name_with_a_newline_or_an_escape_stays_one_line_in_errors(tmp_path, weights_path):
+    """Linux lets a file's name hold a newline or a terminal's escape: an error naming it was two lines
+    (or recoloured the terminal). Control characters are written as escapes; the file is still read."""
+    broken = tmp_path / "bro\nken\x1b[31m.png"
+    broken.write_text("not an image")
+    r = run("stylize", broken, STYLE, "-o", tmp_path / "o.png")
+    assert (r.exit_code, r.stderr) == (1, f"Error: content image '{tmp_path}/bro\\nken\\x1b[31m.png' is not an image "
+                                          "file Pillow can read\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    broken.rename(photos / broken.name)
+    shutil.copy(CONTENT, photos / "a\nb.png")
+    r = run("batch", photos, "--style", STYLE, "-o", tmp_path / "out", *FAST[:-1])  # not quiet: a line an image
+    assert r.exit_code == 1 and all("\x1b" not in line and ("\\n" in line) == ("b.png" in line or "ken" in line)
+                                    for line in r.stderr.splitlines()), r.stderr
+    assert "a\\nb.png: 3 iterations in " in r.stderr and "  failed: bro\\nken\\x1b[31m.png: content image" in r.stderr
+    assert (tmp_path / "out" / "a\nb.png").is_file()
+
+
 def test_without_o_a_content_folder_that_cannot_be_written_is_told_to_give_o(tmp_path):
     """The result goes beside the content without -o: where that folder is read-only, the error says
     so and what to do (it named only "output folder 'photos' is not writable")."""
