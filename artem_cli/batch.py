@@ -85,11 +85,15 @@ def _name_max(folder):
         return 255
 
 
-def _whole(template, field):
-    """Whether ``template`` puts the whole of ``field`` (stem, style) in each name: {stem[0]} and
-    {stem:.3} do not."""
-    probe = "\x00whole\x00"
-    return probe in template.format(**{"stem": "stem", "style": "style", field: probe})
+def _whole(template, field, values):
+    """Whether ``template`` puts the whole of ``field`` (stem, style) in the name it gives ``values``
+    (a job's stem and style): {stem[0]} and {stem:.3} do not. The field is given its value framed, so
+    that an index into it reaches as far as into the value."""
+    probe = f"\x00{values[field]}\x00"
+    try:
+        return probe in template.format(**{**values, field: probe})
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def plan(inputs, style_sets, template):
@@ -115,14 +119,15 @@ def plan(inputs, style_sets, template):
             clashes.append((other, job))
     if clashes:  # the first, and how many more (a rerun for each would find them one at a time)
         other, job = clashes[0]
+        values = {"stem": job.content.stem, "style": "+".join(Path(p).stem for p in job.styles)}
         if other.content == job.content:  # after two style sets
             whose = f"two results of '{job.content}'"
             advice = ("add {style}" if "{style" not in template else "put the whole {style} in it"
-                      if not _whole(template, "style") else "rename one of the styles that share a name")
+                      if not _whole(template, "style", values) else "rename one of the styles that share a name")
         else:
             whose = f"the results of '{other.content}' and '{job.content}'"
             advice = ("add {stem}" if "{stem" not in template else "put the whole {stem} in it"
-                      if not _whole(template, "stem") else "rename one, or leave one out with --exclude")
+                      if not _whole(template, "stem", values) else "rename one, or leave one out with --exclude")
         more = list(dict.fromkeys(str(j.output) for _, j in clashes if j.output != job.output))
         also = (f" (and {len(more)} more name{'s' * (len(more) != 1)} alike: "
                 + ", ".join(f"'{name}'" for name in more[:3]) + ", ..." * (len(more) > 3) + ")") if more else ""

@@ -405,6 +405,10 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
      "put the whole {stem} in it"),
     (["a.png"], [["sa.png"], ["sb.png"]], "{stem}_{style:.1}.png", "gives two results of 'a.png' one name, 'a_s.png'; put "
      "the whole {style} in it"),
+    (["a.png", "a.jpg"], [["starry.png"]], "{stem}_{style[5]}.png", "gives the results of 'a.png' and 'a.jpg' one name, "
+     "'a_y.png'; rename one, or leave one out with --exclude"),  # an index past the length of the word "style"
+    (["photo1.png"], [["s.png"], ["s.jpg"]], "{stem[4]}_{style}.png", "gives two results of 'photo1.png' one name, "
+     "'o_s.png'; rename one of the styles that share a name"),
     (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style}.png", "gives two results of 'a.png' one name, 'a_s.png'; rename "
      "one of the styles that share a name"),
 ])
