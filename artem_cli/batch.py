@@ -461,9 +461,11 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
         batch = _Batch(in_dir, out_dir, Manifest(out_dir, *fingerprint_, force=force, style_sets=style_sets, jobs=jobs,
                                                  files=files), files, on_done)
         batch.summary.contents = {job.key: str(job.content) for job in jobs}
-        _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
-               on_iteration, interruptible)
-    batch.summary.seconds = time.perf_counter() - start
+        try:
+            _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
+                   on_iteration, interruptible)
+        finally:  # a batch stopped by a full disk reports its time too
+            batch.summary.seconds = time.perf_counter() - start
     return batch.summary
 
 
@@ -531,6 +533,7 @@ class _Batch:
         """``files``: the style files' SHA-256, as ``style_files`` gives them."""
         self.in_dir, self.out_dir, self.manifest, self.files, self.on_done = in_dir, out_dir, manifest, files, on_done
         self.summary = Summary()
+        self.full = None  # the NoSpace of a write that found the disk full
         self._hashes = {}  # content file: SHA-256, as read
 
     def content_sha256(self, job):
@@ -553,7 +556,7 @@ class _Batch:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ArtemError(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
+            raise io.write_error(e)(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
         self.manifest.claim(job)
         io.write_image(output, result.image, alpha, overwrite=True)
         entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
@@ -566,16 +569,27 @@ class _Batch:
         return entry
 
     def failed(self, job, error):
-        self.summary.failed[job.key] = error
-        self.manifest.mark(job, state="failed", error=error)
-        return {"state": "failed", "error": error}
+        """``job`` recorded as failed with ``error`` (an ArtemError). Where that, or the manifest's
+        record of it, is a full disk (NoSpace), ``stop_if_full`` then ends the batch."""
+        self.summary.failed[job.key] = str(error)
+        entry = {"state": "failed", "error": str(error)}
+        if isinstance(error, NoSpace):
+            self.full = error
+        try:
+            self.manifest.mark(job, **entry)
+        except NoSpace as e:  # the manifest, on the same disk
+            self.full = self.full or e
+        return entry
 
-    def no_space(self, error):
-        """The batch's end where a result found no room on the disk (``error``, a NoSpace): each later
-        image would be painted, minutes each, to fail alike."""
-        done = len(self.summary.done)
-        return ArtemError(f"{error}; the batch stops here, as every later image would fail alike: free some space "
-                          f"and run it again ({done} image{'s' * (done != 1)} painted in this run, kept)")
+    def stop_if_full(self):
+        """An ArtemError, carrying the summary, once a write found no room on the disk: each later image
+        would be painted, minutes each, to fail alike."""
+        if self.full is not None:
+            done = len(self.summary.done)
+            error = ArtemError(f"{self.full}; the batch stops here, as every later image would fail alike: free some "
+                               f"space and run it again ({done} image{'s' * (done != 1)} painted in this run, kept)")
+            error.summary = self.summary
+            raise error
 
     def report(self, job, entry):
         """The caller's ``on_done``, once ``job`` is recorded: what it raises is its own (an ArtemError of
@@ -625,12 +639,9 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             entry = batch.done(job, result, alpha, **facts)
             painted = True
         except ArtemError as e:
-            entry = batch.failed(job, str(e))
+            entry = batch.failed(job, e)
             previous = "content"
             painted = False  # the next frame starts from its content, whatever was painted before this one
-            if isinstance(e, NoSpace):
-                batch.report(job, entry)
-                raise batch.no_space(e) from None
         if init_previous and entry["state"] == "done":
             # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
             output = batch.out_dir / job.output
@@ -639,6 +650,7 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             except ArtemError:  # written, recorded, and gone or damaged since: the next one starts from its content
                 previous = "content"
         batch.report(job, entry)
+        batch.stop_if_full()
 
 
 def check_cluster(scheduler=None, workers=None):
@@ -783,7 +795,8 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                                                     broadcast=True)
                 shapes += sized
         except ArtemError as e:
-            batch.report(job, batch.failed(job, str(e)))
+            batch.report(job, batch.failed(job, e))
+            batch.stop_if_full()
             continue
         readable.append((index, job, content, alpha))
     _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable], shapes)
@@ -805,11 +818,9 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
             try:
                 entry = batch.done(job, _task_result(future), alpha)
             except ArtemError as e:
-                entry = batch.failed(job, str(e))
-                if isinstance(e, NoSpace):
-                    batch.report(job, entry)
-                    raise batch.no_space(e) from None
+                entry = batch.failed(job, e)
             batch.report(job, entry)
+            batch.stop_if_full()
             if count < len(futures):  # after the last, every image is done: a signal then only sets the status
                 interruptible.now = True
                 interruptible.check()

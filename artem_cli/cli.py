@@ -496,14 +496,12 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                       on_iteration=on_iteration, interruptible=stop.interruptible)
         except ArtemError as e:
             close_bars()
+            if as_json and getattr(e, "summary", None) is not None:  # a batch stopped by a full disk: what it did
+                _batch_json(e.summary)
             _fail(e)
         close_bars()
-    named = [*summary.done, *summary.skipped, *summary.failed]
-    if as_json:  # what this run did, interrupted or not; each output's content image
-        click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
-                               "seconds": round(summary.seconds, 3), "images": summary.images,
-                               "contents": {key: summary.contents[key] for key in named},
-                               "interrupted": summary.interrupted}, indent=1))
+    if as_json:  # what this run did, interrupted or not
+        _batch_json(summary)
     if summary.interrupted:
         done = len(summary.done)
         click.echo(f"Interrupted ({stop.name()}): {done} image{'s' * (done != 1)} done in this run; the manifest keeps "
@@ -520,6 +518,15 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         sys.exit(stop.exit_status())
     if summary.failed:
         sys.exit(1)
+
+
+def _batch_json(summary):
+    """``batch --json``: what the run did (its ``summary``), each output with its content image."""
+    named = [*summary.done, *summary.skipped, *summary.failed]
+    click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
+                           "seconds": round(summary.seconds, 3), "images": summary.images,
+                           "contents": {key: summary.contents[key] for key in named},
+                           "interrupted": summary.interrupted}, indent=1))
 
 
 def _failed_line(content, key, error):

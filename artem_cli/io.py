@@ -251,7 +251,7 @@ def atomic_write(path, write, overwrite=True):
     try:
         fd, name = _open_temporary(folder, path.suffix)
     except OSError as e:
-        raise _write_error(e)(f"cannot write in '{folder}' ({e.strerror})") from None
+        raise write_error(e)(f"cannot write in '{folder}' ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -271,11 +271,11 @@ def atomic_write(path, write, overwrite=True):
         if isinstance(e, FileExistsError):
             raise ArtemError(f"output '{path}' already exists; pass --overwrite to replace it") from None
         if isinstance(e, OSError):
-            raise _write_error(e)(f"cannot write '{path}' ({e.strerror or e})") from None
+            raise write_error(e)(f"cannot write '{path}' ({e.strerror or e})") from None
         raise
 
 
-def _write_error(error):
+def write_error(error):
     """The ArtemError class for an OSError of a write: ``NoSpace`` where the disk or the quota is full."""
     return NoSpace if error.errno in (errno.ENOSPC, errno.EDQUOT) else ArtemError
 

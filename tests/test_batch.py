@@ -48,35 +48,54 @@ def manifest(out):
     return json.loads((out / batch.MANIFEST).read_text())
 
 
+@pytest.mark.parametrize("full", ["results", "everything"])
 @pytest.mark.parametrize("where", ["here", "workers"])
-def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, tmp_path, weights_path, monkeypatch):
+def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, full, tmp_path, weights_path,
+                                                                          monkeypatch):
     """On a full disk a batch painted every later image (minutes each at the default size) to fail
-    each alike as it was written. It stops at the first: that image failed and recorded, one line
-    that says why and what to do, the images done before kept, none painted after it."""
+    each alike as it was written. It stops at the first write that finds no room, the result's or the
+    manifest's: that image failed (recorded where the manifest still fits), one line that says why and
+    what to do, --json's summary of what was done, the images done before kept, none painted after."""
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a.png", "b.png", "c.png", "d.png"):
         shutil.copy(EXAMPLES / "chelsea.png", src / name)
     out = tmp_path / "out"
-    save, saved = Image.Image.save, []
+    if full == "results":  # b.png finds no room; the manifest, smaller, still does
+        save, saved = Image.Image.save, []
 
-    def full_after_one(image, fp, *args, **kwargs):  # the results (the manifest is JSON, written otherwise)
-        if saved:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        saved.append(fp)
-        return save(image, fp, *args, **kwargs)
+        def full_after_one(image, fp, *args, **kwargs):
+            if saved:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            saved.append(fp)
+            return save(image, fp, *args, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "save", full_after_one)
-    r = run("batch", src, "--style", STYLE, "-o", out, *FAST, "-q", *(["--workers", "1"] if where == "workers" else []))
+        monkeypatch.setattr(Image.Image, "save", full_after_one)
+    else:  # from the moment a.png is there, no write finds room: a.png's record in the manifest the first
+        fsync = os.fsync
+
+        def full_once_a_is_there(fd):  # atomic_write's last step before the rename
+            if (out / "a.png").exists():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", full_once_a_is_there)
+    r = run("batch", src, "--style", STYLE, "-o", out, *FAST, "-q", "--json",
+            *(["--workers", "1"] if where == "workers" else []))
     assert r.exit_code == 1
-    lines = r.stderr.splitlines()
-    assert lines[-1] == (f"Error: cannot write '{out / 'b.png'}' (No space left on device); the batch stops here, as every "
-                         "later image would fail alike: free some space and run it again (1 image painted in this run, "
-                         "kept)"), r.output
-    entries = manifest(out)["images"]
-    assert entries["a.png"]["state"] == "done" and entries["b.png"]["state"] == "failed"
-    if where == "here":  # a cluster may have painted later images already: they are not written
-        assert sorted(entries) == ["a.png", "b.png"]
+    summary = json.loads(r.stdout)
+    stops = ("; the batch stops here, as every later image would fail alike: free some space and run it again "
+             f"({len(summary['done'])} image{'s' * (len(summary['done']) != 1)} painted in this run, kept)\n")
+    if full == "results":
+        assert r.stderr == f"Error: cannot write '{out / 'b.png'}' (No space left on device){stops}", r.output
+        assert (summary["done"], list(summary["failed"])) == (["a.png"], ["b.png"])
+        entries = manifest(out)["images"]
+        assert entries["a.png"]["state"] == "done" and entries["b.png"]["state"] == "failed"
+        if where == "here":  # a cluster may have painted later images already: they are not written
+            assert sorted(entries) == ["a.png", "b.png"]
+    else:
+        assert r.stderr == f"Error: cannot write '{out / batch.MANIFEST}' (No space left on device){stops}", r.output
+        assert (summary["done"], list(summary["failed"])) == ([], ["a.png"])
     assert sorted(p.name for p in out.iterdir()) == ["a.png", batch.MANIFEST]
 
 
