@@ -313,10 +313,11 @@ def quantize(rgb):
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.float32) / 255
 
 
-# the files a folder's listing takes for images: every suffix Pillow reads photos and frames under
-# (not its formats of icons, games, science or print)
-IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".avif", ".bmp", ".gif",
-                  ".qoi", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".jpf", ".jpx", ".psd")
+# the files a folder's listing takes for images: the common suffixes of photos and frames that every
+# Pillow artem takes (10 and later) reads. Not a Photoshop file (beside its own export, x.psd and x.jpg
+# would make one result), nor AVIF (read only where Pillow was built with libavif)
+IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".qoi",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".jpf", ".jpx")
 
 
 def natural_key(path):
