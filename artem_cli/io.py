@@ -80,9 +80,10 @@ def _to_array(img):
 def alone(path, busy):
     """The block run while this process alone holds ``path`` (a folder, or a lock file, made where it
     is missing): another process, or another holder in this one, that asks meanwhile gets
-    ``ArtemError(busy)``. The lock, flock's, goes with the process however it ends; on a file system
-    that has none (some network or FUSE ones) the block runs unguarded."""
-    fd = os.open(path, os.O_RDONLY | (0 if os.path.isdir(path) else os.O_CREAT), 0o644)
+    ``ArtemError(busy)``. The lock, flock's, goes with the process however it ends; where it cannot be
+    taken (a file system without locks, some FUSE ones; a folder on NFS, where a lock needs a file
+    open for writing) the block runs unguarded."""
+    fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
