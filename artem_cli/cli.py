@@ -1189,7 +1189,7 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
                        f"save (every {checkpoint_every} steps); go on with --resume", err=True)
         elif checkpoint.is_file():  # --overwrite's run, stopped before it replaced the checkpoint
             click.echo(f"Interrupted ({stop.name()}) before this run's first checkpoint (every {checkpoint_every} "
-                       f"steps): {checkpoint} still holds the earlier training (--resume goes on with that one)", err=True)
+                       f"steps): {checkpoint} still holds the earlier training, not this run's", err=True)
         else:
             click.echo(f"Interrupted ({stop.name()}) before the first checkpoint (every {checkpoint_every} steps): "
                        "nothing to resume", err=True)

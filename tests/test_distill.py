@@ -427,8 +427,8 @@ def test_an_interrupted_distill_says_whether_there_is_a_checkpoint(tmp_path, mon
     assert r.exit_code == 130 and "holds the training up to its last save (every 100 steps); go on with --resume" in r.stderr
     r = CliRunner().invoke(main, ["distill", "-o", str(out), "-q", "--overwrite"])  # a new run; the old checkpoint is not its
     assert (r.exit_code, r.stderr) == (130, f"Interrupted (SIGINT) before this run's first checkpoint (every 100 steps): "
-                                            f"{tmp_path / 'x.npz.ckpt.npz'} still holds the earlier training (--resume goes "
-                                            "on with that one)\n")
+                                            f"{tmp_path / 'x.npz.ckpt.npz'} still holds the earlier training, not this "
+                                            "run's\n")
     r = CliRunner().invoke(main, ["distill", "-o", str(out), "--checkpoint", str(out), "-q"])
     assert r.exit_code == 1 and "the checkpoint and the output must be two files" in r.stderr
 
