@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import artem_cli  # noqa: F401  (first: it sets OpenBLAS's and numba's thread settings before NumPy loads)
@@ -63,6 +64,14 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     if os.environ.get("ARTEM_WEIGHTS"):
         monkeypatch.delenv("ARTEM_WEIGHTS")
+
+
+def only_locks(cache):
+    """Whether everything in the test's cache folder ``cache`` is a lock of distill (artem/locks/, each
+    named by a SHA-256), the one thing a refused or interrupted distill leaves there."""
+    files = [p.relative_to(cache) for p in cache.rglob("*") if not p.is_dir()]
+    return bool(files) and all(len(p.parts) == 3 and p.parts[:2] == ("artem", "locks") and re.fullmatch(r"[0-9a-f]{64}",
+                                                                                                       p.name) for p in files)
 
 
 def spawned_children(pid):
