@@ -294,7 +294,7 @@ def _keras_layers(f):
     open Keras file (read only once the names are checked: a VGG19's are refused), in
     either layout: Keras 2's (a group per layer named for it, below ``model_weights`` in a whole
     model's file; datasets ``kernel:0``, ``bias:0``) or Keras 3's (``layers/<any>/vars``, the layer's
-    name an attribute of that group; datasets ``0``, the kernel, and ``1``, the bias)."""
+    name an attribute of that group since Keras 3.6; datasets ``0``, the kernel, and ``1``, the bias)."""
     if "layers" in f and "vars" in f:  # Keras 3: group names are Keras' own (conv2d_4), not the layers'
         found = {}
 
@@ -307,6 +307,16 @@ def _keras_layers(f):
                 found[name] = obj
 
         f["layers"].visititems(visit)
+        if not found:  # Keras 3.0 to 3.5 named no layer: its Conv2D groups in the order Keras made them, VGG16's
+            made = {}  # first (conv2d, conv2d_1, ...; its channels are checked after)
+
+            def convolution(path, obj):
+                number = re.fullmatch(r"(?:.*/)?conv2d(?:_(\d+))?", path)
+                if number and hasattr(obj, "keys") and "vars" in obj:
+                    made[int(number[1] or 0)] = obj["vars"]
+
+            f["layers"].visititems(convolution)
+            found = {f"block{name[4]}_conv{name[6]}": made[k] for (name, _, _), k in zip(CONV_LAYERS, sorted(made))}
         return {name: lambda g=g: (_h5_dataset(g, "0", 4, "kernel (0)"), _h5_dataset(g, "1", 1, "bias (1)"))
                 for name, g in found.items()}
     root = f["model_weights"] if "model_weights" in f else f

@@ -322,11 +322,11 @@ def test_convert_keras_h5(tmp_path):
         assert str(e.value).startswith(f"'{broken}' is not a readable Keras VGG16 .h5 file (") and what in str(e.value)
 
 
-def keras3_vgg(path, arrays, extra=()):
-    """A VGG16 as Keras 3's save_weights writes it (checked against Keras 3.15's): layers/conv2d_K/vars,
-    the layer's name an attribute of vars, the kernel (H, W, C, O) in 0, the bias in 1; K in the
-    order Keras made the layers, not the layers' names (here backwards, so that no order can be
-    read from the group names)."""
+def keras3_vgg(path, arrays, extra=(), named=True):
+    """A VGG16 as Keras 3's save_weights writes it (checked against Keras 3.15's and 3.5's):
+    layers/conv2d_K/vars, the kernel (H, W, C, O) in 0, the bias in 1, K in the order Keras made the
+    layers; since Keras 3.6 the layer's name an attribute of vars (``named``: then K runs backwards
+    here, so that no order can be read from the group names; without names in the order made)."""
     import h5py
     with h5py.File(path, "w") as f:
         f.create_group("vars").attrs["name"] = "vgg16"
@@ -334,9 +334,10 @@ def keras3_vgg(path, arrays, extra=()):
         layers.create_group("input_layer").create_group("vars").attrs["name"] = "input_layer"
         convs = [(f"block{name[4]}_conv{name[6]}", arrays[f"{name}.weight"].transpose(2, 3, 1, 0), arrays[f"{name}.bias"])
                  for name, _, _ in CONV_LAYERS] + list(extra)
-        for k, (name, kernel, bias) in enumerate(reversed(convs)):
+        for k, (name, kernel, bias) in enumerate(reversed(convs) if named else convs):
             group = layers.create_group(f"conv2d_{k}" if k else "conv2d").create_group("vars")
-            group.attrs["name"] = name
+            if named:
+                group.attrs["name"] = name
             group["0"], group["1"] = kernel, bias
         layers.create_group("max_pooling2d").create_group("vars").attrs["name"] = "block1_pool"
     return path
@@ -344,22 +345,32 @@ def keras3_vgg(path, arrays, extra=()):
 
 def test_convert_keras3(tmp_path):
     """Keras 3 names its layers' groups conv2d, conv2d_1, ... and their weights 0 and 1: its
-    .weights.h5 (and the .keras archive holding one) were refused, the layers not found."""
+    .weights.h5 (and the .keras archive holding one) were refused, the layers not found. Since Keras
+    3.6 each layer's name is an attribute; before, the order Keras made them in says which is which."""
+    import h5py
     arrays = random_vgg(np.random.default_rng(4))
     src = keras3_vgg(tmp_path / "vgg16.weights.h5", arrays)
     archive = tmp_path / "vgg16.keras"
     with zipfile.ZipFile(archive, "w") as z:
         z.write(src, "model.weights.h5")
         z.writestr("config.json", "{}")
-    for path in (src, archive):
-        loaded = weights.load(weights.convert(path, tmp_path / f"{path.suffix[1:]}.npz")[0])
+    unnamed = keras3_vgg(tmp_path / "unnamed.weights.h5", arrays, named=False)  # Keras 3.0 to 3.5: conv2d_10 after _9
+    for path in (src, archive, unnamed):
+        loaded = weights.load(weights.convert(path, tmp_path / f"{path.stem}.npz")[0])
         for key, value in arrays.items():
             np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
     vgg19 = keras3_vgg(tmp_path / "vgg19.weights.h5", arrays, [(f"block{b}_conv4", np.zeros((3, 3, c, c), np.float32),
                                                                  np.zeros(c, np.float32)) for b, c in ((3, 256), (4, 512), (5, 512))])
     with pytest.raises(ArtemError, match=r"has convolutions that VGG16 has not \(block3_conv4, block4_conv4, block5_conv4\)"):
         weights.convert(vgg19, tmp_path / "vgg19.npz")
-    import h5py
+    with h5py.File(vgg19, "w") as f:  # unnamed (Keras 3.0 to 3.5), a VGG19's channels tell it from VGG16
+        sequence = [3, 64, 64, 128, 128, *[256] * 5, *[512] * 8]
+        for k, (c, o) in enumerate(zip(sequence, sequence[1:])):
+            group = f.create_group(f"layers/conv2d_{k}" if k else "layers/conv2d").create_group("vars")
+            group["0"], group["1"] = np.zeros((3, 3, c, o), np.float32), np.zeros(o, np.float32)
+        f.create_group("vars")
+    with pytest.raises(ArtemError, match="the 3x3 convolutions do not have VGG16's channel sequence"):
+        weights.convert(vgg19, tmp_path / "vgg19.npz")
     with h5py.File(src, "a") as f:  # a convolution without its bias
         name = next(k for k in f["layers"] if f["layers"][k]["vars"].attrs["name"] == "block2_conv1")
         del f["layers"][name]["vars"]["1"]
@@ -374,7 +385,7 @@ def test_convert_keras3(tmp_path):
     archive.write_bytes(b"not a zip")
     with pytest.raises(ArtemError, match=r"^'.*vgg16.keras' is not a readable Keras 3 .keras file \(File is not a zip file\)$"):
         weights.convert(archive, tmp_path / "none.npz")
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["h5.npz", "keras.npz"]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["unnamed.weights.npz", "vgg16.npz", "vgg16.weights.npz"]
 
 
 def test_info(small_file):
