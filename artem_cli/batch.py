@@ -85,17 +85,6 @@ def _name_max(folder):
         return 255
 
 
-def _whole(template, field, values):
-    """Whether ``template`` puts the whole of ``field`` (stem, style) in the name it gives ``values``
-    (a job's stem and style): {stem[0]} and {stem:.3} do not. The field is given its value framed, so
-    that an index into it reaches as far as into the value."""
-    probe = f"\x00{values[field]}\x00"
-    try:
-        return probe in template.format(**{**values, field: probe})
-    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
-        return False
-
-
 def plan(inputs, style_sets, template):
     """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
     input's own subfolder of the output folder, never outside it."""
@@ -119,15 +108,18 @@ def plan(inputs, style_sets, template):
             clashes.append((other, job))
     if clashes:  # the first, and how many more (a rerun for each would find them one at a time)
         other, job = clashes[0]
-        values = {"stem": job.content.stem, "style": "+".join(Path(p).stem for p in job.styles)}
+        # names alike give one result name whatever the template; names that differ, one that leaves the field out
+        # or only a part of it ({stem[0]}, {stem:.3})
         if other.content == job.content:  # after two style sets
-            whose = f"two results of '{job.content}'"
-            advice = ("add {style}" if "{style" not in template else "put the whole {style} in it"
-                      if not _whole(template, "style", values) else "rename one of the styles that share a name")
+            whose, field = f"two results of '{job.content}'", "style"
+            alike = [Path(p).stem for p in other.styles] == [Path(p).stem for p in job.styles]
+            advice = "rename one of the styles that share a name"
         else:
-            whose = f"the results of '{other.content}' and '{job.content}'"
-            advice = ("add {stem}" if "{stem" not in template else "put the whole {stem} in it"
-                      if not _whole(template, "stem", values) else "rename one, or leave one out with --exclude")
+            whose, field = f"the results of '{other.content}' and '{job.content}'", "stem"
+            alike = other.content.stem == job.content.stem
+            advice = "rename one, or leave one out with --exclude"
+        if not alike:
+            advice = f"put the whole {{{field}}} in it" if f"{{{field}" in template else f"add {{{field}}}"
         more = list(dict.fromkeys(str(j.output) for _, j in clashes if j.output != job.output))
         also = (f" (and {len(more)} more name{'s' * (len(more) != 1)} alike: "
                 + ", ".join(f"'{name}'" for name in more[:3]) + ", ..." * (len(more) > 3) + ")") if more else ""

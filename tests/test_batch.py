@@ -428,6 +428,10 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
      "'a_y.png'; rename one, or leave one out with --exclude"),  # an index past the length of the word "style"
     (["photo1.png"], [["s.png"], ["s.jpg"]], "{stem[4]}_{style}.png", "gives two results of 'photo1.png' one name, "
      "'o_s.png'; rename one of the styles that share a name"),
+    (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style[0]}.png", "gives two results of 'a.png' one name, 'a_s.png'; "
+     "rename one of the styles that share a name"),  # the styles' names alike: no template tells them apart
+    (["a.png", "a.jpg"], [["s.png"]], "{stem:.1}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; "
+     "rename one, or leave one out with --exclude"),
     (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style}.png", "gives two results of 'a.png' one name, 'a_s.png'; rename "
      "one of the styles that share a name"),
 ])
