@@ -525,7 +525,7 @@ class _Batch:
         """``files``: the style files' SHA-256, as ``style_files`` gives them."""
         self.in_dir, self.out_dir, self.manifest, self.files, self.on_done = in_dir, out_dir, manifest, files, on_done
         self.summary = Summary()
-        self.full = None  # the NoSpace of a write that found the disk full
+        self.cannot_write = None  # a write that found the disk full, or the manifest's that failed
         self._hashes = {}  # content file: SHA-256, as read
 
     def content_sha256(self, job):
@@ -561,25 +561,28 @@ class _Batch:
         return entry
 
     def failed(self, job, error):
-        """``job`` recorded as failed with ``error`` (an ArtemError). Where that, or the manifest's
-        record of it, is a full disk (NoSpace), ``stop_if_full`` then ends the batch."""
+        """``job`` recorded as failed with ``error`` (an ArtemError). Where that is a full disk (NoSpace),
+        or the manifest cannot record it (full, read-only, failing), ``stop_if_cannot_write`` then ends
+        the batch."""
         self.summary.failed[job.key] = str(error)
         entry = {"state": "failed", "error": str(error)}
         if isinstance(error, NoSpace):
-            self.full = error
+            self.cannot_write = error
         try:
             self.manifest.mark(job, **entry)
-        except NoSpace as e:  # the manifest, on the same disk
-            self.full = self.full or e
+        except ArtemError as e:  # the manifest, in the same folder
+            self.cannot_write = self.cannot_write or e
         return entry
 
-    def stop_if_full(self):
-        """An ArtemError, carrying the summary, once a write found no room on the disk: each later image
-        would be painted, minutes each, to fail alike."""
-        if self.full is not None:
+    def stop_if_cannot_write(self):
+        """An ArtemError, carrying the summary, once a write found no room on the disk or the manifest
+        could not be written: each later image would be painted, minutes each, to fail alike."""
+        if self.cannot_write is not None:
             done = len(self.summary.done)
-            error = ArtemError(f"{self.full}; the batch stops here, as every later image would fail alike: free some "
-                               f"space and run it again ({done} image{'s' * (done != 1)} painted in this run, kept)")
+            then = ("free some space and run it again" if isinstance(self.cannot_write, NoSpace) else
+                    "run it again once the output folder can be written")
+            error = ArtemError(f"{self.cannot_write}; the batch stops here, as every later image would fail alike: "
+                               f"{then} ({done} image{'s' * (done != 1)} painted and recorded in this run)")
             error.summary = self.summary
             raise error
 
@@ -642,7 +645,7 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             except ArtemError:  # written, recorded, and gone or damaged since: the next one starts from its content
                 previous = "content"
         batch.report(job, entry)
-        batch.stop_if_full()
+        batch.stop_if_cannot_write()
 
 
 def check_cluster(scheduler=None, workers=None):
@@ -788,7 +791,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
                 shapes += sized
         except ArtemError as e:
             batch.report(job, batch.failed(job, e))
-            batch.stop_if_full()
+            batch.stop_if_cannot_write()
             continue
         readable.append((index, job, content, alpha))
     _check_shared_memory(client, settings, [content.shape[1:] for _, _, content, _ in readable], shapes)
@@ -812,7 +815,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
             except ArtemError as e:
                 entry = batch.failed(job, e)
             batch.report(job, entry)
-            batch.stop_if_full()
+            batch.stop_if_cannot_write()
             if count < len(futures):  # after the last, every image is done: a signal then only sets the status
                 interruptible.now = True
                 interruptible.check()

@@ -496,8 +496,11 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                       on_iteration=on_iteration, interruptible=stop.interruptible)
         except ArtemError as e:
             close_bars()
-            if as_json and getattr(e, "summary", None) is not None:  # a batch stopped by a full disk: what it did
-                _batch_json(e.summary)
+            stopped = getattr(e, "summary", None)  # a batch stopped as it could no longer write: what it did
+            if stopped is not None and as_json:
+                _batch_json(stopped)
+            for key, error in (stopped.failed if stopped is not None and quiet else {}).items():
+                click.echo(f"  {_failed_line(stopped.contents[key], key, error)}", err=True)  # not listed as they came
             _fail(e)
         close_bars()
     if as_json:  # what this run did, interrupted or not

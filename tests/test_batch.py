@@ -48,7 +48,7 @@ def manifest(out):
     return json.loads((out / batch.MANIFEST).read_text())
 
 
-@pytest.mark.parametrize("full", ["results", "everything"])
+@pytest.mark.parametrize("full", ["results", "everything", "read-only"])
 @pytest.mark.parametrize("where", ["here", "workers"])
 def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, full, tmp_path, weights_path,
                                                                           monkeypatch):
@@ -60,6 +60,7 @@ def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, 
     src.mkdir()
     for name in ("a.png", "b.png", "c.png", "d.png"):
         shutil.copy(EXAMPLES / "chelsea.png", src / name)
+    (src / "0bad.png").write_text("not an image")  # a failure before: -q lists it with the rest (it was lost)
     out = tmp_path / "out"
     if full == "results":  # b.png finds no room; the manifest, smaller, still does
         save, saved = Image.Image.save, []
@@ -71,12 +72,12 @@ def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, 
             return save(image, fp, *args, **kwargs)
 
         monkeypatch.setattr(Image.Image, "save", full_after_one)
-    else:  # from the moment a.png is there, no write finds room: a.png's record in the manifest the first
-        fsync = os.fsync
+    else:  # from the moment a.png is there, no write finds room (or the disk turns read-only): a.png's record first
+        fsync, code = os.fsync, errno.ENOSPC if full == "everything" else errno.EROFS
 
         def full_once_a_is_there(fd):  # atomic_write's last step before the rename
             if (out / "a.png").exists():
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(code, os.strerror(code))
             return fsync(fd)
 
         monkeypatch.setattr(os, "fsync", full_once_a_is_there)
@@ -84,18 +85,20 @@ def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, 
             *(["--workers", "1"] if where == "workers" else []))
     assert r.exit_code == 1
     summary = json.loads(r.stdout)
-    stops = ("; the batch stops here, as every later image would fail alike: free some space and run it again "
-             f"({len(summary['done'])} image{'s' * (len(summary['done']) != 1)} painted in this run, kept)\n")
+    then = "run it again once the output folder can be written" if full == "read-only" else "free some space and run it again"
+    stops = (f"; the batch stops here, as every later image would fail alike: {then} "
+             f"({len(summary['done'])} image{'s' * (len(summary['done']) != 1)} painted and recorded in this run)\n")
+    failures = "".join(f"  failed: {key}: {error}\n" for key, error in summary["failed"].items())  # -q: listed at the end
     if full == "results":
-        assert r.stderr == f"Error: cannot write '{out / 'b.png'}' (No space left on device){stops}", r.output
-        assert (summary["done"], list(summary["failed"])) == (["a.png"], ["b.png"])
+        assert r.stderr == f"{failures}Error: cannot write '{out / 'b.png'}' (No space left on device){stops}", r.output
+        assert (summary["done"], list(summary["failed"])) == (["a.png"], ["0bad.png", "b.png"])
         entries = manifest(out)["images"]
         assert entries["a.png"]["state"] == "done" and entries["b.png"]["state"] == "failed"
         if where == "here":  # a cluster may have painted later images already: they are not written
-            assert sorted(entries) == ["a.png", "b.png"]
+            assert sorted(entries) == ["0bad.png", "a.png", "b.png"]
     else:
-        assert r.stderr == f"Error: cannot write '{out / batch.MANIFEST}' (No space left on device){stops}", r.output
-        assert (summary["done"], list(summary["failed"])) == ([], ["a.png"])
+        assert r.stderr == f"{failures}Error: cannot write '{out / batch.MANIFEST}' ({os.strerror(code)}){stops}", r.output
+        assert (summary["done"], list(summary["failed"])) == ([], ["0bad.png", "a.png"])
     assert sorted(p.name for p in out.iterdir()) == ["a.png", batch.MANIFEST]
 
 
