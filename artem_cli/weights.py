@@ -307,21 +307,33 @@ def _keras_layers(f):
                 found[name] = obj
 
         f["layers"].visititems(visit)
-        if not found:  # Keras 3.0 to 3.5 named no layer: its Conv2D groups in the order Keras made them, VGG16's
-            made = {}  # first (conv2d, conv2d_1, ...; its channels are checked after)
+        if not found:  # Keras 3.0 to 3.5 named no layer: the Conv2D groups of each model (conv2d, conv2d_1, ...,
+            models = {}  # numbered within it in the order of its layers), VGG16's those of the one with its channels
 
             def convolution(path, obj):
-                number = re.fullmatch(r"(?:.*/)?conv2d(?:_(\d+))?", path)
+                number = re.fullmatch(r"(?:(.*)/)?conv2d(?:_(\d+))?", path)
                 if number and hasattr(obj, "keys") and "vars" in obj:
-                    made[int(number[1] or 0)] = obj["vars"]
+                    models.setdefault(number[1] or "", {})[int(number[2] or 0)] = obj["vars"]
 
             f["layers"].visititems(convolution)
-            found = {f"block{name[4]}_conv{name[6]}": made[k] for (name, _, _), k in zip(CONV_LAYERS, sorted(made))}
+            ordered = [[convs[k] for k in sorted(convs)] for convs in models.values()]
+            vgg = [convs for convs in ordered if _vgg_channels(convs)]
+            if len(vgg) > 1:
+                raise ValueError(f"{len(vgg)} models in it have VGG16's convolutions")
+            convs = vgg[0] if vgg else max(ordered, key=len, default=[])  # none: the channels are said to differ
+            found = {f"block{name[4]}_conv{name[6]}": group for (name, _, _), group in zip(CONV_LAYERS, convs)}
         return {name: lambda g=g: (_h5_dataset(g, "0", 4, "kernel (0)"), _h5_dataset(g, "1", 1, "bias (1)"))
                 for name, g in found.items()}
     root = f["model_weights"] if "model_weights" in f else f
     return {name: lambda g=root[name]: (_h5_dataset(g, "kernel", 4), _h5_dataset(g, "bias", 1))
             for name in root.keys() if re.fullmatch(r"block\d+_conv\d+", name)}
+
+
+def _vgg_channels(groups):
+    """Whether the first 13 of Keras 3 ``vars`` groups have VGG16's 3x3 kernels (H, W, C, O), read by
+    their shapes alone."""
+    shapes = [tuple(getattr(group.get("0"), "shape", ())) for group in groups[:len(CONV_LAYERS)]]
+    return shapes == [(3, 3, cin, cout) for _, cin, cout in CONV_LAYERS]
 
 
 def read_keras_h5(path):

@@ -322,15 +322,17 @@ def test_convert_keras_h5(tmp_path):
         assert str(e.value).startswith(f"'{broken}' is not a readable Keras VGG16 .h5 file (") and what in str(e.value)
 
 
-def keras3_vgg(path, arrays, extra=(), named=True):
+def keras3_vgg(path, arrays, extra=(), named=True, model="layers", mode="w"):
     """A VGG16 as Keras 3's save_weights writes it (checked against Keras 3.15's and 3.5's):
     layers/conv2d_K/vars, the kernel (H, W, C, O) in 0, the bias in 1, K in the order Keras made the
     layers; since Keras 3.6 the layer's name an attribute of vars (``named``: then K runs backwards
-    here, so that no order can be read from the group names; without names in the order made)."""
+    here, so that no order can be read from the group names; without names in the order made). ``model``:
+    the group of VGG16's layers, ``layers/NAME/layers`` for one inside another model."""
     import h5py
-    with h5py.File(path, "w") as f:
-        f.create_group("vars").attrs["name"] = "vgg16"
-        layers = f.create_group("layers")
+    with h5py.File(path, mode) as f:
+        if "vars" not in f:
+            f.create_group("vars").attrs["name"] = "vgg16"
+        layers = f.require_group(model)
         layers.create_group("input_layer").create_group("vars").attrs["name"] = "input_layer"
         convs = [(f"block{name[4]}_conv{name[6]}", arrays[f"{name}.weight"].transpose(2, 3, 1, 0), arrays[f"{name}.bias"])
                  for name, _, _ in CONV_LAYERS] + list(extra)
@@ -355,7 +357,10 @@ def test_convert_keras3(tmp_path):
         z.write(src, "model.weights.h5")
         z.writestr("config.json", "{}")
     unnamed = keras3_vgg(tmp_path / "unnamed.weights.h5", arrays, named=False)  # Keras 3.0 to 3.5: conv2d_10 after _9
-    for path in (src, archive, unnamed):
+    inside = keras3_vgg(tmp_path / "inside.weights.h5", arrays, named=False, model="layers/backbone/layers")
+    with h5py.File(inside, "a") as f:  # the outer model's own first convolution: numbered conv2d too, in its model
+        f["layers/conv2d/vars/0"], f["layers/conv2d/vars/1"] = np.ones((3, 3, 3, 64), np.float32), np.ones(64, np.float32)
+    for path in (src, archive, unnamed, inside):
         loaded = weights.load(weights.convert(path, tmp_path / f"{path.stem}.npz")[0])
         for key, value in arrays.items():
             np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
@@ -371,6 +376,9 @@ def test_convert_keras3(tmp_path):
         f.create_group("vars")
     with pytest.raises(ArtemError, match="the 3x3 convolutions do not have VGG16's channel sequence"):
         weights.convert(vgg19, tmp_path / "vgg19.npz")
+    keras3_vgg(inside, arrays, named=False, model="layers/second/layers", mode="a")  # which of two? refused
+    with pytest.raises(ArtemError, match=r"not a readable Keras VGG16 .h5 file \(2 models in it have VGG16's convolutions\)"):
+        weights.convert(inside, tmp_path / "two.npz")
     with h5py.File(src, "a") as f:  # a convolution without its bias
         name = next(k for k in f["layers"] if f["layers"][k]["vars"].attrs["name"] == "block2_conv1")
         del f["layers"][name]["vars"]["1"]
@@ -385,7 +393,8 @@ def test_convert_keras3(tmp_path):
     archive.write_bytes(b"not a zip")
     with pytest.raises(ArtemError, match=r"^'.*vgg16.keras' is not a readable Keras 3 .keras file \(File is not a zip file\)$"):
         weights.convert(archive, tmp_path / "none.npz")
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["unnamed.weights.npz", "vgg16.npz", "vgg16.weights.npz"]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["inside.weights.npz", "unnamed.weights.npz", "vgg16.npz",
+                                                              "vgg16.weights.npz"]
 
 
 def test_info(small_file):
