@@ -120,10 +120,15 @@ def _fail(message):
     sys.exit(1)
 
 
+def _echo_line(text, err=False):
+    """``click.echo`` of a line that names files: as ``_one_line`` writes it."""
+    click.echo(_one_line(text), err=err)
+
+
 def _one_line(text):
-    """``text`` with its control characters (a newline in a file's name, a terminal's escape) written
-    as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    """``text`` with its control characters (a newline in a file's name, a terminal's escape, C0 or C1)
+    written as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: repr(m.group())[1:-1], text)
 
 
 class StopOnSignals:
@@ -380,10 +385,10 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
                    "final_losses": result.losses}
         click.echo(json.dumps(summary, indent=1))
     elif not quiet:
-        click.echo(f"{output}: {result.iterations} iteration{'s' * (result.iterations != 1)} in {result.seconds:.1f} s ({result.stop_reason}); "
+        _echo_line(f"{output}: {result.iterations} iteration{'s' * (result.iterations != 1)} in {result.seconds:.1f} s ({result.stop_reason}); "
                    f"loss {result.losses['total']:.4g}", err=True)
     if result.interrupted:
-        click.echo(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
+        _echo_line(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
         sys.exit(stop.exit_status())
     if stop.received is not None:
         click.echo(f"{stop.name()} arrived after the last iteration; the finished result is saved", err=True)
@@ -512,7 +517,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         for key, error in (summary.failed if quiet else {}).items():
             click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)  # not listed as they came, under --quiet
         sys.exit(stop.exit_status())
-    click.echo(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
+    _echo_line(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
                f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
     for key, error in summary.failed.items():
         click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)
@@ -747,7 +752,7 @@ def visualize(layer, channels, mode, output, size, steps, seed, overwrite, weigh
         except KeyboardInterrupt:
             click.echo(f"Interrupted ({stop.name()}); nothing was written", err=True)
             sys.exit(stop.exit_status())
-    click.echo(f"wrote {output}")
+    _echo_line(f"wrote {output}")
     if stop.received is not None:
         sys.exit(stop.exit_status())
 
@@ -770,13 +775,13 @@ def weights_fetch(destination, force):
     except ArtemError as e:
         _fail(e)
     if downloaded:
-        click.echo(f"fetched and verified: {path}")
+        _echo_line(f"fetched and verified: {path}")
         return
     _, meta = weights.load_file(path)
     if weights.matches_reference(meta):
-        click.echo(f"already present and verified: {path}")
+        _echo_line(f"already present and verified: {path}")
     else:  # the user's own, kept (make demo and make test go on with it)
-        click.echo(f"kept: {path} holds a VGG16 other than the reference, converted from '{meta.get('source')}' "
+        _echo_line(f"kept: {path} holds a VGG16 other than the reference, converted from '{meta.get('source')}' "
                    "(--force replaces it with the reference)")
 
 
@@ -795,7 +800,7 @@ def weights_convert(source, destination):
         what = "the reference ImageNet VGG16" if weights.matches_reference(meta) else "not the reference weights"
     except ArtemError:  # artem installed from elsewhere than its checkout: nothing to compare with
         what = f"not compared with the reference weights: no {weights.MANIFEST.name}"
-    click.echo(f"converted {source} -> {path} ({what})")
+    _echo_line(f"converted {source} -> {path} ({what})")
 
 
 @weights_group.command("info")
@@ -812,7 +817,7 @@ def weights_info(weights_path, binary_weights):
     except ArtemError as e:
         _fail(e)
     for key, value in facts.items():
-        click.echo(f"{key}: {value}")
+        _echo_line(f"{key}: {value}")
 
 
 def _binary_network(mode, source, vgg_path):
@@ -1010,7 +1015,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
     else:
         for path, p in predictions.items():
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
-            click.echo(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
+            _echo_line(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
                        f"{p['memory_bytes'] / 2**30:.2f} GiB of memory in all{free}, {p['seconds_per_iteration']:.3g} s per "
                        f"iteration here, {p['iterations']} iterations in about {_duration(p['seconds'])}")
         if len(predictions) * len(style_sets) > 1:
@@ -1022,7 +1027,7 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
     if not batch and failing:  # stylize's one content image
         _fail(next(iter(failing.values())))
     for path, error in failing.items():  # as a batch lists the images that failed, then one error
-        click.echo(f"would fail: {path}: {error}", err=True)
+        _echo_line(f"would fail: {path}: {error}", err=True)
     if failing:
         which = "the one image" if len(contents) == 1 else f"{len(failing)} of the {len(contents)} images"
         _fail(f"{which} cannot be painted; the batch would mark {'it' if len(failing) == 1 else 'them'} failed")
@@ -1188,20 +1193,20 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
             bar.close()
         saved = checkpoint.is_file() and (resume or checkpoint.stat().st_mtime_ns != before)  # not a discarded run's
         if saved:
-            click.echo(f"Interrupted ({stop.name()}): the checkpoint {checkpoint} holds the training up to its last "
+            _echo_line(f"Interrupted ({stop.name()}): the checkpoint {checkpoint} holds the training up to its last "
                        f"save (every {checkpoint_every} steps); go on with --resume", err=True)
         elif checkpoint.is_file():  # --overwrite's run, stopped before it replaced the checkpoint
-            click.echo(f"Interrupted ({stop.name()}) before this run's first checkpoint (every {checkpoint_every} "
+            _echo_line(f"Interrupted ({stop.name()}) before this run's first checkpoint (every {checkpoint_every} "
                        f"steps): {checkpoint} still holds the earlier training, not this run's", err=True)
         else:
-            click.echo(f"Interrupted ({stop.name()}) before the first checkpoint (every {checkpoint_every} steps): "
+            _echo_line(f"Interrupted ({stop.name()}) before the first checkpoint (every {checkpoint_every} steps): "
                        "nothing to resume", err=True)
         sys.exit(stop.exit_status())
     if bar is not None:
         bar.close()
     steps, loss = trainer.history[-1]
     size = checkpoint.stat().st_size / 2**20 if checkpoint.is_file() else 0
-    click.echo(f"{output}: {steps} step{'s' * (steps != 1)}, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
+    _echo_line(f"{output}: {steps} step{'s' * (steps != 1)}, final loss {loss:.4g}; the checkpoint {checkpoint} ({size:.0f} MiB) is kept "
                "for --resume with more --steps: delete it if you will not", err=True)
     if stop.received is not None:  # after the last step: the network is written whole
         sys.exit(stop.exit_status())

@@ -1391,6 +1391,14 @@ def test_a_file_name_with_a_newline_or_an_escape_stays_one_line_in_errors(tmp_pa
                                     for line in r.stderr.splitlines()), r.stderr
     assert "a\\nb.png: 3 iterations in " in r.stderr and "  failed: bro\\nken\\x1b[31m.png: content image" in r.stderr
     assert (tmp_path / "out" / "a\nb.png").is_file()
+    (photos / "c\x9bd.png").symlink_to(photos / "a\nb.png")  # a C1 control (CSI) too
+    for args in (["-o", tmp_path / "dry", "--dry-run"], ["-o", tmp_path / "out\n2"]):  # each line that names a file
+        r = run("batch", photos, "--style", STYLE, *args, *FAST[:-1])
+        assert r.exit_code == 1 and not any(c in r.output for c in "\x1b\x9b"), r.output
+        lines = r.output.splitlines()
+        assert len(lines) == len([line for line in lines if line.startswith((f"{photos}/", "would fail", "a\\nb", "c\\x9bd",
+                                                                            "  failed", "failed", "all 2 images", "Error",
+                                                                            f"{tmp_path}/out\\n2"))]), r.output
 
 
 def test_without_o_a_content_folder_that_cannot_be_written_is_told_to_give_o(tmp_path):
