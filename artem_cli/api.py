@@ -173,12 +173,24 @@ def finite(v):
 
 
 def given(settings):
-    """``settings``, or the defaults for None; an ArtemError where it is no ``Settings``."""
+    """``settings``, or the defaults for None, as a copy whose NumPy numbers are Python's (a float32
+    weight, equal to its float, made its term float32 arithmetic: other bits); an ArtemError where it
+    is no ``Settings``."""
     if settings is None:
         return Settings()
     if not isinstance(settings, Settings):
         raise ArtemError(f"settings must be an artem_cli.Settings (Settings(size=256, ...)), not {type(settings).__name__}")
-    return settings
+    return dataclasses.replace(settings, **{field.name: _plain(getattr(settings, field.name))
+                                            for field in dataclasses.fields(settings)})
+
+
+def _plain(value):
+    """``value`` with its NumPy scalars as Python's numbers (in lists and tuples too: layers' weights)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return (list if isinstance(value, list) else tuple)(_plain(v) for v in value)
+    return value
 
 
 def whole(v):

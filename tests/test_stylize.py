@@ -69,6 +69,19 @@ def test_a_stylizer_paints_many_images_as_stylize_paints_each(images, weights_pa
         assert np.array_equal(stylizer.stylize(image, targets).image, stylize(image, [style], settings).image)
 
 
+def test_numpy_numbers_in_the_settings_give_the_bits_of_pythons(images, weights_path):
+    """Settings(tv_weight=np.float32(2)) equals Settings(tv_weight=2.0), but its term was computed in
+    float32: other pixels, losses to float32's precision. Equal settings paint the same bits."""
+    content, style, _ = images
+    python = Settings(size=40, iterations=3, tv_weight=2.0, content_weight=5.0, style_layers=(("relu1_1", 0.5),
+                                                                                             ("relu3_1", 2.0)))
+    numpy = dataclasses.replace(python, tv_weight=np.float32(2), content_weight=np.float32(5), size=np.int64(40),
+                                style_layers=(("relu1_1", np.float32(0.5)), ("relu3_1", np.float64(2))))
+    assert numpy == python
+    a, b = stylize(content, [style], python), stylize(content, [style], numpy)
+    assert np.array_equal(a.image, b.image) and a.losses == b.losses and type(b.losses["total"]) is float
+
+
 def test_same_settings_give_the_same_file_in_two_processes(tmp_path, weights_path):
     """Two processes (run at the same time) with the same inputs, settings and seed write the same bytes."""
     import subprocess
