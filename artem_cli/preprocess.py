@@ -39,9 +39,10 @@ def scaled_shape(shape, longest):
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-# how far outside 0..1 a caller's float image may stray (rounding, a resize's overshoot) before it is
-# taken for another scale (0..255, -1..1) and refused; what strays less is clipped
-RANGE_SLACK = 0.5
+# how far outside 0..1 a caller's float image may stray (rounding, a resize's overshoot: Lanczos's is
+# about a tenth) before it is taken for another scale (0..255, -1..1, -0.5..0.5) and refused; what
+# strays less is clipped
+RANGE_SLACK = 0.25
 
 
 def rgb_image(image, what):
@@ -66,7 +67,7 @@ def rgb_image(image, what):
         raise ArtemError(f"the {what} holds NaN or infinite values")
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
         raise ArtemError(f"the {what}'s values span {low:.4g}..{high:.4g}; artem takes 0..1 (from 0..255: image / 255; "
-                         "from -1..1: (image + 1) / 2)")
+                         "from -1..1: (image + 1) / 2; from -0.5..0.5: image + 0.5)")
     return np.clip(image, 0, 1).astype(np.float32, copy=False)
 
 

@@ -265,6 +265,8 @@ def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(imag
         ((content * 255).astype(np.uint8), r"holds uint8 values; artem takes floats in 0..1 \(8-bit pixels: image / 255\)"),
         (content * 255, r"values span 0..255; artem takes 0..1 \(from 0..255: image / 255"),
         (content * 2 - 1, r"values span -1..1; artem takes 0..1 .*from -1..1: \(image \+ 1\) / 2"),
+        (content - 0.5, r"values span -0.5..0.5; artem takes 0..1 .*from -0.5..0.5: image \+ 0.5\)"),  # was clipped
+        (content + 0.5, r"values span 0.5..1.5; artem takes 0..1"),
         (np.where(content > 0.5, np.nan, content), "NaN or infinite"),
         (content.tolist(), "must be an array, not list"),
         (np.zeros((3, 0, 5), np.float32), r"is empty: 0x5 px"),
