@@ -499,7 +499,7 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     """Stylize ``content`` (RGB (3, H, W) floats in 0..1) after ``styles`` (a list of such arrays).
 
     ``init_image`` (RGB array), when given, is the starting image (where ``settings.init`` names a
-    file, it must be given: that file's image). ``on_iteration(i, value,
+    file, it must be given: that file's image; with init "random" it is refused). ``on_iteration(i, value,
     parts, image)`` is called after each iteration, ``image()`` giving the current RGB on the host.
     Ctrl-C (KeyboardInterrupt) stops the optimization and returns what was reached so far, as does
     a signal recorded in ``interruptible`` (an ``Interruptible``), at the next evaluation.
@@ -510,6 +510,8 @@ def stylize(content, styles, settings=None, *, weights_path=None, init_image=Non
     _check_callbacks(on_iteration, interruptible)
     styles = _style_images(styles)
     settings.validate(len(styles))
+    if init_image is not None and settings.init == "random":  # it would be ignored
+        raise ArtemError("init 'random' and an init_image are two starting images: give one")
     content = preprocess.rgb_image(content, "content image")
     init_image = _init_image(settings, init_image)
     check_memory(check_content(content, settings), settings, array_module_for(settings.device),  # before any work

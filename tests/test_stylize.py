@@ -282,6 +282,8 @@ def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(imag
         api.score(content, content, [], settings)
     with pytest.raises(ArtemError, match=r"init 'photo.jpg' names a file: pass its image as init_image"):
         stylize(content, [style], Settings(size=40, iterations=1, init="photo.jpg"))
+    with pytest.raises(ArtemError, match=r"^init 'random' and an init_image are two starting images: give one$"):
+        stylize(content, [style], Settings(size=40, iterations=1, init="random"), init_image=content)  # was ignored
     with pytest.raises(ArtemError, match="init image holds int64 values"):
         stylize(content, [style], settings, init_image=np.zeros(content.shape, dtype=np.int64))
     with pytest.raises(ArtemError, match=r"^init image is empty|^the init image is empty"):
