@@ -8,6 +8,7 @@ it), which ``fetch`` must reproduce exactly.
 
 Input channels of conv1_1 are in BGR order, for images preprocessed as in ``preprocess.py``.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -273,16 +274,16 @@ def read_onnx(path):
     return _pick_vgg_convs(pairs, f"'{path}'")
 
 
-def _h5_dataset(group, prefix, ndim, what=None):
+def _h5_dataset(group, prefix, ndim, what):
     """The first dataset below ``group`` whose name starts with ``prefix`` (Keras nests them), an array
     of numbers of ``ndim`` dimensions; a ValueError that says what is there instead (``what``: the
-    dataset as named there, where its name says nothing: Keras 3's "0" and "1")."""
+    dataset as the message names it, "kernel", or "kernel (0)" for Keras 3's "0")."""
     if not hasattr(group, "visititems"):
         raise ValueError(f"{group.name} is not a group of datasets")
     found = []
     group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") and name.rsplit("/", 1)[-1].startswith(prefix) else None)
     if not found:
-        raise ValueError(f"no {what or prefix} in {group.name}")
+        raise ValueError(f"no {what} in {group.name}")
     array = np.asarray(found[0][()])
     if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{found[0].name} is {array.dtype} of {array.ndim} dimensions, not numbers of {ndim}")
@@ -290,43 +291,42 @@ def _h5_dataset(group, prefix, ndim, what=None):
 
 
 def _keras_layers(f):
-    """{layer name: a function that reads its (kernel, bias)} of the convolutions ``blockB_convI`` of an
-    open Keras file (read only once the names are checked: a VGG19's are refused), in
-    either layout: Keras 2's (a group per layer named for it, below ``model_weights`` in a whole
-    model's file; datasets ``kernel:0``, ``bias:0``) or Keras 3's (``layers/<any>/vars``, the layer's
-    name an attribute of that group since Keras 3.6; datasets ``0``, the kernel, and ``1``, the bias)."""
-    if "layers" in f and "vars" in f:  # Keras 3: group names are Keras' own (conv2d_4), not the layers'
-        found = {}
+    """(groups, datasets) of an open Keras file: ``groups`` {layer name: its group} of the convolutions
+    ``blockB_convI``, ``datasets`` the (prefix, name said) of the kernel's and the bias's datasets in
+    each, in either layout: Keras 2's (a group per layer named for it, below ``model_weights`` in a
+    whole model's file; ``kernel:0``, ``bias:0``) or Keras 3's (``layers/<any>/vars``, the layer's name
+    an attribute of that group since Keras 3.6; ``0``, the kernel, and ``1``, the bias)."""
+    if not ("layers" in f and "vars" in f):
+        root = f["model_weights"] if "model_weights" in f else f
+        return ({name: root[name] for name in root.keys() if re.fullmatch(r"block\d+_conv\d+", name)},
+                (("kernel", "kernel"), ("bias", "bias")))
+    found = {}  # Keras 3: group names are Keras' own (conv2d_4), not the layers'
 
-        def visit(path, obj):
-            name = obj.attrs.get("name") if path.endswith("vars") else None
-            name = name.decode() if isinstance(name, bytes) else name
-            if isinstance(name, str) and re.fullmatch(r"block\d+_conv\d+", name):
-                if name in found:  # a model holding two VGGs
-                    raise ValueError(f"two layers named {name} ({found[name].name}, {obj.name})")
-                found[name] = obj
+    def visit(path, obj):
+        name = obj.attrs.get("name") if path.endswith("vars") else None
+        name = name.decode() if isinstance(name, bytes) else name
+        if isinstance(name, str) and re.fullmatch(r"block\d+_conv\d+", name):
+            if name in found:  # a model holding two VGGs
+                raise ValueError(f"two layers named {name} ({found[name].name}, {obj.name})")
+            found[name] = obj
 
-        f["layers"].visititems(visit)
-        if not found:  # Keras 3.0 to 3.5 named no layer: the Conv2D groups of each model (conv2d, conv2d_1, ...,
-            models = {}  # numbered within it in the order of its layers), VGG16's those of the one with its channels
+    f["layers"].visititems(visit)
+    if not found:  # Keras 3.0 to 3.5 named no layer: the Conv2D groups of each model (conv2d, conv2d_1, ...,
+        models = {}  # numbered within it in the order of its layers), VGG16's those of the one with its channels
 
-            def convolution(path, obj):
-                number = re.fullmatch(r"(?:(.*)/)?conv2d(?:_(\d+))?", path)
-                if number and hasattr(obj, "keys") and "vars" in obj:
-                    models.setdefault(number[1] or "", {})[int(number[2] or 0)] = obj["vars"]
+        def convolution(path, obj):
+            number = re.fullmatch(r"(?:(.*)/)?conv2d(?:_(\d+))?", path)
+            if number and hasattr(obj, "keys") and "vars" in obj:
+                models.setdefault(number[1] or "", {})[int(number[2] or 0)] = obj["vars"]
 
-            f["layers"].visititems(convolution)
-            ordered = [[convs[k] for k in sorted(convs)] for convs in models.values()]
-            vgg = [convs for convs in ordered if _vgg_channels(convs)]
-            if len(vgg) > 1:
-                raise ValueError(f"{len(vgg)} models in it have VGG16's convolutions")
-            convs = vgg[0] if vgg else max(ordered, key=len, default=[])  # none: the channels are said to differ
-            found = {f"block{name[4]}_conv{name[6]}": group for (name, _, _), group in zip(CONV_LAYERS, convs)}
-        return {name: lambda g=g: (_h5_dataset(g, "0", 4, "kernel (0)"), _h5_dataset(g, "1", 1, "bias (1)"))
-                for name, g in found.items()}
-    root = f["model_weights"] if "model_weights" in f else f
-    return {name: lambda g=root[name]: (_h5_dataset(g, "kernel", 4), _h5_dataset(g, "bias", 1))
-            for name in root.keys() if re.fullmatch(r"block\d+_conv\d+", name)}
+        f["layers"].visititems(convolution)
+        ordered = [[convs[k] for k in sorted(convs)] for convs in models.values()]
+        vgg = [convs for convs in ordered if _vgg_channels(convs)]
+        if len(vgg) > 1:
+            raise ValueError(f"{len(vgg)} models in it have VGG16's convolutions")
+        convs = vgg[0] if vgg else max(ordered, key=len, default=[])  # none: the channels are said to differ
+        found = {f"block{name[4]}_conv{name[6]}": group for (name, _, _), group in zip(CONV_LAYERS, convs)}
+    return found, (("0", "kernel (0)"), ("1", "bias (1)"))
 
 
 def _vgg_channels(groups):
@@ -344,29 +344,27 @@ def read_keras_h5(path):
     except ImportError:
         raise ArtemError("reading Keras files needs the 'h5py' package: pip install h5py") from None
     ours = [f"block{name[4]}_conv{name[6]}" for name, _, _ in CONV_LAYERS]
-    kind = "Keras 3 .keras" if Path(path).suffix.lower() == ".keras" else "Keras VGG16 .h5"
+    source, kind = path, "Keras 3 .keras" if Path(path).suffix.lower() == ".keras" else "Keras VGG16 .h5"
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.ExitStack() as stack:
             if kind.endswith(".keras"):  # a zip archive: the weights, the model's config, its metadata
                 with zipfile.ZipFile(path) as archive:
-                    path_h5 = archive.extract("model.weights.h5", tmp)
-            else:
-                path_h5 = path
-            with h5py.File(path_h5, "r") as f:
-                layers = _keras_layers(f)
-                extra = sorted(set(layers) - set(ours))
-                if extra:  # VGG19's names VGG16's 13 too: block3_conv4 follows block3_conv3
-                    raise ArtemError(f"'{path}' has convolutions that VGG16 has not ({', '.join(extra)}): a VGG19? "
-                                     "artem takes VGG16's 13 (block1_conv1 ... block5_conv3)")
-                pairs = []
-                for name in ours:
-                    if name not in layers:
-                        raise KeyError(f"no layer {name}")
-                    kernel, bias = layers[name]()
-                    pairs.append((kernel.transpose(3, 2, 0, 1), bias))
+                    path = archive.extract("model.weights.h5", stack.enter_context(tempfile.TemporaryDirectory()))
+            f = stack.enter_context(h5py.File(path, "r"))
+            groups, ((kernel, kernel_said), (bias, bias_said)) = _keras_layers(f)
+            extra = sorted(set(groups) - set(ours))
+            if extra:  # VGG19's names VGG16's 13 too: block3_conv4 follows block3_conv3
+                raise ArtemError(f"'{source}' has convolutions that VGG16 has not ({', '.join(extra)}): a VGG19? "
+                                 "artem takes VGG16's 13 (block1_conv1 ... block5_conv3)")
+            pairs = []
+            for name in ours:
+                if name not in groups:
+                    raise KeyError(f"no layer {name}")
+                pairs.append((_h5_dataset(groups[name], kernel, 4, kernel_said).transpose(3, 2, 0, 1),
+                              _h5_dataset(groups[name], bias, 1, bias_said)))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ArtemError(f"'{path}' is not a readable {kind} file ({_reason(e)})") from None
-    return _pick_vgg_convs(pairs, f"'{path}'")
+        raise ArtemError(f"'{source}' is not a readable {kind} file ({_reason(e)})") from None
+    return _pick_vgg_convs(pairs, f"'{source}'")
 
 
 def _reason(error):
