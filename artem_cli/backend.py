@@ -96,6 +96,19 @@ def one_at_a_time(kernel):
     return serialized
 
 
+def _after_fork_in_child():
+    """A forked child has only the thread that forked: the pool's threads are not copied, and would
+    never take a task given to them (the child waited forever in its first layer), and a lock that
+    another thread held at the fork stays held. The child makes its own pool, and takes new locks."""
+    global _workers_made, _compiled_kernels
+    _workers.clear()
+    _workers_made = threading.Lock()
+    _compiled_kernels = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def matmul(a, b, out=None):
     """a @ b (into ``out`` when given), by the array module's matmul; on a CUDA stream that a
     ``CudaGraph`` is recording (CuPy refuses to call cuBLAS there), or whose products

@@ -266,3 +266,38 @@ def test_two_networks_in_two_threads_never_touch_each_others_temporaries():
     for t in threads:
         t.join()
     assert (errors, rounds, wrong) == ([], [30, 30], [0, 0])
+
+
+def test_a_child_forked_after_a_pass_runs_its_own_passes(monkeypatch):
+    """A process forked from one that had run the network (a service that warms up and then forks
+    its workers; multiprocessing's default on Linux) runs it too, and alike. It waited forever in its
+    first ReLU, for the threads of a pool that a fork does not copy, every time."""
+    import os
+    import time
+
+    from artem_cli import backend
+
+    monkeypatch.setattr(backend, "THREADS", 2)  # the pool serves split_channels from two threads on
+    x = np.random.default_rng(0).standard_normal((8, 16, 24), dtype=np.float32)
+    expected = layers.ReLU().forward(x.copy())  # the parent's pool is made here
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its ReLU's output down the pipe, then out at once (no pytest teardown)
+        try:
+            os.write(write, layers.ReLU().forward(x.copy()).tobytes())
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:  # still waiting after a minute (it takes milliseconds): the bug
+        os.kill(child, 9)
+        _, status = os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as pipe:
+        got = pipe.read()
+    assert status == 0, "the forked child never finished its pass"
+    np.testing.assert_array_equal(np.frombuffer(got, np.float32).reshape(x.shape), expected)
