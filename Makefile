@@ -6,12 +6,14 @@ DEMO_OUT ?= demo_out.png
 
 .PHONY: install weights demo test kernels gpu-check gpu-rehearsal bench clean
 
-# artem (editable, with the converter and test extras), and the `artem` command on PATH
-install: $(STAMP)
-$(STAMP): pyproject.toml
-	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+# artem (editable, with the converter and test extras), and the `artem` command on PATH; installed again
+# where pyproject.toml changed, or where $(PYTHON) (another virtual environment) imports no artem of this
+# checkout (-I: the checkout itself, the working folder, is not on its path then)
+install:
+	@[ $(STAMP) -nt pyproject.toml ] && $(PYTHON) -I -c "import pathlib, sys, artem_cli; \
+		sys.exit(pathlib.Path(artem_cli.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())" 2>/dev/null \
+		|| { $(PIP) install --quiet --disable-pip-version-check -e '.[dev]' && touch $(STAMP); }
 	-@command -v pyenv >/dev/null 2>&1 && pyenv rehash
-	@touch $(STAMP)
 
 # the reference ImageNet VGG16, converted to weights/vgg16.npz and checked against weights/manifest.json
 weights: install

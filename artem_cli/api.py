@@ -76,26 +76,26 @@ class Settings:
         or of no use with the others (``n_styles``: the style images, where known)."""
         _check_types(self)
         if not MIN_SIZE <= self.size <= MAX_SIZE:
-            raise ArtemError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {self.size}")
+            raise ArtemError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {_shown(self.size)}")
         if self.iterations < 1:
-            raise ArtemError(f"iterations must be at least 1, not {self.iterations}")
+            raise ArtemError(f"iterations must be at least 1, not {_shown(self.iterations)}")
         if not 0 <= self.seed < 2**63:
-            raise ArtemError(f"seed must be a whole number from 0 to 2^63 - 1, not {self.seed}")
+            raise ArtemError(f"seed must be a whole number from 0 to 2^63 - 1, not {_shown(self.seed)}")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ArtemError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
             if not (finite(value) and value >= 0):
-                raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {value}")
+                raise ArtemError(f"{name.replace('_', '-')} must be a finite number >= 0, not {_shown(value)}")
         if not (finite(self.lr) and self.lr > 0):
-            raise ArtemError(f"the learning rate must be a positive number, not {self.lr}")
+            raise ArtemError(f"the learning rate must be a positive number, not {_shown(self.lr)}")
         if self.history < 1:
-            raise ArtemError(f"history (L-BFGS's correction pairs) must be at least 1, not {self.history}")
+            raise ArtemError(f"history (L-BFGS's correction pairs) must be at least 1, not {_shown(self.history)}")
         for name, optimizer in OPTIMIZER_ONLY:  # it would be ignored
             if self.optimizer != optimizer and getattr(self, name) != getattr(Settings, name):
                 raise ArtemError(f"{name} goes with optimizer {optimizer}, not {self.optimizer}")
         if not (finite(self.style_scale) and 0 < self.style_scale <= MAX_STYLE_SCALE):
-            raise ArtemError(f"style-scale must be in (0, {MAX_STYLE_SCALE}], not {self.style_scale}")
+            raise ArtemError(f"style-scale must be in (0, {MAX_STYLE_SCALE}], not {_shown(self.style_scale)}")
         for label, layers in (("content", self.content_layers), ("style", self.style_layers)):
             if not layers:
                 raise ArtemError(f"at least one {label} layer is needed")
@@ -232,7 +232,10 @@ def _check_types(settings):
 
 def _shown(value):
     """``value`` as an error line shows it: its repr where short and on one line, else its type (an
-    array's repr is many lines)."""
+    array's repr is many lines), or a whole number's size in digits (10**400 was 401 of them; more
+    than 4300 Python will not write)."""
+    if whole(value) and abs(int(value)).bit_length() > 256:
+        return f"a number of about {int(abs(int(value)).bit_length() * 0.30103) + 1} digits"
     text = repr(value)
     return text if len(text) <= 80 and "\n" not in text else f"a value of type {type(value).__name__}"
 
@@ -279,11 +282,11 @@ class Result:
     iterations: int
     evaluations: int
     seconds: float
-    stop_reason: str
-    interrupted: bool
+    stop_reason: str  # why the optimization ended: "interrupted" where a Ctrl-C or a signal stopped it
+    interrupted: bool  # one came during the call (after the optimization: the result is whole)
     initial_losses: dict  # total, content, style, tv at the start
     losses: dict  # the same of the final image as saved in 8 bits
-    history: list  # total loss after each iteration
+    history: list  # total loss of the image (as initial_losses counts it) after each iteration
 
 
 PARTS = ("content", "style", "tv")  # the objective's terms
@@ -291,6 +294,22 @@ PARTS = ("content", "style", "tv")  # the objective's terms
 # of VGG space). A binarized network's loss jumps as activations flip, and from the photo the first
 # line search can stall in steps that move no pixel by a ten-thousandth of a level (BENCHMARKS.md §4c).
 STALL_STEPS = (8, 4, 2, 1, 0.5)
+
+
+class Loss(float):
+    """The value an optimizer minimizes at a point (a float), and ``parts``, the terms of the image
+    there as it will be saved (content, style, tv; their sum is the image's total loss, without the
+    penalty of ``losses.within_range``): the optimizers keep each value with its point, so the terms
+    of the point an iteration ends at stay with it (the last evaluated may be another: a line search
+    may fall back on an earlier trial)."""
+
+    def __new__(cls, value, parts):
+        loss = super().__new__(cls, value)
+        loss.parts = parts
+        return loss
+
+    def __getnewargs__(self):  # pickled and copied with its parts
+        return float(self), self.parts
 
 
 class Objective:
@@ -306,7 +325,7 @@ class Objective:
         self.content_targets, self.style_targets = content_targets, style_targets
         self.low, self.high = low, high  # per-channel bounds of the valid image in VGG space
         self.taps = sorted(set(content_targets) | set(style_targets), key=LAYER_NAMES.index)
-        self.parts, self._parts = {}, {}
+        self._parts = {}
         self.initial = None  # the terms at the first point evaluated (the optimizer's start)
         # settings.cuda_graph: each evaluation replays one CUDA graph of the whole (BENCHMARKS.md §6)
         self._graph = CudaGraph(self._evaluate, tf32=settings.tf32 or None) if settings.cuda_graph else None
@@ -317,12 +336,12 @@ class Objective:
             self._cublas = gpu_gemm.Cublas()
 
     def __call__(self, x):
-        """The loss of ``x`` as it will be saved, and its gradient; ``parts`` keeps the three terms."""
+        """The ``Loss`` of ``x`` as it will be saved, and its gradient."""
         value, grad, _ = self.probed(x, lambda grad: [])
         return value, grad
 
     def probed(self, x, probes):
-        """``(value, grad, readings)``, as the optimizers ask (``optim``): what ``__call__`` gives, and
+        """``(loss, grad, readings)``, as the optimizers ask (``optim``): what ``__call__`` gives, and
         the floats of ``probes(grad)``, all from a GPU in one transfer after the evaluation is queued."""
         if self._graph is not None:
             values, grad = self._graph(x)
@@ -334,7 +353,7 @@ class Objective:
         return self._record(values[: 1 + len(PARTS)]), grad, values[1 + len(PARTS):]
 
     def loss(self, x):
-        """Content + style + TV of ``x`` as it is, and the gradient; ``parts`` keeps the three terms."""
+        """Content + style + TV of ``x`` as it is (a ``Loss``, with no penalty), and the gradient."""
         with self._products():
             value, grad = self._terms(x)
         return self._record(read([value, *(self._parts[n] for n in PARTS)])), grad
@@ -354,12 +373,12 @@ class Objective:
         return device_vector(array_module(x), [value, *(self._parts[n] for n in PARTS)]), grad
 
     def _record(self, values):
-        """The total of ``values`` (total, then the ``PARTS``); the terms into ``parts``, and at the
-        first point into ``initial``."""
-        self.parts = dict(zip(PARTS, values[1:]))
+        """The ``Loss`` of ``values`` (total, then the ``PARTS``); at the first point, its terms into
+        ``initial``."""
+        loss = Loss(values[0], dict(zip(PARTS, values[1:])))
         if self.initial is None:
-            self.initial = {"total": sum(self.parts.values()), **self.parts}
-        return values[0]
+            self.initial = {"total": sum(loss.parts.values()), **loss.parts}
+        return loss
 
     def _terms(self, x):
         """Content + style + TV and the gradient, the values as ``losses`` gives them (on a GPU, left
@@ -654,7 +673,7 @@ class Stylizer:
         ``iterations`` (at least 1), when given, replaces ``settings.iterations``."""
         if iterations is not None:
             if not whole(iterations) or iterations < 1:
-                raise ArtemError(f"iterations must be a whole number >= 1, not {iterations!r}")
+                raise ArtemError(f"iterations must be a whole number >= 1, not {_shown(iterations)}")
         _check_callbacks(on_iteration, interruptible)
         settings = self._settings if iterations is None else dataclasses.replace(self._settings, iterations=iterations)
         if not isinstance(targets, Targets) or targets.made_by is None or targets.made_by() is not self:
@@ -690,31 +709,39 @@ class Stylizer:
         if settings.optimizer == "lbfgs":
             optimizer = LBFGS(evaluate, x0, history=settings.history, stall_steps=STALL_STEPS)
         else:
-            optimizer = Adam(evaluate, x0, lr=settings.lr)
+            optimizer = Adam(evaluate, x0, lr=settings.lr, after_step=True)
 
         # overflow in a run with absurd weights ends in the one clear error of the NaN check, not in warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            start, history, interrupted, x = time.perf_counter(), [], False, x0
+            start, history, stopped, x = time.perf_counter(), [], False, x0
             try:  # Ctrl-C where nothing handles signals; a signal recorded in ``interruptible``
-                for i, (x, value) in enumerate(optimizer.run(iterations), start=1):
-                    history.append(value)
+                for i, (x, loss) in enumerate(optimizer.run(iterations), start=1):
+                    history.append(sum(loss.parts.values()))
                     if on_iteration is not None:  # image(): this iteration's, whenever it is called
-                        on_iteration(i, value, dict(objective.parts), lambda x=x: to_host(finish(x)))
+                        on_iteration(i, history[-1], dict(loss.parts), lambda x=x: to_host(finish(x)))
             except KeyboardInterrupt:
-                interrupted = True
+                stopped = True
         seconds = time.perf_counter() - start
-        image = to_host(finish(x)).astype(np.float32)
-        saved = io.quantize(image)
-        total, _ = objective.loss(preprocess.to_vgg(xp.asarray(saved)))
+
+        def result():
+            image = to_host(finish(x)).astype(np.float32)
+            return image, objective.loss(preprocess.to_vgg(xp.asarray(io.quantize(image))))[0]
+
+        interrupted = stopped
+        try:
+            image, loss = result()
+        except KeyboardInterrupt:  # Ctrl-C after the optimization: the image reached is there, and its losses again
+            interrupted = True
+            image, loss = result()
         return Result(
             image=image,
             iterations=len(history),
             evaluations=optimizer.evaluations,
             seconds=seconds,
-            stop_reason="interrupted" if interrupted else optimizer.stop_reason,
+            stop_reason="interrupted" if stopped else optimizer.stop_reason,
             interrupted=interrupted,
             initial_losses=objective.initial,
-            losses={"total": total, **objective.parts},
+            losses={"total": float(loss), **loss.parts},
             history=history,
         )
 
@@ -944,8 +971,9 @@ def score(image, content, styles, settings=None, *, weights_path=None):
                          "a result is scored against its own content (the same proportions)")
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
     objective = build_objective(net, settings, preprocess.resize(content, shape), Targets(style_grams(net, settings, styles)))
-    total, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
-    losses = {"total": total, **objective.parts}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow: the error below, not warnings
+        loss, _ = objective.loss(preprocess.to_vgg(np.asarray(image, dtype=np.float32)))
+    losses = {"total": float(loss), **loss.parts}
     if not all(math.isfinite(value) for value in losses.values()):  # a weight so large that a term overflows
         raise ArtemError(f"the losses are not all finite ({', '.join(f'{k} {v:.4g}' for k, v in losses.items())}); "
                          "try smaller weights")

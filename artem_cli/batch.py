@@ -6,7 +6,7 @@ them and of the networks' files), each image's state: done (with its output, its
 style files' SHA-256 and losses) or failed (with the error), and every output a batch has written
 there ("written", the files a rerun may replace). It is rewritten atomically after each image, and
 every output is written atomically, so a batch killed at any instant loses at most the image in
-progress; a rerun skips what is done (its output there, its content unchanged), retries what
+progress; a rerun skips what is done (its output there and readable, its content unchanged), retries what
 failed, paints what is new (an input, or a style added to ``--style-dir``), and refuses (unless
 ``force``) when the settings changed, or the style files of an image done. One batch at a time
 writes into a folder (a lock on it, which goes with its process).
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import string
 import threading
 import time
 from pathlib import Path, PurePath
@@ -56,8 +57,9 @@ class Job:
 
 def check_places(in_dir, out_dir, jobs, template):
     """An ArtemError where an output would replace an input (a content or a style image), have a name
-    longer than the file system takes, or land in the input folder where it lies inside the output
-    folder (its files are inputs there, so a rerun would take the results for photos to paint)."""
+    longer than the file system takes, need a folder where a file is (--template's subfolders: found
+    now, not once every image is painted), or land in the input folder where it lies inside the
+    output folder (its files are inputs there, so a rerun would take the results for photos to paint)."""
     root, out = io.resolved(in_dir), io.resolved(out_dir)
     inputs = {io.resolved(Path(in_dir) / job.content): f"the input '{Path(in_dir) / job.content}'" for job in jobs}
     inputs.update({io.resolved(p): f"the style image '{p}'" for job in jobs for p in job.styles})
@@ -70,6 +72,14 @@ def check_places(in_dir, out_dir, jobs, template):
         if too_long is not None:
             raise ArtemError(f"output template {template!r} gives '{too_long}', a name longer than the {longest} bytes "
                              "a file's name may have here")
+        blocked = next((folder for folder in reversed(PurePath(job.output).parents[:-1])
+                        if os.path.lexists(Path(out_dir) / folder) and not (Path(out_dir) / folder).is_dir()), None)
+        if blocked is not None:  # a folder of the template's, or the input's own subfolder (--recursive)
+            where = Path(out_dir) / blocked
+            advice = ("move it away" if blocked in (job.content.parent, *job.content.parent.parents)
+                      else "move it away, or name the outputs otherwise (--template)")
+            raise ArtemError(f"'{where}' {'is a file' if where.is_file() else io.not_a_file(where)}, where the batch "
+                             f"would make the folder of the output '{Path(out_dir) / job.output}'; {advice}")
         if out in root.parents and root in target.parents:
             raise ArtemError(f"output template {template!r} puts the result of '{job.content}' in the input folder, "
                              f"'{in_dir}', where a rerun would take it for an input; name the outputs outside it")
@@ -88,17 +98,19 @@ def _name_max(folder):
 def plan(inputs, style_sets, template):
     """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
     input's own subfolder of the output folder, never outside it."""
+    _check_fields(template)
     jobs = []
     for rel in inputs:
         for styles in style_sets:
             style = "+".join(Path(p).stem for p in styles)
             try:
                 name = template.format(stem=rel.stem, style=style)
-            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:  # {x}, {0}, {stem:d}, {stem.x}, ...
-                raise ArtemError(f"output template {template!r}: {e}; use {{stem}} and {{style}}") from None
-            if PurePath(name).is_absolute() or ".." in PurePath(name).parts:
-                raise ArtemError(f"output template {template!r} leads out of the output folder ({name!r}); "
-                                 "give a name inside it")
+            except (IndexError, ValueError) as e:  # {stem[9]} of a shorter name, {stem:d}
+                raise ArtemError(f"output template {template!r}: {e}; {FIELDS}") from None
+            if PurePath(name).is_absolute() or ".." in PurePath(name).parts:  # sub/../x stays inside, and is refused too
+                way = "is an absolute path" if PurePath(name).is_absolute() else "goes up a folder ('..')"
+                raise ArtemError(f"output template {template!r} gives {name!r}, which {way}; name the outputs inside the "
+                                 "output folder, without '..'")
             io.output_format(name)
             jobs.append(Job(rel, tuple(styles), rel.parent / name))
     first, clashes = {}, []
@@ -132,12 +144,44 @@ def plan(inputs, style_sets, template):
     return jobs
 
 
+FIELDS = "use {stem} and {style}, a letter of one ({stem[0]}) or its first letters ({stem:.3})"
+
+
+def _check_fields(template):
+    """An ArtemError where ``template`` is no text, or has a field other than {stem} and {style}, a
+    letter of one ({stem[0]}), or either formatted ({stem:.3}, {stem:_>8}): an attribute
+    ({stem.upper}: a method's text with its address, another name each run), a conversion other
+    than !s ({stem!r}: quotes), a field inside a format, or a width past any file name's length
+    (built before it could be refused: gigabytes)."""
+    if not isinstance(template, str):
+        raise ArtemError(f"the output template must be text, such as '{{stem}}.png', not {type(template).__name__}")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:  # a { or } alone
+        raise ArtemError(f"output template {template!r}: {e}; {FIELDS}") from None
+    for name, spec, conversion in fields:
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not re.fullmatch(r"(stem|style)(\[\d+\])?", name) or conversion not in (None, "s") or "{" in spec:
+            raise ArtemError(f"output template {template!r}: artem does not fill {shown}; {FIELDS}")
+        width = re.match(r"(?:.?[<>^=])?[-+ ]?z?#?0?(\d*)", spec, re.S).group(1).lstrip("0")
+        if len(width) > 4:  # more than 9999 characters
+            cut = repr(template) if len(template) <= 60 else f"{template[:57]!r}..."
+            raise ArtemError(f"output template {cut}: a width of {len(width)} digits asks for a name longer than any "
+                             "file name")
+
+
 def _sha256(path):
-    """The SHA-256 of the regular file at ``path``; an OSError for anything else (a pipe would block)."""
+    """The SHA-256 of the regular file at ``path`` (read in blocks); an OSError for anything else (a
+    pipe would block)."""
     path = Path(path)
     if not path.is_file():
         raise OSError(errno.EINVAL, io.not_a_file(path), str(path))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _sha256_or_none(path):
@@ -224,6 +268,18 @@ def _changes(old, new, style_sets, files):
     if "init_previous" in optional or ("iterations" in changed and not given_first):
         optional = [k for k in optional if k != "first_iterations"]  # as run it follows from those: not named twice
     return changed + optional
+
+
+NO_OPTION = {"cuda_graph", "tf32", "styles", "networks"}  # settings no option sets, and the files of _changes
+
+
+def _as_options(changed):
+    """The settings and options of ``_changes`` named as the command line names them (``tv_weight``:
+    --tv-weight; ``init`` and ``init_previous``: --init, once); those it has no option for as they
+    are, and the styles that changed as ``_changed_styles`` says them."""
+    named = [name if name in NO_OPTION or not name.isidentifier()
+             else "--init" if name == "init_previous" else f"--{name.replace('_', '-')}" for name in changed]
+    return list(dict.fromkeys(named))
 
 
 def _binary_from_as_run(settings):
@@ -331,7 +387,7 @@ class Manifest:
             if not changed:
                 changed = _changed_styles(data["images"], jobs, files)
         if changed and not force:
-            raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(changed)}); "
+            raise ArtemError(f"'{out_dir}' holds a batch made with other settings (changed: {', '.join(_as_options(changed))}); "
                              "pass --force to redo every image with these")
         # every output a batch has written here (recorded before its writing starts), kept across --force:
         # a rerun may replace these, nothing else
@@ -341,6 +397,7 @@ class Manifest:
             data = {"fingerprint": fingerprint_, "record": record, "images": {}}
         data["written"] = sorted(written)
         self.data = data
+        self._changed = False  # outputs taken as they are now (``finished``), to be saved
         if upgraded:
             self._save()
 
@@ -355,15 +412,34 @@ class Manifest:
             self.data["written"] = sorted({*self.data["written"], str(job.output)})
             self._save()
 
-    def finished(self, job, content_sha256, start_sha256=None):
-        """Whether ``job`` is done: recorded done, its output there, its content the same file, and
-        (frames, each started from the one before) started from the file of SHA-256 ``start_sha256``
-        (None: from its content). A manifest written before contents or starts were recorded is
-        taken at its word."""
+    def recorded_done(self, job):
+        return self.data["images"].get(job.key, {}).get("state") == "done"
+
+    def finished(self, job, content_sha256, output_sha256, start_sha256=None):
+        """Whether ``job`` is done: recorded done, its output there (SHA-256 ``output_sha256`` now,
+        None where it cannot be read) and an image (a file other than the one written, damaged since,
+        is painted again; one edited or recompressed is the batch's result from now on, recorded by
+        ``save_changes``), its content the same file, and (frames, each started from the one before)
+        started from the file of SHA-256 ``start_sha256`` (None: from its content). A manifest
+        written before contents or starts were recorded is taken at its word for them."""
         entry = self.data["images"].get(job.key, {})
-        return (entry.get("state") == "done" and (self.path.parent / job.output).is_file()
+        if not (entry.get("state") == "done" and output_sha256 is not None
                 and entry.get("content_sha256", content_sha256) == content_sha256
-                and entry.get("start_sha256", start_sha256) == start_sha256)
+                and entry.get("start_sha256", start_sha256) == start_sha256):
+            return False
+        if entry.get("output_sha256") != output_sha256:  # changed since, or an earlier artem recorded none
+            try:
+                io.read_image(self.path.parent / job.output)
+            except ArtemError:
+                return False
+            entry["output_sha256"], self._changed = output_sha256, True
+        return True
+
+    def save_changes(self):
+        """The manifest written where ``finished`` recorded an output's new SHA-256."""
+        if self._changed:
+            self._save()
+            self._changed = False
 
     def mark(self, job, **entry):
         self.data["images"][job.key] = {"content": str(job.content), **entry}
@@ -423,7 +499,7 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
 
     An output replaces only a file that a batch wrote there before (its manifest says so), or any
     file with ``overwrite``; never an input. A done image is painted again when its output is gone
-    or its content file changed.
+    or damaged, or its content file changed.
 
     ``init_previous``: each image starts from the previous one's result (frames of a video), the
     first from its content with ``first_iterations`` (default: the settings' iterations).
@@ -487,17 +563,19 @@ def _alone_in(out_dir):
 def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations, overwrite, client, on_start,
            on_iteration, interruptible):
     """The jobs not done yet (a frame after one painted now, too) painted, here or on ``client``."""
-    pending, finished, done_before = [], set(), False
+    pending, finished, done_before, output_sha256 = [], set(), False, None
     for index, job in enumerate(jobs):
         # a frame starts from the result of the one before it where that one is done, else from its content
-        begins = _sha256_or_none(batch.out_dir / jobs[index - 1].output) if init_previous and done_before else None
-        done_before = batch.manifest.finished(job, batch.content_sha256(job), begins)
+        begins = output_sha256 if init_previous and done_before else None
+        output_sha256 = _sha256_or_none(batch.out_dir / job.output) if batch.manifest.recorded_done(job) else None
+        done_before = batch.manifest.finished(job, batch.content_sha256(job), output_sha256, begins)
         if done_before:
             if not (init_previous and pending):
                 batch.summary.skipped.append(job.key)
                 continue
             finished.add(job.key)  # a later frame: skipped in turn unless a frame before it is painted in this run
         pending.append((index, job))
+    batch.manifest.save_changes()
     _check_outputs(batch.out_dir, [job for _, job in pending], batch.manifest.made, overwrite)
     if client is None:
         _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
@@ -551,7 +629,8 @@ class _Batch:
             raise io.write_error(e)(f"cannot create the folder '{output.parent}' ({e.strerror or e})") from None
         self.manifest.claim(job)
         io.write_image(output, result.image, alpha, overwrite=True)
-        entry = {"state": "done", "output": str(job.output), "content_sha256": self.content_sha256(job),
+        entry = {"state": "done", "output": str(job.output), "output_sha256": _sha256_or_none(output),
+                 "content_sha256": self.content_sha256(job),
                  "styles_sha256": [self.files[str(p)] for p in job.styles], "iterations": result.iterations,
                  "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses,
                  **facts}
@@ -628,11 +707,12 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
                 iterations, facts = (first_iterations if init is None else None), {"start_sha256": start}
             result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
                                       on_iteration=on_iteration, interruptible=interruptible)
-            if result.interrupted:
+            if result.stop_reason == "interrupted":  # stopped midway: nothing of it is kept
                 batch.summary.interrupted = True
                 return
             entry = batch.done(job, result, alpha, **facts)
             painted = True
+            batch.summary.interrupted = result.interrupted  # a Ctrl-C after it ended: recorded, then the batch stops
         except ArtemError as e:
             entry = batch.failed(job, e)
             previous = "content"
@@ -641,11 +721,13 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             # the next frame starts from this one as saved (8 bits, or JPEG's loss): as on a rerun
             output = batch.out_dir / job.output
             try:
-                previous = (io.read_image(output, "previous result")[0], _sha256_or_none(output))
+                previous = (io.read_image(output, "previous result")[0], entry["output_sha256"])
             except ArtemError:  # written, recorded, and gone or damaged since: the next one starts from its content
                 previous = "content"
         batch.report(job, entry)
         batch.stop_if_cannot_write()
+        if batch.summary.interrupted:
+            return
 
 
 def check_cluster(scheduler=None, workers=None):

@@ -745,7 +745,7 @@ class Predictor:
     on this device at two small square sizes (the line through them multiplies a slow probe's
     error), each a line a + b·pixels through the two; an L-BFGS
     run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its
-    first line searches). Memory:
+    first line searches), an Adam run once more in all (the image it starts from). Memory:
     on the CPU, what this process holds now (Python, the libraries, the network), plus what
     ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
     free now."""
@@ -799,7 +799,7 @@ class Predictor:
         settings = dataclasses.replace(self.settings, iterations=iterations or self.settings.iterations)
         pixels, n = max(shape[0] * shape[1], self.smallest), settings.iterations
         (a, b), (c, d), (e, f) = self.evaluation, self.recursion, self.add
-        extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 0
+        extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 1
         scale = max(1, min(settings.history, n)) / self._probe_pairs(self.settings)  # the pairs the run keeps
         adding, recursing = e + f * pixels, c + d * pixels
         seconds = (n + extra) * (a + b * pixels) + n * (adding + max(recursing - adding, 0.0) * scale)

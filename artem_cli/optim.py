@@ -5,7 +5,7 @@ Both are written once against the array module of ``x0``, so they run unchanged 
 ``probes(grad)`` (0-d arrays on x's device: what the optimizer needs to know of the gradient), read
 from the device in one transfer with the value. On a GPU each read is a wait for the device, which
 then idles until Python has queued the next work: L-BFGS reads once per evaluation and once per
-iteration after the first, Adam once per step. ``plain(f)`` makes such a function of an ``f(x) → (value, grad)``.
+iteration after the first, Adam once per evaluation (one per step, and with ``after_step`` one more). ``plain(f)`` makes such a function of an ``f(x) → (value, grad)``.
 ``run(max_iterations)`` is a generator that yields ``(x, value)`` after every iteration, so the
 caller owns progress bars, snapshots and Ctrl-C; when it ends by itself, ``stop_reason`` says why. A
 NaN or infinite loss or gradient raises ``ArtemError``.
@@ -320,16 +320,20 @@ class Adam:
     """Adam (Kingma & Ba) with learning rate ``lr`` in the units of x (here 0..255 pixel levels), or
     ``lr(k)``, a function of the step number k = 1, 2, ... (a schedule, for training).
 
-    Each yielded value is the loss at the point the step was taken from (Adam needs no other).
+    Each yielded value is the loss at the point the step was taken from (Adam needs no other: a
+    training's loss of the batch it stepped with), or, with ``after_step``, at the point the step
+    reached (a loss the point alone decides, as a stylization's): each evaluation then serves the
+    next step too, so a run of n steps evaluates n + 1 times, x0 first.
     ``state()`` is what a later ``Adam(..., state=...)`` needs to go on exactly where this one is."""
 
-    def __init__(self, fun, x0, lr, beta1=0.9, beta2=0.999, eps=1e-8, state=None):
+    def __init__(self, fun, x0, lr, beta1=0.9, beta2=0.999, eps=1e-8, state=None, after_step=False):
         if not callable(lr) and not lr > 0:
             raise ArtemError(f"the learning rate must be positive, not {lr}")
         self.fun, self.x = fun, x0
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         xp = array_module(x0)
         self.m, self.v, self.steps = state if state is not None else (xp.zeros_like(x0), xp.zeros_like(x0), 0)
+        self.after_step = after_step
         self.evaluations = 0
         self.stop_reason = None
 
@@ -342,14 +346,24 @@ class Adam:
         from . import gpu_float
 
         step = gpu_float.for_arrays(xp, "adam_step", x.dtype) or adam_step  # CuPy's float32: one launch
-        for _ in range(max_iterations):
-            k = self.steps + 1
+
+        def value_and_gradient(x):
             value, grad, (l1,) = self.fun(x, lambda g: [xp.abs(g).sum()])
             self.evaluations += 1
             _check_finite(value, l1)
+            return value, grad
+
+        if self.after_step and max_iterations > 0:
+            value, grad = value_and_gradient(x)
+        for _ in range(max_iterations):
+            k = self.steps + 1
+            if not self.after_step:
+                value, grad = value_and_gradient(x)
             lr = self.lr(k) if callable(self.lr) else self.lr
             x, self.m, self.v = step(x, grad, self.m, self.v, k, lr, self.beta1, self.beta2, self.eps)
             self.x, self.steps = x, k
+            if self.after_step:
+                value, grad = value_and_gradient(x)
             yield x, value
         self.stop_reason = "the iteration limit was reached"
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .backend import array_module, to_host
-from .errors import ArtemError
+from .errors import ArtemError, first_line
 from .vgg import BGR_MEAN
 
 
@@ -50,10 +50,23 @@ def rgb_image(image, what):
     0..1); an ArtemError that says what is wrong otherwise (``what``: "content image", ...)."""
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         raise ArtemError(f"the {what} must be an array, not {type(image).__name__}")
-    image = to_host(image)
+    if isinstance(image, np.ma.MaskedArray) and np.ma.getmask(image).any():  # its mask would be ignored
+        raise ArtemError(f"the {what} is a masked array; artem takes every pixel: fill it first (image.filled(0))")
+    if array_module(image) is np:
+        try:
+            image = np.asarray(image)
+        except (TypeError, ValueError, RuntimeError) as e:  # a tensor that needs grad, of a type NumPy has not
+            raise ArtemError(f"the {what} ({type(image).__name__}) is no array NumPy can read ({first_line(e, 200)}); "
+                             "give a NumPy array") from None
+    else:  # CuPy's: its errors are the GPU's
+        image = to_host(image)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] not in (3, 4):
         raise ArtemError(f"the {what} has shape {image.shape}, channels last; artem takes RGB as (3, H, W): "
-                         "image.transpose(2, 0, 1)")
+                         + ("image[..., :3].transpose(2, 0, 1) (its alpha left out)" if image.shape[-1] == 4
+                            else "image.transpose(2, 0, 1)"))
+    if image.ndim == 3 and image.shape[0] == 4:
+        raise ArtemError(f"the {what} has shape {image.shape}, RGBA; artem takes RGB as (3, H, W): image[:3] (its alpha "
+                         "left out; stylize_file keeps a file's alpha)")
     if image.ndim != 3 or image.shape[0] != 3:
         raise ArtemError(f"the {what} has shape {image.shape}; artem takes RGB as (3, H, W) (a grey image: "
                          "np.repeat(grey[None], 3, axis=0))")

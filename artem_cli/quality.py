@@ -1,6 +1,5 @@
 """What binarization costs: stylize with every mode, score every result with the fp32 network, and
 compare the modes' Gram matrices with fp32's layer by layer (``artem compare``)."""
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +71,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
             for mode in modes:
                 spec = network_spec(mode)  # calibrate: the binarized networks' layers weighed as fp32 weighs them
                 settings = Settings(size=size, iterations=iterations, calibrate=calibrate and spec["mode"] != "fp32", **spec)
-                start = time.perf_counter()
                 result = stylize(content, [style], settings, weights_path=weights_path, interruptible=interruptible)
-                seconds = time.perf_counter() - start
                 if result.interrupted or (interruptible is not None and interruptible.requested):
                     raise KeyboardInterrupt
                 name = result_name(content_path, style_path, mode)
@@ -83,7 +80,7 @@ def compare(contents, styles, out_dir, size=256, iterations=100, modes=MODES, ca
                 saved = io.quantize(result.image)
                 losses = score(saved, content, [style], Settings(size=size), weights_path=weights_path)
                 row = {"content_image": Path(content_path).stem, "style_image": Path(style_path).stem, "mode": label(mode),
-                       "file": name, "seconds": seconds, "iterations": result.iterations,
+                       "file": name, "seconds": result.seconds, "iterations": result.iterations,  # the optimization's
                        **{f"{k}_loss": v for k, v in losses.items()}}
                 rows.append(row)
                 if progress is not None:
@@ -122,7 +119,7 @@ def grid(rows, contents, path, cell=160):
 
 def table(rows):
     """A Markdown table of the fp32 scores, and each mode's geometric-mean ratio to fp32's."""
-    lines = ["| content | style | mode | fp32 style loss | fp32 content loss | seconds |",
+    lines = ["| content | style | mode | fp32 style loss | fp32 content loss | optimization, s |",
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['content_image']} | {r['style_image']} | {r['mode']} | {r['style_loss']:.4g} "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ArtemError
+from .errors import ArtemError, first_line
 from .io import a_path, atomic_write, not_a_file, resolved
 from .vgg import CONV_LAYERS
 
@@ -45,7 +45,13 @@ def cache_dir():
     return Path(base) / "artem"
 
 
-def _in_checkout():
+def not_in_checkout():
+    """What to do where artem runs without its source checkout."""
+    return (f"artem is installed without its source checkout ({MANIFEST} is missing: 'pip install .' copies only its "
+            "code, not weights/ or kernels/); install it from the checkout with pip install -e . (make demo does)")
+
+
+def in_checkout():
     """True when running from a source checkout, whose weights/ folder holds the manifest."""
     return MANIFEST.is_file()
 
@@ -55,7 +61,7 @@ def candidates():
     places = []
     if os.environ.get("ARTEM_WEIGHTS"):
         places.append(("ARTEM_WEIGHTS", Path(os.environ["ARTEM_WEIGHTS"])))
-    if _in_checkout():
+    if in_checkout():
         places.append(("repository", REPO_WEIGHTS_DIR / FILE_NAME))
     places.append(("cache", cache_dir() / FILE_NAME))
     return places
@@ -77,7 +83,7 @@ def locate(explicit=None):
 
 
 def default_destination():
-    return (REPO_WEIGHTS_DIR if _in_checkout() else cache_dir()) / FILE_NAME
+    return (REPO_WEIGHTS_DIR if in_checkout() else cache_dir()) / FILE_NAME
 
 
 def sha256(array):
@@ -86,7 +92,7 @@ def sha256(array):
 
 def reference_manifest():
     if not MANIFEST.is_file():
-        raise ArtemError("weights/manifest.json not found: install artem from its source checkout (pip install -e .)")
+        raise ArtemError(not_in_checkout())
     with open(MANIFEST) as f:
         return json.load(f)
 
@@ -262,8 +268,13 @@ def read_onnx(path):
     try:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises protobuf's DecodeError and others for a damaged file
-        raise ArtemError(f"'{path}' is not a readable ONNX model ({type(e).__name__})") from None
+        said = first_line(e)  # a missing external data file, named
+        raise ArtemError(f"'{path}' is not a readable ONNX model ({type(e).__name__}"
+                         + (f": {said})" if said != type(e).__name__ else ")")) from None
     inits = {i.name: i for i in model.graph.initializer}
+    # weights may also be Constant nodes' values (as some exporters and graph optimizers leave them)
+    inits.update({node.output[0]: attribute.t for node in model.graph.node if node.op_type == "Constant"
+                  for attribute in node.attribute if attribute.name == "value"})
     pairs = []
     for node in model.graph.node:
         if node.op_type == "Conv" and len(node.input) >= 3 and node.input[1] in inits and node.input[2] in inits:

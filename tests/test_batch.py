@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from artem_cli import batch
+from artem_cli import api, batch
 from artem_cli.backend import THREADS
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
@@ -150,7 +151,7 @@ def test_a_rerun_skips_what_is_done_and_a_changed_setting_is_refused(folder, tmp
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--json")
     assert json.loads(r.stdout)["done"] == ["coffee.png"]
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q")
-    assert r.exit_code == 1 and "other settings (changed: tv_weight)" in r.stderr and "--force" in r.stderr
+    assert r.exit_code == 1 and "other settings (changed: --tv-weight)" in r.stderr and "--force" in r.stderr
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--tv-weight", "3", "-q", "--json", "--force")
     assert r.exit_code == 0 and json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png"]
 
@@ -218,7 +219,7 @@ def test_a_manifest_of_an_earlier_artem_resumes(folder, tmp_path, weights_path):
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q")
     assert r.exit_code == 1 and "(changed: styles)" in r.stderr
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--tv-weight", "2")
-    assert r.exit_code == 1 and "(changed: tv_weight, styles)" in r.stderr
+    assert r.exit_code == 1 and "(changed: --tv-weight, styles)" in r.stderr
 
 
 def test_binary_from_counts_as_run_the_networks_own_first_layer_given_or_not(folder, tmp_path, weights_path):
@@ -246,7 +247,7 @@ def test_binary_from_counts_as_run_the_networks_own_first_layer_given_or_not(fol
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained, "--binary-from", "conv1_2")
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == skipped, r.output
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "u", *untrained, "--binary-from", "conv2_1")
-    assert r.exit_code == 1 and "(changed: binary_from)" in r.stderr, r.output
+    assert r.exit_code == 1 and "(changed: --binary-from)" in r.stderr, r.output
 
 
 def test_frames_given_the_first_iterations_the_default_gives_resume_and_other_ones_are_named(folder, tmp_path,
@@ -257,12 +258,12 @@ def test_frames_given_the_first_iterations_the_default_gives_resume_and_other_on
     r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--json")  # FAST's --iterations 3: the same
     assert r.exit_code == 0 and json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png"], r.output
     r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--first-iterations", "5")
-    assert r.exit_code == 1 and "(changed: first_iterations)" in r.stderr, r.output
+    assert r.exit_code == 1 and "(changed: --first-iterations)" in r.stderr, r.output
     # the first frame's iterations as run follow from --iterations and --init: named only where given
     r = run("batch", folder, "--style", STYLE, "-o", out, *frames, "--iterations", "4")
-    assert r.exit_code == 1 and "(changed: iterations)" in r.stderr, r.output
+    assert r.exit_code == 1 and "(changed: --iterations)" in r.stderr, r.output
     r = run("batch", folder, "--style", STYLE, "-o", out, *frames[2:])
-    assert r.exit_code == 1 and "(changed: init_previous)" in r.stderr, r.output
+    assert r.exit_code == 1 and "(changed: --init)" in r.stderr, r.output
 
 
 def test_an_interrupted_batch_still_prints_its_json_summary(folder, tmp_path, weights_path, monkeypatch):
@@ -394,7 +395,7 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
         assert r.exit_code == 2 and "--style FILE" in r.stderr, r.output
     for args, message in [(("--style", tmp_path / "none.png"), "style image"),
                           (("--style", STYLE, "--template", "{name}.png"), "template"),
-                          (("--style", STYLE, "--template", "{stem.x}.png"), "'str' object has no attribute 'x'"),
+                          (("--style", STYLE, "--template", "{stem.x}.png"), "artem does not fill {stem.x}"),
                           (("--style", STYLE, "--template", "{stem:d}.png"), "template '{stem:d}.png': Unknown format"),
                           (("--style", STYLE, "--template", ""), "cannot tell the output format of ''")]:
         r = run("batch", folder, *args, "-o", tmp_path / "o2", *FAST, "-q")
@@ -442,6 +443,51 @@ def test_a_template_that_gives_two_results_one_name_says_whose_and_what_to_do(in
     with pytest.raises(ArtemError) as e:
         batch.plan([Path(p) for p in inputs], styles, template)
     assert str(e.value) == f"output template {template!r} {message}"
+
+
+@pytest.mark.parametrize("field", ["{stem.upper}", "{stem!r}", "{style!a}", "{}", "{0}", "{foo}", "{stem:{style}}",
+                                   "{stem[x]}"])
+def test_a_template_field_artem_does_not_fill_is_refused(field):
+    """Only {stem} and {style}, a letter of one or either formatted: {stem.upper} named each result
+    after a method's address, another name each run (so a rerun painted everything again)."""
+    template = field + ".png"
+    with pytest.raises(ArtemError) as e:
+        batch.plan([Path("ab.png")], [["s.png"]], template)
+    assert str(e.value) == (f"output template {template!r}: artem does not fill {field}; use {{stem}} and {{style}}, a "
+                            "letter of one ({stem[0]}) or its first letters ({stem:.3})")
+
+
+def test_a_template_is_text_of_the_fields_artem_fills_at_widths_a_name_can_have():
+    """Letters, cuts, padding and !s are taken; a width of more than 9999 is refused before it is built
+    (gigabytes; 5000 digits: a ValueError of Python's own), and a template that is no text is said to be none."""
+    assert [job.output for job in batch.plan([Path("ab.png")], [["sty.png"]], "{stem[1]}_{style:.2}_{stem!s:_>4}.png")] == [
+        Path("b_st___ab.png")]
+    for width in ("99999999999", "9" * 5000):
+        with pytest.raises(ArtemError, match=rf"^output template '{{stem:>9999999999[9.png}}']*(\.\.\.)?: a width of "
+                                             rf"{len(width)} digits asks for a name longer than any file name$"):
+            batch.plan([Path("ab.png")], [["s.png"]], "{stem:>" + width + "}.png")
+    with pytest.raises(ArtemError, match=r"^the output template must be text, such as '\{stem\}.png', not PosixPath$"):
+        batch.plan([Path("ab.png")], [["s.png"]], Path("{stem}.png"))
+
+
+def test_a_file_where_a_templates_folder_would_be_is_refused_before_any_work(folder, tmp_path, weights_path):
+    """A file where --template's subfolder would be made: refused by a dry run, and by the run before it
+    paints (it painted every image, minutes each, to fail each when it made the folder)."""
+    out = tmp_path / "out"
+    (out / "by").mkdir(parents=True)
+    (out / "by" / "ihc").write_text("a file")
+    for dry in (["--dry-run"], []):
+        r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--template", "by/{style}/{stem}.png", *dry)
+        assert (r.exit_code, r.stderr) == (1, f"Error: '{out / 'by' / 'ihc'}' is a file, where the batch would make the "
+                                              f"folder of the output '{out / 'by' / 'ihc' / 'broken.png'}'; move it away, "
+                                              "or name the outputs otherwise (--template)\n"), r.output
+    assert sorted(p.name for p in out.rglob("*")) == ["by", "ihc"]
+    (folder / "deeper").mkdir()  # --recursive: an input's own subfolder, which no template moves
+    shutil.move(folder / "coffee.png", folder / "deeper" / "coffee.png")
+    (out / "deeper").write_text("a file")
+    r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "--recursive", "--template", "{stem}_x.png")
+    assert (r.exit_code, r.stderr) == (1, f"Error: '{out / 'deeper'}' is a file, where the batch would make the folder of "
+                                          f"the output '{out / 'deeper' / 'coffee_x.png'}'; move it away\n"), r.output
 
 
 def test_recursive_keeps_subfolders_and_skips_the_output_folder_inside(folder, tmp_path, weights_path):
@@ -861,7 +907,7 @@ def test_dry_runs_predict_memory_and_time_and_write_nothing(folder, tmp_path, we
     style_pass = api.estimate_memory(None, api.Settings(size=256, style_scale=4), [(1024, 1024)]) - api.WEIGHTS_MEMORY
     assert [p["memory_bytes"] > style_pass > 2**30 for p in json.loads(r.stdout)["images"].values()] == [True, True]
     r = run("stylize", folder / "coffee.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
-    assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration here" in r.output
+    assert r.exit_code == 0 and "GiB of memory" in r.output and "s per iteration on average" in r.output
     r = run("stylize", folder / "broken.png", STYLE, "-o", tmp_path / "x.png", "--dry-run")
     assert r.exit_code == 1 and r.stderr.startswith(f"Error: content image '{folder / 'broken.png'}'")
     assert len(r.stderr.splitlines()) == 1
@@ -1015,7 +1061,11 @@ def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(fo
     before = (folder / "chelsea.png").read_bytes()
     out = folder / "out"
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--template", "../{stem}.png")
-    assert r.exit_code == 1 and "leads out of the output folder" in r.stderr
+    assert (r.exit_code, r.stderr) == (1, "Error: output template '../{stem}.png' gives '../chelsea.png', which goes up a "
+                                          "folder ('..'); name the outputs inside the output folder, without '..'\n")
+    for template, way in (("/tmp/{stem}.png", "is an absolute path"), ("a/../{stem}.png", "goes up a folder ('..')")):
+        with pytest.raises(ArtemError, match=f"^output template '{re.escape(template)}' gives .*, which {re.escape(way)}; "):
+            batch.plan([Path("c.png")], [[STYLE]], template)
     assert (folder / "chelsea.png").read_bytes() == before and not out.exists()
     out = tmp_path / "out"
     out.mkdir()
@@ -1146,10 +1196,6 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     """The first image ends its stylization and its result is written; a signal then (recorded only:
     the result is whole) or during the next image (taken at its next evaluation) stops the batch
     there, the first image kept."""
-    import os
-
-    from artem_cli import api
-
     out = tmp_path / "out"
     done, evaluate = batch._Batch.done, api.Objective.probed
     second = []  # evaluations since the first image was written
@@ -1175,6 +1221,40 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     assert "failed: broken.png: content image" in r.stderr  # under --quiet, listed when the batch stops
     assert (out / "chelsea.png").is_file() and not (out / "coffee.png").exists()
     assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]
+
+
+def test_the_json_summary_lists_the_images_in_the_inputs_order(capsys):
+    """Local workers finish the images in any order: --json lists them in the inputs' (it changed from
+    one run to the next)."""
+    from artem_cli import cli
+
+    summary = batch.Summary(done=["frame10.png", "frame2.png"], skipped=["frame3.png", "frame1.png"],
+                            failed={"frame11.png": "e", "frame4.png": "e"},
+                            images={"frame10.png": {"n": 10}, "frame2.png": {"n": 2}})
+    summary.contents = {f"frame{n}.png": f"frame{n}.png" for n in (1, 2, 3, 4, 10, 11)}
+    cli._batch_json(summary)
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["done"], printed["skipped"]) == (["frame2.png", "frame10.png"], ["frame1.png", "frame3.png"])
+    assert list(printed["failed"]) == ["frame4.png", "frame11.png"] and list(printed["images"]) == ["frame2.png", "frame10.png"]
+    assert list(printed["contents"]) == [f"frame{n}.png" for n in (1, 2, 3, 4, 10, 11)]
+
+
+def test_a_result_whole_before_a_ctrl_c_is_kept_and_the_batch_stops(folder, tmp_path, weights_path, monkeypatch):
+    """A Ctrl-C after an image's last iteration (as a library caller without handlers gets it) leaves
+    its result whole: it is written and recorded, then the batch stops (it was thrown away)."""
+    (folder / "broken.png").unlink()
+    stylize = api.Stylizer.stylize
+
+    def ctrl_c_after_the_last_iteration(self, *args, **kwargs):
+        return dataclasses.replace(stylize(self, *args, **kwargs), interrupted=True)
+
+    monkeypatch.setattr(api.Stylizer, "stylize", ctrl_c_after_the_last_iteration)
+    out = tmp_path / "out"
+    settings = api.Settings(size=40, iterations=3)
+    summary = batch.run(folder, out, [[STYLE]], settings)
+    assert (summary.done, summary.interrupted) == (["chelsea.png"], True)
+    assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]
+    assert sorted(p.name for p in out.iterdir()) == ["artem-batch.json", "chelsea.png"]
 
 
 def test_a_batch_that_cannot_start_leaves_no_output_folder(folder, tmp_path, weights_path, monkeypatch):
@@ -1211,6 +1291,55 @@ def test_frames_painted_again_repaint_every_later_frame_as_a_fresh_batch_would(s
     assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 1
     for n in (1, 2, 4):
         assert (again / f"frame{n}{suffix}").read_bytes() == (fresh / f"frame{n}{suffix}").read_bytes(), n
+
+
+@pytest.mark.parametrize("harm", ["truncated", "emptied", "recompressed", "edited", "no hash recorded"])
+def test_an_output_damaged_since_is_painted_again_and_one_edited_is_kept(harm, tmp_path, weights_path):
+    """A result that is no image any more (cut short by a disk, emptied) is not done: it is painted again,
+    and the frames after it from it, so that the files are a fresh batch's (it counted as done
+    forever: the next frame failed on it at every rerun, and the frames after that were painted from
+    their contents). One that is still an image (recompressed, retouched by hand) is kept as the
+    batch's result, and the frames after it start from it. An entry of an earlier artem, which
+    recorded no output's SHA-256, is held to the same, once."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n, name in enumerate(["chelsea.png", "coffee.png", "chelsea.png", "coffee.png"], start=1):
+        shutil.copy(EXAMPLES / name, frames / f"frame{n}.png")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    args = [*FAST, "--init", "previous", "-q", "--json"]
+    assert run("batch", frames, "--style", STYLE, "-o", fresh, *args).exit_code == 0
+    assert run("batch", frames, "--style", STYLE, "-o", out, *args).exit_code == 0
+    if harm == "no hash recorded":  # and damaged since
+        data = manifest(out)
+        for entry in data["images"].values():
+            del entry["output_sha256"]
+        (out / batch.MANIFEST).write_text(json.dumps(data))
+    second = out / "frame2.png"
+    pixels = Image.open(second)
+    pixels.load()
+    if harm == "recompressed":  # the same pixels in other bytes, as an optimizer leaves them
+        pixels.save(second, compress_level=0)
+    elif harm == "edited":
+        second.write_bytes((EXAMPLES / "coffee.png").read_bytes())
+    else:
+        data = second.read_bytes()
+        second.write_bytes(b"" if harm == "emptied" else data[: len(data) // 2])
+    kept = second.read_bytes()
+    r = run("batch", frames, "--style", STYLE, "-o", out, *args)
+    summary = json.loads(r.stdout)
+    if harm in ("recompressed", "edited"):
+        assert (r.exit_code, summary["done"], summary["skipped"]) == (0, ["frame3.png", "frame4.png"],
+                                                                      ["frame1.png", "frame2.png"]), r.output
+        assert second.read_bytes() == kept and manifest(out)["images"]["frame2.png"]["output_sha256"] == batch._sha256(second)
+        if harm == "recompressed":  # started from the same pixels: a fresh batch's files
+            assert all((out / f"frame{n}.png").read_bytes() == (fresh / f"frame{n}.png").read_bytes() for n in (3, 4))
+    else:
+        assert (r.exit_code, summary["done"], summary["skipped"]) == (0, ["frame2.png", "frame3.png", "frame4.png"],
+                                                                      ["frame1.png"]), r.output
+        assert all((out / f"frame{n}.png").read_bytes() == (fresh / f"frame{n}.png").read_bytes() for n in (1, 2, 3, 4))
+    r = run("batch", frames, "--style", STYLE, "-o", out, *args)
+    assert json.loads(r.stdout)["skipped"] == [f"frame{n}.png" for n in (1, 2, 3, 4)]
+    assert all("output_sha256" in entry for entry in manifest(out)["images"].values())
 
 
 def test_frames_whose_previous_frame_is_gone_or_fails_start_as_in_a_fresh_batch(tmp_path, weights_path):

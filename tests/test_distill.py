@@ -396,6 +396,17 @@ def test_two_distills_that_would_write_one_file_are_not_run_at_once(training_cac
     assert r.exit_code == 0 and out.is_file() and checkpoint.is_file(), r.output
 
 
+def test_a_missing_device_is_said_before_the_training_images_are_fetched(tmp_path, monkeypatch, weights_path):
+    """--device cuda without CuPy (or a GPU): said first, not after 14 MB of training images were
+    downloaded and unpacked into the cache."""
+    fetched = []
+    monkeypatch.setattr(distill, "training_image_paths", lambda folders=(): fetched.append(folders) or [])
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+    r = CliRunner().invoke(main, ["distill", "--device", "cuda", "-o", str(tmp_path / "x.npz"), "-q"])
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --device cuda needs CuPy"), r.output
+    assert fetched == []
+
+
 def test_a_ctrl_c_that_stops_the_training_images_download_is_an_interruption(tmp_path, monkeypatch, weights_path):
     """A terminal's Ctrl-C reaches pip too, fetching the training images: its failure is the
     interruption's, not an error (exit 1, 'Operation cancelled by user')."""

@@ -155,7 +155,7 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
         objective = build_objective(net, settings, rgb, Targets(style_grams(net, settings, [style])))
         x = preprocess.to_vgg(rgb)
         points = [x, x + 3, x * 0.9]
-        values[graph] = [(value, cp.asnumpy(grad), dict(objective.parts)) for value, grad in (objective(p) for p in points * 2)]
+        values[graph] = [(value, cp.asnumpy(grad), value.parts) for value, grad in (objective(p) for p in points * 2)]
     # the graph's products are other cuBLAS calls than CuPy's: the last bits may differ, and with them
     # a ReLU or max-pool decision near a tie (as between GPU and CPU: the same tolerances)
     for (value, grad, parts), (value_g, grad_g, parts_g) in zip(values[False], values[True]):

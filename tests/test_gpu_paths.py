@@ -94,12 +94,15 @@ def test_lbfgs_and_adam_on_the_gpu_path_wait_for_the_device_once_per_evaluation_
     objective, x0 = _objective(cuda, "fp32", weights_path)
     cuda.reads = 0
     lbfgs = LBFGS(objective.probed, x0, stall_steps=api.STALL_STEPS)
-    iterations = sum(1 for _ in lbfgs.run(8))
-    assert iterations == 8 and cuda.reads == lbfgs.evaluations + iterations - 1
-    assert objective.parts["style"] < 0.5 * objective.initial["style"]
+    losses = [loss for _, loss in lbfgs.run(8)]
+    assert len(losses) == 8 and cuda.reads == lbfgs.evaluations + len(losses) - 1
+    assert losses[-1].parts["style"] < 0.5 * objective.initial["style"]
     cuda.reads = 0
     adam = Adam(objective.probed, x0, lr=2.0)
     assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == 5
+    cuda.reads = 0  # as a stylization runs it: the image reached evaluated too, x0 first
+    adam = Adam(objective.probed, x0, lr=2.0, after_step=True)
+    assert sum(1 for _ in adam.run(5)) == 5 and cuda.reads == adam.evaluations == 6
 
 
 def test_a_cuda_kernel_is_chosen_for_cupy_arrays_of_the_dtypes_it_takes(cuda):
@@ -145,7 +148,7 @@ def test_an_objective_replayed_as_one_cuda_graph_equals_the_one_run_call_by_call
         # a ReLU or max-pool decision near a tie may go the other way (seen: 8e-4 of the gradient at x + 3);
         # the gradients at these points differ from one another by 9 % (x, x + 3) to 64 %
         assert value_g == pytest.approx(value, rel=1e-5) and l1_g == pytest.approx(l1, rel=1e-3)
-        assert graphed.parts == pytest.approx(objective.parts, rel=1e-5)
+        assert value_g.parts == pytest.approx(value.parts, rel=1e-5)
         grad, grad_g = grad.get(), grad_g.get()
         assert np.linalg.norm(grad_g - grad) < 1e-2 * np.linalg.norm(grad)
     assert graphed._graph.graph is not None

@@ -200,6 +200,20 @@ def test_adam_minimizes_quadratic_and_rosenbrock():
     np.testing.assert_allclose(run(Adam(plain(rosenbrock), np.array([-1.2, 1.0]), lr=0.02), 20000), [1.0, 1.0], atol=1e-2)
 
 
+def test_adam_after_step_gives_the_loss_of_the_point_reached_on_the_same_path():
+    """By default each value is the loss where the step was taken from (a training's batch loss);
+    ``after_step`` gives the loss of the point each step reached, the same points, for one evaluation
+    more in all."""
+    x0 = np.array([-1.2, 1.0])
+    before = list(Adam(plain(rosenbrock), x0, lr=0.01).run(10))
+    after = Adam(plain(rosenbrock), x0, lr=0.01, after_step=True)
+    reached = list(after.run(10))
+    assert [x.tolist() for x, _ in reached] == [x.tolist() for x, _ in before]
+    assert [value for _, value in reached] == [rosenbrock(x)[0] for x, _ in reached]
+    assert [value for _, value in before] == [rosenbrock(x)[0] for x in [x0] + [x for x, _ in before[:-1]]]
+    assert after.evaluations == 11 and after.steps == 10
+
+
 def test_non_finite_loss_is_a_clear_error():
     def bad(x):
         return float("nan"), x

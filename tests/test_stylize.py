@@ -195,6 +195,8 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(style_layers="relu1_1"), r"style-layers must be \(layer, weight\) pairs"),
         (dict(style_layers=[("relu1_1", "2")]), r"style-layers must be \(layer, weight\) pairs"),
         (dict(iterations=2.5), "iterations must be a whole number, not 2.5"),
+        (dict(content_weight=10**400), r"^content-weight must be a finite number >= 0, not a number of about 401 digits$"),
+        (dict(size=10**5000), r"^size must be between 16 and 8192 pixels, not a number of about 5001 digits$"),  # past repr's
         (dict(iterations=float("inf")), "iterations must be a whole number"),
         (dict(history=float("nan")), "history must be a whole number"),
         (dict(seed=1.5, init="random"), "seed must be a whole number"),
@@ -250,17 +252,32 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
                                               style_layers=[("relu1_1", 1.0), ("relu2_1", 2)])).iterations == 1
 
 
+class Unreadable:
+    """An array of another library that NumPy cannot take as it is (a torch tensor that needs grad)."""
+
+    shape, dtype = (3, 8, 8), np.dtype(np.float32)
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("it needs grad")
+
+
 def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(images, weights_path):
-    """(3, H, W) floats in 0..1, as io.read_image gives them; channels last, other channel counts,
-    integer pixels, 0..255 or -1..1 floats, NaN, a single array for the list of styles: each one
-    clear ArtemError, before any work. A float image a little off 0..1 (a resize's overshoot) is
+    """(3, H, W) floats in 0..1, as io.read_image gives them; channels last, other channel counts
+    (RGBA: told how to leave its alpha out), integer pixels, 0..255 or -1..1 floats, NaN, a masked
+    array (its mask was ignored), an array NumPy cannot read (its RuntimeError escaped), a single
+    array for the list of styles: each one clear ArtemError, before any work. A float image a little off 0..1 (a resize's overshoot) is
     clipped."""
     content, style, _ = images
     settings = Settings(size=40, iterations=1)
     bad = [
         (content.transpose(1, 2, 0), r"channels last; artem takes RGB as \(3, H, W\): image.transpose\(2, 0, 1\)"),
         (content[0], r"has shape \(\d+, \d+\); artem takes RGB as \(3, H, W\) \(a grey image"),
-        (np.concatenate([content, content[:1]]), r"has shape \(4, "),
+        (np.concatenate([content, content[:1]]), r"has shape \(4, \d+, \d+\), RGBA; artem takes RGB as \(3, H, W\): image\[:3\] "
+                                                 r"\(its alpha left out; stylize_file keeps a file's alpha\)"),
+        (np.concatenate([content, content[:1]]).transpose(1, 2, 0), r"channels last; artem takes RGB as \(3, H, W\): "
+                                                                    r"image\[\.\.\., :3\]\.transpose\(2, 0, 1\) \(its alpha"),
+        (np.ma.masked_array(content, content > 0.5), r"is a masked array; artem takes every pixel: fill it first"),
+        (Unreadable(), r"\(Unreadable\) is no array NumPy can read \(it needs grad\); give a NumPy array"),
         (content[None], r"has shape \(1, 3, "),
         ((content * 255).astype(np.uint8), r"holds uint8 values; artem takes floats in 0..1 \(8-bit pixels: image / 255\)"),
         (content * 255, r"values span 0..255; artem takes 0..1 \(from 0..255: image / 255"),
@@ -308,6 +325,49 @@ def test_each_iterations_image_stays_that_iterations(images, weights_path):
                 on_iteration=lambda i, value, parts, image: kept.append((image(), image)))
         assert len(kept) == 3 and all(np.array_equal(now, image()) for now, image in kept)
         assert not np.array_equal(kept[0][0], kept[-1][0])
+
+
+def test_each_iterations_value_is_the_loss_of_its_image(images, weights_path):
+    """What ``on_iteration`` gets with each iteration's image(), and ``history``, is that image's total
+    loss (the sum of its parts, as ``initial_losses`` and ``score`` count it). With Adam it was the loss
+    of the image before the step (history[0] the initial loss); with both, it held the optimizer's
+    penalty for pixels outside the image's range (up to 9 % more, xnor at 40 px)."""
+    content, style, _ = images
+    settings = Settings(size=48, iterations=4, optimizer="adam", lr=8)
+    seen = []
+    result = stylize(content, [style], settings,
+                     on_iteration=lambda i, value, parts, image: seen.append((value, parts, image())))
+    for (value, parts, image), total in zip(seen, result.history, strict=True):
+        assert value == total == sum(parts.values())
+        assert score(image, content, [style], settings) == pytest.approx({"total": value, **parts}, rel=1e-5)
+    assert result.history[0] != result.initial_losses["total"]
+    values = []  # L-BFGS on the untrained xnor network, whose pixels stray out of range
+    result = stylize(content, [style], Settings(size=40, iterations=12, mode="xnor", binary_weights="untrained"),
+                     on_iteration=lambda i, value, parts, image: values.append((value, sum(parts.values()))))
+    assert [value for value, _ in values] == [total for _, total in values] == result.history
+
+
+def test_a_ctrl_c_after_the_last_iteration_keeps_the_result(images, weights_path, monkeypatch):
+    """A Ctrl-C while the finished image's losses are computed (after the last iteration) returns the
+    whole result, said to be interrupted, not a KeyboardInterrupt that lost it."""
+    content, style, _ = images
+    settings = Settings(size=48, iterations=3)
+    alone = stylize(content, [style], settings)
+    quantize, calls = io.quantize, []
+
+    def interrupted_once(image):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return quantize(image)
+
+    monkeypatch.setattr(api.io, "quantize", interrupted_once)
+    try:
+        result = stylize(content, [style], settings)
+    except KeyboardInterrupt:  # the bug: caught here, or it would stop the whole test session
+        pytest.fail("the KeyboardInterrupt after the last iteration escaped stylize, and the result with it")
+    assert result.interrupted and result.stop_reason == alone.stop_reason == "the iteration limit was reached"
+    assert np.array_equal(result.image, alone.image) and result.losses == alone.losses and result.iterations == 3
 
 
 def test_a_run_from_its_content_starts_at_no_content_loss(images, weights_path):

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from artem_cli import weights
 from artem_cli.errors import ArtemError
 from artem_cli.vgg import CONV_LAYERS
+from conftest import EXAMPLES
 
 
 def test_converted_reference_weights_match_the_manifest(weights_path):
@@ -155,7 +156,7 @@ def test_locate_order(small_file, tmp_path, monkeypatch):
         weights.locate()
     monkeypatch.delenv("ARTEM_WEIGHTS")
     monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "repo")
-    monkeypatch.setattr(weights, "_in_checkout", lambda: True)
+    monkeypatch.setattr(weights, "in_checkout", lambda: True)
     with pytest.raises(ArtemError, match="artem weights fetch"):
         weights.locate()
     cached = weights.cache_dir() / weights.FILE_NAME
@@ -167,8 +168,9 @@ def test_locate_order(small_file, tmp_path, monkeypatch):
     assert weights.locate() == tmp_path / "repo" / weights.FILE_NAME
 
 
-def onnx_vgg(path, arrays, extra_dense=True):
-    """A VGG16-shaped ONNX graph as exporters write it: Conv nodes with initializer weights."""
+def onnx_vgg(path, arrays, extra_dense=True, constants=False):
+    """A VGG16-shaped ONNX graph as exporters write it: Conv nodes with initializer weights (with
+    ``constants``, the weights as Constant nodes' values, as some exporters and optimizers leave them)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -184,6 +186,8 @@ def onnx_vgg(path, arrays, extra_dense=True):
                   numpy_helper.from_array(np.ones(4, np.float32), "head/b")]
         nodes.append(helper.make_node("Conv", [x, "head/w", "head/b"], ["logits"]))
         x = "logits"
+    if constants:
+        nodes, inits = [helper.make_node("Constant", [], [init.name], value=init) for init in inits] + nodes, []
     graph = helper.make_graph(nodes, "vgg", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
     onnx.save(helper.make_model(graph), str(path))
@@ -231,6 +235,24 @@ def test_convert_onnx(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out.npz", "vgg.onnx"]
 
 
+def test_convert_onnx_with_its_weights_in_constant_nodes_or_in_an_external_file(tmp_path):
+    """Weights as Constant nodes are read as initializers are (they were "no convolution with its weights");
+    a model whose external data file is missing is said to miss it."""
+    import onnx
+
+    arrays = random_vgg(np.random.default_rng(3))
+    path, _ = weights.convert(onnx_vgg(tmp_path / "const.onnx", arrays, constants=True), tmp_path / "const.npz")
+    loaded = weights.load(path)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
+    onnx.save_model(onnx.load(str(onnx_vgg(tmp_path / "vgg.onnx", arrays))), str(tmp_path / "ext.onnx"),
+                    save_as_external_data=True, location="ext.data")
+    (tmp_path / "ext.data").rename(tmp_path / "moved.data")
+    with pytest.raises(ArtemError, match=r"^'.*ext.onnx' is not a readable ONNX model \(ValidationError: .*ext\.data"):
+        weights.convert(tmp_path / "ext.onnx", tmp_path / "ext.npz")
+    assert not (tmp_path / "ext.npz").exists()
+
+
 def test_a_folder_where_the_weights_file_would_go_is_said_to_be_one(tmp_path):
     """--to a folder whose vgg16.npz is a folder: fetch asked for --force, which cannot write a file
     there either, and convert found it only when it wrote. Both say so before any work."""
@@ -244,20 +266,24 @@ def test_a_folder_where_the_weights_file_would_go_is_said_to_be_one(tmp_path):
     assert [p.name for p in (tmp_path / "into").iterdir()] == [weights.FILE_NAME]
 
 
-def test_weights_convert_says_what_it_converted(tmp_path, monkeypatch):
-    """Where artem was installed from elsewhere than its checkout, there is no manifest to compare a
-    converted file with: the command says so (it ended in a traceback, the file written)."""
-    from click.testing import CliRunner
-
+def test_weights_convert_says_what_it_converted_and_no_command_runs_without_the_checkout(tmp_path, monkeypatch):
+    """A converted file is said to be the reference or not. Where artem was installed without its
+    checkout ('pip install .': its code alone, without weights/ and kernels/), every command says so in
+    one line, before any work: fp32 ran from cached weights, the binary modes named a file in
+    site-packages, and 'weights fetch' ended in a traceback."""
     from artem_cli.cli import main
 
     src = onnx_vgg(tmp_path / "vgg.onnx", random_vgg(np.random.default_rng(1)))
-    for manifest, what in ((weights.MANIFEST, "not the reference weights"),
-                           (tmp_path / "none" / "manifest.json", "not compared with the reference weights: no manifest.json")):
-        monkeypatch.setattr(weights, "MANIFEST", manifest)
-        r = CliRunner().invoke(main, ["weights", "convert", str(src), "--to", str(tmp_path / "o.npz")])
-        assert (r.exit_code, r.output) == (0, f"converted {src} -> {tmp_path / 'o.npz'} ({what})\n"), r.output
-        (tmp_path / "o.npz").unlink()
+    r = CliRunner().invoke(main, ["weights", "convert", str(src), "--to", str(tmp_path / "o.npz")])
+    assert (r.exit_code, r.output) == (0, f"converted {src} -> {tmp_path / 'o.npz'} (not the reference weights)\n")
+    monkeypatch.setattr(weights, "MANIFEST", tmp_path / "site-packages" / "weights" / "manifest.json")
+    for command in (["weights", "fetch", "--to", str(tmp_path / "o.npz")], ["weights", "info"],
+                    ["stylize", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "ihc.png"), "-o", str(tmp_path / "x.png")]):
+        r = CliRunner().invoke(main, command)
+        assert (r.exit_code, r.stderr) == (1, f"Error: artem is installed without its source checkout ({weights.MANIFEST} "
+                                              "is missing: 'pip install .' copies only its code, not weights/ or kernels/); "
+                                              "install it from the checkout with pip install -e . (make demo does)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz", "vgg.onnx"]
 
 
 def test_convert_rejects_wrong_networks_and_files(tmp_path):
