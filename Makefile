@@ -2,21 +2,31 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
+, := ,
 DEMO_OUT ?= demo_out.png
 
-.PHONY: install weights demo test kernels gpu-check gpu-rehearsal bench clean
+.PHONY: install install-demo weights demo test kernels gpu-check gpu-rehearsal bench clean
 
-# artem (editable, with the converter and test extras), and the `artem` command on PATH; installed again
-# where pyproject.toml changed, or where $(PYTHON) (another virtual environment) imports no artem of this
-# checkout (-I: the checkout itself, the working folder, is not on its path then)
-install:
-	@[ $(STAMP) -nt pyproject.toml ] && $(PYTHON) -I -c "import pathlib, sys, artem_cli; \
+# artem of this checkout (editable) with the extras a target needs, and the `artem` command on PATH:
+# installed again where pyproject.toml changed, or where $(PYTHON) (another virtual environment) imports
+# no artem of this checkout or not the extras' modules (-I: the working folder, the checkout, is off its path)
+define install_with
+	@[ $(STAMP) -nt pyproject.toml ] && $(PYTHON) -I -c "import pathlib, sys, artem_cli, $(2); \
 		sys.exit(pathlib.Path(artem_cli.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())" 2>/dev/null \
-		|| { $(PIP) install --quiet --disable-pip-version-check -e '.[dev]' && touch $(STAMP); }
+		|| { $(PIP) install --quiet --disable-pip-version-check -e '.[$(1)]' && touch $(STAMP); }
 	-@command -v pyenv >/dev/null 2>&1 && pyenv rehash
+endef
+
+# the tests' extras: the converter, PyOpenCL and PoCL, NVRTC, Dask (hundreds of MB)
+install:
+	$(call install_with,dev,pytest$(,) pyopencl$(,) distributed$(,) onnx)
+
+# the demo's: the converter alone
+install-demo:
+	$(call install_with,convert,onnx$(,) h5py)
 
 # the reference ImageNet VGG16, converted to weights/vgg16.npz and checked against weights/manifest.json
-weights: install
+weights: install-demo
 	$(PYTHON) -m artem_cli weights fetch
 
 demo: weights
@@ -24,7 +34,7 @@ demo: weights
 		-o $(DEMO_OUT) --size 256 --iterations 100 --overwrite
 	@echo "wrote $(DEMO_OUT)"
 
-test: weights
+test: install weights
 	$(PYTHON) -m pytest -q
 
 # every CUDA kernel must compile for the A100's and the H100's architectures (CI has nvcc, no GPU);
@@ -42,7 +52,7 @@ gpu-check:
 
 # before a GPU session, on any machine: tests/test_gpu.py with tests/cupy_on_numpy as CuPy and the
 # kernels under the CUDA emulator (tests/stand_in_gpu.py); about 20 min on 2 CPUs
-gpu-rehearsal: weights
+gpu-rehearsal: install weights
 	PYTHONPATH=tests $(PYTHON) -m pytest -q -p stand_in_gpu -p no:cacheprovider --durations=10 tests/test_gpu.py
 
 bench: weights
