@@ -9,9 +9,12 @@ DEMO_OUT ?= demo_out.png
 
 # artem of this checkout (editable) with the extras a target needs, and the `artem` command on PATH:
 # installed again where pyproject.toml changed, or where $(PYTHON) (another virtual environment) imports
-# no artem of this checkout or not the extras' modules (-I: the working folder, the checkout, is off its path)
+# no artem of this checkout or not the extras' modules (the working folder, '' on the path of -c, taken
+# off it first; -E: nor PYTHONPATH; not -I, which would leave out the user's site-packages, where pip may
+# have installed it)
 define install_with
-	@[ $(STAMP) -nt pyproject.toml ] && $(PYTHON) -I -c "import pathlib, sys, artem_cli, $(2); \
+	@[ $(STAMP) -nt pyproject.toml ] && $(PYTHON) -E -c "import pathlib, sys; sys.path[:] = [p for p in sys.path if p]; \
+		import artem_cli, $(2); \
 		sys.exit(pathlib.Path(artem_cli.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())" 2>/dev/null \
 		|| { $(PIP) install --quiet --disable-pip-version-check -e '.[$(1)]' && touch $(STAMP); }
 	-@command -v pyenv >/dev/null 2>&1 && pyenv rehash

@@ -235,7 +235,7 @@ def _shown(value):
     array's repr is many lines), or a whole number's size in digits (10**400 was 401 of them; more
     than 4300 Python will not write)."""
     if whole(value) and abs(int(value)).bit_length() > 256:
-        return f"a number of about {int(abs(int(value)).bit_length() * 0.30103) + 1} digits"
+        return f"a {'negative ' * (value < 0)}number of about {int(abs(int(value)).bit_length() * 0.30103) + 1} digits"
     text = repr(value)
     return text if len(text) <= 80 and "\n" not in text else f"a value of type {type(value).__name__}"
 
@@ -733,6 +733,7 @@ class Stylizer:
         except KeyboardInterrupt:  # Ctrl-C after the optimization: the image reached is there, and its losses again
             interrupted = True
             image, loss = result()
+        interrupted = interrupted or interruptible.requested  # a signal recorded after the last evaluation
         return Result(
             image=image,
             iterations=len(history),

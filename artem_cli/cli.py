@@ -194,6 +194,9 @@ class Commands(click.Group):
             return self._invoke(ctx, received)
 
     def _invoke(self, ctx, received):
+        rest = [*(getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])), *ctx.args]
+        if not weights.in_checkout() and not {"-h", "--help"} & set(rest):  # a command's help needs no checkout
+            _fail(weights.not_in_checkout())
         try:
             return super().invoke(ctx)
         except MemoryError as e:  # NumPy's says how much it could not allocate, CuPy's too
@@ -236,8 +239,6 @@ def main():
     # a photo with damaged EXIF data is read without it (as a viewer shows it): Pillow's two lines about it are not
     # the user's business either
     warnings.filterwarnings("ignore", category=UserWarning, message=r"Corrupt EXIF data")
-    if not weights.in_checkout():
-        _fail(weights.not_in_checkout())
 
 
 D = api.Settings()
@@ -390,7 +391,7 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     elif not quiet:
         _echo_line(f"{output}: {result.iterations} iteration{'s' * (result.iterations != 1)} in {result.seconds:.1f} s ({result.stop_reason}); "
                    f"loss {result.losses['total']:.4g}", err=True)
-    if result.interrupted:
+    if result.stop_reason == "interrupted":
         _echo_line(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
         sys.exit(stop.exit_status())
     if stop.received is not None:
@@ -538,7 +539,7 @@ def _batch_json(summary):
     rank = {key: i for i, key in enumerate(summary.contents)}  # every job's output, in order
 
     def ordered(keys):
-        return sorted(keys, key=rank.__getitem__)
+        return sorted(keys, key=lambda key: rank.get(key, len(rank)))
 
     click.echo(json.dumps({"done": ordered(summary.done), "skipped": ordered(summary.skipped),
                            "failed": {key: summary.failed[key] for key in ordered(summary.failed)},

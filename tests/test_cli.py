@@ -321,6 +321,26 @@ def test_ctrl_c_saves_the_current_image(at, tmp_path, monkeypatch, weights_path)
         assert not out.exists()
 
 
+def test_a_signal_after_the_last_iteration_saves_the_finished_result_and_says_so(tmp_path, monkeypatch, weights_path):
+    """A Ctrl-C while the finished image's losses are computed: the result is whole, and said to be,
+    not "the image reached so far"; the exit status is the signal's."""
+    import signal
+
+    quantize, calls = api.io.quantize, []
+
+    def signal_once(image):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # recorded by stylize's handler
+        return quantize(image)
+
+    monkeypatch.setattr(api.io, "quantize", signal_once)
+    out = tmp_path / "o.png"
+    r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "2", "-q")
+    assert (r.exit_code, r.stderr) == (130, "SIGINT arrived after the last iteration; the finished result is saved\n")
+    assert Image.open(out).size == (48, 32)
+
+
 def test_weights_commands(tmp_path, weights_path):
     r = run("weights", "info")
     assert r.exit_code == 0 and "reference_imagenet_vgg16: True" in r.output and "sha256:" in r.output

@@ -197,6 +197,7 @@ def test_bad_settings_fail_before_any_work(images, weights_path):
         (dict(iterations=2.5), "iterations must be a whole number, not 2.5"),
         (dict(content_weight=10**400), r"^content-weight must be a finite number >= 0, not a number of about 401 digits$"),
         (dict(size=10**5000), r"^size must be between 16 and 8192 pixels, not a number of about 5001 digits$"),  # past repr's
+        (dict(seed=-10**400), r"^seed must be a whole number from 0 to 2\^63 - 1, not a negative number of about 401 digits$"),
         (dict(iterations=float("inf")), "iterations must be a whole number"),
         (dict(history=float("nan")), "history must be a whole number"),
         (dict(seed=1.5, init="random"), "seed must be a whole number"),
@@ -341,6 +342,11 @@ def test_each_iterations_value_is_the_loss_of_its_image(images, weights_path):
         assert value == total == sum(parts.values())
         assert score(image, content, [style], settings) == pytest.approx({"total": value, **parts}, rel=1e-5)
     assert result.history[0] != result.initial_losses["total"]
+    seen = []  # L-BFGS: the terms of the point each iteration ends at (not of the line search's last trial)
+    settings = Settings(size=40, iterations=4)
+    result = stylize(content, [style], settings, on_iteration=lambda i, value, parts, image: seen.append((value, image())))
+    assert [value for value, _ in seen] == result.history
+    assert all(score(image, content, [style], settings)["total"] == pytest.approx(value, rel=1e-5) for value, image in seen)
     values = []  # L-BFGS on the untrained xnor network, whose pixels stray out of range
     result = stylize(content, [style], Settings(size=40, iterations=12, mode="xnor", binary_weights="untrained"),
                      on_iteration=lambda i, value, parts, image: values.append((value, sum(parts.values()))))

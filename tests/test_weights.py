@@ -284,6 +284,9 @@ def test_weights_convert_says_what_it_converted_and_no_command_runs_without_the_
                                               "is missing: 'pip install .' copies only its code, not weights/ or kernels/); "
                                               "install it from the checkout with pip install -e . (make demo does)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz", "vgg.onnx"]
+    for command in (["stylize", "--help"], ["weights", "fetch", "-h"], ["--version"]):  # these need no checkout
+        r = CliRunner().invoke(main, command)
+        assert r.exit_code == 0 and r.stderr == "", r.output
 
 
 def test_convert_rejects_wrong_networks_and_files(tmp_path):
