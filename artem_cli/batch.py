@@ -505,8 +505,10 @@ def run(in_dir, out_dir, style_sets, settings, *, template="{stem}.png", recursi
     first from its content with ``first_iterations`` (default: the settings' iterations).
     ``client``: a Dask distributed ``Client``; the images then go to its workers as tasks (see
     ``paint``), and this process writes every output (once) and the manifest.
-    ``on_start(job, index, total)``, ``on_done(job, entry)`` and ``on_iteration`` (as for
-    ``stylize``; in this process only) report progress. Returns a ``Summary``."""
+    ``on_start(job, index, total, iterations)`` (``job``, the ``index``-th of ``total``, is about to be
+    painted with that many iterations: here once its files are read; on a cluster as it is sent, each
+    at once), ``on_done(job, entry)`` and ``on_iteration`` (as for ``stylize``; in this process only)
+    report progress; a job done before gets neither. Returns a ``Summary``."""
     start = time.perf_counter()
     for name, flag in (("force", force), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
@@ -692,8 +694,6 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             batch.summary.skipped.append(job.key)
             previous = None  # the next frame reads this one's saved result
             continue
-        if on_start is not None:
-            on_start(job, index, len(jobs))
         try:
             content, alpha = batch.read(job, settings)
             if job.styles not in targets:
@@ -705,6 +705,8 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
                     previous = (io.read_image(earlier, "previous result")[0], _sha256_or_none(earlier))
                 init, start = previous if isinstance(previous, tuple) else (None, None)
                 iterations, facts = (first_iterations if init is None else None), {"start_sha256": start}
+            if on_start is not None:  # its iterations known: those of a first frame, or of one after a failed one
+                on_start(job, index, len(jobs), iterations or settings.iterations)
             result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
                                       on_iteration=on_iteration, interruptible=interruptible)
             if result.stop_reason == "interrupted":  # stopped midway: nothing of it is kept
@@ -882,7 +884,7 @@ def _submit_and_collect(batch, client, total, pending, settings, weights_path, o
         for index, job, content, alpha in readable:
             interruptible.check()  # between two images sent
             if on_start is not None:
-                on_start(job, index, total)
+                on_start(job, index, total, settings.iterations)
             future = client.submit(paint, content, tuple(batch.files[str(p)] for p in job.styles), styles[job.styles],
                                    settings, weights_path, batch.manifest.data["fingerprint"], pure=False,
                                    key=f"artem-{index}-{job.key}")

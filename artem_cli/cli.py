@@ -125,6 +125,57 @@ def _echo_line(text, err=False):
     click.echo(_one_line(text), err=err)
 
 
+def _bar(total, quiet, **options):
+    """A tqdm progress bar on standard error, or None with --quiet or where standard error is no
+    terminal: a log file or a pipe would take every redraw (a carriage return and the bar again) for text."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, dynamic_ncols=True, file=sys.stderr, **options)
+
+
+class _BatchBars:
+    """``batch``'s progress on a terminal: a bar of the images (each painted, failed or done before
+    counts) and, for an image painted in this process, a bar of its iterations; and each image's line."""
+
+    def __init__(self, quiet, here):
+        self.quiet, self.here = quiet, here  # here: in this process, one image after the other
+        self.images = self.image = None
+
+    def start(self, job, index, total, iterations):
+        if self.images is None:  # those before the first one to paint were done before: its rate is this run's
+            self.images = _bar(total, self.quiet, initial=index, unit="image")
+        if self.images is not None and self.here:  # on a cluster all start at once, their iterations elsewhere
+            self.images.n = max(self.images.n, index)  # a frame done before, skipped between two painted now
+            self.images.set_description_str(_one_line(str(job.content)))
+            self.image = _bar(iterations, self.quiet, unit="it", leave=False)
+
+    def iteration(self, i, value, parts, image):
+        if self.image is not None:
+            self.image.set_postfix_str(f"loss {value:.4g}", refresh=False)
+            self.image.update(1)
+
+    def done(self, line):
+        if self.image is not None:
+            self.image.close()
+            self.image = None
+        if self.images is not None:
+            self.images.update(1)
+        if not self.quiet:  # with --quiet the summary lists the failures
+            (self.images.write if self.images is not None else click.echo)(line, file=sys.stderr)
+
+    def close(self, complete):
+        """The bars closed; ``complete``: every image is done (the last ones may have been done before)."""
+        if self.image is not None:
+            self.image.close()
+        if self.images is not None:
+            if complete:
+                self.images.n = self.images.total
+                self.images.refresh()
+            self.images.close()
+
+
 def _one_line(text):
     """``text`` with its control characters (a newline in a file's name, a terminal's escape, C0 or C1)
     written as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own."""
@@ -332,12 +383,10 @@ def _settings(options):
 @click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, nor the summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (only on a terminal), nor the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def stylize(content, styles, output, dry_run, save_every, print_every, overwrite, weights_path, quiet, as_json, **options):
     """Stylize CONTENT after one or more STYLE images."""
-    from tqdm import tqdm
-
     if not content.name or content.is_dir():  # before a name is made from it
         _fail(f"content image '{content}' is a folder, not an image file")
     if output is None:  # beside the content, where it may not be written
@@ -359,8 +408,8 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
 
     def each(i, value, parts, image):
         nonlocal bar
-        if bar is None and not quiet:
-            bar = tqdm(total=settings.iterations, unit="it", dynamic_ncols=True, file=sys.stderr)
+        if i == 1:
+            bar = _bar(settings.iterations, quiet, unit="it")
         if bar is not None:
             bar.set_postfix_str(f"loss {value:.4g}", refresh=False)
             bar.update(1)
@@ -428,15 +477,13 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
               help="Start a local Dask cluster of this many worker processes (one thread each; at most the CPU cores "
                    "artem is given) and use it.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars, only the summary.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (only on a terminal) nor a line per image, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def batch(folder, styles, style_dir, out_dir, template, recursive, include, exclude, first_iterations, force, overwrite,
           dry_run, scheduler, workers, weights_path, quiet, as_json, **options):
     """Paint every image of FOLDER after the --style images (or each image of --style-dir) into
     OUT_DIR, building the network and the style targets once. Resumable: a rerun skips what is
     done. --init previous starts each image from the previous result (frames of a video)."""
-    from tqdm import tqdm
-
     from . import batch as batches
 
     init_previous = options["init"] == "previous"
@@ -462,36 +509,15 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                  first_iterations=first_iterations if init_previous else None, here=scheduler is None,
                  workers=workers or 1)
         return
-    tty = sys.stderr.isatty() and not quiet
-    bars = {}
-
-    def on_start(job, index, total):
-        if tty:
-            bars.setdefault("images", tqdm(total=total, unit="image", dynamic_ncols=True, file=sys.stderr))
-            bars["images"].n = index
-            bars["images"].set_description_str(str(job.content))
-            bars["images"].refresh()
-            bars["image"] = tqdm(total=settings.iterations, unit="it", leave=False, dynamic_ncols=True, file=sys.stderr)
-
-    def on_iteration(i, value, parts, image):
-        if "image" in bars:
-            bars["image"].set_postfix_str(f"loss {value:.4g}", refresh=False)
-            bars["image"].update(1)
+    bars = _BatchBars(quiet, here=scheduler is None and workers is None)
 
     def on_done(job, entry):
-        if "image" in bars:
-            bars.pop("image").close()
         if entry["state"] == "failed":
             line = _failed_line(str(job.content), job.key, entry["error"])
         else:
             line = _one_line(f"{job.output}: {entry['iterations']} iteration{'s' * (entry['iterations'] != 1)} in "
                              f"{entry['seconds']:.1f} s, loss {entry['losses']['total']:.4g}")
-        if not quiet:  # with --quiet the summary lists the failures
-            (bars["images"].write if "images" in bars else click.echo)(line, file=sys.stderr)
-
-    def close_bars():
-        for bar in bars.values():
-            bar.close()
+        bars.done(line)
 
     with StopOnSignals() as stop:
         try:
@@ -502,17 +528,17 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                       template=template,
                                       recursive=recursive, include=include, exclude=exclude,
                                       init_previous=init_previous, first_iterations=first_iterations, force=force,
-                                      overwrite=overwrite, weights_path=weights_path, client=client, on_start=on_start, on_done=on_done,
-                                      on_iteration=on_iteration, interruptible=stop.interruptible)
+                                      overwrite=overwrite, weights_path=weights_path, client=client, on_start=bars.start,
+                                      on_done=on_done, on_iteration=bars.iteration, interruptible=stop.interruptible)
         except ArtemError as e:
-            close_bars()
+            bars.close(complete=False)
             stopped = getattr(e, "summary", None)  # a batch stopped as it could no longer write: what it did
             if stopped is not None and as_json:
                 _batch_json(stopped)
             for key, error in (stopped.failed if stopped is not None and quiet else {}).items():
                 click.echo(f"  {_failed_line(stopped.contents[key], key, error)}", err=True)  # not listed as they came
             _fail(e)
-        close_bars()
+        bars.close(complete=not summary.interrupted)
     if as_json:  # what this run did, interrupted or not
         _batch_json(summary)
     if summary.interrupted:
@@ -1151,12 +1177,10 @@ def _pass_report(report, shape, device, with_torch):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file, and start anew beside an existing checkpoint "
                                                 "(replacing it; a file that is no checkpoint is refused).")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="The fp32 VGG16 (the teacher).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress (a bar on a terminal, else a line at each checkpoint).")
 def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resume, output, overwrite, weights_path,
             quiet, **options):
     """Train the binarized VGG16 from the fp32 one (distillation) and write its binary weights."""
-    from tqdm import tqdm
-
     from . import distill as training
 
     output = output or Path(f"distilled_{mode}.npz")
@@ -1164,15 +1188,17 @@ def distill(mode, binary_from, image_folders, checkpoint, checkpoint_every, resu
         _fail(f"output '{output}' is a folder")
     checkpoint = checkpoint or output.with_name(output.name + ".ckpt.npz")
     settings = training.DistillSettings(mode=mode, binary_from=binary_from, **options)
-    bar, stop, before = None, StopOnSignals(), None  # before: when the checkpoint found at the start was written
+    bar, opened, stop, before = None, False, StopOnSignals(), None  # before: when the checkpoint found at the start was written
 
     def progress(step, loss):
-        nonlocal bar
-        if bar is None and not quiet:
-            bar = tqdm(total=settings.steps, initial=step - 1, unit="step", dynamic_ncols=True, file=sys.stderr)
+        nonlocal bar, opened
+        if not opened:  # at the first step (resumed or not), so that errors found before come alone
+            bar, opened = _bar(settings.steps, quiet, initial=step - 1, unit="step"), True
         if bar is not None:
             bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
             bar.update(1)
+        elif not quiet and (step % checkpoint_every == 0 or step == settings.steps):  # a log: a line now and then
+            click.echo(f"step {step}/{settings.steps}: loss {loss:.4g}", err=True)
 
     try:
         settings.validate()

@@ -85,3 +85,40 @@ def spawned_children(pid):
         except (OSError, IndexError):
             continue
     return found
+
+
+def on_a_terminal(*args, timeout=300):
+    """``python -m artem_cli ARGS`` with its standard error on a terminal (a pseudo-terminal, read here
+    as it writes) and its standard output a pipe: (exit status, what the terminal showed, stdout)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # 160 columns (a new one has 0)
+    with subprocess.Popen([sys.executable, "-m", "artem_cli", *map(str, args)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=follower) as child:
+        os.close(follower)
+        shown, deadline = [], time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if select.select([leader], [], [], 1)[0]:
+                    try:
+                        data = os.read(leader, 65536)
+                    except OSError:  # EIO: the child's side closed
+                        break
+                    if not data:
+                        break
+                    shown.append(data)
+            else:
+                child.kill()
+                raise AssertionError(f"artem {' '.join(map(str, args))} ran past {timeout} s")
+            stdout = child.stdout.read()
+        finally:
+            os.close(leader)
+    return child.returncode, b"".join(shown).decode(errors="replace"), stdout.decode(errors="replace")

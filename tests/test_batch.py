@@ -23,7 +23,7 @@ from artem_cli import api, batch
 from artem_cli.backend import THREADS
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
-from conftest import EXAMPLES, REPO, spawned_children
+from conftest import EXAMPLES, REPO, on_a_terminal, spawned_children
 
 STYLE = str(EXAMPLES / "ihc.png")
 FAST = ["--size", "40", "--iterations", "3", "--style-layers", "relu1_1,relu2_1,relu3_1", "--content-layers", "relu3_2"]
@@ -1054,6 +1054,27 @@ def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_p
     assert [failing[str(frames / n)].startswith("a 40x27 run needs about") for n in ("a.png", "c.png", "d.png")] == [True] * 3
     args[args.index("--first-iterations") + 1] = "3"  # as many as the others: each fits
     assert json.loads(run(*args).stdout)["failing"] == {str(frames / "b.png"): failing[str(frames / "b.png")]}
+
+
+def test_progress_on_a_terminal_counts_every_image_and_each_frames_own_iterations(tmp_path, weights_path):
+    """On a terminal: each frame's bar counts the iterations it runs (a first frame's --first-iterations,
+    as a frame's after a failed one), and the images' bar reaches the last image, on a rerun too."""
+    frames, out = tmp_path / "frames", tmp_path / "out"
+    frames.mkdir()
+    for name in ("a.png", "c.png", "d.png"):
+        shutil.copy(EXAMPLES / "chelsea.png", frames / name)
+    (frames / "b.png").write_bytes(b"no image")
+    args = ["batch", frames, "--style", STYLE, "-o", out, "--size", "32", "--iterations", "2", "--init", "previous",
+            "--first-iterations", "5"]
+    status, shown, _ = on_a_terminal(*args)
+    assert status == 1, shown  # b.png failed
+    # each frame's bar as it opens (its later states are drawn at most every 0.1 s, its last one erased)
+    assert (len(re.findall(r"\b0/5 \[", shown)), len(re.findall(r"\b0/2 \[", shown))) == (2, 1), shown
+    assert re.search(r"\b4/4 \[[^]]*image", shown), shown  # the images' bar, b.png's failure counted
+    shutil.copy(EXAMPLES / "chelsea.png", frames / "e.png")
+    status, shown, _ = on_a_terminal(*args)
+    assert status == 1 and "e.png: 2 iterations" in shown, shown
+    assert re.search(r"\b5/5 \[[^]]*image", shown), shown
 
 
 def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(folder, tmp_path, weights_path):

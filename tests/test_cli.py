@@ -1,6 +1,7 @@
 """The command line: options reach the API, and every bad input is one `Error:` line, never a traceback."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from PIL import Image
 from artem_cli import api, bench, quality, weights
 from artem_cli.cli import ModeList, main
 from artem_cli.errors import ArtemError
-from conftest import EXAMPLES, REPO, only_locks, spawned_children
+from conftest import EXAMPLES, REPO, on_a_terminal, only_locks, spawned_children
 
 CONTENT = str(EXAMPLES / "chelsea.png")
 STYLE = str(EXAMPLES / "ihc.png")
@@ -52,7 +53,15 @@ def test_default_output_name_progress_and_print_every(tmp_path, weights_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "cat_stylized.png").is_file() and (tmp_path / "cat_stylized_00002.png").is_file()
     assert "iteration 2: loss" in r.stderr and "iteration 4: loss" in r.stderr
-    assert "4/4" in r.stderr  # the progress bar
+    assert "\r" not in r.stderr and "4/4" not in r.stderr  # no bar where standard error is no terminal: only lines
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal(tmp_path, weights_path):
+    status, shown, stdout = on_a_terminal("stylize", CONTENT, STYLE, "--size", "32", "--iterations", "4",
+                                          "-o", tmp_path / "o.png", "--json")
+    assert status == 0, shown
+    assert re.search(r"4/4 \[[^]]*loss", shown), shown  # the bar, its last state
+    assert json.loads(stdout)["iterations"] == 4  # standard output stays the summary's alone
 
 
 BAD_INPUT = [

@@ -310,9 +310,10 @@ def test_distill_command(training_cache, weights_path, tmp_path, monkeypatch):
     out = tmp_path / "x.npz"
     args = ["distill", "--mode", "xnor", "--binary-from", "conv5_1", "--steps", "2", "--batch", "1", "--stylized", "0",
             "--crop", "48", "-o", str(out), "-q"]
-    r = CliRunner().invoke(main, args)
+    r = CliRunner().invoke(main, args[:-1])  # not --quiet: no bar where standard error is no terminal, a line at the end
     assert r.exit_code == 0, r.output
     assert weights.binary_info(out)["mode"] == "xnor" and (tmp_path / "x.npz.ckpt.npz").is_file()
+    assert r.stderr.startswith("step 2/2: loss ") and "\r" not in r.stderr and r.stderr.count("\n") == 2, r.stderr
     size = round((tmp_path / "x.npz.ckpt.npz").stat().st_size / 2**20)
     assert r.stderr.endswith(f"; the checkpoint {tmp_path / 'x.npz.ckpt.npz'} ({size} MiB) is kept for --resume with "
                              "more --steps: delete it if you will not\n") and size > 0, r.stderr
