@@ -27,6 +27,45 @@ if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # spin 2^4 cycles, then sleep
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # numba's own pool, no OpenMP spin-wait
 
+
+def _writable(folder):
+    """Whether files can be made in ``folder`` (made if missing), as numba checks its cache folders."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        return True
+    except OSError:
+        return False
+
+
+def _numba_cache():
+    """numba keeps artem's compiled kernels beside their modules, in artem_cli/__pycache__. Where that
+    cannot be written (a read-only checkout, another user's) and no NUMBA_CACHE_DIR is set, they go to
+    artem's cache folder, or, where that cannot be written either (a service's account without a home),
+    to a temporary folder of this process's, compiled again each run: numba's own fallback, its folder
+    in the same cache, fails with a traceback as the kernels' modules load."""
+    if os.environ.get("NUMBA_CACHE_DIR") or _writable(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                   "__pycache__")):
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "artem", "numba")
+    if not _writable(folder):
+        import atexit
+        import shutil
+        import tempfile
+
+        try:
+            folder = tempfile.mkdtemp(prefix="artem-numba-")
+        except OSError:  # nowhere to write: numba's error names the kernel it could not cache
+            return
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["NUMBA_CACHE_DIR"] = folder
+
+
+_numba_cache()
+
 from .errors import ArtemError  # noqa: E402
 
 __all__ = ["ArtemError", "Result", "Settings", "Stylizer", "score", "stylize", "stylize_file"]

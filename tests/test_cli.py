@@ -715,6 +715,38 @@ def test_dry_run_times_read_in_the_unit_that_suits_them():
         "0.004 s", "4.2 s", "42 s", "1.6 min", "50.0 min", "1.5 h", "10.0 h", "4.6 days", "3.2e+12 years"]
 
 
+def test_a_checkout_and_a_cache_that_cannot_be_written_compile_the_kernels_in_a_temporary_folder(tmp_path, weights_path):
+    """A service's account: the checkout's __pycache__ and the cache folder cannot take numba's compiled
+    kernels (where numba itself fails with a traceback as they load): they go to a folder of the
+    process's own, removed at its end."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "artem_cli", checkout / "artem_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    (checkout / "artem_cli" / "__pycache__").write_text("a file where the folder would be")
+    (checkout / "weights").mkdir()
+    for name in ("manifest.json", "vgg16.npz"):
+        (checkout / "weights" / name).symlink_to(REPO / "weights" / name)
+    (tmp_path / "temp").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(checkout), "XDG_CACHE_HOME": str(tmp_path / "a-file"),
+           "TMPDIR": str(tmp_path / "temp")}
+    env.pop("NUMBA_CACHE_DIR", None)
+    (tmp_path / "a-file").write_text("")
+    r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", CONTENT, STYLE, "--size", "32", "--iterations", "2",
+                        "-q", "-o", tmp_path / "o.png"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert (tmp_path / "o.png").is_file() and list((tmp_path / "temp").iterdir()) == []
+
+
+def test_numbas_cache_goes_to_artems_cache_folder_where_the_checkout_cannot_take_it(tmp_path, monkeypatch):
+    import artem_cli
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")  # none given (and put back as it was after the test)
+    writable = artem_cli._writable
+    monkeypatch.setattr(artem_cli, "_writable", lambda folder: not folder.endswith("__pycache__") and writable(folder))
+    artem_cli._numba_cache()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / "artem" / "numba")  # XDG_CACHE_HOME's, conftest
+    assert (tmp_path / "cache" / "artem" / "numba").is_dir()
+
+
 def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", "nope.jpg", "nope2.jpg"],
                           capture_output=True, text=True, cwd=tmp_path)
