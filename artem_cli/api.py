@@ -276,7 +276,7 @@ class Interruptible:
         return checked
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # equal only to itself: == of its image would be an array
 class Result:
     image: np.ndarray  # RGB (3, H, W) float32 in 0..1, on the host
     iterations: int
@@ -287,6 +287,11 @@ class Result:
     initial_losses: dict  # total, content, style, tv at the start
     losses: dict  # the same of the final image as saved in 8 bits
     history: list  # total loss of the image (as initial_losses counts it) after each iteration
+
+    def __repr__(self):  # the image and the history by their sizes, not their numbers
+        return (f"Result(image=<{'x'.join(map(str, self.image.shape))} {self.image.dtype}>, iterations={self.iterations}, "
+                f"evaluations={self.evaluations}, seconds={self.seconds:.3f}, stop_reason={self.stop_reason!r}, "
+                f"interrupted={self.interrupted}, losses={self.losses}, history=<{len(self.history)} values>)")
 
 
 PARTS = ("content", "style", "tv")  # the objective's terms
@@ -601,7 +606,7 @@ def check_content(content, settings):
 
 class _MemoryErrors:
     """Out of memory (CuPy's OutOfMemoryError is a MemoryError too) as one clear ArtemError: "out of
-    memory [on the GPU] ``doing``"."""
+    memory [on the GPU] ``doing``"; not one the caller's callback raised (``_callers``)."""
 
     def __init__(self, xp, doing):
         self.xp, self.doing = xp, doing
@@ -610,9 +615,19 @@ class _MemoryErrors:
         return self
 
     def __exit__(self, kind, value, traceback):
-        if kind is not None and issubclass(kind, MemoryError):
+        if kind is not None and issubclass(kind, MemoryError) and not getattr(value, "artem_callers", False):
             where = "" if self.xp is np else " on the GPU"
             raise ArtemError(f"out of memory{where} {self.doing}") from None
+
+
+def _callers(function, *args):
+    """The caller's ``function`` called: a MemoryError it raises is its own (a cache of its own that is
+    full), not artem's out of memory with its advice."""
+    try:
+        return function(*args)
+    except MemoryError as e:
+        e.artem_callers = True
+        raise
 
 
 class Stylizer:
@@ -718,7 +733,7 @@ class Stylizer:
                 for i, (x, loss) in enumerate(optimizer.run(iterations), start=1):
                     history.append(sum(loss.parts.values()))
                     if on_iteration is not None:  # image(): this iteration's, whenever it is called
-                        on_iteration(i, history[-1], dict(loss.parts), lambda x=x: to_host(finish(x)))
+                        _callers(on_iteration, i, history[-1], dict(loss.parts), lambda x=x: to_host(finish(x)))
             except KeyboardInterrupt:
                 stopped = True
         seconds = time.perf_counter() - start
@@ -962,14 +977,14 @@ def score(image, content, styles, settings=None, *, weights_path=None):
                                    cuda_graph=False, tf32=False)
     settings.validate(len(styles))
     _check_depth(shape, max(shape), settings, "image")
+    expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
+    if any(abs(a - b) > 1 for a, b in zip(expected, shape)):  # before the styles, whose size follows the image's
+        raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "
+                         "a result is scored against its own content (the same proportions)")
     for style in styles:  # each at the image's size, as stylize had it
         _check_depth(style.shape, _style_longest(settings.size, settings.style_scale), settings, "style image",
                      "--style-scale", px_per_unit=settings.size, limit=MAX_STYLE_SCALE * settings.size,
                      taps=[name for name, _ in settings.style_layers])
-    expected = preprocess.scaled_shape(content.shape, max(shape))  # the content at the image's size
-    if any(abs(a - b) > 1 for a, b in zip(expected, shape)):
-        raise ArtemError(f"the image is {shape[1]}x{shape[0]} but its content at that size is {expected[1]}x{expected[0]}: "
-                         "a result is scored against its own content (the same proportions)")
     net = VGG16(weights.load(weights.locate(weights_path)), pooling=settings.pooling)
     objective = build_objective(net, settings, preprocess.resize(content, shape), Targets(style_grams(net, settings, styles)))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow: the error below, not warnings

@@ -67,6 +67,9 @@ def rgb_image(image, what):
     if image.ndim == 3 and image.shape[0] == 4:
         raise ArtemError(f"the {what} has shape {image.shape}, RGBA; artem takes RGB as (3, H, W): image[:3] (its alpha "
                          "left out; stylize_file keeps a file's alpha)")
+    if image.ndim == 4 and image.shape[0] == 1:  # a batch of one, as a framework's tensor
+        raise ArtemError(f"the {what} has shape {image.shape}, a batch of one; artem takes one RGB image as (3, H, W): "
+                         "image[0]")
     if image.ndim != 3 or image.shape[0] != 3:
         raise ArtemError(f"the {what} has shape {image.shape}; artem takes RGB as (3, H, W) (a grey image: "
                          "np.repeat(grey[None], 3, axis=0))")

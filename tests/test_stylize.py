@@ -279,7 +279,7 @@ def test_the_api_takes_rgb_floats_in_0_to_1_and_says_what_else_it_was_given(imag
                                                                     r"image\[\.\.\., :3\]\.transpose\(2, 0, 1\) \(its alpha"),
         (np.ma.masked_array(content, content > 0.5), r"is a masked array; artem takes every pixel: fill it first"),
         (Unreadable(), r"\(Unreadable\) is no array NumPy can read \(it needs grad\); give a NumPy array"),
-        (content[None], r"has shape \(1, 3, "),
+        (content[None], r"has shape \(1, 3, \d+, \d+\), a batch of one; artem takes one RGB image as \(3, H, W\): image\[0\]$"),
         ((content * 255).astype(np.uint8), r"holds uint8 values; artem takes floats in 0..1 \(8-bit pixels: image / 255\)"),
         (content * 255, r"values span 0..255; artem takes 0..1 \(from 0..255: image / 255"),
         (content * 2 - 1, r"values span -1..1; artem takes 0..1 .*from -1..1: \(image \+ 1\) / 2"),
@@ -636,9 +636,27 @@ def test_score_is_the_fp32_loss_of_the_saved_image(images, weights_path):
     content, style, _ = images
     result = stylize(content, [style], Settings(size=64, iterations=5))
     assert score(io.quantize(result.image), content, [style], Settings(size=64)) == pytest.approx(result.losses, rel=1e-4)
+    assert result == result and result != dataclasses.replace(result)  # by identity (== of the image was an error)
+    assert re.fullmatch(r"Result\(image=<3x43x64 float32>, iterations=5, evaluations=\d+, seconds=[\d.]+, "
+                        r"stop_reason='[^']+', interrupted=False, losses=\{.*\}, history=<5 values>\)", repr(result))
     # the content itself has no content loss
     small = preprocess.resize(content, result.image.shape[1:])
     assert score(small, content, [style], Settings(size=64))["content"] == pytest.approx(0, abs=1e-6)
+    # a crop, of other proportions: said so, not that the style images at its size are too small (whose advice,
+    # a larger --style-scale, then met this refusal)
+    with pytest.raises(ArtemError, match="^the image is 20x21 but its content at that size is 21x14: a result is scored"):
+        score(result.image[:, :21, :20], content, [style], Settings(size=64))
+
+
+def test_a_memory_error_of_the_callers_callback_is_its_own(images, weights_path):
+    """It was artem's "out of memory at 32x21; use a smaller --size", the caller's error lost."""
+    content, style, _ = images
+
+    def full(i, value, parts, image):
+        raise MemoryError("my cache is full")
+
+    with pytest.raises(MemoryError, match="^my cache is full$"):
+        stylize(content, [style], Settings(size=32, iterations=2), on_iteration=full)
 
 
 def test_calibration_gives_binarized_layers_their_fp32_shares(images, weights_path):
