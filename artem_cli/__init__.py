@@ -4,6 +4,7 @@ The Python API: ``Settings``, ``stylize`` (arrays) and ``stylize_file`` (files),
 network and one set of style targets for many images), ``score`` (the fp32 losses of an image),
 ``Result``, ``ArtemError``.
 """
+import errno
 import importlib
 import os
 import signal
@@ -49,9 +50,11 @@ def _numba_cache():
     if os.environ.get("NUMBA_CACHE_DIR") or _writable(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                    "__pycache__")):
         return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative (which XDG says to ignore)
+        base = os.path.join(os.path.expanduser("~"), ".cache")  # "~" itself where no home can be found
     folder = os.path.join(base, "artem", "numba")
-    if not _writable(folder):
+    if not (os.path.isabs(folder) and _writable(folder)):
         import atexit
         import shutil
         import tempfile
@@ -126,11 +129,29 @@ class _Stream:
         return getattr(self._stream, name)
 
 
+class _Closed:
+    """What stands for a standard output the caller closed (``>&-``): what is written to it fails, as
+    it would on the descriptor (a --json summary is not dropped without a word)."""
+
+    def write(self, text):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def flush(self):  # nothing is held
+        pass
+
+    def fileno(self):
+        return 1  # on /dev/null, as _standard_streams left it
+
+    def isatty(self):
+        return False
+
+
 def _standard_streams():
     """Standard streams that serve whatever the caller left. One it closed (``2>&-``) is opened on
     /dev/null: no file artem opens takes its number (where a library's message to standard error would
     land). Standard error drops what it cannot take (``2>/dev/full``, a pipe whose reader has gone):
-    the progress bar and the messages are lost then, not the work; standard output's failures name it."""
+    the progress bar and the messages are lost then, not the work; standard output's failures name it,
+    closed ones too."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -141,23 +162,28 @@ def _standard_streams():
                 os.close(null)
     # Python leaves sys.stderr None where it found it closed
     sys.stderr = _Stream(sys.stderr) if sys.stderr is not None else open(os.devnull, "w")
-    if sys.stdout is not None:
-        sys.stdout = _Stream(sys.stdout, "standard output")
+    sys.stdout = _Stream(sys.stdout if sys.stdout is not None else _Closed(), "standard output")
 
 
 def main():
     """The ``artem`` command. Its imports (NumPy, numba, Pillow, Click: about half a second) are made
-    here, so that a Ctrl-C or a SIGTERM while they load ends as one line, as it does later, not as a
+    here, so that a Ctrl-C, a SIGTERM or a SIGHUP while they load ends as one line, as it does later, not as a
     traceback or a silent death (a signal the caller ignores stays ignored)."""
-    from .signals import sigterm_as_ctrl_c
+    from .signals import stops_as_ctrl_c
 
     _standard_streams()
 
-    with sigterm_as_ctrl_c() as received:
+    with stops_as_ctrl_c() as received:
         try:
             from .cli import main as command
         except KeyboardInterrupt:
             number = received[0] if received else signal.SIGINT
             sys.stderr.write(f"Interrupted ({signal.Signals(number).name}) while starting: nothing was done\n")
             sys.exit(128 + number)
-    command(prog_name="artem")
+    try:
+        command(prog_name="artem")
+    except OSError as e:  # --help or --version, before any command, on a standard output that takes nothing
+        if e.filename != "standard output":
+            raise
+        sys.stderr.write(f"Error: {e.strerror}: 'standard output'\n")
+        sys.exit(1)

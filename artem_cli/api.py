@@ -626,7 +626,8 @@ def _callers(function, *args):
     try:
         return function(*args)
     except MemoryError as e:
-        e.artem_callers = True
+        if not hasattr(e, "artem_callers"):  # not artem's own, within (stylize_file's snapshots)
+            e.artem_callers = True
         raise
 
 
@@ -1071,10 +1072,15 @@ def stylize_file(content_path, style_paths, output, settings=None, *, overwrite=
 
     shape = preprocess.scaled_shape(content.shape, settings.size)
     out_alpha = None if alpha is None else preprocess.resize(alpha, shape)
+    content = preprocess.resize(content, shape)  # as stylize sizes it: the photo itself is not held through the run
 
     def each(i, value, parts, image):
         if save_every and i % save_every == 0:
-            io.write_image(snapshot_path(output, i), image(), out_alpha, overwrite=True)
+            try:
+                io.write_image(snapshot_path(output, i), image(), out_alpha, overwrite=True)
+            except MemoryError as e:  # artem's own: its out of memory at this size
+                e.artem_callers = False
+                raise
         if on_iteration is not None:
             on_iteration(i, value, parts, image)
 

@@ -35,8 +35,9 @@ MANIFEST = "artem-batch.json"
 
 
 def input_images(folder, recursive=False, include=(), exclude=(), skip=None):
-    """``io.list_images`` of a batch's input folder; an ArtemError where there is none."""
-    found = io.list_images(folder, recursive, include, exclude, skip)
+    """``io.list_images`` of a batch's input folder, but for the results of batches in its subfolders;
+    an ArtemError where there is none."""
+    found = io.list_images(folder, recursive, include, exclude, skip, marked=MANIFEST)
     if not found:
         raise ArtemError(f"no image files in '{folder}'" + (" that match --include/--exclude" if include or exclude else ""))
     return found
@@ -108,9 +109,10 @@ def plan(inputs, style_sets, template):
             except (IndexError, ValueError) as e:  # {stem[9]} of a shorter name, {stem:d}
                 raise ArtemError(f"output template {template!r}: {e}; {FIELDS}") from None
             if PurePath(name).is_absolute() or ".." in PurePath(name).parts:  # sub/../x stays inside, and is refused too
-                way = "is an absolute path" if PurePath(name).is_absolute() else "goes up a folder ('..')"
+                way, fix = (("is an absolute path", "a relative name") if PurePath(name).is_absolute() else
+                            ("goes up a folder ('..')", "without '..'"))
                 raise ArtemError(f"output template {template!r} gives {name!r}, which {way}; name the outputs inside the "
-                                 "output folder, without '..'")
+                                 f"output folder, {fix}")
             io.output_format(name)
             jobs.append(Job(rel, tuple(styles), rel.parent / name))
     first, clashes = {}, []
@@ -694,6 +696,7 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
             batch.summary.skipped.append(job.key)
             previous = None  # the next frame reads this one's saved result
             continue
+        entry = None
         try:
             content, alpha = batch.read(job, settings)
             if job.styles not in targets:
@@ -705,18 +708,23 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
                     previous = (io.read_image(earlier, "previous result")[0], _sha256_or_none(earlier))
                 init, start = previous if isinstance(previous, tuple) else (None, None)
                 iterations, facts = (first_iterations if init is None else None), {"start_sha256": start}
-            if on_start is not None:  # its iterations known: those of a first frame, or of one after a failed one
-                on_start(job, index, len(jobs), iterations or settings.iterations)
-            result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
-                                      on_iteration=on_iteration, interruptible=interruptible)
-            if result.stop_reason == "interrupted":  # stopped midway: nothing of it is kept
-                batch.summary.interrupted = True
-                return
-            entry = batch.done(job, result, alpha, **facts)
-            painted = True
-            batch.summary.interrupted = result.interrupted  # a Ctrl-C after it ended: recorded, then the batch stops
         except ArtemError as e:
             entry = batch.failed(job, e)
+        if entry is None:
+            if on_start is not None:  # the caller's (what it raises is its own), its iterations known: a first frame's ...
+                on_start(job, index, len(jobs), iterations or settings.iterations)
+            try:
+                result = stylizer.stylize(content, targets[job.styles], init_image=init, iterations=iterations,
+                                          on_iteration=on_iteration, interruptible=interruptible)
+                if result.stop_reason == "interrupted":  # stopped midway: nothing of it is kept
+                    batch.summary.interrupted = True
+                    return
+                entry = batch.done(job, result, alpha, **facts)
+                painted = True
+                batch.summary.interrupted = result.interrupted  # a Ctrl-C after it ended: recorded, then the batch stops
+            except ArtemError as e:
+                entry = batch.failed(job, e)
+        if entry["state"] == "failed":
             previous = "content"
             painted = False  # the next frame starts from its content, whatever was painted before this one
         if init_previous and entry["state"] == "done":
@@ -753,9 +761,11 @@ WORKER_PRELOAD = "import logging, signal\nsignal.signal(signal.SIGINT, signal.SI
 
 
 @contextlib.contextmanager
-def dask_client(scheduler=None, workers=None):
+def dask_client(scheduler=None, workers=None, interruptible=None):
     """A Dask distributed Client of the scheduler at ``scheduler``, or of a local cluster of
-    ``workers`` processes (one thread each, on loopback), or None for neither."""
+    ``workers`` processes (one thread each, on loopback), or None for neither. A signal recorded in
+    ``interruptible`` (as ``run`` takes it) stops the wait for a scheduler (``KeyboardInterrupt``); a
+    local cluster starts whole first (its processes then stop with it)."""
     check_cluster(scheduler, workers)
     if scheduler is None and workers is None:
         yield None
@@ -768,7 +778,7 @@ def dask_client(scheduler=None, workers=None):
                 raise ArtemError("--scheduler and --workers need Dask: pip install -e '.[cluster]' in artem's checkout") from None
             try:  # only the connection: errors of the batch itself are its own
                 if scheduler is not None:
-                    client = stack.enter_context(Client(scheduler, timeout="20s"))
+                    client = _waiting(interruptible, lambda: stack.enter_context(Client(scheduler, timeout="20s")))
                 else:
                     # silence_logs: Dask's own messages here (tasks cancelled by Ctrl-C, workers killed after
                     # it) are not the user's business: what fails, fails a task. Its HTTP server on a free port of
@@ -783,6 +793,19 @@ def dask_client(scheduler=None, workers=None):
             yield client
         except OSError as e:  # the cluster went away (artem's own I/O errors are ArtemErrors)
             raise ArtemError(f"the Dask cluster: {e}") from None
+
+
+def _waiting(interruptible, call):
+    """``call()``, which only waits on others (nothing of this process half done there), stopped by a
+    signal that ``interruptible`` records meanwhile, or before."""
+    if interruptible is None:
+        return call()
+    interruptible.now = True  # set first: a signal that came before is seen below, none is missed
+    try:
+        interruptible.check()
+        return call()
+    finally:
+        interruptible.now = False
 
 
 def paint(content, styles_sha256, styles, settings, weights_path, fingerprint_):

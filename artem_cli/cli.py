@@ -18,7 +18,7 @@ from . import api, bench, io, quality, weights
 from .backend import DEVICES
 from .distill import TRAINED
 from .errors import ArtemError
-from .signals import ours, sigterm_as_ctrl_c
+from .signals import STOPS, ours, stops_as_ctrl_c
 from .vgg import CONV_NAMES, MODES, check_layer_names
 
 
@@ -115,8 +115,11 @@ class Mode(ModeList):
         return modes[0]
 
 
-def _fail(message):
+def _fail(message, summary=None):
+    """The command's failure: one line, then --json's ``summary`` of what it did before (if any)."""
     click.echo(f"Error: {_one_line(str(message))}", err=True)
+    if summary is not None:
+        click.echo(json.dumps(summary, indent=1))
     sys.exit(1)
 
 
@@ -183,7 +186,7 @@ def _one_line(text):
 
 
 class StopOnSignals:
-    """SIGINT (Ctrl-C) and SIGTERM for the commands that run long: each is recorded in
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP for the commands that run long: each is recorded in
     ``interruptible`` (``api.Interruptible``), and the work stops at its next safe point (a
     stylization saves the image reached so far); the handler raises ``KeyboardInterrupt`` itself
     only while ``interruptible.now`` says so. ``received`` is the first signal's number, for the exit
@@ -204,7 +207,7 @@ class StopOnSignals:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM) if ours(s)}
+        self._previous = {s: signal.signal(s, self._handle) for s in STOPS if ours(s)}
         return self
 
     def __exit__(self, *exc):
@@ -231,9 +234,9 @@ def _unloadable(error):
 
 
 class Commands(click.Group):
-    """artem's commands. Running out of memory, a Ctrl-C or a SIGTERM, or a path the OS refuses, that
-    escapes one of them ends as one line, as every other failure a user can cause does (the commands
-    that run long catch Ctrl-C and SIGTERM themselves and save what they reached; the runs of stylize
+    """artem's commands. Running out of memory, a Ctrl-C, a SIGTERM or a SIGHUP, or a path the OS refuses,
+    that escapes one of them ends as one line, as every other failure a user can cause does (the commands
+    that run long catch those signals themselves and save what they reached; the runs of stylize
     and batch say which size ran out of memory)."""
 
     ADVICE = {"stylize": "use a smaller --size", "batch": "use a smaller --size", "benchmark": "use a smaller --size",
@@ -241,7 +244,7 @@ class Commands(click.Group):
               "visualize": "use a smaller --size or fewer --channels", "distill": "use a smaller --crop or --batch"}
 
     def invoke(self, ctx):
-        with sigterm_as_ctrl_c() as received:  # for the commands that take neither signal themselves
+        with stops_as_ctrl_c() as received:  # for the commands that take none of them themselves
             return self._invoke(ctx, received)
 
     def _invoke(self, ctx, received):
@@ -379,8 +382,10 @@ def _settings(options):
 @settings_options
 @click.option("--dry-run", is_flag=True,
               help="Only check the inputs and say how much memory and time the run would take here.")
-@click.option("--save-every", type=click.IntRange(min=0), default=0, help="Save a snapshot every N iterations (0: never).")
-@click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the losses every N iterations (0: never).")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Save a snapshot every N iterations (0: never).")
+@click.option("--print-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Print the losses every N iterations (0: never).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--weights", "weights_path", type=UserPath(path_type=Path), default=None, help="VGG16 weights file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (only on a terminal), nor the summary line.")
@@ -430,21 +435,32 @@ def stylize(content, styles, output, dry_run, save_every, print_every, overwrite
     if result.interrupted and result.iterations == 0:
         click.echo(f"Interrupted before the first iteration ended ({stop.name()}); nothing was written", err=True)
         sys.exit(stop.exit_status())
-    if as_json:
-        as_run = dataclasses.replace(settings, binary_from=api.first_binary(settings))  # the file's own first, where not given
-        summary = {"output": str(output), "settings": as_run.__dict__, "iterations": result.iterations,
-                   "evaluations": result.evaluations, "seconds": round(result.seconds, 3),
-                   "stop_reason": result.stop_reason, "initial_losses": result.initial_losses,
-                   "final_losses": result.losses}
-        click.echo(json.dumps(summary, indent=1))
-    elif not quiet:
+    # the lines first: a reader of --json that a Ctrl-C stopped too leaves them
+    if not as_json and not quiet:
         _echo_line(f"{output}: {result.iterations} iteration{'s' * (result.iterations != 1)} in {result.seconds:.1f} s ({result.stop_reason}); "
                    f"loss {result.losses['total']:.4g}", err=True)
     if result.stop_reason == "interrupted":
         _echo_line(f"Interrupted: saved the image reached so far to {output} ({stop.name()})", err=True)
-        sys.exit(stop.exit_status())
-    if stop.received is not None:
+    elif stop.received is not None:
         click.echo(f"{stop.name()} arrived after the last iteration; the finished result is saved", err=True)
+    as_run = dataclasses.replace(settings, binary_from=api.first_binary(settings))  # the file's own first, where not given
+    _end({"output": str(output), "settings": as_run.__dict__, "iterations": result.iterations,
+          "evaluations": result.evaluations, "seconds": round(result.seconds, 3), "stop_reason": result.stop_reason,
+          "initial_losses": result.initial_losses, "final_losses": result.losses} if as_json else None,
+         stop, result.stop_reason == "interrupted" or stop.received is not None)
+
+
+def _end(summary, stop, stopped):
+    """A command's end, once its lines are written: --json's ``summary`` (None without --json) on
+    standard output, then, where a signal ``stopped`` it, its exit status (also where the summary's
+    reader has gone meanwhile: the same Ctrl-C stopped it)."""
+    if summary is not None:
+        try:
+            click.echo(json.dumps(summary, indent=1))
+        except BrokenPipeError:
+            if not stopped:
+                raise
+    if stopped:
         sys.exit(stop.exit_status())
 
 
@@ -523,7 +539,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         try:
             style_sets = _style_sets(styles, style_dir, out_dir)
             _check_styles(style_sets, settings)
-            with batches.dask_client(scheduler, workers) as client:
+            with batches.dask_client(scheduler, workers, stop.interruptible) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
                                       template=template,
                                       recursive=recursive, include=include, exclude=exclude,
@@ -533,28 +549,27 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except ArtemError as e:
             bars.close(complete=False)
             stopped = getattr(e, "summary", None)  # a batch stopped as it could no longer write: what it did
-            if stopped is not None and as_json:
-                _batch_json(stopped)
             for key, error in (stopped.failed if stopped is not None and quiet else {}).items():
                 click.echo(f"  {_failed_line(stopped.contents[key], key, error)}", err=True)  # not listed as they came
-            _fail(e)
+            _fail(e, _batch_json(stopped) if stopped is not None and as_json else None)
+        except KeyboardInterrupt:  # raised only where the batch waits for its scheduler, before any image
+            bars.close(complete=False)
+            click.echo(f"Interrupted ({stop.name()}) before the first image; nothing was painted", err=True)
+            sys.exit(stop.exit_status())
         bars.close(complete=not summary.interrupted)
-    if as_json:  # what this run did, interrupted or not
-        _batch_json(summary)
+    # the lines first: a reader of --json that a Ctrl-C stopped too leaves them
     if summary.interrupted:
         done = len(summary.done)
         click.echo(f"Interrupted ({stop.name()}): {done} image{'s' * (done != 1)} done in this run; the manifest keeps "
                    "every finished image; run again to go on", err=True)
-        for key, error in (summary.failed if quiet else {}).items():
-            click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)  # not listed as they came, under --quiet
-        sys.exit(stop.exit_status())
-    _echo_line(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
-               f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
-    for key, error in summary.failed.items():
-        click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)
-    if stop.received is not None:  # as the batch closed (its cluster, its manifest): every image was done
+    else:
+        _echo_line(f"{out_dir}: {len(summary.done)} painted, {len(summary.skipped)} done before, "
+                   f"{len(summary.failed)} failed, in {summary.seconds:.1f} s", err=True)
+    for key, error in (summary.failed if quiet or not summary.interrupted else {}).items():
+        click.echo(f"  {_failed_line(summary.contents[key], key, error)}", err=True)  # not listed as they came, under --quiet
+    if stop.received is not None and not summary.interrupted:  # as the batch closed (its cluster, its manifest)
         click.echo(f"{stop.name()} arrived after the last image; every result is saved", err=True)
-        sys.exit(stop.exit_status())
+    _end(_batch_json(summary) if as_json else None, stop, summary.interrupted or stop.received is not None)  # interrupted or not
     if summary.failed:
         sys.exit(1)
 
@@ -567,13 +582,12 @@ def _batch_json(summary):
     def ordered(keys):
         return sorted(keys, key=lambda key: rank.get(key, len(rank)))
 
-    click.echo(json.dumps({"done": ordered(summary.done), "skipped": ordered(summary.skipped),
-                           "failed": {key: summary.failed[key] for key in ordered(summary.failed)},
-                           "seconds": round(summary.seconds, 3),
-                           "images": {key: summary.images[key] for key in ordered(summary.images)},
-                           "contents": {key: summary.contents[key]
-                                        for key in ordered([*summary.done, *summary.skipped, *summary.failed])},
-                           "interrupted": summary.interrupted}, indent=1))
+    return {"done": ordered(summary.done), "skipped": ordered(summary.skipped),
+            "failed": {key: summary.failed[key] for key in ordered(summary.failed)},
+            "seconds": round(summary.seconds, 3),
+            "images": {key: summary.images[key] for key in ordered(summary.images)},
+            "contents": {key: summary.contents[key] for key in ordered([*summary.done, *summary.skipped, *summary.failed])},
+            "interrupted": summary.interrupted}
 
 
 def _failed_line(content, key, error):
@@ -871,7 +885,7 @@ def _binary_network(mode, source, vgg_path):
         return f"none: no file '{path}'"
     facts = weights.binary_info(path)
     if facts["mode"] != mode:
-        return f"none: '{path}' holds a {facts['mode']} network"
+        return f"none: '{path}' holds {'an' if facts['mode'] == 'xnor' else 'a'} {facts['mode']} network"
     try:
         api.check_teacher(api.Settings(mode=mode, binary_weights=source), vgg_path)
     except ArtemError as e:
@@ -1093,7 +1107,9 @@ def _pass_report(report, shape, device, with_torch):
                + (" (bwn, xnor: backward through the binary weights in float16):" if p.get("binary_backward") == "fp16" else ":"))
     torch_result = p.get("torch")
     for mode, (best, median) in p["seconds"].items():
-        line = f"  artem {mode:6s}  best {best:.4f}  median {median:.4f}   {p['macs'] / best / 1e12:.2f} T MAC/s"
+        rate = p["macs"] / best  # a small pass's in G, where T would read 0.00
+        line = (f"  artem {mode:6s}  best {best:.4f}  median {median:.4f}   "
+                + (f"{rate / 1e12:.2f} T MAC/s" if rate >= 1e11 else f"{rate / 1e9:.2f} G MAC/s"))
         baseline = "fp32+graph" if mode.endswith("+graph") and "fp32+graph" in p["seconds"] else "fp32"
         if mode != baseline and baseline in p["seconds"]:
             line += f"   / artem {baseline}: {best / p['seconds'][baseline][0]:.2f}"

@@ -72,8 +72,11 @@ def _to_array(img):
         return np.repeat(grey[None], 3, axis=0), None
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)), alpha
+    pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # 8 bits a channel, (H, W, 3)
+    rgb = np.empty((3, *pixels.shape[:2]), dtype=np.float32)  # filled plane by plane: no float copy of the photo beside it
+    for c in range(3):
+        np.divide(pixels[..., c], np.float32(255), out=rgb[c], dtype=np.float32)
+    return rgb, alpha
 
 
 @contextlib.contextmanager
@@ -328,11 +331,12 @@ def natural_key(path):
     return [int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", str(path)))], str(path)
 
 
-def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder"):
+def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder", marked=None):
     """Image files of ``folder`` (and its subfolders when ``recursive``; links to folders are not
     followed) in natural order, relative to it, hidden ones left out; ``include``/``exclude`` are
     glob patterns on the relative path or the name; ``skip``, a folder (the output folder, which may
-    lie inside) whose files are never inputs. An entry with an image's suffix that is no regular file
+    lie inside) whose files are never inputs, nor those of a subfolder that holds a file named
+    ``marked`` (another batch's output folder, by its manifest). An entry with an image's suffix that is no regular file
     (a link to nothing, a pipe) is listed, for its reading to say what it is; a subfolder that cannot
     be listed is an ArtemError, not left out unsaid."""
     folder = a_path(folder, what)
@@ -353,7 +357,8 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
         here = Path(top)
         # hidden folders (and, where they lie inside, the output folder) hold no inputs; others only when recursive
         folders[:] = sorted(f for f in folders if recursive and not f.startswith(".")
-                            and (skip is None or resolved(here / f) != skip))
+                            and (skip is None or resolved(here / f) != skip)
+                            and not (marked is not None and os.path.lexists(here / f / marked)))
         for name in names:
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():

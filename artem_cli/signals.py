@@ -1,6 +1,6 @@
-"""SIGTERM on the command line, from the first import on: what ``kill`` and service managers send
-ends a command as Ctrl-C (SIGINT) does, in one line with the status 128 + the signal's number, not
-in a silent death. Handlers can only be installed in the main thread, and a signal the process was
+"""SIGTERM and SIGHUP on the command line, from the first import on: what ``kill`` and service
+managers send, and what a terminal or an ssh session that closes sends, end a command as Ctrl-C
+(SIGINT) does, in one line with the status 128 + the signal's number, not in a silent death. Handlers can only be installed in the main thread, and a signal the process was
 started ignoring (``cmd &`` in a script ignores SIGINT) stays ignored. Light: imported before NumPy."""
 import contextlib
 import signal
@@ -12,23 +12,25 @@ def ours(number):
     return threading.current_thread() is threading.main_thread() and signal.getsignal(number) is not signal.SIG_IGN
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what stops a command as Ctrl-C does
+
+
 @contextlib.contextmanager
-def sigterm_as_ctrl_c():
-    """Within: a SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does. Yields the list of the SIGTERMs
-    received (their numbers), to tell the two apart; the handler before is put back after."""
+def stops_as_ctrl_c():
+    """Within: a SIGTERM or a SIGHUP raises ``KeyboardInterrupt`` as Ctrl-C does. Yields the list of
+    those received (their numbers), to tell them apart; the handlers before are put back after."""
     received = []
 
     def stop(number, frame):
         received.append(number)
         raise KeyboardInterrupt
 
-    mine = ours(signal.SIGTERM)
-    previous = signal.signal(signal.SIGTERM, stop) if mine else None
+    previous = {number: signal.signal(number, stop) for number in STOPS[1:] if ours(number)}
     try:
         yield received
     finally:
-        if mine:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not Python's
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: not Python's
 
 
 @contextlib.contextmanager

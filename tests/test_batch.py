@@ -500,6 +500,9 @@ def test_recursive_keeps_subfolders_and_skips_the_output_folder_inside(folder, t
         assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png", "deeper/stain.png"]
     assert (out / "deeper" / "stain.png").is_file()
+    # nor are another batch's results (a folder of its manifest) inputs of a batch into another folder
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "elsewhere", *FAST, "-q", "--json", "--recursive")
+    assert json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png", "deeper/stain.png"], r.output
 
 
 def test_frames_in_natural_order_start_from_the_previous_result(tmp_path, weights_path):
@@ -1056,6 +1059,23 @@ def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_p
     assert json.loads(run(*args).stdout)["failing"] == {str(frames / "b.png"): failing[str(frames / "b.png")]}
 
 
+def test_a_signal_while_the_batch_waits_for_its_scheduler_stops_it_at_once(folder, tmp_path, monkeypatch, weights_path):
+    """A SIGTERM while the batch connects to --scheduler was recorded and waited out with the connection
+    (20 s), which then failed: exit 1, the signal's status and line lost."""
+    import distributed
+
+    def unreachable(address, timeout=None):  # as Dask waits for a scheduler that does not answer
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise OSError(f"Timed out trying to connect to {address} after {timeout}")
+
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "--scheduler", "tcp://127.0.0.1:1")
+    assert (r.exit_code, r.stderr) == (143, "Interrupted (SIGTERM) before the first image; nothing was "
+                                            "painted\n"), r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_progress_on_a_terminal_counts_every_image_and_each_frames_own_iterations(tmp_path, weights_path):
     """On a terminal: each frame's bar counts the iterations it runs (a first frame's --first-iterations,
     as a frame's after a failed one), and the images' bar reaches the last image, on a rerun too."""
@@ -1084,8 +1104,11 @@ def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(fo
     r = run("batch", folder, "--style", STYLE, "-o", out, *FAST, "-q", "--template", "../{stem}.png")
     assert (r.exit_code, r.stderr) == (1, "Error: output template '../{stem}.png' gives '../chelsea.png', which goes up a "
                                           "folder ('..'); name the outputs inside the output folder, without '..'\n")
-    for template, way in (("/tmp/{stem}.png", "is an absolute path"), ("a/../{stem}.png", "goes up a folder ('..')")):
-        with pytest.raises(ArtemError, match=f"^output template '{re.escape(template)}' gives .*, which {re.escape(way)}; "):
+    for template, way in (("/tmp/{stem}.png", "is an absolute path; name the outputs inside the output folder, a relative "
+                                              "name"),
+                          ("a/../{stem}.png", "goes up a folder ('..'); name the outputs inside the output folder, without "
+                                              "'..'")):
+        with pytest.raises(ArtemError, match=f"^output template '{re.escape(template)}' gives .*, which {re.escape(way)}$"):
             batch.plan([Path("c.png")], [[STYLE]], template)
     assert (folder / "chelsea.png").read_bytes() == before and not out.exists()
     out = tmp_path / "out"
@@ -1244,7 +1267,7 @@ def test_a_signal_stops_a_batch_after_its_first_image(when, folder, tmp_path, we
     assert manifest(out)["images"]["chelsea.png"]["state"] == "done" and "coffee.png" not in manifest(out)["images"]
 
 
-def test_the_json_summary_lists_the_images_in_the_inputs_order(capsys):
+def test_the_json_summary_lists_the_images_in_the_inputs_order():
     """Local workers finish the images in any order: --json lists them in the inputs' (it changed from
     one run to the next)."""
     from artem_cli import cli
@@ -1253,8 +1276,7 @@ def test_the_json_summary_lists_the_images_in_the_inputs_order(capsys):
                             failed={"frame11.png": "e", "frame4.png": "e"},
                             images={"frame10.png": {"n": 10}, "frame2.png": {"n": 2}})
     summary.contents = {f"frame{n}.png": f"frame{n}.png" for n in (1, 2, 3, 4, 10, 11)}
-    cli._batch_json(summary)
-    printed = json.loads(capsys.readouterr().out)
+    printed = cli._batch_json(summary)
     assert (printed["done"], printed["skipped"]) == (["frame2.png", "frame10.png"], ["frame1.png", "frame3.png"])
     assert list(printed["failed"]) == ["frame4.png", "frame11.png"] and list(printed["images"]) == ["frame2.png", "frame10.png"]
     assert list(printed["contents"]) == [f"frame{n}.png" for n in (1, 2, 3, 4, 10, 11)]

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -321,10 +322,12 @@ def test_ctrl_c_saves_the_current_image(at, tmp_path, monkeypatch, weights_path)
 
     monkeypatch.setattr(api.Objective, "probed", interrupted)
     out = tmp_path / "o.png"
-    r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100", "-q")
+    r = run("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100")
     assert r.exit_code == 130
-    if at == 30:
-        assert "Interrupted: saved" in r.stderr and Image.open(out).size == (48, 32)
+    if at == 30:  # the run's line (iterations, time, loss), then the interruption's
+        assert re.fullmatch(rf"{re.escape(str(out))}: \d+ iterations in [\d.]+ s \(interrupted\); loss \S+\n"
+                            rf"Interrupted: saved the image reached so far to {re.escape(str(out))} \(SIGINT\)\n", r.stderr)
+        assert Image.open(out).size == (48, 32)
     else:
         assert "Interrupted before the first iteration ended (SIGINT); nothing was written" in r.stderr
         assert not out.exists()
@@ -381,6 +384,7 @@ def test_benchmark_reports_a_measured_pass(weights_path):
     assert r.exit_code == 0, r.output
     assert "artem fp32" in r.output and "artem xnor" in r.output and "/ artem fp32" in r.output
     assert "conv5_3" in r.output and "GMAC/s" in r.output and "ideal XNOR-popcount loop" in r.output
+    assert re.search(r"artem fp32 .*  [1-9][\d.]* G MAC/s\n", r.output), r.output  # a small pass's rate, not 0.00 T
     assert "PyTorch: not run (--no-torch)" in r.output
     for args, message in ((["--size", "0"], "size must be between 16 and 8192 pixels, not 0"),
                           (["--size", "100000"], "size must be between 16 and 8192 pixels, not 100000"),
@@ -725,15 +729,21 @@ def test_a_checkout_and_a_cache_that_cannot_be_written_compile_the_kernels_in_a_
     (checkout / "weights").mkdir()
     for name in ("manifest.json", "vgg16.npz"):
         (checkout / "weights" / name).symlink_to(REPO / "weights" / name)
-    (tmp_path / "temp").mkdir()
+    for folder in ("temp", "home", "work"):
+        (tmp_path / folder).mkdir()
     env = {**os.environ, "PYTHONPATH": str(checkout), "XDG_CACHE_HOME": str(tmp_path / "a-file"),
-           "TMPDIR": str(tmp_path / "temp")}
+           "TMPDIR": str(tmp_path / "temp"), "HOME": str(tmp_path / "home")}
     env.pop("NUMBA_CACHE_DIR", None)
     (tmp_path / "a-file").write_text("")
+    where = subprocess.run([sys.executable, "-c", "import os, artem_cli; print(os.environ['NUMBA_CACHE_DIR'])"], env=env,
+                           capture_output=True, text=True, cwd=tmp_path / "work")
+    assert Path(where.stdout.strip()).parent == tmp_path / "temp", where.stderr  # a folder of its own there
     r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", CONTENT, STYLE, "--size", "32", "--iterations", "2",
-                        "-q", "-o", tmp_path / "o.png"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                        "-q", "-o", tmp_path / "o.png"], env=env, capture_output=True, text=True, timeout=600,
+                       cwd=tmp_path / "work")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
-    assert (tmp_path / "o.png").is_file() and list((tmp_path / "temp").iterdir()) == []
+    assert (tmp_path / "o.png").is_file()
+    assert [list((tmp_path / folder).iterdir()) for folder in ("temp", "home", "work")] == [[], [], []]  # removed; nothing else
 
 
 def test_numbas_cache_goes_to_artems_cache_folder_where_the_checkout_cannot_take_it(tmp_path, monkeypatch):
@@ -745,6 +755,16 @@ def test_numbas_cache_goes_to_artems_cache_folder_where_the_checkout_cannot_take
     artem_cli._numba_cache()
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / "artem" / "numba")  # XDG_CACHE_HOME's, conftest
     assert (tmp_path / "cache" / "artem" / "numba").is_dir()
+    # a relative XDG_CACHE_HOME is ignored (as XDG says), and a home that cannot be found ("~") is no folder: no ./~
+    monkeypatch.chdir(tmp_path / "cache")
+    for variables in ({"XDG_CACHE_HOME": "relative", "HOME": str(tmp_path / "home")}, {"XDG_CACHE_HOME": "", "HOME": "~"}):
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("NUMBA_CACHE_DIR", "")
+        artem_cli._numba_cache()
+        folder = os.environ["NUMBA_CACHE_DIR"]
+        assert os.path.isabs(folder) and not (tmp_path / "cache" / "relative").exists() and not Path("~").exists()
+        assert folder == str(tmp_path / "home" / ".cache" / "artem" / "numba") or folder.startswith(tempfile.gettempdir())
 
 
 def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
@@ -752,6 +772,13 @@ def test_installed_command_has_no_traceback_for_a_user_error(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr == "Error: content image 'nope.jpg' does not exist\n"
+
+
+def DEFAULT_SIGNALS():
+    """A child's signals as a terminal's session gives them, whatever the tests were started with (nohup
+    ignores SIGHUP, a script's `&` SIGINT: the child would keep them ignored)."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
 
 
 INTERRUPTED_WHILE_STARTING = """
@@ -780,12 +807,12 @@ def test_the_package_loads_numpy_when_first_asked_for_what_needs_it():
     assert done.returncode == 1 and done.stderr.endswith("AttributeError: module 'artem_cli' has no attribute 'nope'\n")
 
 
-@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_installed_command_ends_a_ctrl_c_while_starting_in_one_line(tmp_path, name):
     # the installed console script, as pip's wrapper runs it, with the signal sent to itself at NumPy's
     # import (a SIGTERM killed it without a word)
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_STARTING.replace("{signal}", name)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, preexec_fn=DEFAULT_SIGNALS)
     assert (done.returncode, done.stdout) == (128 + signal.Signals[name], "")
     assert done.stderr == f"Interrupted ({name}) while starting: nothing was done\n"
 
@@ -1033,21 +1060,26 @@ def test_a_diverging_distillation_is_one_error_and_writes_no_network(tmp_path, w
     assert not out.exists()
 
 
-def test_sigterm_stops_a_command_that_takes_no_signals_itself_in_one_line(tmp_path, monkeypatch, weights_path):
-    """The weights commands take no signals themselves: SIGTERM is one line and 143, as Ctrl-C is
-    130, not a silent death."""
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_stops_a_command_that_takes_no_signals_itself_in_one_line(tmp_path, monkeypatch, weights_path, name):
+    """The weights commands take no signals themselves: SIGTERM is one line and 143, SIGHUP 129, as
+    Ctrl-C is 130, not a silent death."""
     import os
 
     info = weights.info
 
     def terminated(*args, **kwargs):  # while the command works
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.Signals[name])
         return info(*args, **kwargs)
 
     monkeypatch.setattr(weights, "info", terminated)
-    r = run("weights", "info")
-    assert (r.exit_code, r.stderr) == (143, "Interrupted (SIGTERM)\n")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    before = signal.signal(signal.Signals[name], signal.SIG_DFL)  # as a session gives it (under nohup SIGHUP is ignored)
+    try:
+        r = run("weights", "info")
+        assert (r.exit_code, r.stderr) == (128 + signal.Signals[name], f"Interrupted ({name})\n")
+        assert signal.getsignal(signal.Signals[name]) is signal.SIG_DFL  # put back
+    finally:
+        signal.signal(signal.Signals[name], before)
 
 
 def _signal_inside_a_callback(number):

@@ -43,22 +43,42 @@ def assert_only_complete_files(folder, allowed_names):
             assert complete_image(folder / name), name
 
 
-def test_sigterm_saves_the_image_reached_and_exits_143(tmp_path, weights_path):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])  # SIGHUP: the terminal or the ssh session closed
+def test_sigterm_or_sighup_saves_the_image_reached_and_exits_128_plus_its_number(tmp_path, weights_path, name):
     out = tmp_path / "out.png"
     process = subprocess.Popen(artem("stylize", CONTENT, STYLE, "-o", out, "--size", "64", "--iterations", "100000",
                                      "--print-every", "1", "-q"),
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,  # SIGHUP as a session gives it (nohup ignores it)
+                               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     lines = []
     for line in process.stderr:  # wait until the optimizer has really run
         lines.append(line)
         if line.startswith("iteration 2:"):
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.Signals[name])
     rest = process.stderr.read()
-    assert process.wait(timeout=120) == 143, "".join(lines) + rest
-    assert f"Interrupted: saved the image reached so far to {out} (SIGTERM)" in rest
+    assert process.wait(timeout=120) == 128 + signal.Signals[name], "".join(lines) + rest
+    assert f"Interrupted: saved the image reached so far to {out} ({name})" in rest
     assert "Traceback" not in rest
     assert Image.open(out).size == (64, 43) and complete_image(out)
+
+
+def test_a_ctrl_c_that_also_stops_the_reader_of_json_leaves_the_line_and_the_signals_status(tmp_path, weights_path):
+    """`artem stylize ... --json | jq` and Ctrl-C: jq, in the same process group, goes first; the summary
+    then meets a pipe nobody reads. The line that says the image was saved came after it and was lost,
+    and the status was 141, not the Ctrl-C's 130."""
+    out = tmp_path / "out.png"
+    process = subprocess.Popen(artem("stylize", CONTENT, STYLE, "-o", out, "--size", "48", "--iterations", "100000",
+                                     "--print-every", "1", "-q", "--json"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader, gone
+    for line in process.stderr:
+        if line.startswith("iteration 2:"):
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert rest.endswith(f"Interrupted: saved the image reached so far to {out} (SIGINT)\n") and complete_image(out), rest
 
 
 STYLIZE_WRITES = ["stylize", CONTENT, STYLE, "--size", "48", "--iterations", "2", "--save-every", "1", "-q"]
@@ -105,6 +125,26 @@ def test_a_standard_error_that_takes_nothing_loses_the_messages_not_the_work(std
     assert code == 0
     with Image.open(out) as image:
         image.verify()
+
+
+def test_a_closed_standard_output_is_an_error_where_something_is_written_there(tmp_path, weights_path):
+    """`>&-`: --json's summary was dropped without a word (exit 0); --help and --version, shown before
+    any command runs, ended in a traceback on a standard output that takes nothing (/dev/full too).
+    Nothing written there, nothing to say."""
+    out = tmp_path / "o.png"
+    closed = ["sh", "-c", 'exec "$@" >&-', "sh"]
+    for args in (["--json"], []):
+        done = subprocess.run([*closed, *artem("stylize", CONTENT, STYLE, "-o", out, "--size", "32", "--iterations", "2",
+                                               "-q", "--overwrite", *args)], stderr=subprocess.PIPE, text=True)
+        assert (done.returncode, done.stderr) == ((1, "Error: Bad file descriptor: 'standard output'\n") if args else
+                                                  (0, "")), done.stderr
+        assert complete_image(out)
+    for args in (["--version"], ["--help"], ["stylize", "--help"]):
+        done = subprocess.run([*closed, *artem(*args)], stderr=subprocess.PIPE, text=True)
+        assert (done.returncode, done.stderr) == (1, "Error: Bad file descriptor: 'standard output'\n")
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(artem(*args), stdout=full, stderr=subprocess.PIPE, text=True)
+        assert (done.returncode, done.stderr) == (1, "Error: No space left on device: 'standard output'\n")
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -657,6 +658,21 @@ def test_a_memory_error_of_the_callers_callback_is_its_own(images, weights_path)
 
     with pytest.raises(MemoryError, match="^my cache is full$"):
         stylize(content, [style], Settings(size=32, iterations=2), on_iteration=full)
+
+
+def test_out_of_memory_writing_a_snapshot_is_artems_own(tmp_path, monkeypatch, weights_path):
+    """stylize_file's snapshots are written from its own callback: their MemoryError stays artem's."""
+    write = io.write_image
+
+    def no_memory_for_snapshots(path, *args, **kwargs):
+        if "_0000" in Path(path).name:
+            raise MemoryError
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "write_image", no_memory_for_snapshots)
+    with pytest.raises(ArtemError, match="^out of memory at 32x21; use a smaller --size"):
+        stylize_file(EXAMPLES / "coffee.png", [EXAMPLES / "ihc.png"], tmp_path / "o.png", Settings(size=32, iterations=2),
+                     save_every=1)
 
 
 def test_calibration_gives_binarized_layers_their_fp32_shares(images, weights_path):
