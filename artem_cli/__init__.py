@@ -61,7 +61,7 @@ def _numba_cache():
 
         try:
             folder = tempfile.mkdtemp(prefix="artem-numba-")
-        except OSError:  # nowhere to write: numba's error names the kernel it could not cache
+        except OSError:  # nowhere to write: numba's error as the kernels load (one line of the command's)
             return
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["NUMBA_CACHE_DIR"] = folder
@@ -180,10 +180,4 @@ def main():
             number = received[0] if received else signal.SIGINT
             sys.stderr.write(f"Interrupted ({signal.Signals(number).name}) while starting: nothing was done\n")
             sys.exit(128 + number)
-    try:
-        command(prog_name="artem")
-    except OSError as e:  # --help or --version, before any command, on a standard output that takes nothing
-        if e.filename != "standard output":
-            raise
-        sys.stderr.write(f"Error: {e.strerror}: 'standard output'\n")
-        sys.exit(1)
+    command(prog_name="artem")

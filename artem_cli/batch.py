@@ -29,7 +29,7 @@ from .api import (Settings, Stylizer, binary_file, check_content, check_trained,
                   whole)
 from .backend import array_module_for, host_memory
 from .errors import ArtemError, NoSpace
-from .signals import ctrl_c_ignored
+from .signals import terminal_signals_ignored
 
 MANIFEST = "artem-batch.json"
 
@@ -750,14 +750,16 @@ def check_cluster(scheduler=None, workers=None):
                          f"at most {backend.THREADS} (more machines: --scheduler)")
 
 
-# A terminal's Ctrl-C goes to the whole process group: a local cluster's worker processes must leave
-# it to the batch, which stops them (each would print its own traceback). Each ignores SIGINT: from its
-# start where the cluster starts it (an ignored signal stays ignored in a child, and Python and asyncio
-# then install no handler of their own), and from its preload where its nanny starts it again.
+# A terminal's Ctrl-C or hangup goes to the whole process group: a local cluster's worker processes
+# must leave it to the batch, which stops them (each would print its own traceback). Each ignores SIGINT
+# and SIGHUP: from its start where the cluster starts it (an ignored signal stays ignored in a child, and
+# Python and asyncio then install no handler of their own), and from its preload where its nanny starts
+# it again.
 # Nor do they log, at any level: what goes wrong with an image comes back with its task, and what Dask
 # says besides reaches the user's terminal as tracebacks (a heartbeat in flight as the batch stops
 # logs its lost connection as an error, after the worker has put back its handlers' levels).
-WORKER_PRELOAD = "import logging, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nlogging.disable(logging.CRITICAL)"
+WORKER_PRELOAD = ("import logging, signal\nfor number in (signal.SIGINT, signal.SIGHUP):\n    signal.signal(number, signal.SIG_IGN)\n"
+                  "logging.disable(logging.CRITICAL)")
 
 
 @contextlib.contextmanager
@@ -771,7 +773,7 @@ def dask_client(scheduler=None, workers=None, interruptible=None):
         yield None
         return
     with contextlib.ExitStack() as stack:
-        with ctrl_c_ignored() if workers is not None else contextlib.nullcontext():
+        with terminal_signals_ignored() if workers is not None else contextlib.nullcontext():
             try:
                 from distributed import Client, LocalCluster
             except ImportError:

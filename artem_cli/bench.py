@@ -25,7 +25,7 @@ from . import weights
 from .api import Interruptible, check_distinct, check_teacher, network, network_spec, spec_settings
 from .backend import THREADS, CudaGraph, array_module, array_module_for, matmul, to_host
 from .errors import ArtemError
-from .signals import ctrl_c_ignored
+from .signals import terminal_signals_ignored
 from .vgg import CONV_LAYERS, LAYER_NAMES, VGG16
 
 TAP = "relu5_1"
@@ -530,7 +530,7 @@ def _in_own_process(context, function, args, interruptible, what):
     the child works, ends the child (``KeyboardInterrupt`` here)."""
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_reply, args=(send, function, args), daemon=True)
-    with ctrl_c_ignored():  # the child's start: milliseconds
+    with terminal_signals_ignored():  # the child's start: milliseconds
         child.start()
     send.close()  # the child's end only: the pipe reports its end when the child dies
     try:

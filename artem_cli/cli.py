@@ -151,7 +151,8 @@ class _BatchBars:
             self.images = _bar(total, self.quiet, initial=index, unit="image")
         if self.images is not None and self.here:  # on a cluster all start at once, their iterations elsewhere
             self.images.n = max(self.images.n, index)  # a frame done before, skipped between two painted now
-            self.images.set_description_str(_one_line(str(job.content)))
+            name = _one_line(str(job.content))  # its end, where long: the bar stays on the line
+            self.images.set_description_str(name if len(name) <= 32 else "…" + name[-31:])
             self.image = _bar(iterations, self.quiet, unit="it", leave=False)
 
     def iteration(self, i, value, parts, image):
@@ -233,6 +234,13 @@ def _unloadable(error):
             f"({limit / 2**30:.2f} GiB) is most likely too small to load artem's libraries and run; raise the limit")
 
 
+def _reader_gone():
+    """The end of a command whose standard output's reader has gone: status 141, as other tools end."""
+    with contextlib.suppress(OSError, ValueError):  # and no flush at exit to fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
 class Commands(click.Group):
     """artem's commands. Running out of memory, a Ctrl-C, a SIGTERM or a SIGHUP, or a path the OS refuses,
     that escapes one of them ends as one line, as every other failure a user can cause does (the commands
@@ -242,6 +250,19 @@ class Commands(click.Group):
     ADVICE = {"stylize": "use a smaller --size", "batch": "use a smaller --size", "benchmark": "use a smaller --size",
               "compare": "use a smaller --size", "score": "score smaller images",
               "visualize": "use a smaller --size or fewer --channels", "distill": "use a smaller --crop or --batch"}
+
+    def make_context(self, *args, **kwargs):
+        """Where artem's own --help and --version are shown, before any command: a standard output that
+        takes nothing ends as it does in a command (Click's own ending was exit 1 without a word where
+        the reader had gone, a traceback where it was full or closed)."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            _reader_gone()
+        except OSError as e:
+            if e.filename != "standard output":
+                raise
+            _fail(f"{e.strerror}: '{e.filename}'")
 
     def invoke(self, ctx):
         with stops_as_ctrl_c() as received:  # for the commands that take none of them themselves
@@ -265,9 +286,12 @@ class Commands(click.Group):
             click.echo(f"Interrupted ({signal.Signals(number).name})", err=True)
             sys.exit(128 + number)
         except BrokenPipeError:  # what reads the output has gone (artem ... | head): nothing to say, as other tools
-            with contextlib.suppress(OSError, ValueError):  # and no flush at exit to fail again
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(128 + signal.SIGPIPE)
+            _reader_gone()
+        except RuntimeError as e:
+            if not str(e).startswith("cannot cache function"):
+                raise
+            _fail("numba has nowhere to write artem's compiled kernels (artem_cli/__pycache__, the cache folder and the "
+                  "temporary folder cannot be written here); set NUMBA_CACHE_DIR to a folder that can")
         except (ImportError, OSError) as e:
             if isinstance(e, OSError) and e.filename:  # what the OS refuses of a path (a name too long, a loop of links ...)
                 _fail(f"{e.strerror or e}: '{e.filename}'")

@@ -358,7 +358,7 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
         # hidden folders (and, where they lie inside, the output folder) hold no inputs; others only when recursive
         folders[:] = sorted(f for f in folders if recursive and not f.startswith(".")
                             and (skip is None or resolved(here / f) != skip)
-                            and not (marked is not None and os.path.lexists(here / f / marked)))
+                            and not (marked is not None and (here / f / marked).is_file()))
         for name in names:
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():

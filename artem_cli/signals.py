@@ -33,17 +33,23 @@ def stops_as_ctrl_c():
             signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: not Python's
 
 
+TERMINALS = (signal.SIGINT, signal.SIGHUP)  # what a terminal sends to its whole process group
+
+
 @contextlib.contextmanager
-def ctrl_c_ignored():
-    """Within, SIGINT is ignored in this process (from the main thread; elsewhere nothing changes):
-    the processes it starts meanwhile ignore it too, from their start on (an ignored signal stays
-    ignored across exec, and Python then installs no handler of its own), and leave a terminal's
-    Ctrl-C, sent to the whole process group, to this one. A Ctrl-C meanwhile is lost: keep it short."""
+def terminal_signals_ignored():
+    """Within, SIGINT and SIGHUP are ignored in this process (from the main thread; elsewhere nothing
+    changes): the processes it starts meanwhile ignore them too, from their start on (an ignored
+    signal stays ignored across exec, and Python then installs no handler of its own), and leave a
+    terminal's Ctrl-C or hangup, sent to the whole process group, to this one (Python's resource
+    tracker, which ignores SIGINT itself, died of the hangup: tracebacks). One meanwhile is lost: keep
+    it short."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in TERMINALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: a handler not Python's
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler not Python's

@@ -500,9 +500,12 @@ def test_recursive_keeps_subfolders_and_skips_the_output_folder_inside(folder, t
         assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["skipped"] == ["chelsea.png", "coffee.png", "deeper/stain.png"]
     assert (out / "deeper" / "stain.png").is_file()
-    # nor are another batch's results (a folder of its manifest) inputs of a batch into another folder
+    # nor are another batch's results (a folder of its manifest) inputs of a batch into another folder; a folder
+    # that only bears the manifest's name is no batch's
+    (folder / "mine" / "artem-batch.json").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "chelsea.png", folder / "mine" / "cat.png")
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "elsewhere", *FAST, "-q", "--json", "--recursive")
-    assert json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png", "deeper/stain.png"], r.output
+    assert json.loads(r.stdout)["done"] == ["chelsea.png", "coffee.png", "deeper/stain.png", "mine/cat.png"], r.output
 
 
 def test_frames_in_natural_order_start_from_the_previous_result(tmp_path, weights_path):
@@ -595,7 +598,8 @@ def test_a_dask_cluster_that_loses_a_worker_midway_writes_every_output_once(fold
         assert (out / name).read_bytes() == (local / name).read_bytes()
 
 
-def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folder, tmp_path, weights_path):
+@pytest.mark.parametrize("name", ["SIGINT", "SIGHUP"])  # SIGHUP: the terminal closed (it killed Python's resource tracker)
+def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folder, tmp_path, weights_path, name):
     """A terminal's Ctrl-C is a SIGINT to the whole process group, the local cluster's workers with
     the batch: they leave it to the batch, which stops them and says so in one line (exit 130), as
     alone; no worker prints a traceback. Once both workers paint (each has run a second of CPU
@@ -613,7 +617,9 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
         shutil.copy(EXAMPLES / "coffee.png", folder / f"more{n}.png")
     command = [sys.executable, "-m", "artem_cli", "batch", str(folder), "--style", STYLE, "-o", str(tmp_path / "out"),
                *FAST[:2], "--iterations", "1000000", "--optimizer", "adam", "-q", "--workers", "2", "--json"]
-    batch_run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    number = signal.Signals[name]
+    batch_run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # as a session gives it
     deadline = time.monotonic() + 600  # a batch stuck fails the test, not the suite
     try:
         while len(workers := spawned_children(batch_run.pid)) < 2 or min(workers.values()) < 1.0:
@@ -621,11 +627,11 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
             assert time.monotonic() < deadline, "the workers did not paint"
             time.sleep(0.2)
         for pid in workers:
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, number)
         while any(pid in (now := spawned_children(batch_run.pid)) and now[pid] < seconds + 1.0 for pid, seconds in workers.items()):
-            assert time.monotonic() < deadline, "the workers stopped painting after their SIGINT"
+            assert time.monotonic() < deadline, f"the workers stopped painting after their {name}"
             time.sleep(0.1)
-        os.killpg(batch_run.pid, signal.SIGINT)
+        os.killpg(batch_run.pid, number)
         stdout, stderr = batch_run.communicate(timeout=120)
     finally:
         if batch_run.poll() is None:
@@ -633,7 +639,7 @@ def test_ctrl_c_at_the_terminal_stops_a_batch_on_local_workers_in_one_line(folde
     taken.close()
     summary = json.loads(stdout)  # what it did (the broken file, failed as it was read), as a batch alone says it
     assert (summary["done"], list(summary["failed"]), summary["interrupted"]) == ([], ["broken.png"], True)
-    assert (batch_run.returncode, stderr) == (130, "Interrupted (SIGINT): 0 images done in this run; the manifest keeps "
+    assert (batch_run.returncode, stderr) == (128 + number, f"Interrupted ({name}): 0 images done in this run; the manifest keeps "
                                                    "every finished image; run again to go on\n"
                                                    f"  failed: broken.png: {summary['failed']['broken.png']}\n")
     for _ in range(300):  # the workers end with the batch (they may take a moment to be reaped)
@@ -1091,10 +1097,11 @@ def test_progress_on_a_terminal_counts_every_image_and_each_frames_own_iteration
     # each frame's bar as it opens (its later states are drawn at most every 0.1 s, its last one erased)
     assert (len(re.findall(r"\b0/5 \[", shown)), len(re.findall(r"\b0/2 \[", shown))) == (2, 1), shown
     assert re.search(r"\b4/4 \[[^]]*image", shown), shown  # the images' bar, b.png's failure counted
-    shutil.copy(EXAMPLES / "chelsea.png", frames / "e.png")
+    long = "e" * 60 + ".png"  # named by its end on the bar, which stays on the terminal's line
+    shutil.copy(EXAMPLES / "chelsea.png", frames / long)
     status, shown, _ = on_a_terminal(*args)
-    assert status == 1 and "e.png: 2 iterations" in shown, shown
-    assert re.search(r"\b5/5 \[[^]]*image", shown), shown
+    assert status == 1 and f"{long}: 2 iterations" in shown, shown
+    assert re.search(r"\b5/5 \[[^]]*image", shown) and f"…{long[-31:]}: " in shown, shown
 
 
 def test_outputs_stay_in_the_output_folder_and_replace_only_what_a_batch_made(folder, tmp_path, weights_path):

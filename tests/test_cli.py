@@ -746,6 +746,17 @@ def test_a_checkout_and_a_cache_that_cannot_be_written_compile_the_kernels_in_a_
     assert [list((tmp_path / folder).iterdir()) for folder in ("temp", "home", "work")] == [[], [], []]  # removed; nothing else
 
 
+def test_nowhere_to_cache_the_kernels_is_one_error_line(monkeypatch):
+    def uncachable(*args, **kwargs):  # numba's error as a kernel's module loads, with no folder it may write
+        raise RuntimeError("cannot cache function 'winograd_input': no locator available for file 'cpu_float.py'")
+
+    monkeypatch.setattr(weights, "info", uncachable)
+    r = run("weights", "info")
+    assert (r.exit_code, r.stderr) == (1, "Error: numba has nowhere to write artem's compiled kernels (artem_cli/__pycache__, "
+                                          "the cache folder and the temporary folder cannot be written here); set "
+                                          "NUMBA_CACHE_DIR to a folder that can\n")
+
+
 def test_numbas_cache_goes_to_artems_cache_folder_where_the_checkout_cannot_take_it(tmp_path, monkeypatch):
     import artem_cli
 

@@ -145,6 +145,9 @@ def test_a_closed_standard_output_is_an_error_where_something_is_written_there(t
         with open("/dev/full", "w") as full:
             done = subprocess.run(artem(*args), stdout=full, stderr=subprocess.PIPE, text=True)
         assert (done.returncode, done.stderr) == (1, "Error: No space left on device: 'standard output'\n")
+        gone = subprocess.Popen(artem(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gone.stdout.close()  # its reader, gone before it writes: 141 and nothing said (artem's own were 1)
+        assert (gone.wait(timeout=60), gone.stderr.read()) == (141, "")
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])
