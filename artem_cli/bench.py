@@ -742,18 +742,22 @@ class Predictor:
     for L-BFGS, a pair added to a full history and the two-loop recursion over it (over at most
     ``PROBE_PAIRS`` pairs, scaled to as many as the run keeps: one pass over each; its host arithmetic
     grows with their square, which this leaves out: 4x low at 1,000 pairs), each the best of 5
-    on this device at two small square sizes (the line through them multiplies a slow probe's
-    error), each a line a + b·pixels through the two; an L-BFGS
-    run evaluates the objective once an iteration and ``LINE_SEARCH_EXTRA`` times more in all (its
-    first line searches), an Adam run once more in all (the image it starts from). Memory:
-    on the CPU, what this process holds now (Python, the libraries, the network), plus what
+    on this device at three small square sizes, each a broken line in pixels through them: straight
+    between two probes, the smallest probe's time below it (a tiny image costs a pass's fixed
+    overhead), and beyond the largest the line through the last two (its slope at least 0: a line
+    through noisy timings may fall). An L-BFGS run evaluates the objective once an iteration, then
+    ``FIRST_LINE_SEARCH`` times more (its first line search) and once more every
+    ``LATER_LINE_SEARCHES`` iterations; an Adam run once more in all (the image it starts from).
+    Memory: on the CPU, what this process holds now (Python, the libraries, the network), plus what
     ``api.estimate_memory`` says a run adds to it; on a GPU, that estimate. Either against what is
     free now."""
 
-    LINE_SEARCH_EXTRA = 13  # measured: 513 evaluations in 500 iterations, 113-114 in 105 (BENCHMARKS.md §3d)
+    # measured (BENCHMARKS.md §3d): 5-7 evaluations more than iterations from the first iteration on, at 32-128 px;
+    # 8 more in 100-500 iterations at 32-256 px, 13 in 500 at 512 px
+    FIRST_LINE_SEARCH, LATER_LINE_SEARCHES = 6, 100
     PROBE_PAIRS = 100  # the default history; one of 10^4 pairs took minutes to fill, and memory a run is refused
 
-    def __init__(self, settings, weights_path=None, probes=(64, 160)):
+    def __init__(self, settings, weights_path=None, probes=(32, 64, 160)):
         from . import api, optim
 
         self.settings = settings
@@ -784,10 +788,7 @@ class Predictor:
                     iteration()
                 adds.append((side * side, _best_of(lambda h=history, s=s, y=y: h.add(s, y), 5, xp)[0]))
                 recursions.append((side * side, _best_of(iteration, 5, xp)[0]))
-        self.evaluation = _line(evaluations)
-        self.add = _line(adds) if adds else (0.0, 0.0)
-        self.recursion = _line(recursions) if recursions else (0.0, 0.0)
-        self.smallest = min(probes) ** 2  # below it, its time: the line is drawn from the probes up
+        self.evaluation, self.add, self.recursion = evaluations, adds or [(0, 0.0)], recursions or [(0, 0.0)]
         self.baseline = _resident_memory() if xp is np else 0
 
     def predict(self, shape, iterations=None, style_shapes=()):
@@ -797,12 +798,12 @@ class Predictor:
         from . import api
 
         settings = dataclasses.replace(self.settings, iterations=iterations or self.settings.iterations)
-        pixels, n = max(shape[0] * shape[1], self.smallest), settings.iterations
-        (a, b), (c, d), (e, f) = self.evaluation, self.recursion, self.add
-        extra = self.LINE_SEARCH_EXTRA if settings.optimizer == "lbfgs" else 1
+        pixels, n = shape[0] * shape[1], settings.iterations
+        evaluating, adding, recursing = (_broken_line(points, pixels) for points in (self.evaluation, self.add,
+                                                                                      self.recursion))
+        extra = self.FIRST_LINE_SEARCH + n / self.LATER_LINE_SEARCHES if settings.optimizer == "lbfgs" else 1
         scale = max(1, min(settings.history, n)) / self._probe_pairs(self.settings)  # the pairs the run keeps
-        adding, recursing = e + f * pixels, c + d * pixels
-        seconds = (n + extra) * (a + b * pixels) + n * (adding + max(recursing - adding, 0.0) * scale)
+        seconds = (n + extra) * evaluating + n * (adding + max(recursing - adding, 0.0) * scale)
         added = api.estimate_memory(shape, settings, style_shapes) - (api.WEIGHTS_MEMORY if self.baseline else 0)
         return {"shape": list(shape), "memory_bytes": self.baseline + added,
                 "available_bytes": api.available_memory(self.xp), "seconds_per_iteration": seconds / n,
@@ -813,11 +814,17 @@ class Predictor:
         return min(cls.PROBE_PAIRS, max(1, min(settings.history, settings.iterations)))
 
 
-def _line(points):
-    """(a, b) of the line a + b·x through two (x, y) points, b at least 0."""
-    (x0, y0), (x1, y1) = points
-    slope = max(y1 - y0, 0.0) / (x1 - x0)
-    return y0 - slope * x0, slope
+def _broken_line(points, x):
+    """y at ``x`` on the broken line through ``points`` ((x, y) pairs, x ascending): straight between
+    two points, the first point's y below it, and beyond the last the line through the last two, its
+    slope at least 0."""
+    (x0, y0), *rest = points
+    if x <= x0 or not rest:
+        return y0
+    for (xa, ya), (xb, yb) in zip(points, rest):
+        if x <= xb:
+            return ya + (yb - ya) * (x - xa) / (xb - xa)
+    return yb + max(yb - ya, 0.0) * (x - xb) / (xb - xa)
 
 
 def _resident_memory():

@@ -1007,17 +1007,27 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_images_it_wou
     assert r.exit_code == 1 and r.stderr == f"Error: no image files in '{tmp_path / 'styles'}' that match --include/--exclude\n"
 
 
-def test_a_prediction_below_the_smallest_probe_is_that_probes_time_not_less():
-    """The line through the two probes' timings may cross zero below the smaller (noisy timings, seen
-    at 32 px: -1.4 s an iteration); an image smaller than the probe costs what the probe cost."""
+def test_a_prediction_follows_the_probes_never_below_the_smallest_nor_falling_beyond_the_largest():
+    """Each time is a broken line through the probes' timings: straight between two (a 32x21 frame
+    costs about the 32 px probe's pass, not the 64 px one's: 2.4x too much before), the smallest's time
+    below it (a line through noisy timings may cross zero there: seen at 32 px, -1.4 s an iteration),
+    beyond the largest the line through the last two, never falling (noise again)."""
     from artem_cli import api, bench
 
     predictor = object.__new__(bench.Predictor)
-    predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=10), np, 0
-    predictor.evaluation, predictor.recursion, predictor.smallest = (-0.5, 2e-4), (0.0, 0.0), 64 * 64
-    predictor.add = (0.0, 0.0)
-    at_probe = predictor.predict((64, 64))["seconds_per_iteration"]
-    assert at_probe > 0 and predictor.predict((21, 32))["seconds_per_iteration"] == at_probe
+    predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=100), np, 0
+    predictor.add = predictor.recursion = [(0, 0.0)]
+    extra = bench.Predictor.FIRST_LINE_SEARCH + 1  # and one in 100 iterations
+    per = lambda shape: predictor.predict(shape)["seconds"] / (100 + extra)  # an evaluation's
+
+    predictor.evaluation = [(32 * 32, 0.05), (64 * 64, 0.04), (160 * 160, 0.30)]  # the 64 px one faster, by chance
+    assert per((32, 32)) == pytest.approx(0.05) and per((21, 32)) == pytest.approx(0.05)
+    assert per((8, 8)) == pytest.approx(0.05)  # not less than the smallest probe's
+    assert per((48, 48)) == pytest.approx(0.05 - 0.01 * (48 * 48 - 1024) / (4096 - 1024))
+    assert per((160, 160)) == pytest.approx(0.30)
+    assert per((320, 320)) == pytest.approx(0.30 + 0.26 * (320**2 - 160**2) / (160**2 - 64**2))  # the last two's slope
+    predictor.evaluation = [(32 * 32, 0.05), (64 * 64, 0.30), (160 * 160, 0.20)]  # the last one faster, by chance
+    assert per((640, 640)) == pytest.approx(0.20)
 
 
 def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_path, weights_path, monkeypatch):
@@ -1028,13 +1038,14 @@ def test_frames_first_iterations_are_predicted_for_the_first_frame(folder, tmp_p
 
     predictor = object.__new__(bench.Predictor)
     predictor.settings, predictor.xp, predictor.baseline = api.Settings(iterations=10, history=20), np, 0
-    predictor.evaluation, predictor.recursion, predictor.smallest = (0.0, 1e-4), (0.0, 1e-5), 64 * 64
-    predictor.add = (0.0, 5e-6)  # half the probe's iteration: the pair added, then the recursion over 10 pairs
+    line = lambda slope: [(0, 0.0), (100, 100 * slope)]  # through 0: an image of 100x100 px costs 10^4 slopes
+    predictor.evaluation, predictor.recursion = line(1e-4), line(1e-5)
+    predictor.add = line(5e-6)  # half the probe's iteration: the pair added, then the recursion over 10 pairs
     ten, forty = predictor.predict((100, 100)), predictor.predict((100, 100), 40)
-    extra = bench.Predictor.LINE_SEARCH_EXTRA
+    search = bench.Predictor.FIRST_LINE_SEARCH  # and one more in 100 iterations
     assert (ten["iterations"], forty["iterations"]) == (10, 40)
-    assert ten["seconds"] == pytest.approx((10 + extra) * 1.0 + 10 * 0.1)
-    assert forty["seconds"] == pytest.approx((40 + extra) * 1.0 + 40 * (0.05 + 0.05 * 2))  # 20 pairs kept, not 10
+    assert ten["seconds"] == pytest.approx((10 + search + 0.1) * 1.0 + 10 * 0.1)
+    assert forty["seconds"] == pytest.approx((40 + search + 0.4) * 1.0 + 40 * (0.05 + 0.05 * 2))  # 20 pairs kept
     (folder / "broken.png").unlink()
     r = run("batch", folder, "--style", STYLE, "-o", tmp_path / "out", *FAST, "--init", "previous",
             "--first-iterations", "7", "--dry-run", "--json")
