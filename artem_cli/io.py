@@ -112,17 +112,22 @@ def read_image(path, what="image"):
     if path.is_dir():
         raise ArtemError(f"{what} '{path}' is a folder, not an image file")
     if not path.is_file():
+        if str(path) == "-" and not path.exists():
+            raise ArtemError(f"{what} '-': artem reads images from files, not from standard input")
         raise ArtemError(f"{what} '{path}' {not_a_file(path)}")
     size = ""
-    try:
-        with Image.open(path) as img:
+    try:  # opened from a file object, not a name: Pillow maps a named file's raw pixels into memory instead of
+        # decoding them, and then skipped a TIFF's orientation (greyscale, 16-bit, RGBA) with its size swapped
+        with open(path, "rb") as f, Image.open(f) as img:
             size = f" ({img.width}x{img.height})"
             if img.width * img.height > MAX_PIXELS:
                 raise Image.DecompressionBombError
             img.seek(0)
             img.load()
             img = _turned_upright(img)
-            return _to_array(_in_srgb(img))
+            keyed = _keyed_alpha(img)  # of the file's own numbers, before any conversion of its colours
+            rgb, alpha = _to_array(_in_srgb(img))
+            return rgb, alpha if keyed is None else keyed
     except Image.DecompressionBombError:
         raise ArtemError(f"{what} '{path}' is too large (over {MAX_PIXELS:,} pixels)") from None
     except MemoryError:
@@ -135,6 +140,20 @@ def read_image(path, what="image"):
         raise ArtemError(f"{what} '{path}' cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ArtemError(f"{what} '{path}' is damaged or truncated ({e})") from None
+
+
+def _keyed_alpha(img):
+    """The alpha channel (H, W) of an image that marks one colour transparent (a PNG's tRNS chunk in a
+    greyscale or RGB image, a GIF's in greyscale): 0 where a pixel is that colour, 1 elsewhere; None
+    where it marks none, or no pixel has it (a palette's transparency is ``_to_array``'s)."""
+    key = img.info.get("transparency")
+    if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "RGB") or not isinstance(key, (int, tuple)):
+        return None
+    pixels, key = np.asarray(img), np.asarray(key)  # a key past 8 bits (a 16-bit file read in 8) matches nothing
+    if key.shape != pixels.shape[2:]:
+        return None
+    hit = np.all(pixels == key, axis=-1) if pixels.ndim == 3 else pixels == key
+    return np.where(hit, np.float32(0), np.float32(1)) if hit.any() else None
 
 
 def _turned_upright(img):
@@ -185,6 +204,8 @@ def check_writable(path, overwrite=False, image=True, what="output"):
     try:
         if not path.name or path.is_dir():
             raise ArtemError(f"{what} '{path}' is a folder")
+        if str(path) == "-" and image:
+            raise ArtemError(f"{what} '-': artem writes images to files, not to standard output")
         fmt = output_format(path) if image else None
         for there in (folder, path):  # a loop of links
             if os.path.lexists(there) and not there.exists():
@@ -307,9 +328,17 @@ def write_image(path, rgb, alpha=None, overwrite=False):
         if alpha.shape != rgb.shape[1:] or alpha.dtype.kind != "f":
             raise ArtemError(f"the alpha channel must be floats of shape {rgb.shape[1:]}, not {alpha.dtype} of {alpha.shape}")
     fmt = check_writable(a_path(path, "output"), overwrite)
-    img = to_pil(rgb, alpha, fmt)
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda f: img.save(f, format=fmt, **options), overwrite)
+    save_image(path, to_pil(rgb, alpha, fmt), fmt, overwrite, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+
+
+def save_image(path, img, fmt, overwrite=True, **options):
+    """Write the Pillow image ``img`` to ``path`` in ``fmt`` atomically (``atomic_write``). It is encoded
+    in memory first: Pillow's encoders of JPEG, TIFF and BMP write to a file's descriptor themselves and
+    take a short write (a full disk, a file size limit) for a whole one, which left a truncated file
+    named as done; Python's writes of the bytes fail there."""
+    encoded = BytesIO()
+    img.save(encoded, format=fmt, **options)
+    atomic_write(path, lambda f: f.write(encoded.getbuffer()), overwrite)
 
 
 def quantize(rgb):

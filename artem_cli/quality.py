@@ -114,7 +114,7 @@ def grid(rows, contents, path, cell=160):
             scale = cell / max(img.size)  # fitted to the cell, larger or smaller
             img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
             canvas.paste(img, (j * cell + (cell - img.width) // 2, top + LABEL + (cell - img.height) // 2))
-    io.atomic_write(path, lambda f: canvas.save(f, format="PNG"))
+    io.save_image(path, canvas, "PNG")
 
 
 def table(rows):

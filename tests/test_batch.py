@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from artem_cli import api, batch
+from artem_cli import api, batch, io
 from artem_cli.backend import THREADS
 from artem_cli.cli import main
 from artem_cli.errors import ArtemError
@@ -64,15 +64,18 @@ def test_a_full_disk_stops_the_batch_at_the_first_result_it_cannot_write(where, 
     (src / "0bad.png").write_text("not an image")  # a failure before: -q lists it with the rest (it was lost)
     out = tmp_path / "out"
     if full == "results":  # b.png finds no room; the manifest, smaller, still does
-        save, saved = Image.Image.save, []
+        atomic_write, saved = io.atomic_write, []
 
-        def full_after_one(image, fp, *args, **kwargs):
-            if saved:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            saved.append(fp)
-            return save(image, fp, *args, **kwargs)
+        def full_after_one(path, write, overwrite=True):
+            if Path(path).name != batch.MANIFEST:
+                if saved:
+                    def write(f):
+                        f.write(b"the first bytes")
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                saved.append(path)
+            return atomic_write(path, write, overwrite)
 
-        monkeypatch.setattr(Image.Image, "save", full_after_one)
+        monkeypatch.setattr(io, "atomic_write", full_after_one)
     else:  # from the moment a.png is there, no write finds room (or the disk turns read-only): a.png's record first
         fsync, code = os.fsync, errno.ENOSPC if full == "everything" else errno.EROFS
 

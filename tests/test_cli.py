@@ -80,6 +80,8 @@ BAD_INPUT = [
         ([CONTENT, STYLE, "-o", "/nonexistent-dir/out.png"], "output folder '/nonexistent-dir' does not exist"),
         ([CONTENT, STYLE, "-o", f"{CONTENT}/out.png"], f"output folder '{CONTENT}' is a file"),
         ([CONTENT, STYLE, "-o", "out.gifx"], "cannot tell the output format"),
+        (["-", STYLE], "content image '-': artem reads images from files, not from standard input"),
+        ([CONTENT, STYLE, "-o", "-"], "output '-': artem writes images to files, not to standard output"),
         ([CONTENT, STYLE, "--weights", "nope.npz"], "weights file 'nope.npz' does not exist"),
         ([CONTENT, STYLE, "--lr", "-1", "--optimizer", "adam"], "learning rate must be"),
         ([CONTENT, STYLE, "--style-layers", "pool5", "--size", "40"], "too small for pool5, which needs at least 32 px"),

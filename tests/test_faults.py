@@ -296,6 +296,31 @@ def test_a_write_failing_halfway_leaves_nothing_behind(tmp_path, temporary_files
     assert path.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".tif", ".bmp", ".png", ".webp"])
+def test_a_file_size_limit_reached_while_writing_fails_and_keeps_the_earlier_file(tmp_path, suffix):
+    """A file size limit (ulimit -f; a disk that fills as the last bytes go is the same short write):
+    Pillow's JPEG, TIFF and BMP encoders took it for a whole write, and a truncated file replaced the
+    earlier one, said written (a batch recorded it done). The limit is the OS's, in a process of its own."""
+    import resource
+
+    noise = "np.random.default_rng(0).random((3, 200, 200), dtype=np.float32)"  # 120 kB raw, 60 kB or more encoded
+    code = ("import sys\nfrom artem_cli import io\nimport numpy as np\n"
+            f"try:\n    io.write_image(sys.argv[1], {noise}, overwrite=True)\n"
+            "except io.ArtemError as e:\n    sys.exit(str(e))\nprint('written')")
+    whole = tmp_path / f"whole{suffix}"
+    subprocess.run([sys.executable, "-c", code, whole], check=True, capture_output=True, timeout=120)
+    limit = whole.stat().st_size - 1  # its last write short by a byte: the case the encoders missed
+    whole.unlink()
+    out = tmp_path / f"out{suffix}"
+    out.write_bytes(b"earlier result")
+    r = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"cannot write '{out}' (File too large)\n")
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
 def read_only(folder, monkeypatch):
     """Make the OS refuse to create files in ``folder``, as a read-only mount does (permission bits
     would not stop root, which CI runs as)."""

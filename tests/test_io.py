@@ -115,6 +115,44 @@ def test_exif_orientation_is_applied(tmp_path):
     np.testing.assert_allclose(rgb.transpose(1, 2, 0), np.rot90(stored, k=-1), atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB", "RGBA"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_uncompressed_tiffs_orientation_is_applied_whatever_its_mode(tmp_path, mode, orientation):
+    """An uncompressed TIFF opened by name is mapped into memory by Pillow (13), which then skipped
+    the orientations that swap its sides (5 to 8) in greyscale, 16-bit and RGBA files: sideways."""
+    a = gradient_rgb(6, 8)
+    stored = {"L": Image.fromarray(a[..., 0]), "I;16": Image.fromarray(a[..., 0].astype(np.uint16) * 257),
+              "RGB": Image.fromarray(a), "RGBA": Image.fromarray(np.dstack([a, a[..., :1]]))}[mode]
+    assert stored.mode == mode
+    path = save(tmp_path, "t.tif", stored, tiffinfo={0x0112: orientation})
+    rgb, _ = io.read_image(path)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # as the same pixels in a PNG are turned
+    reference, _ = io.read_image(save(tmp_path, "t.png", stored, exif=exif.tobytes()))
+    assert rgb.shape == (3, 8, 6) if orientation >= 5 else (3, 6, 8)
+    np.testing.assert_array_equal(rgb, reference)
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB"])
+def test_a_png_that_marks_one_colour_transparent_keeps_it_as_alpha(tmp_path, mode):
+    """A tRNS colour key (greyscale or RGB): the pixels of that colour are transparent, as a viewer
+    shows them (they were painted opaque, the output without alpha)."""
+    a = gradient_rgb(6, 8)
+    key = {"L": 60, "I;16": 60 * 257, "RGB": (60, 80, 200)}[mode]
+    stored = {"L": Image.fromarray(a[..., 0]), "I;16": Image.fromarray(a[..., 0].astype(np.uint16) * 257),
+              "RGB": Image.fromarray(a)}[mode]
+    assert stored.mode == mode
+    rgb, alpha = io.read_image(save(tmp_path, "k.png", stored, transparency=key))
+    clear = np.all(np.asarray(stored).reshape(6, 8, -1) == key, axis=-1)
+    assert 0 < clear.sum() < clear.size
+    np.testing.assert_array_equal(alpha, (~clear).astype(np.float32))
+    plain, none = io.read_image(save(tmp_path, "p.png", stored))
+    np.testing.assert_array_equal(rgb, plain)
+    assert none is None
+    _, alpha = io.read_image(save(tmp_path, "n.png", stored, transparency={"RGB": (1, 2, 3)}.get(mode, 1)))
+    assert alpha is None  # a key no pixel has: no alpha
+
+
 @pytest.mark.parametrize("name", ["e.png", "e.webp"])
 def test_exif_data_that_cannot_be_parsed_leaves_the_image_unturned(tmp_path, name):
     """Pillow reads the pixels; only its EXIF parser fails (the PNG was refused as "damaged or
