@@ -480,12 +480,14 @@ def _style_longest(size, scale):
     return max(16, round(size * scale))
 
 
-def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE, taps=None):
+def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1, limit=MAX_SIZE, taps=None,
+                 styles_at=None):
     """The shape (H, W) of an image of ``image_shape`` at ``longest`` px on its longest side, where
     each 2x2 pooling halves it: the deepest layer tapped (of ``taps``, by default every layer
     ``settings`` taps) needs 2^pools px on each side (``vgg.min_side``). If it is
     short, the error says what value of the option ``knob`` (``px_per_unit`` px of the longest side
-    each) would do, or, past ``limit`` px, that no value would."""
+    each) would do, or, past ``limit`` px, that no value would; with ``styles_at`` (the style images'
+    longest side now, for a --size that scales them too), the --style-scale that keeps them so."""
     shape = preprocess.scaled_shape(image_shape, longest)
     deepest = max(taps or settings.taps(), key=LAYER_NAMES.index)
     need = min_side(deepest)
@@ -508,7 +510,12 @@ def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1,
         while round(px_per_unit * (cents / 100)) < reach:
             cents += 1
         value = cents / 100
-    raise ArtemError(f"{message}: use {knob} {value:g} or more")
+    advice = f"use {knob} {value:g} or more"
+    if styles_at is not None:  # 2 significant digits, rounded down: the style images no larger than now
+        scale = styles_at / value
+        digits = 1 - math.floor(math.log10(scale))
+        advice += f" (with --style-scale {math.floor(scale * 10**digits) / 10**digits:g} to keep the style images' size)"
+    raise ArtemError(f"{message}: {advice}")
 
 
 def check_style(style, settings):
@@ -601,7 +608,8 @@ def style_grams(net, settings, styles):
 def check_content(content, settings):
     """The shape (H, W) of ``content`` (RGB (3, H, W)) at the run's size; ArtemError if that is too
     small for the deepest layer ``settings`` taps."""
-    return _check_depth(content.shape, settings.size, settings, "content image", "--size")
+    return _check_depth(content.shape, settings.size, settings, "content image", "--size",
+                        styles_at=_style_longest(settings.size, settings.style_scale))
 
 
 class _MemoryErrors:

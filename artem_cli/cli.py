@@ -182,8 +182,10 @@ class _BatchBars:
 
 def _one_line(text):
     """``text`` with its control characters (a newline in a file's name, a terminal's escape, C0 or C1)
-    written as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: repr(m.group())[1:-1], text)
+    written as Python writes them in a string ("\\n"): a message stays one line, and the terminal's own;
+    a name's byte that is no UTF-8 (Python's surrogate escape: "\\udcff") as that byte ("\\xff")."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]", lambda m: f"\\x{ord(m.group()) - 0xdc00:02x}"
+                  if m.group() >= "\udc80" else repr(m.group())[1:-1], text)
 
 
 class StopOnSignals:
@@ -314,9 +316,10 @@ def main():
     # lines: what follows from them, a loss or a gradient that is no longer finite, is one clear error
     warnings.filterwarnings("ignore", category=RuntimeWarning,
                             message=r"(overflow|invalid value|divide by zero|underflow) encountered")
-    # a photo with damaged EXIF data is read without it (as a viewer shows it): Pillow's two lines about it are not
-    # the user's business either
-    warnings.filterwarnings("ignore", category=UserWarning, message=r"Corrupt EXIF data")
+    # a photo whose metadata is damaged (its EXIF data, a TIFF tag's data past the file's end) is read without it, as
+    # a viewer shows it, or fails in one line where its pixels are damaged too: Pillow's two lines of each warning
+    # are not the user's business either
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 D = api.Settings()

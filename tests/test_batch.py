@@ -126,7 +126,8 @@ def test_a_bad_file_is_reported_and_skipped_and_the_rest_is_done(folder, tmp_pat
     # the advice in the image's proportions, as stylize gives it (not in those of the image made small)
     assert summary["failed"].pop("thin.png") == ("the content image at 40x1 px is too small for relu3_2, which needs at "
                                                  "least 4 px on each side; at its proportions (300x2) that takes 525 px "
-                                                 "on its longest side: use --size 525 or more")
+                                                 "on its longest side: use --size 525 or more (with --style-scale 0.076 to "
+                                                 "keep the style images' size)")
     (folder / "thin.png").unlink()
     assert summary["done"] == ["chelsea.png", "coffee.png"]
     assert summary["failed"] == {"broken.png": f"content image '{folder / 'broken.png'}' is not an image file Pillow can read",

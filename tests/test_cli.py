@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 from unittest import mock
 
@@ -140,13 +141,22 @@ def test_a_dry_run_refuses_what_the_run_refuses_of_its_output_and_memory(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there.png"]
 
 
-def test_a_photo_with_damaged_exif_data_is_painted_without_pillows_warning(tmp_path, weights_path):
-    """Pillow warns (two lines, with a path in its code) and reads the image without its EXIF data."""
+def test_a_photo_with_damaged_metadata_is_painted_or_refused_without_pillows_warnings(tmp_path, weights_path):
+    """Pillow warns (two lines, with a path in its code) and reads the image without its EXIF data; a
+    TIFF cut short warns of each tag whose data lay past its end, then fails: one error line."""
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (100, 150, 200)).save(photo, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00" + b"\xff" * 30)
     r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", photo, STYLE, *FAST, "-o", tmp_path / "o.png"],
                        cwd=REPO, capture_output=True, text=True)
     assert (r.returncode, r.stderr) == (0, "") and Image.open(tmp_path / "o.png").size == (48, 36)
+    whole = BytesIO()
+    Image.new("RGB", (64, 48), (100, 150, 200)).save(whole, format="TIFF", description="x" * 3000)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.getvalue()[:400])  # its header and tags: the description's text and the pixels past the end
+    r = subprocess.run([sys.executable, "-m", "artem_cli", "stylize", cut, STYLE, *FAST, "-o", tmp_path / "c.png"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith(f"Error: content image '{cut}' is damaged or truncated"), r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_a_dry_run_with_absurd_weights_says_its_prediction_without_warnings(weights_path):
@@ -1549,6 +1559,12 @@ def test_a_file_name_with_a_newline_or_an_escape_stays_one_line_in_errors(tmp_pa
     r = run("stylize", broken, STYLE, "-o", tmp_path / "o.png")
     assert (r.exit_code, r.stderr) == (1, f"Error: content image '{tmp_path}/bro\\nken\\x1b[31m.png' is not an image "
                                           "file Pillow can read\n")
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/odd\xffbyte.png"))  # a byte no UTF-8 (Latin-1's ÿ): shown as it
+    odd.write_text("not an image")
+    r = run("stylize", odd, STYLE, "-o", tmp_path / "o.png")
+    assert (r.exit_code, r.stderr) == (1, f"Error: content image '{tmp_path}/odd\\xffbyte.png' is not an image "
+                                          "file Pillow can read\n")
+    odd.unlink()
     photos = tmp_path / "photos"
     photos.mkdir()
     broken.rename(photos / broken.name)
