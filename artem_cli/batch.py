@@ -3,7 +3,7 @@ settings, the network built and each style's targets computed once, resumable th
 
 The manifest, ``artem-batch.json`` in the output folder, holds the settings (and a fingerprint of
 them and of the networks' files), each image's state: done (with its output, its content's and its
-style files' SHA-256 and losses) or failed (with the error), and every output a batch has written
+style files' SHA-256, its shape as painted, its losses, and a frame's start) or failed (with the error), and every output a batch has written
 there ("written", the files a rerun may replace). It is rewritten atomically after each image, and
 every output is written atomically, so a batch killed at any instant loses at most the image in
 progress; a rerun skips what is done (its output there and readable, its content unchanged), retries what
@@ -417,6 +417,13 @@ class Manifest:
     def recorded_done(self, job):
         return self.data["images"].get(job.key, {}).get("state") == "done"
 
+    def painted_shape(self, job):
+        """The shape (H, W) ``job``'s image was painted at, as recorded where it is done (None where it
+        is not, or a manifest of an earlier artem did not record it)."""
+        entry = self.data["images"].get(job.key, {})
+        shape = entry.get("shape") if entry.get("state") == "done" else None
+        return tuple(shape) if isinstance(shape, list) and len(shape) == 2 and all(type(n) is int for n in shape) else None
+
     def finished(self, job, content_sha256, output_sha256, start_sha256=None):
         """Whether ``job`` is done: recorded done, its output there (SHA-256 ``output_sha256`` now,
         None where it cannot be read) and an image (a file other than the one written, damaged since,
@@ -569,8 +576,8 @@ def _paint(batch, jobs, settings, weights_path, init_previous, first_iterations,
     """The jobs not done yet (a frame after one painted now, too) painted, here or on ``client``."""
     pending, finished, done_before, output_sha256 = [], set(), False, None
     for index, job in enumerate(jobs):
-        # a frame starts from the result of the one before it where that one is done, else from its content
-        begins = output_sha256 if init_previous and done_before else None
+        # a frame starts from the result of the one before it where that one is done (and its clip's), else from its content
+        begins = output_sha256 if init_previous and done_before and not _starts_a_clip(batch, jobs[index - 1], job) else None
         output_sha256 = _sha256_or_none(batch.out_dir / job.output) if batch.manifest.recorded_done(job) else None
         done_before = batch.manifest.finished(job, batch.content_sha256(job), output_sha256, begins)
         if done_before:
@@ -634,7 +641,7 @@ class _Batch:
         self.manifest.claim(job)
         io.write_image(output, result.image, alpha, overwrite=True)
         entry = {"state": "done", "output": str(job.output), "output_sha256": _sha256_or_none(output),
-                 "content_sha256": self.content_sha256(job),
+                 "content_sha256": self.content_sha256(job), "shape": list(result.image.shape[1:]),
                  "styles_sha256": [self.files[str(p)] for p in job.styles], "iterations": result.iterations,
                  "seconds": round(result.seconds, 3), "initial_losses": result.initial_losses, "losses": result.losses,
                  **facts}
@@ -676,11 +683,23 @@ class _Batch:
             self.on_done(job, entry)
 
 
+def _starts_a_clip(batch, before, job, shape=None):
+    """Whether the frame ``job`` starts a clip of its own, from its content, rather than from the result
+    of the frame ``before`` it: it lies in another folder (--recursive: a folder a clip), or is painted
+    at another shape (H, W) than ``before`` was (``shape``: ``job``'s, else as recorded; each as
+    recorded where it was done), where that result would be stretched to start it. Shapes a manifest
+    of an earlier artem did not record are taken for the same."""
+    if before.content.parent != job.content.parent:
+        return True
+    theirs, mine = batch.manifest.painted_shape(before), shape or batch.manifest.painted_shape(job)
+    return None not in (theirs, mine) and theirs != tuple(mine)
+
+
 def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previous, first_iterations, on_start,
               on_iteration, interruptible):
     """The ``pending`` jobs in this process; those of ``finished`` (frames done before, behind one that
-    was not) are painted only after an earlier frame was painted here, since each starts from the one
-    before it."""
+    was not) are painted only after an earlier frame of their clip was painted here, since each starts
+    from the one before it."""
     stylizer = Stylizer(settings, weights_path=weights_path)
     targets = {}
     # init_previous: what the next frame starts from: the previous frame's result (RGB) and its file's
@@ -692,9 +711,9 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
         if interruptible is not None and interruptible.requested:  # a signal came while the last result was written
             batch.summary.interrupted = True
             return
-        if job.key in finished and not painted:
+        if job.key in finished and (not painted or _starts_a_clip(batch, jobs[index - 1], job)):
             batch.summary.skipped.append(job.key)
-            previous = None  # the next frame reads this one's saved result
+            previous, painted = None, False  # the next frame reads this one's saved result
             continue
         entry = None
         try:
@@ -703,6 +722,8 @@ def _run_here(batch, jobs, pending, finished, settings, weights_path, init_previ
                 targets[job.styles] = stylizer.targets([io.read_image(p, "style image")[0] for p in job.styles])
             init, iterations, facts = None, None, {}
             if init_previous:
+                if index > 0 and _starts_a_clip(batch, jobs[index - 1], job, content.shape[1:]):
+                    previous = "content"
                 earlier = batch.out_dir / jobs[index - 1].output if index > 0 else None
                 if previous is None and earlier is not None and earlier.is_file():
                     previous = (io.read_image(earlier, "previous result")[0], _sha256_or_none(earlier))

@@ -8,6 +8,7 @@ import re
 import resource
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -566,6 +567,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         try:
             style_sets = _style_sets(styles, style_dir, out_dir)
             _check_styles(style_sets, settings)
+            begun = time.perf_counter()
             with batches.dask_client(scheduler, workers, stop.interruptible) as client:
                 summary = batches.run(folder, out_dir, style_sets, settings,
                                       template=template,
@@ -573,6 +575,7 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
                                       init_previous=init_previous, first_iterations=first_iterations, force=force,
                                       overwrite=overwrite, weights_path=weights_path, client=client, on_start=bars.start,
                                       on_done=on_done, on_iteration=bars.iteration, interruptible=stop.interruptible)
+            summary.seconds = time.perf_counter() - begun  # with its local cluster's start and stop: as it is waited for
         except ArtemError as e:
             bars.close(complete=False)
             stopped = getattr(e, "summary", None)  # a batch stopped as it could no longer write: what it did
@@ -1057,26 +1060,28 @@ def _dry_run(contents, style_sets, settings, weights_path, as_json, batch, first
     the memory free now where it runs ``here``, not on a cluster elsewhere; a batch would mark one that
     is not failed), and the memory and time its run would take here (a batch's: after each style set;
     with ``first_iterations``, frames started from the previous result, those that start from their
-    content, the first and any after one that fails, with that many; ``workers``: local ones, each
-    painting an image at once)."""
+    content, the first, any after one that fails and each that starts a clip (in another folder or of
+    another shape than the frame before), with that many; ``workers``: local ones, each painting an
+    image at once)."""
     predictions, failing = {}, {}
     with StopOnSignals() as stop:  # recorded while the probes run (numba may be compiling); taken between images
         try:  # each image is painted after every style set: the largest style pass counts
             styles = [api.style_shapes([io.read_image(p, "style image")[0]], settings)[0]  # one in memory at a time
                       for p in dict.fromkeys(p for s in style_sets for p in s)]
             predictor = bench.Predictor(settings, weights_path)
-            starts = True  # the next frame starts from its content
+            before = None  # the folder and shape of the frame before, where it is painted (a frame of both starts from it)
             for path in contents:
                 stop.interruptible.check()
-                own = dataclasses.replace(settings, iterations=first_iterations) if first_iterations and starts else settings
                 try:
                     shape = api.check_content(io.read_image(path, "content image")[0], settings)
+                    starts = before != (Path(path).parent, shape)  # from its content: a clip's first frame
+                    own = dataclasses.replace(settings, iterations=first_iterations) if first_iterations and starts else settings
                     if here:
                         api.check_memory(shape, own, predictor.xp, style_shapes=styles)  # as its run checks it
                 except ArtemError as e:
-                    failing[str(path)], starts = str(e), True
+                    failing[str(path)], before = str(e), None
                     continue
-                predictions[str(path)], starts = predictor.predict(shape, own.iterations, styles), False
+                predictions[str(path)], before = predictor.predict(shape, own.iterations, styles), (Path(path).parent, shape)
             stop.interruptible.check()
             if here and workers > 1:  # as the batch checks its local workers, before any image
                 from .batch import check_workers_memory

@@ -1407,6 +1407,65 @@ def test_an_output_damaged_since_is_painted_again_and_one_edited_is_kept(harm, t
     assert all("output_sha256" in entry for entry in manifest(out)["images"].values())
 
 
+def test_a_batchs_time_counts_its_clusters_start_and_stop(tmp_path, weights_path, monkeypatch):
+    """--workers: the summary said 14.9 s of a 20.6 s run (and 0.1 s of 5 s with nothing to do), the
+    local cluster's start and stop left out. A clock that a cluster's start and stop move by 100 s."""
+    from artem_cli import cli
+
+    late = [0.0]
+    monkeypatch.setattr(cli, "time", mock.Mock(perf_counter=lambda: time.perf_counter() + late[0]))
+
+    @contextlib.contextmanager
+    def cluster(scheduler, workers, interruptible):
+        late[0] += 100
+        yield None  # the images painted here
+        late[0] += 100
+
+    monkeypatch.setattr(batch, "dask_client", cluster)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(EXAMPLES / "chelsea.png", photos / "a.png")
+    r = run("batch", photos, "--style", STYLE, "-o", tmp_path / "out", *FAST, "-q", "--json")
+    assert r.exit_code == 0, r.output
+    assert 200 < json.loads(r.stdout)["seconds"] < 300 and re.search(r"failed, in 2\d\d\.\d s$", r.stderr), r.output
+
+
+def test_frames_of_another_folder_or_shape_start_a_clip_of_their_own(tmp_path, weights_path):
+    """--init previous with --recursive: a subfolder's first frame started from another folder's last
+    result, and a frame of other proportions from the one before it stretched (a cat started from a
+    stretched astronaut). Each starts from its content with --first-iterations, as a first frame, on a
+    rerun too (a frame changed before it leaves it alone), and the dry run predicts it so."""
+    frames = tmp_path / "frames"
+    (frames / "sub").mkdir(parents=True)
+    chelsea = Image.open(EXAMPLES / "chelsea.png")
+    for name in ("a.png", "b.png", "d.png", "sub/e.png", "sub/f.png"):
+        chelsea.save(frames / name)
+    chelsea.transpose(Image.Transpose.TRANSPOSE).save(frames / "c.png")  # a portrait among landscapes
+    out = tmp_path / "out"
+    args = ["batch", frames, "--style", STYLE, *FAST[:2], "--iterations", "2", *FAST[4:], "--init", "previous",
+            "--first-iterations", "3", "--recursive", "-q", "--json"]
+    r = run(*args, "-o", out)
+    assert r.exit_code == 0, r.output
+    images = manifest(out)["images"]
+    order = ["a.png", "b.png", "c.png", "d.png", "sub/e.png", "sub/f.png"]
+    assert json.loads(r.stdout)["done"] == order
+    starts = {"b.png": "a.png", "f.png": "e.png"}  # the others from their content
+    for key in order:
+        begins = starts.get(Path(key).name)
+        expected = images[str(Path(key).parent / begins)]["output_sha256"] if begins else None
+        assert (images[key]["start_sha256"], images[key]["iterations"]) == (expected, 2 if begins else 3), key
+    assert images["c.png"]["shape"] == [40, 27] and images["d.png"]["shape"] == [27, 40]
+    r = run(*args, "-o", out)
+    assert json.loads(r.stdout)["skipped"] == order
+    Image.open(EXAMPLES / "coffee.png").save(frames / "a.png")  # changed: b starts from it again, c on starts anew
+    r = run(*args, "-o", out)
+    assert (json.loads(r.stdout)["done"], json.loads(r.stdout)["skipped"]) == (["a.png", "b.png"], order[2:])
+    r = run(*args, "-o", tmp_path / "dry", "--dry-run")
+    assert r.exit_code == 0, r.output
+    predicted = json.loads(r.stdout)["images"]
+    assert [predicted[str(frames / key)]["iterations"] for key in order] == [3, 2, 3, 3, 3, 2]
+
+
 def test_frames_whose_previous_frame_is_gone_or_fails_start_as_in_a_fresh_batch(tmp_path, weights_path):
     """A frame left out (removed, or by --exclude): the next one started from its result, and is
     painted again from the frame now before it, and every later one with it. A frame that fails
