@@ -97,7 +97,7 @@ def _name_max(folder):
 
 
 def plan(inputs, style_sets, template):
-    """The jobs: every input with every style set, named by ``template`` ({stem}, {style}), in the
+    """The jobs: every input with every style set, named by ``template`` ({stem}, {ext}, {style}), in the
     input's own subfolder of the output folder, never outside it."""
     _check_fields(template)
     jobs = []
@@ -105,7 +105,7 @@ def plan(inputs, style_sets, template):
         for styles in style_sets:
             style = "+".join(Path(p).stem for p in styles)
             try:
-                name = template.format(stem=rel.stem, style=style)
+                name = template.format(stem=rel.stem, ext=rel.suffix[1:], style=style)
             except (IndexError, ValueError) as e:  # {stem[9]} of a shorter name, {stem:d}
                 raise ArtemError(f"output template {template!r}: {e}; {FIELDS}") from None
             if PurePath(name).is_absolute() or ".." in PurePath(name).parts:  # sub/../x stays inside, and is refused too
@@ -128,12 +128,14 @@ def plan(inputs, style_sets, template):
             whose, field = f"two results of '{job.content}'", "style"
             alike = [Path(p).stem for p in other.styles] == [Path(p).stem for p in job.styles]
             advice = "rename one of the styles that share a name"
-        else:
-            whose, field = f"the results of '{other.content}' and '{job.content}'", "stem"
-            alike = other.content.stem == job.content.stem
+        else:  # a.png and b.png by their stems, a.png and a.jpg by their suffixes
+            whose = f"the results of '{other.content}' and '{job.content}'"
+            field = "stem" if other.content.stem != job.content.stem else "ext"
+            alike = other.content.name == job.content.name  # in two folders, never: each result goes in its input's
             advice = "rename one, or leave one out with --exclude"
         if not alike:
-            advice = f"put the whole {{{field}}} in it" if f"{{{field}" in template else f"add {{{field}}}"
+            advice = (f"put the whole {{{field}}} in it" if f"{{{field}" in template else
+                      f"add {{{field}}}" + " (the input's suffix)" * (field == "ext"))
         more = list(dict.fromkeys(str(j.output) for _, j in clashes if j.output != job.output))
         also = (f" (and {len(more)} more name{'s' * (len(more) != 1)} alike: "
                 + ", ".join(f"'{name}'" for name in more[:3]) + ", ..." * (len(more) > 3) + ")") if more else ""
@@ -146,11 +148,11 @@ def plan(inputs, style_sets, template):
     return jobs
 
 
-FIELDS = "use {stem} and {style}, a letter of one ({stem[0]}) or its first letters ({stem:.3})"
+FIELDS = "use {stem}, {ext} (the input's suffix) and {style}, a letter of one ({stem[0]}) or its first letters ({stem:.3})"
 
 
 def _check_fields(template):
-    """An ArtemError where ``template`` is no text, or has a field other than {stem} and {style}, a
+    """An ArtemError where ``template`` is no text, or has a field other than {stem}, {ext} and {style}, a
     letter of one ({stem[0]}), or either formatted ({stem:.3}, {stem:_>8}): an attribute
     ({stem.upper}: a method's text with its address, another name each run), a conversion other
     than !s ({stem!r}: quotes), a field inside a format, or a width past any file name's length
@@ -164,7 +166,7 @@ def _check_fields(template):
         raise ArtemError(f"output template {template!r}: {e}; {FIELDS}") from None
     for name, spec, conversion in fields:
         shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-        if not re.fullmatch(r"(stem|style)(\[\d+\])?", name) or conversion not in (None, "s") or "{" in spec:
+        if not re.fullmatch(r"(stem|ext|style)(\[\d+\])?", name) or conversion not in (None, "s") or "{" in spec:
             raise ArtemError(f"output template {template!r}: artem does not fill {shown}; {FIELDS}")
         width = re.match(r"(?:.?[<>^=])?[-+ ]?z?#?0?(\d*)", spec, re.S).group(1).lstrip("0")
         if len(width) > 4:  # more than 9999 characters

@@ -501,8 +501,9 @@ def _end(summary, stop, stopped):
 @click.option("-o", "--out-dir", type=UserPath(path_type=Path), required=True, help="Folder for the results and the manifest.")
 @settings_options
 @click.option("--template", default=None,
-              help="Output names, from {stem} (the input's) and {style}, a letter of one ({stem[0]}) or its first "
-                   "letters ({stem:.3}). [default: {stem}.png; {stem}_{style}.png with --style-dir]")
+              help="Output names, from {stem} and {ext} (the input's name and suffix) and {style}, a letter of one "
+                   "({stem[0]}) or its first letters ({stem:.3}). [default: {stem}.png; {stem}_{style}.png with "
+                   "--style-dir]")
 @click.option("--recursive", is_flag=True, help="Also the images in subfolders (their structure is kept).")
 @click.option("--include", multiple=True, help="Only images whose name or relative path matches this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Not the images whose name or relative path matches this glob (repeatable).")

@@ -421,11 +421,13 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
 
 
 @pytest.mark.parametrize("inputs,styles,template,message", [
-    (["a.png", "a.jpg"], [["s.png"]], "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; rename "
-     "one, or leave one out with --exclude"),
+    (["a.png", "a.jpg"], [["s.png"]], "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; add "
+     "{ext} (the input's suffix)"),
+    (["a.png", "a.pgm"], [["s.png"]], "{stem}_{ext[0]}.png", "gives the results of 'a.png' and 'a.pgm' one name, "
+     "'a_p.png'; put the whole {ext} in it"),
     (["a.png", "a.jpg", "a.tif", "b.png", "b.jpg", "c.png", "c.jpg", "d.png", "d.jpg", "e.png", "e.jpg"], [["s.png"]],
      "{stem}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png' (and 4 more names alike: 'b.png', "
-     "'c.png', 'd.png', ...); rename one, or leave one out with --exclude"),
+     "'c.png', 'd.png', ...); add {ext} (the input's suffix)"),
     (["a.png", "b.png"], [["s.png"]], "out.png", "gives the results of 'a.png' and 'b.png' one name, 'out.png'; add {stem}"),
     (["a.png"], [["s.png"], ["t.png"]], "{stem}.png", "gives two results of 'a.png' one name, 'a.png'; add {style}"),
     (["ab.png", "ac.png"], [["s.png"]], "{stem[0]}.png", "gives the results of 'ab.png' and 'ac.png' one name, 'a.png'; "
@@ -433,13 +435,13 @@ def test_outputs_never_replace_inputs_and_style_dir_pairs_everything(folder, tmp
     (["a.png"], [["sa.png"], ["sb.png"]], "{stem}_{style:.1}.png", "gives two results of 'a.png' one name, 'a_s.png'; put "
      "the whole {style} in it"),
     (["a.png", "a.jpg"], [["starry.png"]], "{stem}_{style[5]}.png", "gives the results of 'a.png' and 'a.jpg' one name, "
-     "'a_y.png'; rename one, or leave one out with --exclude"),  # an index past the length of the word "style"
+     "'a_y.png'; add {ext} (the input's suffix)"),  # an index past the length of the word "style"
     (["photo1.png"], [["s.png"], ["s.jpg"]], "{stem[4]}_{style}.png", "gives two results of 'photo1.png' one name, "
      "'o_s.png'; rename one of the styles that share a name"),
     (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style[0]}.png", "gives two results of 'a.png' one name, 'a_s.png'; "
      "rename one of the styles that share a name"),  # the styles' names alike: no template tells them apart
     (["a.png", "a.jpg"], [["s.png"]], "{stem:.1}.png", "gives the results of 'a.png' and 'a.jpg' one name, 'a.png'; "
-     "rename one, or leave one out with --exclude"),
+     "add {ext} (the input's suffix)"),
     (["a.png"], [["s.png"], ["s.jpg"]], "{stem}_{style}.png", "gives two results of 'a.png' one name, 'a_s.png'; rename "
      "one of the styles that share a name"),
 ])
@@ -452,13 +454,13 @@ def test_a_template_that_gives_two_results_one_name_says_whose_and_what_to_do(in
 @pytest.mark.parametrize("field", ["{stem.upper}", "{stem!r}", "{style!a}", "{}", "{0}", "{foo}", "{stem:{style}}",
                                    "{stem[x]}"])
 def test_a_template_field_artem_does_not_fill_is_refused(field):
-    """Only {stem} and {style}, a letter of one or either formatted: {stem.upper} named each result
+    """Only {stem}, {ext} and {style}, a letter of one or either formatted: {stem.upper} named each result
     after a method's address, another name each run (so a rerun painted everything again)."""
     template = field + ".png"
     with pytest.raises(ArtemError) as e:
         batch.plan([Path("ab.png")], [["s.png"]], template)
-    assert str(e.value) == (f"output template {template!r}: artem does not fill {field}; use {{stem}} and {{style}}, a "
-                            "letter of one ({stem[0]}) or its first letters ({stem:.3})")
+    assert str(e.value) == (f"output template {template!r}: artem does not fill {field}; use {{stem}}, {{ext}} (the input's "
+                            "suffix) and {style}, a letter of one ({stem[0]}) or its first letters ({stem:.3})")
 
 
 def test_a_template_is_text_of_the_fields_artem_fills_at_widths_a_name_can_have():
@@ -466,6 +468,8 @@ def test_a_template_is_text_of_the_fields_artem_fills_at_widths_a_name_can_have(
     (gigabytes; 5000 digits: a ValueError of Python's own), and a template that is no text is said to be none."""
     assert [job.output for job in batch.plan([Path("ab.png")], [["sty.png"]], "{stem[1]}_{style:.2}_{stem!s:_>4}.png")] == [
         Path("b_st___ab.png")]
+    assert [job.output for job in batch.plan([Path("a.jpg"), Path("d/a.PNG")], [["s.png"]], "{stem}_{ext}.png")] == [
+        Path("a_jpg.png"), Path("d/a_PNG.png")]  # the suffix as written, without its dot
     for width in ("99999999999", "9" * 5000):
         with pytest.raises(ArtemError, match=rf"^output template '{{stem:>9999999999[9.png}}']*(\.\.\.)?: a width of "
                                              rf"{len(width)} digits asks for a name longer than any file name$"):
