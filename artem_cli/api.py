@@ -514,7 +514,8 @@ def _check_depth(image_shape, longest, settings, what, knob=None, px_per_unit=1,
     if styles_at is not None:  # 2 significant digits, rounded down: the style images no larger than now
         scale = styles_at / value
         digits = 1 - math.floor(math.log10(scale))
-        advice += f" (with --style-scale {math.floor(scale * 10**digits) / 10**digits:g} to keep the style images' size)"
+        advice += (f" (with --style-scale {math.floor(scale * 10**digits + 1e-9) / 10**digits:g} to keep the style images "
+                   "about their size now)")
     raise ArtemError(f"{message}: {advice}")
 
 
@@ -605,11 +606,12 @@ def style_grams(net, settings, styles):
     return grams
 
 
-def check_content(content, settings):
+def check_content(content, settings, style_scale_advice=True):
     """The shape (H, W) of ``content`` (RGB (3, H, W)) at the run's size; ArtemError if that is too
-    small for the deepest layer ``settings`` taps."""
+    small for the deepest layer ``settings`` taps (with the --style-scale that keeps the style images'
+    size where ``style_scale_advice``: a command that has the option)."""
     return _check_depth(content.shape, settings.size, settings, "content image", "--size",
-                        styles_at=_style_longest(settings.size, settings.style_scale))
+                        styles_at=_style_longest(settings.size, settings.style_scale) if style_scale_advice else None)
 
 
 class _MemoryErrors:

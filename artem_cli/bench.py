@@ -767,7 +767,7 @@ class Predictor:
         net = api.network(settings, weights.load(vgg_path, xp))
         rng = np.random.default_rng(0)
         evaluations, adds, recursions = [], [], []
-        for side in probes:
+        for side in sorted(set(probes)):  # ascending, as the broken line takes them
             # the style image at the probe's size too, whatever --style-scale: its pass is not timed
             probe = dataclasses.replace(settings, size=side, style_scale=1.0)
             targets = api.Targets(api.style_grams(net, probe, [rng.random((3, side, side), dtype=np.float32)]))

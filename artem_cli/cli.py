@@ -580,6 +580,8 @@ def batch(folder, styles, style_dir, out_dir, template, recursive, include, excl
         except ArtemError as e:
             bars.close(complete=False)
             stopped = getattr(e, "summary", None)  # a batch stopped as it could no longer write: what it did
+            if stopped is not None:
+                stopped.seconds = time.perf_counter() - begun
             for key, error in (stopped.failed if stopped is not None and quiet else {}).items():
                 click.echo(f"  {_failed_line(stopped.contents[key], key, error)}", err=True)  # not listed as they came
             _fail(e, _batch_json(stopped) if stopped is not None and as_json else None)

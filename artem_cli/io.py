@@ -123,9 +123,11 @@ def read_image(path, what="image"):
             if img.width * img.height > MAX_PIXELS:
                 raise Image.DecompressionBombError
             img.seek(0)
+            # a 16-bit RGB PNG is read in 8 bits, its colour key not: it would mark other pixels
+            wide = img.format == "PNG" and img.mode == "RGB" and any("16" in str(tile[3]) for tile in img.tile)
             img.load()
             img = _turned_upright(img)
-            keyed = _keyed_alpha(img)  # of the file's own numbers, before any conversion of its colours
+            keyed = None if wide else _keyed_alpha(img)  # of the file's own numbers, before any conversion of its colours
             rgb, alpha = _to_array(_in_srgb(img))
             return rgb, alpha if keyed is None else keyed
     except Image.DecompressionBombError:
@@ -149,7 +151,7 @@ def _keyed_alpha(img):
     key = img.info.get("transparency")
     if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "RGB") or not isinstance(key, (int, tuple)):
         return None
-    pixels, key = np.asarray(img), np.asarray(key)  # a key past 8 bits (a 16-bit file read in 8) matches nothing
+    pixels, key = np.asarray(img), np.asarray(key)
     if key.shape != pixels.shape[2:]:
         return None
     hit = np.all(pixels == key, axis=-1) if pixels.ndim == 3 else pixels == key
@@ -337,7 +339,10 @@ def save_image(path, img, fmt, overwrite=True, **options):
     take a short write (a full disk, a file size limit) for a whole one, which left a truncated file
     named as done; Python's writes of the bytes fail there."""
     encoded = BytesIO()
-    img.save(encoded, format=fmt, **options)
+    try:
+        img.save(encoded, format=fmt, **options)
+    except (OSError, ValueError) as e:  # what the format cannot hold (a JPEG over 65,535 px, a WebP over 16,383)
+        raise ArtemError(f"cannot write '{path}' as {fmt} ({e})") from None
     atomic_write(path, lambda f: f.write(encoded.getbuffer()), overwrite)
 
 
@@ -362,7 +367,7 @@ def natural_key(path):
 
 def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what="input folder", marked=None):
     """Image files of ``folder`` (and its subfolders when ``recursive``; links to folders are not
-    followed) in natural order, relative to it, hidden ones left out; ``include``/``exclude`` are
+    followed) in natural order, a folder's files together (before its subfolders'), relative to it, hidden ones left out; ``include``/``exclude`` are
     glob patterns on the relative path or the name; ``skip``, a folder (the output folder, which may
     lie inside) whose files are never inputs, nor those of a subfolder that holds a file named
     ``marked`` (another batch's output folder, by its manifest). An entry with an image's suffix that is no regular file
@@ -400,4 +405,5 @@ def list_images(folder, recursive=False, include=(), exclude=(), skip=None, what
             if (include and not matches(include)) or matches(exclude):
                 continue
             found.append(rel)
-    return sorted(found, key=natural_key)
+    # a folder's files together, before its subfolders' (depth first, each level in natural order)
+    return sorted(found, key=lambda rel: ([natural_key(part) for part in rel.parent.parts], natural_key(rel.name)))

@@ -47,7 +47,7 @@ def check_compare(contents, styles, modes, size=256, calibrate=False, weights_pa
                              f"would have one name, {result_name(*run)!r}; rename one image")
     settings = Settings(size=size)
     for path in contents:
-        check_content(io.read_image(path, "content image")[0], settings)
+        check_content(io.read_image(path, "content image")[0], settings, style_scale_advice=False)  # compare has none
     for path in styles:
         check_style(io.read_image(path, "style image")[0], settings)
     vgg_path = weights.locate(weights_path)

@@ -129,7 +129,7 @@ def test_an_uncompressed_tiffs_orientation_is_applied_whatever_its_mode(tmp_path
     exif = Image.Exif()
     exif[0x0112] = orientation  # as the same pixels in a PNG are turned
     reference, _ = io.read_image(save(tmp_path, "t.png", stored, exif=exif.tobytes()))
-    assert rgb.shape == (3, 8, 6) if orientation >= 5 else (3, 6, 8)
+    assert rgb.shape == ((3, 8, 6) if orientation >= 5 else (3, 6, 8))
     np.testing.assert_array_equal(rgb, reference)
 
 
@@ -151,6 +151,31 @@ def test_a_png_that_marks_one_colour_transparent_keeps_it_as_alpha(tmp_path, mod
     assert none is None
     _, alpha = io.read_image(save(tmp_path, "n.png", stored, transparency={"RGB": (1, 2, 3)}.get(mode, 1)))
     assert alpha is None  # a key no pixel has: no alpha
+
+
+def test_a_16_bit_rgb_pngs_colour_key_marks_no_pixel_read_in_8_bits(tmp_path):
+    """Pillow reads a 48-bit PNG in 8 bits and keeps its key in 16: (100, 50, 20) made the 8-bit
+    (100, 50, 20) of (25600, 12800, 5120) transparent, and left the keyed pixel opaque. No alpha."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = struct.pack(">6H", 100, 50, 20, 25600, 12800, 5120)  # 2x1, 16 bits a channel
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+           + chunk(b"tRNS", struct.pack(">3H", 100, 50, 20)) + chunk(b"IDAT", zlib.compress(b"\x00" + pixels))
+           + chunk(b"IEND", b""))
+    (tmp_path / "wide.png").write_bytes(png)
+    assert Image.open(tmp_path / "wide.png").info["transparency"] == (100, 50, 20)
+    rgb, alpha = io.read_image(tmp_path / "wide.png")
+    assert alpha is None and rgb.shape == (3, 1, 2)
+
+
+def test_an_image_its_format_cannot_hold_is_one_artem_error(tmp_path):
+    with pytest.raises(ArtemError, match=r"^cannot write '.*w\.jpg' as JPEG \("):
+        io.write_image(tmp_path / "w.jpg", np.zeros((3, 1, 70000), np.float32))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["e.png", "e.webp"])

@@ -443,11 +443,13 @@ def test_an_image_too_thin_for_the_deepest_layer_is_told_the_least_size_that_doe
         check_style(wide, Settings(size=least - 1))
     tall = wide.transpose(0, 2, 1)
     with pytest.raises(ArtemError, match=fr"use --size {least} or more \(with --style-scale (0\.1\d) to keep the style "
-                                         r"images' size\)$") as refused:  # at 64 px, as now (at `least` they took GBs)
+                                         r"images about their size now\)$") as refused:  # at 64 px (at `least` they took GBs)
         check_content(tall, Settings(size=64))
     scale = float(refused.value.args[0].split("--style-scale ")[1].split(" ")[0])
     assert least * scale <= 64 < least * (scale + 0.01)  # two digits, rounded down
     assert check_content(tall, Settings(size=least)) == (least, 16)
+    with pytest.raises(ArtemError, match=f"use --size {least} or more$"):  # a command without --style-scale (compare)
+        check_content(tall, Settings(size=64), style_scale_advice=False)
     line = np.zeros((3, 1, 600), np.float32)  # 9600 px long at 16 px high: past --size 8192
     with pytest.raises(ArtemError, match=r"that takes 9\d\d\d px on its longest side, more than --size can give "
                                          r"\(8192 px\): crop it, or tap no layer as deep as relu5_1$"):
